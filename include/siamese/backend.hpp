@@ -1,0 +1,55 @@
+// What the CPU reference and the CUDA engine both implement. The trainer hands a backend the
+// image bank once and each epoch's ordered pairs once; a batch is then just a range of that
+// order, so a GPU backend never copies pixels per batch.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "siamese/dataset.hpp"
+#include "siamese/network.hpp"
+#include "siamese/optimizer.hpp"
+#include "siamese/pairs.hpp"
+
+namespace siamese {
+
+struct TrainHyper {
+    NetConfig net;
+    OptimizerConfig opt;
+    float margin = 1.0f;
+    uint64_t seed = 1;   // dropout stream (Philox key)
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual std::string name() const = 0;
+    virtual int embed_dim() const = 0;
+    virtual void upload_images(const ImageBank& bank) = 0;
+    // Sets the weights; zeroes the optimizer state.
+    virtual void set_params(const std::vector<float>& params) = 0;
+    virtual std::vector<float> params() = 0;
+    virtual std::vector<float> opt_state() = 0;          // 2 * n_params floats
+    virtual void set_opt_state(const std::vector<float>& s) = 0;
+    // The epoch's pairs in training order; resets the batch-loss list.
+    virtual void begin_epoch(const PairSet& ordered) = 0;
+    // One optimisation step on pairs [first, first+count) of the epoch's order. `step` is the
+    // global 0-based step: it keys the dropout stream and the optimizer's step count (step+1).
+    virtual void train_batch(int first, int count, uint64_t step) = 0;
+    // Mean losses of this epoch's batches so far, in order (waits for the device).
+    virtual std::vector<float> batch_losses() = 0;
+    // Inference embeddings (no dropout) of every bank image: (n_images, E).
+    virtual std::vector<float> embed_bank() = 0;
+    // Inference embeddings of n images given as (n, in_h, in_w) floats.
+    virtual std::vector<float> embed(const float* images, int n) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend(const TrainHyper& h, int threads);
+
+// True when the CUDA engine is built in and a device answers; otherwise `why` says why not.
+bool cuda_device_available(std::string* why);
+// Throws DataError with a clear message when CUDA is not built or no device is present.
+std::unique_ptr<Backend> make_cuda_backend(const TrainHyper& h);
+
+}  // namespace siamese

@@ -1,0 +1,48 @@
+// The image bank: every image of a dataset stored once, preprocessed, in one contiguous float
+// buffer; pairs refer to images by index.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "siamese/pgm.hpp"
+
+namespace siamese {
+
+enum class ResizeMode { Stride, Area };
+
+struct Preprocess {
+    int downsample = 2;                  // stride (img[::2, ::2]) or area-averaging factor
+    ResizeMode mode = ResizeMode::Stride;
+};
+
+struct ImageBank {
+    int height = 0, width = 0;           // after preprocessing
+    int raw_height = 0, raw_width = 0;   // as stored in the files
+    std::vector<float> pixels;           // n_images * height * width, values in [0,1]
+    std::vector<int> person;             // person index of every image
+    std::vector<std::string> files;      // source of every image ("synthetic:..." for built-in)
+    std::vector<std::string> people;     // person names (folder names), natural order
+    std::vector<std::vector<int>> images_of;  // image indices of every person
+
+    int size() const { return int(person.size()); }
+    int image_elems() const { return height * width; }
+    const float* image(int i) const { return pixels.data() + size_t(i) * image_elems(); }
+    // Appends one raw image for `person_index`, preprocessed. All images must share raw size.
+    void add(const PgmImage& raw, int person_index, const std::string& file, const Preprocess& pp);
+};
+
+// Preprocess one raw image into [0,1] floats (out has (h/f) x (w/f) or ceil for stride).
+std::vector<float> preprocess(const PgmImage& raw, const Preprocess& pp, int* out_h, int* out_w);
+
+// Natural ordering of names: "s2" < "s10".
+bool natural_less(const std::string& a, const std::string& b);
+
+// Loads DIR/<person>/<image>.pgm. Throws DataError for missing or empty folders, no people,
+// images of different sizes; warns (stderr) about skipped non-PGM files.
+ImageBank load_dataset(const std::string& dir, const Preprocess& pp);
+
+// The directory the tests and tools use for the real ORL faces: $SIAMESE_ORL_DIR, else
+// ../shared/data/orl_faces relative to the source tree; empty when neither exists.
+std::string find_orl_dir(const std::string& source_dir);
+
+}  // namespace siamese

@@ -1,0 +1,61 @@
+// Optimizers over the flat parameter buffer. optimizer_update() is the one per-element rule,
+// shared by the CPU loop and the CUDA kernel, so both backends apply the same arithmetic.
+//   rmsprop (Keras 3 / PyTorch): v = rho v + (1-rho) g^2;  p -= lr g / (sqrt(v) + eps)
+//   adam:   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr mhat / (sqrt(vhat) + eps)
+//   sgd:    m = mu m + g;  p -= lr m   (PyTorch's momentum form)
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "siamese/philox.hpp"  // SIAMESE_HD
+
+namespace siamese {
+
+enum class OptKind : int { RMSprop = 0, Adam = 1, SGD = 2 };
+
+struct OptimizerConfig {
+    OptKind kind = OptKind::RMSprop;
+    float lr = 1e-3f;
+    float rho = 0.9f;        // rmsprop
+    float beta1 = 0.9f, beta2 = 0.999f;  // adam
+    float momentum = 0.9f;   // sgd
+    float eps = 1e-7f;       // Keras' default epsilon
+};
+
+OptKind parse_optimizer(const std::string& name);  // throws UsageError
+std::string optimizer_name(OptKind k);
+
+// Per-step scalars: Adam's bias corrections for step t (1-based).
+struct OptStepScalars {
+    float bc1 = 1, bc2 = 1;
+};
+inline OptStepScalars opt_scalars(const OptimizerConfig& c, uint64_t t) {
+    OptStepScalars s;
+    if (c.kind == OptKind::Adam) {
+        s.bc1 = float(1.0 - std::pow(double(c.beta1), double(t)));
+        s.bc2 = float(1.0 - std::pow(double(c.beta2), double(t)));
+    }
+    return s;
+}
+
+// s1, s2: the two state slots of this parameter (rmsprop uses s1; sgd uses s1).
+SIAMESE_HD void optimizer_update(const OptimizerConfig& c, OptStepScalars k, float& p, float g, float& s1, float& s2) {
+    if (c.kind == OptKind::RMSprop) {
+        s1 = c.rho * s1 + (1.0f - c.rho) * g * g;
+        p -= c.lr * g / (sqrtf(s1) + c.eps);
+    } else if (c.kind == OptKind::Adam) {
+        s1 = c.beta1 * s1 + (1.0f - c.beta1) * g;
+        s2 = c.beta2 * s2 + (1.0f - c.beta2) * g * g;
+        p -= c.lr * (s1 / k.bc1) / (sqrtf(s2 / k.bc2) + c.eps);
+    } else {
+        s1 = c.momentum * s1 + g;
+        p -= c.lr * s1;
+    }
+}
+
+// state holds 2*n floats: slot 1 for all parameters, then slot 2. t is the 1-based step.
+void optimizer_step_cpu(const OptimizerConfig& c, float* params, const float* grad, float* state, size_t n, uint64_t t);
+
+}  // namespace siamese

@@ -1,0 +1,44 @@
+// Pairs as index pairs into the image bank, sampled exactly as the reference recipe does
+// (protocol "tutorial") or with disjoint train/test people (protocol "people").
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "siamese/dataset.hpp"
+
+namespace siamese {
+
+struct PairSet {
+    std::vector<int32_t> a, b;  // bank indices of the two images
+    std::vector<float> label;   // 1 = same person (genuine), 0 = impostor
+    int size() const { return int(a.size()); }
+    void push(int32_t i, int32_t j, float y) { a.push_back(i); b.push_back(j); label.push_back(y); }
+    void append(const PairSet& o, int first, int count);
+    int genuine() const;
+};
+
+struct PairSplit {
+    PairSet train, val, test;
+    std::vector<int> train_people, test_people;  // 0-based; the people protocol only
+};
+
+// The reference recipe: per person `genuine_per_person` pairs of two different random images;
+// `impostor_rounds` rounds over image index j = 0..9 pairing image j of two different random
+// people; shuffled 75/25 train/test; the last 25% of train is validation.
+PairSplit make_tutorial_pairs(const ImageBank& bank, uint64_t seed, int genuine_per_person = 250,
+                              int impostor_rounds = 1000);
+
+// Train on pairs among `train_people` (250 genuine per person, as many impostors, last 25% as
+// validation); test on ALL genuine and ALL impostor pairs among `test_people`.
+PairSplit make_people_pairs(const ImageBank& bank, const std::vector<int>& train_people,
+                            const std::vector<int>& test_people, uint64_t seed, int genuine_per_person = 250);
+
+// All pairs (i < j) of images of the given people.
+PairSet all_pairs(const ImageBank& bank, const std::vector<int>& people);
+
+// Parses "1-30", "1,3,5-9" (1-based, inclusive) into sorted 0-based indices < n. Throws
+// UsageError for bad syntax, out-of-range or repeated entries; `what` names the option.
+std::vector<int> parse_people_list(const std::string& spec, int n, const std::string& what);
+
+}  // namespace siamese

@@ -1,0 +1,163 @@
+// The twin network on the CPU: forward and backward for a batch of 2B images (the first B are
+// the pairs' left images, the next B the right ones) sharing one flat parameter buffer.
+// Templated on the scalar so the gradient checks run the very same code in double.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "siamese/layers.hpp"
+#include "siamese/network.hpp"
+#include "siamese/philox.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace siamese {
+
+// Dropout layer ids for the Philox stream: conv block l -> l, dense layer l -> 16 + l.
+constexpr uint32_t kConvDropoutId = 0, kDenseDropoutId = 16;
+
+template <class T>
+class CpuTwin {
+public:
+    explicit CpuTwin(const NetConfig& cfg) : cfg_(cfg), L_(make_layout(cfg)) {}
+
+    const ParamLayout& layout() const { return L_; }
+    int n() const { return n_; }
+    const T* embeddings() const { return dense_out_.back().data(); }
+
+    // images[i] points at image i, (in_h, in_w). With train=true dropout is drawn from
+    // Philox(seed, step); otherwise dropout is the identity.
+    void forward(const T* const* images, int n, const T* params, bool train, uint64_t seed, uint64_t step) {
+        resize(n);
+        const int nconv = int(L_.conv.size());
+#pragma omp parallel
+        {
+            std::vector<T> conv_buf;
+#pragma omp for schedule(static)
+            for (int i = 0; i < n; ++i) {
+                const T* x = images[i];
+                for (int l = 0; l < nconv; ++l) {
+                    const ConvShape& s = L_.conv[l];
+                    conv_buf.resize(size_t(s.F) * s.Ho * s.W);
+                    conv_forward(conv_buf.data(), x, params + L_.conv_w[l], params + L_.conv_b[l], s);
+                    T* act = conv_act_[l].data() + size_t(i) * s.out_elems();
+                    relu_maxpool_forward(act, conv_arg_[l].data() + size_t(i) * s.out_elems(), conv_buf.data(), s);
+                    T* y = conv_out_[l].data() + size_t(i) * s.out_elems();
+                    T* m = conv_mask_[l].data() + size_t(i) * s.out_elems();
+                    apply_dropout(y, m, act, s.out_elems(), train ? cfg_.conv_dropout : 0.0f, seed, step,
+                                  kConvDropoutId + l, i);
+                    x = y;
+                }
+            }
+        }
+        const T* x = conv_out_.back().data();
+        for (size_t l = 0; l < L_.dense.size(); ++l) {
+            const DenseShape& d = L_.dense[l];
+            dense_forward(dense_act_[l].data(), x, params + L_.dense_w[l], params + L_.dense_b[l], n, d.in, d.out, true);
+            const bool last = l + 1 == L_.dense.size();
+            const float rate = train && !last ? cfg_.dense_dropout : 0.0f;
+#pragma omp parallel for schedule(static)
+            for (int i = 0; i < n; ++i)
+                apply_dropout(dense_out_[l].data() + size_t(i) * d.out, dense_mask_[l].data() + size_t(i) * d.out,
+                              dense_act_[l].data() + size_t(i) * d.out, d.out, rate, seed, step,
+                              kDenseDropoutId + uint32_t(l), i);
+            x = dense_out_[l].data();
+        }
+        images_.assign(images, images + n);
+    }
+
+    // demb (n, E): gradient of the loss w.r.t. the embeddings. grad (L.total) is OVERWRITTEN.
+    void backward(const T* demb, const T* params, T* grad) {
+        const int n = n_;
+        const int nd = int(L_.dense.size());
+        std::vector<T> dy(demb, demb + size_t(n) * L_.embed_dim()), dx;
+        for (int l = nd - 1; l >= 0; --l) {
+            const DenseShape& d = L_.dense[l];
+            // Through dropout and ReLU: the output is zero where either zeroed it.
+            for (size_t k = 0; k < dy.size(); ++k) dy[k] *= dense_mask_[l][k] * T(dense_act_[l][k] > T(0));
+            const T* x = l > 0 ? dense_out_[l - 1].data() : conv_out_.back().data();
+            dx.resize(size_t(n) * d.in);
+            dense_backward(dx.data(), grad + L_.dense_w[l], grad + L_.dense_b[l], dy.data(), x,
+                           params + L_.dense_w[l], n, d.in, d.out);
+            dy.swap(dx);
+        }
+        // Conv blocks, one image per iteration; each image writes its own slice of partial
+        // gradients, summed afterwards in image order (deterministic for any thread count).
+        const int nconv = int(L_.conv.size());
+        size_t conv_params = L_.conv_b.back() + L_.conv.back().F;  // conv tensors come first
+        partial_.assign(size_t(n) * conv_params, T(0));
+#pragma omp parallel
+        {
+            std::vector<T> dconv, d_out, d_in;
+#pragma omp for schedule(static)
+            for (int i = 0; i < n; ++i) {
+                T* part = partial_.data() + size_t(i) * conv_params;
+                const ConvShape& top = L_.conv.back();
+                d_out.assign(dy.begin() + size_t(i) * top.out_elems(), dy.begin() + size_t(i + 1) * top.out_elems());
+                for (int l = nconv - 1; l >= 0; --l) {
+                    const ConvShape& s = L_.conv[l];
+                    const size_t off = size_t(i) * s.out_elems();
+                    for (int k = 0; k < s.out_elems(); ++k) d_out[k] *= conv_mask_[l][off + k];
+                    dconv.resize(size_t(s.F) * conv_grad_elems(s));
+                    relu_maxpool_backward(dconv.data(), d_out.data(), conv_act_[l].data() + off,
+                                          conv_arg_[l].data() + off, s);
+                    const T* in = l > 0 ? conv_out_[l - 1].data() + size_t(i) * s.in_elems() : images_[i];
+                    conv_backward_weights(part + L_.conv_w[l], part + L_.conv_b[l], dconv.data(), in, s);
+                    if (l > 0) {
+                        d_in.resize(s.in_elems());
+                        conv_backward_input(d_in.data(), dconv.data(), params + L_.conv_w[l], s);
+                        d_out.swap(d_in);
+                    }
+                }
+            }
+#pragma omp for schedule(static)
+            for (size_t j = 0; j < conv_params; ++j) {
+                T acc = 0;
+                for (int i = 0; i < n; ++i) acc += partial_[size_t(i) * conv_params + j];
+                grad[j] = acc;
+            }
+        }
+    }
+
+private:
+    void resize(int n) {
+        n_ = n;
+        const size_t nc = L_.conv.size(), nd = L_.dense.size();
+        conv_act_.resize(nc); conv_out_.resize(nc); conv_mask_.resize(nc); conv_arg_.resize(nc);
+        for (size_t l = 0; l < nc; ++l) {
+            const size_t e = size_t(n) * L_.conv[l].out_elems();
+            conv_act_[l].resize(e); conv_out_[l].resize(e); conv_mask_[l].resize(e); conv_arg_[l].resize(e);
+        }
+        dense_act_.resize(nd); dense_out_.resize(nd); dense_mask_.resize(nd);
+        for (size_t l = 0; l < nd; ++l) {
+            const size_t e = size_t(n) * L_.dense[l].out;
+            dense_act_[l].resize(e); dense_out_[l].resize(e); dense_mask_[l].resize(e);
+        }
+    }
+
+    // Inverted dropout: kept units scaled by 1/(1-rate); the mask keeps that scale (or 0).
+    static void apply_dropout(T* y, T* mask, const T* x, int count, float rate, uint64_t seed, uint64_t step,
+                              uint32_t layer, int image) {
+        const T keep_scale = rate > 0 ? T(1) / (T(1) - T(rate)) : T(1);
+        Philox4 bits{};
+        for (int k = 0; k < count; ++k) {
+            if (rate > 0 && (k & 3) == 0) bits = dropout_bits(seed, step, layer, uint32_t(image), uint32_t(k) >> 2);
+            const bool keep = rate <= 0 || dropout_keep_word(bits.v[k & 3], rate);
+            mask[k] = keep ? keep_scale : T(0);
+            y[k] = x[k] * mask[k];
+        }
+    }
+
+    NetConfig cfg_;
+    ParamLayout L_;
+    int n_ = 0;
+    std::vector<const T*> images_;
+    std::vector<std::vector<T>> conv_act_, conv_out_, conv_mask_;
+    std::vector<std::vector<uint8_t>> conv_arg_;
+    std::vector<std::vector<T>> dense_act_, dense_out_, dense_mask_;
+    std::vector<T> partial_;
+};
+
+}  // namespace siamese

@@ -1,0 +1,172 @@
+#include "siamese/checkpoint.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "siamese/common.hpp"
+#include "siamese/pgm.hpp"
+
+namespace siamese {
+
+using nlohmann::json;
+
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+    const std::string tmp = path + ".tmp";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) throw DataError(path + ": cannot create file (" + std::strerror(errno) + ")");
+    size_t done = 0;
+    while (done < bytes.size()) {
+        const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            const std::string err = std::strerror(errno);
+            ::close(fd);
+            ::unlink(tmp.c_str());
+            throw DataError(path + ": write failed (" + err + ")");
+        }
+        done += size_t(w);
+    }
+    if (::fsync(fd) != 0 || ::close(fd) != 0) {
+        ::unlink(tmp.c_str());
+        throw DataError(path + ": cannot flush file to disk");
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+        ::unlink(tmp.c_str());
+        throw DataError(path + ": cannot rename temporary file into place");
+    }
+}
+
+void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, SafeTensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+    json header = json::object();
+    size_t offset = 0;
+    for (const auto& [name, t] : tensors) {
+        const size_t bytes = t.data.size() * 4;
+        header[name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+        offset += bytes;
+    }
+    header["__metadata__"] = metadata;
+    std::string h = header.dump();
+    while ((h.size() + 8) % 8) h.push_back(' ');  // align the data to 8 bytes
+    std::string out;
+    out.reserve(8 + h.size() + offset);
+    const uint64_t n = h.size();
+    for (int i = 0; i < 8; ++i) out.push_back(char((n >> (8 * i)) & 0xFF));
+    out += h;
+    for (const auto& [name, t] : tensors) {
+        for (float v : t.data) {
+            uint32_t u;
+            std::memcpy(&u, &v, 4);
+            for (int i = 0; i < 4; ++i) out.push_back(char((u >> (8 * i)) & 0xFF));
+        }
+    }
+    write_file_atomic(path, out);
+}
+
+void read_safetensors(const std::string& path, std::map<std::string, SafeTensor>& tensors,
+                      std::map<std::string, std::string>& metadata) {
+    const std::string bytes = read_file_bytes(path);
+    auto fail = [&](const std::string& why) -> DataError { return DataError(path + ": " + why); };
+    if (bytes.size() < 8) throw fail("truncated: no safetensors header");
+    uint64_t n = 0;
+    for (int i = 0; i < 8; ++i) n |= uint64_t(static_cast<unsigned char>(bytes[i])) << (8 * i);
+    if (n > bytes.size() - 8) throw fail("truncated: header length " + std::to_string(n) + " exceeds the file");
+    json header;
+    try {
+        header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + long(n));
+    } catch (const json::exception& e) {
+        throw fail(std::string("bad JSON header: ") + e.what());
+    }
+    if (!header.is_object()) throw fail("bad JSON header: not an object");
+    const size_t data_start = 8 + n, data_size = bytes.size() - data_start;
+    try {
+        for (auto it = header.begin(); it != header.end(); ++it) {
+            if (it.key() == "__metadata__") {
+                for (auto m = it.value().begin(); m != it.value().end(); ++m) metadata[m.key()] = m.value().get<std::string>();
+                continue;
+            }
+            const json& t = it.value();
+            if (t.at("dtype").get<std::string>() != "F32") throw fail("tensor " + it.key() + ": dtype must be F32");
+            SafeTensor st;
+            st.shape = t.at("shape").get<std::vector<int64_t>>();
+            const auto off = t.at("data_offsets").get<std::vector<uint64_t>>();
+            if (off.size() != 2 || off[0] > off[1] || off[1] > data_size)
+                throw fail("tensor " + it.key() + ": data offsets outside the file (truncated?)");
+            uint64_t count = 1;
+            for (auto d : st.shape) {
+                if (d < 0 || d > (int64_t(1) << 31)) throw fail("tensor " + it.key() + ": bad shape");
+                count *= uint64_t(d);
+                if (count > data_size) throw fail("tensor " + it.key() + ": shape larger than the file");
+            }
+            if (off[1] - off[0] != count * 4)
+                throw fail("tensor " + it.key() + ": byte range does not match its shape");
+            st.data.resize(count);
+            const auto* p = reinterpret_cast<const unsigned char*>(bytes.data() + data_start + off[0]);
+            for (uint64_t i = 0; i < count; ++i) {
+                const uint32_t u = uint32_t(p[4 * i]) | uint32_t(p[4 * i + 1]) << 8 | uint32_t(p[4 * i + 2]) << 16 |
+                                   uint32_t(p[4 * i + 3]) << 24;
+                std::memcpy(&st.data[i], &u, 4);
+            }
+            tensors[it.key()] = std::move(st);
+        }
+    } catch (const json::exception& e) {
+        throw fail(std::string("bad JSON header: ") + e.what());
+    }
+}
+
+void save_model(const std::string& path, const Model& m) {
+    const ParamLayout L = make_layout(m.net);
+    if (m.params.size() != L.total) throw DataError(path + ": parameter count does not match the network");
+    std::vector<std::pair<std::string, SafeTensor>> tensors;
+    for (const auto& t : L.tensors)
+        tensors.push_back({t.name, {t.shape, std::vector<float>(m.params.begin() + long(t.offset),
+                                                                m.params.begin() + long(t.offset + t.size))}});
+    std::map<std::string, std::string> meta = m.extra;
+    meta["format"] = "siamese-v1";
+    meta["network"] = m.net.to_json();
+    meta["downsample"] = std::to_string(m.pre.downsample);
+    meta["resize"] = m.pre.mode == ResizeMode::Area ? "area" : "stride";
+    meta["threshold"] = json(m.threshold).dump();
+    meta["margin"] = json(m.margin).dump();
+    write_safetensors(path, tensors, meta);
+}
+
+Model load_model(const std::string& path) {
+    std::map<std::string, SafeTensor> tensors;
+    std::map<std::string, std::string> meta;
+    read_safetensors(path, tensors, meta);
+    auto fail = [&](const std::string& why) -> DataError { return DataError(path + ": " + why); };
+    for (const char* key : {"network", "downsample", "resize", "threshold", "margin"})
+        if (!meta.count(key)) throw fail(std::string("not a siamese model: metadata '") + key + "' missing");
+    Model m;
+    try {
+        m.net = NetConfig::from_json(meta["network"]);
+        m.pre.downsample = std::stoi(meta["downsample"]);
+        m.pre.mode = meta["resize"] == "area" ? ResizeMode::Area : ResizeMode::Stride;
+        m.threshold = std::stof(meta["threshold"]);
+        m.margin = std::stof(meta["margin"]);
+    } catch (const DataError& e) {
+        throw fail(e.what());
+    } catch (const std::exception&) {
+        throw fail("bad metadata value");
+    }
+    const ParamLayout L = make_layout(m.net);
+    m.params.assign(L.total, 0.0f);
+    for (const auto& t : L.tensors) {
+        auto it = tensors.find(t.name);
+        if (it == tensors.end()) throw fail("tensor " + t.name + " missing");
+        if (it->second.shape != t.shape) throw fail("tensor " + t.name + " has the wrong shape for the network");
+        std::copy(it->second.data.begin(), it->second.data.end(), m.params.begin() + long(t.offset));
+    }
+    for (const auto& [k, v] : meta)
+        if (k != "network" && k != "downsample" && k != "resize" && k != "threshold" && k != "margin" && k != "format")
+            m.extra[k] = v;
+    return m;
+}
+
+}  // namespace siamese

@@ -1,0 +1,36 @@
+// siamese: train and use Siamese face-verification networks from the command line.
+#include <cstdio>
+#include <vector>
+
+#include "commands.hpp"
+#include "siamese/common.hpp"
+
+int main(int argc, char** argv) {
+    CLI::App app{"siamese: a CUDA training engine for Siamese face verification", "siamese"};
+    app.require_subcommand(1);
+    const std::vector<std::pair<std::string, siamese::cli::Runner>> commands = {
+        {"train", siamese::cli::add_train(app)},     {"eval", siamese::cli::add_eval(app)},
+        {"verify", siamese::cli::add_verify(app)},   {"inspect", siamese::cli::add_inspect(app)},
+        {"synth", siamese::cli::add_synth(app)}};
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        if (e.get_exit_code() == 0) return app.exit(e);  // --help
+        std::fprintf(stderr, "siamese: error: %s (see --help)\n", e.what());
+        return 2;
+    }
+    try {
+        for (const auto& [name, run] : commands)
+            if (app.get_subcommand(name)->parsed()) return run();
+    } catch (const siamese::UsageError& e) {
+        std::fprintf(stderr, "siamese: error: %s\n", e.what());
+        return 2;
+    } catch (const siamese::DataError& e) {
+        std::fprintf(stderr, "siamese: error: %s\n", e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "siamese: internal error: %s\n", e.what());
+        return 3;
+    }
+    return 2;
+}

@@ -1,0 +1,91 @@
+// The CPU reference backend: CpuTwin<float> on both twins at once, the contrastive loss, and
+// the optimizer loop. OpenMP over images and rows; every reduction in a fixed order.
+#include <algorithm>
+
+#include "siamese/backend.hpp"
+#include "siamese/loss.hpp"
+#include "siamese/twin_cpu.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace siamese {
+
+namespace {
+
+class CpuBackend final : public Backend {
+public:
+    CpuBackend(const TrainHyper& h, int threads) : h_(h), twin_(h.net), L_(twin_.layout()) {
+#ifdef _OPENMP
+        if (threads > 0) omp_set_num_threads(threads);
+#else
+        (void)threads;
+#endif
+        params_.assign(L_.total, 0.0f);
+        grad_.assign(L_.total, 0.0f);
+        state_.assign(2 * L_.total, 0.0f);
+    }
+    std::string name() const override { return "cpu"; }
+    int embed_dim() const override { return L_.embed_dim(); }
+    void upload_images(const ImageBank& bank) override { bank_ = &bank; }
+    void set_params(const std::vector<float>& p) override {
+        params_ = p;
+        std::fill(state_.begin(), state_.end(), 0.0f);
+    }
+    std::vector<float> params() override { return params_; }
+    std::vector<float> opt_state() override { return state_; }
+    void set_opt_state(const std::vector<float>& s) override { state_ = s; }
+    void begin_epoch(const PairSet& ordered) override {
+        order_ = ordered;
+        losses_.clear();
+    }
+    void train_batch(int first, int count, uint64_t step) override {
+        const int E = L_.embed_dim();
+        ptrs_.resize(2 * size_t(count));
+        for (int i = 0; i < count; ++i) {
+            ptrs_[i] = bank_->image(order_.a[first + i]);
+            ptrs_[count + i] = bank_->image(order_.b[first + i]);
+        }
+        twin_.forward(ptrs_.data(), 2 * count, params_.data(), true, h_.seed, step);
+        demb_.resize(2 * size_t(count) * E);
+        const float* emb = twin_.embeddings();
+        const float loss = contrastive_loss<float>(emb, emb + size_t(count) * E, order_.label.data() + first, count, E,
+                                                   h_.margin, nullptr, demb_.data(), demb_.data() + size_t(count) * E);
+        twin_.backward(demb_.data(), params_.data(), grad_.data());
+        optimizer_step_cpu(h_.opt, params_.data(), grad_.data(), state_.data(), L_.total, step + 1);
+        losses_.push_back(loss);
+    }
+    std::vector<float> batch_losses() override { return losses_; }
+    std::vector<float> embed_bank() override { return embed(bank_->pixels.data(), bank_->size()); }
+    std::vector<float> embed(const float* images, int n) override {
+        const int E = L_.embed_dim(), chunk = 512;
+        const size_t elems = size_t(h_.net.in_h) * h_.net.in_w;
+        std::vector<float> out(size_t(n) * E);
+        for (int s = 0; s < n; s += chunk) {
+            const int m = std::min(chunk, n - s);
+            ptrs_.resize(m);
+            for (int i = 0; i < m; ++i) ptrs_[i] = images + (s + i) * elems;
+            twin_.forward(ptrs_.data(), m, params_.data(), false, 0, 0);
+            std::copy(twin_.embeddings(), twin_.embeddings() + size_t(m) * E, out.begin() + size_t(s) * E);
+        }
+        return out;
+    }
+
+private:
+    TrainHyper h_;
+    CpuTwin<float> twin_;
+    const ParamLayout& L_;
+    const ImageBank* bank_ = nullptr;
+    std::vector<float> params_, grad_, state_, demb_, losses_;
+    std::vector<const float*> ptrs_;
+    PairSet order_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(const TrainHyper& h, int threads) {
+    return std::make_unique<CpuBackend>(h, threads);
+}
+
+}  // namespace siamese

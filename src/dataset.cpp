@@ -1,0 +1,143 @@
+#include "siamese/dataset.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "siamese/common.hpp"
+
+namespace fs = std::filesystem;
+
+namespace siamese {
+
+bool natural_less(const std::string& a, const std::string& b) {
+    size_t i = 0, j = 0;
+    while (i < a.size() && j < b.size()) {
+        const bool da = std::isdigit(static_cast<unsigned char>(a[i]));
+        const bool db = std::isdigit(static_cast<unsigned char>(b[j]));
+        if (da && db) {
+            size_t ie = i, je = j;
+            while (ie < a.size() && std::isdigit(static_cast<unsigned char>(a[ie]))) ++ie;
+            while (je < b.size() && std::isdigit(static_cast<unsigned char>(b[je]))) ++je;
+            std::string na = a.substr(i, ie - i), nb = b.substr(j, je - j);
+            na.erase(0, std::min(na.find_first_not_of('0'), na.size()));
+            nb.erase(0, std::min(nb.find_first_not_of('0'), nb.size()));
+            if (na.size() != nb.size()) return na.size() < nb.size();
+            if (na != nb) return na < nb;
+            i = ie; j = je;
+        } else {
+            if (a[i] != b[j]) return a[i] < b[j];
+            ++i; ++j;
+        }
+    }
+    if (a.size() - i != b.size() - j) return a.size() - i < b.size() - j;
+    return a < b;
+}
+
+std::vector<float> preprocess(const PgmImage& raw, const Preprocess& pp, int* out_h, int* out_w) {
+    const int f = pp.downsample;
+    if (f < 1) throw UsageError("--downsample must be >= 1");
+    if (f > raw.height || f > raw.width)
+        throw UsageError("--downsample " + std::to_string(f) + " is larger than the image (" +
+                         std::to_string(raw.width) + "x" + std::to_string(raw.height) + ")");
+    const float scale = 1.0f / float(raw.maxval);
+    std::vector<float> out;
+    int h, w;
+    if (pp.mode == ResizeMode::Stride) {  // img[::f, ::f]: ceil(H/f) rows
+        h = (raw.height + f - 1) / f;
+        w = (raw.width + f - 1) / f;
+        out.resize(size_t(h) * w);
+        for (int y = 0; y < h; ++y)
+            for (int x = 0; x < w; ++x) out[size_t(y) * w + x] = raw.samples[size_t(y * f) * raw.width + x * f] * scale;
+    } else {  // mean of each full f x f block
+        h = raw.height / f;
+        w = raw.width / f;
+        out.resize(size_t(h) * w);
+        for (int y = 0; y < h; ++y)
+            for (int x = 0; x < w; ++x) {
+                float s = 0;
+                for (int dy = 0; dy < f; ++dy)
+                    for (int dx = 0; dx < f; ++dx) s += raw.samples[size_t(y * f + dy) * raw.width + x * f + dx];
+                out[size_t(y) * w + x] = s * scale / float(f * f);
+            }
+    }
+    *out_h = h;
+    *out_w = w;
+    return out;
+}
+
+void ImageBank::add(const PgmImage& raw, int person_index, const std::string& file, const Preprocess& pp) {
+    if (person.empty()) {
+        raw_height = raw.height;
+        raw_width = raw.width;
+    } else if (raw.height != raw_height || raw.width != raw_width) {
+        throw DataError(file + ": image is " + std::to_string(raw.width) + "x" + std::to_string(raw.height) +
+                        " but the dataset's images are " + std::to_string(raw_width) + "x" +
+                        std::to_string(raw_height));
+    }
+    int h, w;
+    std::vector<float> img = preprocess(raw, pp, &h, &w);
+    height = h;
+    width = w;
+    pixels.insert(pixels.end(), img.begin(), img.end());
+    if (int(images_of.size()) <= person_index) images_of.resize(person_index + 1);
+    images_of[person_index].push_back(int(person.size()));
+    person.push_back(person_index);
+    files.push_back(file);
+}
+
+static bool has_pgm_extension(const fs::path& p) {
+    std::string ext = p.extension().string();
+    for (auto& ch : ext) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    return ext == ".pgm";
+}
+
+ImageBank load_dataset(const std::string& dir, const Preprocess& pp) {
+    std::error_code ec;
+    if (!fs::exists(dir, ec)) throw DataError(dir + ": data folder does not exist");
+    if (!fs::is_directory(dir, ec)) throw DataError(dir + ": not a folder");
+    std::vector<std::string> people;
+    fs::directory_iterator it(dir, ec);
+    if (ec) throw DataError(dir + ": cannot read folder (" + ec.message() + ")");
+    for (const auto& e : it)
+        if (e.is_directory()) people.push_back(e.path().filename().string());
+    if (people.empty()) throw DataError(dir + ": no person folders (expected one sub-folder per person)");
+    std::sort(people.begin(), people.end(), natural_less);
+
+    ImageBank bank;
+    for (const auto& name : people) {
+        const fs::path pdir = fs::path(dir) / name;
+        std::vector<std::string> files;
+        fs::directory_iterator pit(pdir, ec);
+        if (ec) throw DataError(pdir.string() + ": cannot read folder (" + ec.message() + ")");
+        for (const auto& e : pit) {
+            if (!e.is_regular_file()) continue;
+            if (!has_pgm_extension(e.path())) {
+                std::fprintf(stderr, "warning: %s: not a .pgm file, skipped\n", e.path().c_str());
+                continue;
+            }
+            files.push_back(e.path().filename().string());
+        }
+        if (files.empty()) throw DataError(pdir.string() + ": person folder has no .pgm images");
+        std::sort(files.begin(), files.end(), natural_less);
+        const int pidx = int(bank.people.size());
+        bank.people.push_back(name);
+        for (const auto& f : files) {
+            const std::string path = (pdir / f).string();
+            bank.add(read_pgm(path), pidx, path, pp);
+        }
+    }
+    return bank;
+}
+
+std::string find_orl_dir(const std::string& source_dir) {
+    if (const char* env = std::getenv("SIAMESE_ORL_DIR"); env && *env)
+        return fs::is_directory(env) ? std::string(env) : std::string();
+    const fs::path p = fs::path(source_dir) / ".." / "shared" / "data" / "orl_faces";
+    std::error_code ec;
+    return fs::is_directory(p / "s1", ec) ? fs::canonical(p).string() : std::string();
+}
+
+}  // namespace siamese

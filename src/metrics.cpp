@@ -1,0 +1,162 @@
+#include "siamese/metrics.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "siamese/common.hpp"
+
+namespace siamese {
+
+std::vector<float> pair_distances(const std::vector<float>& emb, int E, const PairSet& pairs) {
+    std::vector<float> d(pairs.size());
+    for (int i = 0; i < pairs.size(); ++i) {
+        const float* a = emb.data() + size_t(pairs.a[i]) * E;
+        const float* b = emb.data() + size_t(pairs.b[i]) * E;
+        double s = 0;
+        for (int k = 0; k < E; ++k) s += double(a[k] - b[k]) * double(a[k] - b[k]);
+        d[i] = float(std::sqrt(std::max(s, 1e-7)));  // same safe sqrt as the loss
+    }
+    return d;
+}
+
+double accuracy_at(const std::vector<float>& d, const std::vector<float>& y, double t) {
+    if (d.empty()) return 0;
+    size_t right = 0;
+    for (size_t i = 0; i < d.size(); ++i) right += (d[i] < t) == (y[i] > 0.5f);
+    return double(right) / double(d.size());
+}
+
+namespace {
+// Indices sorted by distance.
+std::vector<size_t> by_distance(const std::vector<float>& d) {
+    std::vector<size_t> o(d.size());
+    std::iota(o.begin(), o.end(), 0);
+    std::stable_sort(o.begin(), o.end(), [&](size_t a, size_t b) { return d[a] < d[b]; });
+    return o;
+}
+}  // namespace
+
+double best_threshold(const std::vector<float>& d, const std::vector<float>& y) {
+    if (d.empty()) return 0.5;
+    const auto o = by_distance(d);
+    // Threshold below everything: all impostor-called; right = number of impostors.
+    long right = 0;
+    for (float v : y) right += v <= 0.5f;
+    long best = right;
+    double best_t = double(d[o[0]]) - 1e-6;
+    for (size_t k = 0; k < o.size(); ++k) {
+        right += y[o[k]] > 0.5f ? 1 : -1;  // pair k moves to "genuine"
+        if (k + 1 < o.size() && d[o[k + 1]] == d[o[k]]) continue;  // ties move together
+        if (right > best) {
+            best = right;
+            best_t = k + 1 < o.size() ? 0.5 * (double(d[o[k]]) + double(d[o[k + 1]])) : double(d[o[k]]) + 1e-6;
+        }
+    }
+    return best_t;
+}
+
+double roc_auc(const std::vector<float>& d, const std::vector<float>& y) {
+    // Mann-Whitney U with average ranks for ties: genuine pairs should have the smaller d.
+    const auto o = by_distance(d);
+    double rank_sum_imp = 0;
+    long n_gen = 0, n_imp = 0;
+    for (size_t k = 0; k < o.size();) {
+        size_t e = k;
+        while (e < o.size() && d[o[e]] == d[o[k]]) ++e;
+        const double avg_rank = 0.5 * double(k + 1 + e);  // ranks k+1..e
+        for (size_t j = k; j < e; ++j)
+            if (y[o[j]] <= 0.5f) rank_sum_imp += avg_rank;
+        k = e;
+    }
+    for (float v : y) (v > 0.5f ? n_gen : n_imp)++;
+    if (n_gen == 0 || n_imp == 0) return std::numeric_limits<double>::quiet_NaN();
+    const double u = rank_sum_imp - double(n_imp) * double(n_imp + 1) / 2.0;  // impostor-above-genuine count
+    return u / (double(n_gen) * double(n_imp));
+}
+
+std::vector<RocPoint> roc_points(const std::vector<float>& d, const std::vector<float>& y) {
+    const auto o = by_distance(d);
+    long n_gen = 0, n_imp = 0;
+    for (float v : y) (v > 0.5f ? n_gen : n_imp)++;
+    std::vector<RocPoint> pts;
+    if (n_gen == 0 || n_imp == 0) return pts;
+    long acc_gen = 0, acc_imp = 0;  // accepted (d < t)
+    pts.push_back({o.empty() ? 0.0 : double(d[o[0]]), 0.0, 1.0});
+    for (size_t k = 0; k < o.size(); ++k) {
+        (y[o[k]] > 0.5f ? acc_gen : acc_imp)++;
+        if (k + 1 < o.size() && d[o[k + 1]] == d[o[k]]) continue;
+        const double t = k + 1 < o.size() ? 0.5 * (double(d[o[k]]) + double(d[o[k + 1]])) : double(d[o[k]]) + 1e-6;
+        pts.push_back({t, double(acc_imp) / n_imp, 1.0 - double(acc_gen) / n_gen});
+    }
+    return pts;
+}
+
+double equal_error_rate(const std::vector<float>& d, const std::vector<float>& y) {
+    const auto pts = roc_points(d, y);
+    if (pts.empty()) return std::numeric_limits<double>::quiet_NaN();
+    double best_gap = 2, eer = 1;
+    for (const auto& p : pts) {
+        const double gap = std::fabs(p.far - p.frr);
+        if (gap < best_gap) {
+            best_gap = gap;
+            eer = 0.5 * (p.far + p.frr);
+        }
+    }
+    return eer;
+}
+
+double tutorial_metric(const std::vector<float>& d, const std::vector<float>& y) {
+    long called = 0, right = 0;
+    for (size_t i = 0; i < d.size(); ++i)
+        if (d[i] < 0.5f) {
+            ++called;
+            right += y[i] > 0.5f;
+        }
+    return called ? double(right) / double(called) : 0.0;
+}
+
+double oneshot_accuracy(const std::vector<float>& emb, int E, const ImageBank& bank, const std::vector<int>& people,
+                        int draws, uint64_t seed) {
+    Rng r(seed);
+    double sum = 0;
+    int used = 0;
+    for (int t = 0; t < draws; ++t) {
+        std::vector<int> gallery;
+        for (int p : people) gallery.push_back(bank.images_of[p][r.below(bank.images_of[p].size())]);
+        long right = 0, total = 0;
+        for (size_t gi = 0; gi < people.size(); ++gi) {
+            for (int probe : bank.images_of[people[gi]]) {
+                if (probe == gallery[gi]) continue;
+                double best = std::numeric_limits<double>::infinity();
+                size_t arg = 0;
+                for (size_t gj = 0; gj < gallery.size(); ++gj) {
+                    const float* a = emb.data() + size_t(probe) * E;
+                    const float* b = emb.data() + size_t(gallery[gj]) * E;
+                    double s = 0;
+                    for (int k = 0; k < E; ++k) s += double(a[k] - b[k]) * double(a[k] - b[k]);
+                    if (s < best) { best = s; arg = gj; }
+                }
+                right += arg == gi;
+                ++total;
+            }
+        }
+        if (total) { sum += double(right) / double(total); ++used; }
+    }
+    return used ? sum / used : std::numeric_limits<double>::quiet_NaN();
+}
+
+TestReport evaluate_pairs(const std::vector<float>& d, const std::vector<float>& y, double threshold) {
+    TestReport r;
+    r.pairs = int(d.size());
+    for (float v : y) r.genuine += v > 0.5f;
+    r.accuracy = accuracy_at(d, y, 0.5);
+    r.accuracy_at_threshold = accuracy_at(d, y, threshold);
+    r.auc = roc_auc(d, y);
+    r.eer = equal_error_rate(d, y);
+    r.tutorial_metric = tutorial_metric(d, y);
+    return r;
+}
+
+}  // namespace siamese

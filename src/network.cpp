@@ -1,0 +1,109 @@
+#include "siamese/network.hpp"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "siamese/common.hpp"
+
+namespace siamese {
+
+std::string NetConfig::to_json() const {
+    nlohmann::json j = {{"in_h", in_h},     {"in_w", in_w},
+                        {"conv_filters", conv_filters}, {"kernel", kernel},
+                        {"pool", pool},     {"conv_dropout", conv_dropout},
+                        {"dense", dense},   {"dense_dropout", dense_dropout}};
+    return j.dump();
+}
+
+NetConfig NetConfig::from_json(const std::string& s) {
+    try {
+        const auto j = nlohmann::json::parse(s);
+        NetConfig c;
+        c.in_h = j.at("in_h");
+        c.in_w = j.at("in_w");
+        c.conv_filters = j.at("conv_filters").get<std::vector<int>>();
+        c.kernel = j.at("kernel");
+        c.pool = j.at("pool");
+        c.conv_dropout = j.at("conv_dropout");
+        c.dense = j.at("dense").get<std::vector<int>>();
+        c.dense_dropout = j.at("dense_dropout");
+        c.validate();
+        return c;
+    } catch (const nlohmann::json::exception& e) {
+        throw DataError(std::string("bad network configuration: ") + e.what());
+    } catch (const UsageError& e) {
+        throw DataError(std::string("bad network configuration: ") + e.what());
+    }
+}
+
+void NetConfig::validate() const {
+    auto fail = [](const std::string& m) { throw UsageError(m); };
+    if (conv_filters.empty()) fail("at least one conv layer is needed");
+    if (dense.empty()) fail("at least one dense layer is needed");
+    if (kernel < 1 || kernel > 15) fail("--kernel must be 1..15");
+    if (pool < 1 || pool > 8) fail("--pool must be 1..8");
+    for (int f : conv_filters)
+        if (f < 1 || f > 1024) fail("conv filter counts must be 1..1024");
+    for (int d : dense)
+        if (d < 1 || d > 65536) fail("dense widths must be 1..65536");
+    if (!(conv_dropout >= 0 && conv_dropout < 1) || !(dense_dropout >= 0 && dense_dropout < 1))
+        fail("dropout rates must be in [0, 1)");
+    int h = in_h, w = in_w;
+    for (size_t l = 0; l < conv_filters.size(); ++l) {
+        h = (h - kernel + 1) / pool;
+        w = (w - kernel + 1) / pool;
+        if (h < 1 || w < 1)
+            fail("the image (" + std::to_string(in_w) + "x" + std::to_string(in_h) + ") is too small for conv layer " +
+                 std::to_string(l + 1) + " with kernel " + std::to_string(kernel) + " and pool " + std::to_string(pool));
+    }
+}
+
+ParamLayout make_layout(const NetConfig& cfg) {
+    cfg.validate();
+    ParamLayout L;
+    int C = 1, H = cfg.in_h, W = cfg.in_w;
+    auto add = [&](const std::string& name, std::vector<int64_t> shape) {
+        size_t n = 1;
+        for (auto d : shape) n *= size_t(d);
+        L.tensors.push_back({name, shape, L.total, n});
+        L.total += n;
+        return L.tensors.back().offset;
+    };
+    for (size_t l = 0; l < cfg.conv_filters.size(); ++l) {
+        ConvShape s;
+        s.C = C; s.H = H; s.W = W; s.F = cfg.conv_filters[l]; s.K = cfg.kernel;
+        s.Ho = H - s.K + 1; s.Wo = W - s.K + 1; s.P = cfg.pool; s.Hp = s.Ho / s.P; s.Wp = s.Wo / s.P;
+        L.conv.push_back(s);
+        const std::string n = "conv" + std::to_string(l + 1);
+        L.conv_w.push_back(add(n + ".weight", {s.F, s.C, s.K, s.K}));
+        L.conv_b.push_back(add(n + ".bias", {s.F}));
+        C = s.F; H = s.Hp; W = s.Wp;
+    }
+    int in = C * H * W;
+    for (size_t l = 0; l < cfg.dense.size(); ++l) {
+        L.dense.push_back({in, cfg.dense[l]});
+        const std::string n = "fc" + std::to_string(l + 1);
+        L.dense_w.push_back(add(n + ".weight", {cfg.dense[l], in}));
+        L.dense_b.push_back(add(n + ".bias", {cfg.dense[l]}));
+        in = cfg.dense[l];
+    }
+    return L;
+}
+
+std::vector<float> glorot_init(const ParamLayout& L, uint64_t seed) {
+    std::vector<float> p(L.total, 0.0f);
+    Rng r(seed ^ 0x6A09E667F3BCC909ull);
+    auto fill = [&](size_t off, size_t n, double fan_in, double fan_out) {
+        const double limit = std::sqrt(6.0 / (fan_in + fan_out));
+        for (size_t i = 0; i < n; ++i) p[off + i] = float((2.0 * r.uniform() - 1.0) * limit);
+    };
+    for (size_t l = 0; l < L.conv.size(); ++l) {
+        const auto& s = L.conv[l];
+        fill(L.conv_w[l], size_t(s.F) * s.C * s.K * s.K, double(s.C) * s.K * s.K, double(s.F) * s.K * s.K);
+    }
+    for (size_t l = 0; l < L.dense.size(); ++l)
+        fill(L.dense_w[l], size_t(L.dense[l].in) * L.dense[l].out, L.dense[l].in, L.dense[l].out);
+    return p;
+}
+
+}  // namespace siamese

@@ -1,0 +1,102 @@
+#include <catch2/catch.hpp>
+#include <filesystem>
+
+#include "siamese/common.hpp"
+#include "siamese/dataset.hpp"
+#include "siamese/synth.hpp"
+#include "test_util.hpp"
+
+using namespace siamese;
+
+namespace {
+PgmImage ramp(int w, int h) {
+    PgmImage img;
+    img.width = w;
+    img.height = h;
+    img.maxval = 255;
+    for (int i = 0; i < w * h; ++i) img.samples.push_back(uint16_t(i % 256));
+    return img;
+}
+std::string expect_data_error(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const DataError& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+}  // namespace
+
+TEST_CASE("natural order sorts numbers by value", "[dataset]") {
+    CHECK(natural_less("s2", "s10"));
+    CHECK_FALSE(natural_less("s10", "s2"));
+    CHECK(natural_less("a", "b"));
+    CHECK(natural_less("img9.pgm", "img10.pgm"));
+    CHECK(natural_less("s01", "s2"));
+}
+
+TEST_CASE("stride and area preprocessing", "[dataset]") {
+    const PgmImage img = ramp(5, 4);  // samples 0..19
+    int h, w;
+    Preprocess pp;
+    pp.downsample = 2;
+    auto s = preprocess(img, pp, &h, &w);
+    CHECK((h == 2 && w == 3));  // img[::2, ::2]
+    CHECK(s[0] == Approx(0.0));
+    CHECK(s[1] == Approx(2 / 255.0));
+    CHECK(s[3] == Approx(10 / 255.0));
+    pp.mode = ResizeMode::Area;
+    auto a = preprocess(img, pp, &h, &w);
+    CHECK((h == 2 && w == 2));
+    CHECK(a[0] == Approx((0 + 1 + 5 + 6) / 4.0 / 255.0));
+    pp.downsample = 6;
+    CHECK_THROWS_AS(preprocess(img, pp, &h, &w), UsageError);
+}
+
+TEST_CASE("dataset folders load in natural order with every image once", "[dataset]") {
+    const std::string dir = testutil::temp_dir("dataset");
+    for (int p : {1, 2, 10})
+        for (int i : {1, 2, 3}) {
+            std::filesystem::create_directories(dir + "/s" + std::to_string(p));
+            write_pgm(dir + "/s" + std::to_string(p) + "/" + std::to_string(i) + ".pgm", ramp(8, 6));
+        }
+    testutil::write_bytes(dir + "/s2/notes.txt", "hello");
+    const ImageBank bank = load_dataset(dir, Preprocess{});
+    CHECK(bank.people == std::vector<std::string>{"s1", "s2", "s10"});
+    CHECK(bank.size() == 9);
+    CHECK(bank.height == 3);
+    CHECK(bank.width == 4);
+    CHECK(bank.pixels.size() == 9u * 12u);
+    CHECK(bank.images_of[2] == std::vector<int>{6, 7, 8});
+    CHECK(bank.person[4] == 1);
+}
+
+TEST_CASE("dataset errors name the folder or file", "[dataset]") {
+    const std::string dir = testutil::temp_dir("dataset_bad");
+    CHECK(expect_data_error([&] { load_dataset(dir + "/nope", Preprocess{}); }).find("does not exist") != std::string::npos);
+    CHECK(expect_data_error([&] { load_dataset(dir, Preprocess{}); }).find("no person folders") != std::string::npos);
+    std::filesystem::create_directories(dir + "/a");
+    std::filesystem::create_directories(dir + "/b");
+    write_pgm(dir + "/a/1.pgm", ramp(8, 6));
+    CHECK(expect_data_error([&] { load_dataset(dir, Preprocess{}); }).find(dir + "/b") != std::string::npos);
+    write_pgm(dir + "/b/1.pgm", ramp(8, 8));
+    const std::string odd = expect_data_error([&] { load_dataset(dir, Preprocess{}); });
+    CHECK(odd.find("b/1.pgm") != std::string::npos);
+    CHECK(odd.find("8x8") != std::string::npos);
+}
+
+TEST_CASE("built-in synthetic faces: ORL-shaped, deterministic, varied", "[dataset][synth]") {
+    SynthOptions o;
+    o.people = 3;
+    o.images = 2;
+    const auto f1 = synth_faces(o);
+    const auto f2 = synth_faces(o);
+    REQUIRE(f1.size() == 3);
+    CHECK(f1[0][0].width == 92);
+    CHECK(f1[0][0].height == 112);
+    CHECK(f1[2][1].samples == f2[2][1].samples);
+    CHECK(f1[0][0].samples != f1[0][1].samples);
+    CHECK(f1[0][0].samples != f1[1][0].samples);
+    o.seed = 2;
+    CHECK(synth_faces(o)[0][0].samples != f1[0][0].samples);
+}

@@ -1,0 +1,100 @@
+#include <catch2/catch.hpp>
+#include <set>
+
+#include "siamese/common.hpp"
+#include "siamese/pairs.hpp"
+#include "siamese/synth.hpp"
+
+using namespace siamese;
+
+namespace {
+// A bank of n_people x n_images tiny images (pixel content irrelevant to pair sampling).
+ImageBank tiny_bank(int n_people, int n_images) {
+    ImageBank b;
+    PgmImage img;
+    img.width = img.height = 4;
+    img.maxval = 255;
+    img.samples.assign(16, 0);
+    Preprocess pp;
+    pp.downsample = 1;
+    for (int p = 0; p < n_people; ++p) {
+        b.people.push_back("s" + std::to_string(p + 1));
+        for (int i = 0; i < n_images; ++i) b.add(img, p, "f", pp);
+    }
+    return b;
+}
+bool same_pairs(const PairSet& x, const PairSet& y) { return x.a == y.a && x.b == y.b && x.label == y.label; }
+}  // namespace
+
+TEST_CASE("tutorial protocol: the reference recipe's counts, balance and split", "[pairs]") {
+    const ImageBank bank = tiny_bank(40, 10);
+    const PairSplit s = make_tutorial_pairs(bank, 7);
+    CHECK(s.train.size() == 11250);
+    CHECK(s.val.size() == 3750);
+    CHECK(s.test.size() == 5000);
+    CHECK(s.train.genuine() + s.val.genuine() + s.test.genuine() == 10000);
+    // Roughly balanced in each part after the shuffle (binomial sd ~ 0.4% of 15000).
+    CHECK(std::abs(double(s.test.genuine()) / s.test.size() - 0.5) < 0.05);
+    for (const PairSet* ps : {&s.train, &s.val, &s.test})
+        for (int i = 0; i < ps->size(); ++i) {
+            const bool same = bank.person[ps->a[i]] == bank.person[ps->b[i]];
+            CHECK(same == (ps->label[i] == 1.0f));
+            if (ps->label[i] == 1.0f) CHECK(ps->a[i] != ps->b[i]);  // never an image with itself
+        }
+    // Impostor pairs use the same image index j for both people, as the recipe does.
+    for (int i = 0; i < s.test.size(); ++i)
+        if (s.test.label[i] == 0.0f) CHECK(s.test.a[i] % 10 == s.test.b[i] % 10);
+}
+
+TEST_CASE("same seed gives the same pairs; another seed other pairs", "[pairs]") {
+    const ImageBank bank = tiny_bank(40, 10);
+    CHECK(same_pairs(make_tutorial_pairs(bank, 3).train, make_tutorial_pairs(bank, 3).train));
+    CHECK_FALSE(same_pairs(make_tutorial_pairs(bank, 3).train, make_tutorial_pairs(bank, 4).train));
+    const auto tr = parse_people_list("1-30", 40, "t"), te = parse_people_list("31-40", 40, "t");
+    CHECK(same_pairs(make_people_pairs(bank, tr, te, 5).val, make_people_pairs(bank, tr, te, 5).val));
+}
+
+TEST_CASE("people protocol: disjoint people, all test pairs", "[pairs]") {
+    const ImageBank bank = tiny_bank(40, 10);
+    const auto tr = parse_people_list("1-30", 40, "t"), te = parse_people_list("31-40", 40, "t");
+    const PairSplit s = make_people_pairs(bank, tr, te, 1);
+    CHECK(s.train.size() + s.val.size() == 2 * 250 * 30);
+    CHECK(s.val.size() == 3750);
+    CHECK(s.train.genuine() + s.val.genuine() == 7500);
+    for (const PairSet* ps : {&s.train, &s.val})
+        for (int i = 0; i < ps->size(); ++i) {
+            CHECK(bank.person[ps->a[i]] < 30);
+            CHECK(bank.person[ps->b[i]] < 30);
+            CHECK((bank.person[ps->a[i]] == bank.person[ps->b[i]]) == (ps->label[i] == 1.0f));
+        }
+    // Every pair of the 100 test images: 4950, of which 10 * 45 genuine.
+    CHECK(s.test.size() == 4950);
+    CHECK(s.test.genuine() == 450);
+    for (int i = 0; i < s.test.size(); ++i) CHECK(bank.person[s.test.a[i]] >= 30);
+    CHECK_THROWS_AS(make_people_pairs(bank, tr, parse_people_list("30-40", 40, "t"), 1), UsageError);
+}
+
+TEST_CASE("a person with one image has no genuine pairs", "[pairs]") {
+    ImageBank bank = tiny_bank(3, 3);
+    PgmImage img;
+    img.width = img.height = 4;
+    img.maxval = 255;
+    img.samples.assign(16, 0);
+    Preprocess pp;
+    pp.downsample = 1;
+    bank.people.push_back("lonely");
+    bank.add(img, 3, "f", pp);
+    const PairSplit s = make_tutorial_pairs(bank, 1, 10, 10);
+    for (const PairSet* ps : {&s.train, &s.val, &s.test})
+        for (int i = 0; i < ps->size(); ++i)
+            if (ps->label[i] == 1.0f) CHECK(bank.person[ps->a[i]] != 3);
+    CHECK(s.train.genuine() + s.val.genuine() + s.test.genuine() == 30);
+}
+
+TEST_CASE("people lists: ranges, lists and their errors", "[pairs]") {
+    CHECK(parse_people_list("1-3", 10, "x") == std::vector<int>{0, 1, 2});
+    CHECK(parse_people_list("1,3,5-7", 10, "x") == std::vector<int>{0, 2, 4, 5, 6});
+    CHECK(parse_people_list("10", 10, "x") == std::vector<int>{9});
+    for (const char* bad : {"", "0", "11", "1-11", "3-1", "1,,2", "1,", "a", "1-2,2", "1;2", "-3"})
+        CHECK_THROWS_AS(parse_people_list(bad, 10, "x"), UsageError);
+}

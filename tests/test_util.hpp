@@ -1,0 +1,64 @@
+// Shared test helpers: temporary folders, relative error, running the CLI.
+#pragma once
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace testutil {
+
+inline std::string temp_dir(const std::string& name) {
+    const auto p = std::filesystem::temp_directory_path() / ("siamese_test_" + name + "_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(p);
+    std::filesystem::create_directories(p);
+    return p.string();
+}
+
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+    std::ofstream f(path, std::ios::binary);
+    f << bytes;
+}
+
+// ||a - b|| / ||b||
+template <class A, class B>
+double rel_error(const A& a, const B& b) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < b.size(); ++i) {
+        num += (double(a[i]) - double(b[i])) * (double(a[i]) - double(b[i]));
+        den += double(b[i]) * double(b[i]);
+    }
+    return std::sqrt(num) / std::max(std::sqrt(den), 1e-300);
+}
+
+inline std::vector<double> random_vector(size_t n, std::mt19937_64& r, double lo = -1, double hi = 1) {
+    std::uniform_real_distribution<double> u(lo, hi);
+    std::vector<double> v(n);
+    for (auto& x : v) x = u(r);
+    return v;
+}
+
+struct RunResult {
+    int status;
+    std::string out;  // stdout and stderr together
+};
+
+// Runs the siamese binary with arguments (a shell string); returns exit status and output.
+inline RunResult run_cli(const std::string& args) {
+    const std::string cmd = std::string(SIAMESE_BINARY) + " " + args + " 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    RunResult r{-1, ""};
+    if (!p) return r;
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    const int st = ::pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+}  // namespace testutil
