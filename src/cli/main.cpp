@@ -12,6 +12,14 @@ int main(int argc, char** argv) {
         {"train", siamese::cli::add_train(app)},     {"eval", siamese::cli::add_eval(app)},
         {"verify", siamese::cli::add_verify(app)},   {"inspect", siamese::cli::add_inspect(app)},
         {"synth", siamese::cli::add_synth(app)}};
+    if (argc > 1 && argv[1][0] != '-') {
+        bool known = false;
+        for (const auto& c : commands) known |= c.first == argv[1];
+        if (!known) {
+            std::fprintf(stderr, "siamese: error: unknown command '%s' (commands: train, eval, verify, inspect, synth; see --help)\n", argv[1]);
+            return 2;
+        }
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

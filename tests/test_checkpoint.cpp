@@ -1,0 +1,87 @@
+#include <catch2/catch.hpp>
+
+#include "siamese/checkpoint.hpp"
+#include "siamese/common.hpp"
+#include "siamese/pgm.hpp"
+#include <nlohmann/json.hpp>
+
+#include "test_util.hpp"
+
+using namespace siamese;
+
+namespace {
+Model sample_model() {
+    Model m;
+    m.threshold = 0.4321f;
+    m.margin = 1.5f;
+    m.pre.downsample = 3;
+    m.params = glorot_init(make_layout(m.net), 9);
+    m.extra["protocol"] = "people";
+    return m;
+}
+std::string error_loading(const std::string& path) {
+    try {
+        load_model(path);
+    } catch (const DataError& e) {
+        return e.what();
+    }
+    return "(loaded)";
+}
+}  // namespace
+
+TEST_CASE("model round-trips through safetensors", "[checkpoint]") {
+    const std::string dir = testutil::temp_dir("ckpt");
+    const Model m = sample_model();
+    save_model(dir + "/m.safetensors", m);
+    const Model back = load_model(dir + "/m.safetensors");
+    CHECK(back.params == m.params);
+    CHECK(back.threshold == m.threshold);
+    CHECK(back.margin == m.margin);
+    CHECK(back.pre.downsample == 3);
+    CHECK(back.net.to_json() == m.net.to_json());
+    CHECK(back.extra.at("protocol") == "people");
+}
+
+TEST_CASE("safetensors layout: header length, JSON, PyTorch names and shapes, 8-byte aligned data", "[checkpoint]") {
+    const std::string dir = testutil::temp_dir("ckpt_layout");
+    save_model(dir + "/m.safetensors", sample_model());
+    const std::string bytes = read_file_bytes(dir + "/m.safetensors");
+    uint64_t n = 0;
+    for (int i = 0; i < 8; ++i) n |= uint64_t(static_cast<unsigned char>(bytes[i])) << (8 * i);
+    CHECK((8 + n) % 8 == 0);
+    const auto header = nlohmann::json::parse(bytes.substr(8, n));
+    CHECK(header.at("conv1.weight").at("shape") == nlohmann::json({6, 1, 3, 3}));
+    CHECK(header.at("conv2.weight").at("shape") == nlohmann::json({12, 6, 3, 3}));
+    CHECK(header.at("fc1.weight").at("shape") == nlohmann::json({128, 1440}));
+    CHECK(header.at("fc2.bias").at("shape") == nlohmann::json({50}));
+    CHECK(header.at("fc2.bias").at("dtype") == "F32");
+    const auto last = header.at("fc2.bias").at("data_offsets");
+    CHECK(8 + n + last[1].get<uint64_t>() == bytes.size());
+    CHECK(header.at("__metadata__").at("threshold").is_string());
+}
+
+TEST_CASE("corrupt model files are refused with a clear error", "[checkpoint]") {
+    const std::string dir = testutil::temp_dir("ckpt_bad");
+    save_model(dir + "/m.safetensors", sample_model());
+    const std::string good = read_file_bytes(dir + "/m.safetensors");
+    testutil::write_bytes(dir + "/trunc.safetensors", good.substr(0, good.size() - 100));
+    CHECK(error_loading(dir + "/trunc.safetensors").find("trunc.safetensors") != std::string::npos);
+    CHECK(error_loading(dir + "/trunc.safetensors").find("outside the file") != std::string::npos);
+    testutil::write_bytes(dir + "/short.safetensors", good.substr(0, 5));
+    CHECK(error_loading(dir + "/short.safetensors").find("truncated") != std::string::npos);
+    std::string badjson = good;
+    badjson[8] = '[';
+    badjson[9] = '}';
+    testutil::write_bytes(dir + "/json.safetensors", badjson);
+    CHECK(error_loading(dir + "/json.safetensors").find("bad JSON") != std::string::npos);
+    // A network config that does not match the stored tensors.
+    Model m = sample_model();
+    save_model(dir + "/m2.safetensors", m);
+    std::string other = read_file_bytes(dir + "/m2.safetensors");
+    const size_t at = other.find("[6,12]");
+    REQUIRE(at != std::string::npos);
+    other.replace(at, 6, "[7,12]");
+    testutil::write_bytes(dir + "/shape.safetensors", other);
+    CHECK(error_loading(dir + "/shape.safetensors").find("wrong shape") != std::string::npos);
+    CHECK(error_loading(dir + "/missing.safetensors").find("cannot open") != std::string::npos);
+}

@@ -1,0 +1,95 @@
+// The command line as a user meets it: help, exit statuses and messages.
+#include <catch2/catch.hpp>
+
+#include "siamese/pgm.hpp"
+#include <nlohmann/json.hpp>
+
+#include "test_util.hpp"
+
+using testutil::run_cli;
+
+TEST_CASE("every subcommand has --help", "[cli]") {
+    for (const char* sub : {"", "train", "eval", "verify", "inspect", "synth"}) {
+        INFO(sub);
+        const auto r = run_cli(std::string(sub) + " --help");
+        CHECK(r.status == 0);
+        CHECK(r.out.find("Usage") != std::string::npos);
+    }
+}
+
+TEST_CASE("bad command lines exit 2 with one clear line", "[cli]") {
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"train --bogus", "bogus"},
+        {"train --epochs abc", "epochs"},
+        {"train --epochs 0", "epochs"},
+        {"train --batch 0", "batch"},
+        {"train --lr -1", "lr"},
+        {"train --device tpu", "device"},
+        {"train --epochs", "epochs"},
+        {"", "subcommand"},
+        {"frobnicate", "frobnicate"},
+        {"verify --model m.safetensors onlyone.pgm", "second"},
+    };
+    for (const auto& [args, word] : cases) {
+        INFO(args << " -> " << "'" << run_cli(args).out << "'");
+        const auto r = run_cli(args);
+        CHECK(r.status == 2);
+        CHECK(r.out.find(word) != std::string::npos);
+    }
+}
+
+TEST_CASE("missing or bad data files exit 1 naming the path", "[cli]") {
+    const std::string dir = testutil::temp_dir("cli");
+    auto r = run_cli("train --data " + dir + "/nowhere --out " + dir + "/o");
+    CHECK(r.status == 1);
+    CHECK(r.out.find(dir + "/nowhere") != std::string::npos);
+    testutil::write_bytes(dir + "/bad.pgm", "P5\n10 10\n255\n");
+    r = run_cli("inspect " + dir + "/bad.pgm");
+    CHECK(r.status == 1);
+    CHECK(r.out.find("bad.pgm") != std::string::npos);
+    CHECK(r.out.find("truncated raster") != std::string::npos);
+    r = run_cli("eval --model " + dir + "/none.safetensors --data " + dir);
+    CHECK(r.status == 1);
+    CHECK(r.out.find("none.safetensors") != std::string::npos);
+}
+
+TEST_CASE("inspect prints one JSON line per file", "[cli]") {
+    const std::string dir = testutil::temp_dir("cli_inspect");
+    siamese::PgmImage img;
+    img.width = 3;
+    img.height = 2;
+    img.maxval = 255;
+    img.samples = {0, 10, 20, 30, 40, 50};
+    siamese::write_pgm(dir + "/a.pgm", img);
+    const auto r = run_cli("inspect " + dir + "/a.pgm " + dir + "/a.pgm");
+    CHECK(r.status == 0);
+    const auto line = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
+    CHECK(line["width"] == 3);
+    CHECK(line["height"] == 2);
+    CHECK(line["max"] == 50);
+    CHECK(line["mean"].get<double>() == Approx(25.0));
+    CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 2);
+}
+
+TEST_CASE("synth, train, verify and eval work end to end", "[cli][training]") {
+    const std::string dir = testutil::temp_dir("cli_e2e");
+    REQUIRE(run_cli("synth --out " + dir + "/faces --people 6 --images 4 --seed 2").status == 0);
+    const auto t = run_cli("train --data " + dir + "/faces --epochs 1 --device cpu --out " + dir + "/run");
+    INFO(t.out);
+    REQUIRE(t.status == 0);
+    CHECK(t.out.find("epoch   1/1") != std::string::npos);
+    const auto summary = nlohmann::json::parse(siamese::read_file_bytes(dir + "/run/summary.json"));
+    for (const char* k : {"protocol", "device", "seed", "epochs", "train_pairs", "test_pairs", "threshold", "epoch_seconds"})
+        CHECK(summary.contains(k));
+    for (const char* k : {"accuracy", "accuracy_at_threshold", "auc", "eer", "tutorial_metric"}) CHECK(summary["test"].contains(k));
+    CHECK(summary["epoch_seconds"].size() == 1);
+    const auto v = run_cli("verify --model " + dir + "/run/model.safetensors " + dir + "/faces/s1/1.pgm " + dir + "/faces/s1/2.pgm");
+    CHECK(v.status == 0);
+    CHECK((v.out.find("same") != std::string::npos || v.out.find("different") != std::string::npos));
+    const auto e = run_cli("eval --json --model " + dir + "/run/model.safetensors --data " + dir + "/faces --people 4-6");
+    INFO(e.out);
+    CHECK(e.status == 0);
+    const auto j = nlohmann::json::parse(e.out);
+    CHECK(j["pairs"] == 66);  // 12 images: 12*11/2
+    CHECK(j.contains("oneshot_accuracy"));
+}

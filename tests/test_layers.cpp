@@ -1,0 +1,162 @@
+// Finite-difference checks of every CPU layer in double precision. The functions checked are
+// piecewise smooth; with random inputs no kink lies within h = 1e-6, so central differences
+// agree with the analytic gradient to ~1e-9 relative (truncation O(h^2), rounding ~1e-16/h).
+// Tolerance 1e-6 leaves room and still catches any indexing error (those give O(1) errors).
+#include <catch2/catch.hpp>
+
+#include "grad_check.hpp"
+#include "siamese/layers.hpp"
+#include "siamese/loss.hpp"
+#include "test_util.hpp"
+
+using namespace siamese;
+using testutil::numeric_gradient;
+using testutil::rel_error;
+
+namespace {
+ConvShape shape(int C, int H, int W, int F, int K, int P) {
+    ConvShape s;
+    s.C = C; s.H = H; s.W = W; s.F = F; s.K = K;
+    s.Ho = H - K + 1; s.Wo = W - K + 1; s.P = P; s.Hp = s.Ho / P; s.Wp = s.Wo / P;
+    return s;
+}
+}  // namespace
+
+TEST_CASE("conv forward equals a direct convolution", "[layers]") {
+    std::mt19937_64 r(11);
+    for (auto s : {shape(1, 7, 5, 2, 3, 2), shape(3, 6, 9, 4, 2, 2), shape(2, 5, 5, 3, 1, 1)}) {
+        auto in = testutil::random_vector(s.in_elems(), r), w = testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r),
+             b = testutil::random_vector(s.F, r);
+        std::vector<double> out(size_t(s.F) * s.Ho * s.W, std::nan(""));
+        conv_forward(out.data(), in.data(), w.data(), b.data(), s);
+        for (int f = 0; f < s.F; ++f)
+            for (int y = 0; y < s.Ho; ++y)
+                for (int x = 0; x < s.Wo; ++x) {
+                    double ref = b[f];
+                    for (int c = 0; c < s.C; ++c)
+                        for (int ky = 0; ky < s.K; ++ky)
+                            for (int kx = 0; kx < s.K; ++kx)
+                                ref += w[((f * s.C + c) * s.K + ky) * s.K + kx] * in[(c * s.H + y + ky) * s.W + x + kx];
+                    CHECK(out[(f * s.Ho + y) * s.W + x] == Approx(ref).epsilon(1e-12));
+                }
+    }
+}
+
+TEST_CASE("conv backward (weights, bias, input) matches finite differences", "[layers][gradcheck]") {
+    std::mt19937_64 r(12);
+    for (auto s : {shape(1, 7, 6, 2, 3, 2), shape(3, 8, 7, 4, 3, 2), shape(2, 6, 5, 3, 2, 1)}) {
+        auto in = testutil::random_vector(s.in_elems(), r), w = testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r),
+             b = testutil::random_vector(s.F, r);
+        const auto R = testutil::random_vector(size_t(s.F) * s.Ho * s.W, r);  // loss = sum over valid outputs of R*out
+        std::vector<double> out(size_t(s.F) * s.Ho * s.W);
+        auto loss = [&] {
+            conv_forward(out.data(), in.data(), w.data(), b.data(), s);
+            double L = 0;
+            for (int f = 0; f < s.F; ++f)
+                for (int y = 0; y < s.Ho; ++y)
+                    for (int x = 0; x < s.Wo; ++x) L += R[(f * s.Ho + y) * s.W + x] * out[(f * s.Ho + y) * s.W + x];
+            return L;
+        };
+        std::vector<double> dconv(size_t(s.F) * conv_grad_elems(s), 0.0);
+        for (int f = 0; f < s.F; ++f)
+            for (int y = 0; y < s.Ho; ++y)
+                for (int x = 0; x < s.Wo; ++x)
+                    dconv[f * conv_grad_elems(s) + conv_grad_pad(s) + y * s.W + x] = R[(f * s.Ho + y) * s.W + x];
+        std::vector<double> dw(w.size(), 0.0), db(b.size(), 0.0), din(in.size(), std::nan(""));
+        conv_backward_weights(dw.data(), db.data(), dconv.data(), in.data(), s);
+        conv_backward_input(din.data(), dconv.data(), w.data(), s);
+        CHECK(rel_error(dw, numeric_gradient(w, loss)) < 1e-6);
+        CHECK(rel_error(db, numeric_gradient(b, loss)) < 1e-6);
+        CHECK(rel_error(din, numeric_gradient(in, loss)) < 1e-6);
+    }
+}
+
+TEST_CASE("relu + maxpool forward and backward", "[layers][gradcheck]") {
+    std::mt19937_64 r(13);
+    for (auto s : {shape(1, 9, 8, 3, 2, 2), shape(1, 10, 11, 2, 3, 3)}) {
+        auto conv = testutil::random_vector(size_t(s.F) * s.Ho * s.W, r);
+        const auto R = testutil::random_vector(s.out_elems(), r);
+        std::vector<double> act(s.out_elems());
+        std::vector<uint8_t> arg(s.out_elems());
+        auto loss = [&] {
+            relu_maxpool_forward(act.data(), arg.data(), conv.data(), s);
+            double L = 0;
+            for (int i = 0; i < s.out_elems(); ++i) L += R[i] * act[i];
+            return L;
+        };
+        loss();
+        for (int f = 0; f < s.F; ++f)  // forward against a direct max
+            for (int py = 0; py < s.Hp; ++py)
+                for (int px = 0; px < s.Wp; ++px) {
+                    double m = -1e300;
+                    for (int dy = 0; dy < s.P; ++dy)
+                        for (int dx = 0; dx < s.P; ++dx) m = std::max(m, conv[(f * s.Ho + py * s.P + dy) * s.W + px * s.P + dx]);
+                    CHECK(act[(f * s.Hp + py) * s.Wp + px] == std::max(m, 0.0));
+                }
+        std::vector<double> dconv(size_t(s.F) * conv_grad_elems(s), std::nan(""));
+        relu_maxpool_backward(dconv.data(), R.data(), act.data(), arg.data(), s);
+        std::vector<double> analytic(conv.size());
+        for (int f = 0; f < s.F; ++f)
+            for (int p = 0; p < s.Ho * s.W; ++p) analytic[f * s.Ho * s.W + p] = dconv[f * conv_grad_elems(s) + conv_grad_pad(s) + p];
+        CHECK(rel_error(analytic, numeric_gradient(conv, loss)) < 1e-6);
+    }
+}
+
+TEST_CASE("dense forward and backward match finite differences", "[layers][gradcheck]") {
+    std::mt19937_64 r(14);
+    for (int N : {1, 5, 9})
+        for (bool relu : {false, true}) {
+            const int I = 13, O = 7;
+            auto X = testutil::random_vector(size_t(N) * I, r), W = testutil::random_vector(size_t(O) * I, r),
+                 b = testutil::random_vector(O, r);
+            const auto R = testutil::random_vector(size_t(N) * O, r);
+            std::vector<double> Y(size_t(N) * O);
+            auto loss = [&] {
+                dense_forward(Y.data(), X.data(), W.data(), b.data(), N, I, O, relu);
+                double L = 0;
+                for (size_t i = 0; i < Y.size(); ++i) L += R[i] * Y[i];
+                return L;
+            };
+            loss();
+            std::vector<double> dY(R);
+            if (relu)
+                for (size_t i = 0; i < Y.size(); ++i) dY[i] *= Y[i] > 0;
+            std::vector<double> dX(X.size(), std::nan("")), dW(W.size(), std::nan("")), db(O, std::nan(""));
+            dense_backward(dX.data(), dW.data(), db.data(), dY.data(), X.data(), W.data(), N, I, O);
+            CHECK(rel_error(dX, numeric_gradient(X, loss)) < 1e-6);
+            CHECK(rel_error(dW, numeric_gradient(W, loss)) < 1e-6);
+            CHECK(rel_error(db, numeric_gradient(b, loss)) < 1e-6);
+        }
+}
+
+TEST_CASE("distance + contrastive loss: value and gradients", "[layers][loss][gradcheck]") {
+    std::mt19937_64 r(15);
+    const int B = 6, E = 5;
+    auto ea = testutil::random_vector(B * E, r, 0, 0.5), eb = testutil::random_vector(B * E, r, 0, 0.5);
+    const std::vector<float> y = {1, 0, 1, 0, 0, 1};
+    const double margin = 1.0;
+    auto loss = [&] { return contrastive_loss<double>(ea.data(), eb.data(), y.data(), B, E, margin, nullptr, nullptr, nullptr); };
+    double ref = 0;  // the formula written out
+    for (int i = 0; i < B; ++i) {
+        double s = 0;
+        for (int k = 0; k < E; ++k) s += (ea[i * E + k] - eb[i * E + k]) * (ea[i * E + k] - eb[i * E + k]);
+        const double d = std::sqrt(s);
+        ref += y[i] * d * d + (1 - y[i]) * std::pow(std::max(margin - d, 0.0), 2);
+    }
+    CHECK(loss() == Approx(ref / B).epsilon(1e-12));
+    std::vector<double> ga(B * E), gb(B * E), dist(B);
+    contrastive_loss<double>(ea.data(), eb.data(), y.data(), B, E, margin, dist.data(), ga.data(), gb.data());
+    CHECK(rel_error(ga, numeric_gradient(ea, loss)) < 1e-6);
+    CHECK(rel_error(gb, numeric_gradient(eb, loss)) < 1e-6);
+
+    // d = 0 (identical embeddings): finite loss and zero gradient, not NaN.
+    std::vector<double> same(E, 0.3);
+    const float one = 1.0f, zero = 0.0f;
+    std::vector<double> g1(E), g2(E);
+    const double l1 = contrastive_loss<double>(same.data(), same.data(), &one, 1, E, margin, nullptr, g1.data(), g2.data());
+    CHECK(l1 == Approx(kDistanceEps));
+    for (double g : g1) CHECK(g == 0.0);
+    const double l0 = contrastive_loss<double>(same.data(), same.data(), &zero, 1, E, margin, nullptr, g1.data(), g2.data());
+    CHECK(std::isfinite(l0));
+    for (double g : g1) CHECK(std::isfinite(g));
+}

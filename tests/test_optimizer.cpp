@@ -1,0 +1,46 @@
+// Optimizer steps against values worked out by hand (two steps each, one parameter).
+#include <catch2/catch.hpp>
+
+#include "siamese/optimizer.hpp"
+
+using namespace siamese;
+
+namespace {
+std::vector<float> two_steps(OptKind kind, float g1, float g2) {
+    OptimizerConfig c;
+    c.kind = kind;
+    c.lr = 0.1f;
+    std::vector<float> p = {1.0f}, state = {0.0f, 0.0f}, out;
+    float g = g1;
+    optimizer_step_cpu(c, p.data(), &g, state.data(), 1, 1);
+    out.push_back(p[0]);
+    g = g2;
+    optimizer_step_cpu(c, p.data(), &g, state.data(), 1, 2);
+    out.push_back(p[0]);
+    return out;
+}
+}  // namespace
+
+TEST_CASE("RMSprop: v = .9 v + .1 g^2; p -= lr g / (sqrt(v) + 1e-7)", "[optimizer]") {
+    // Step 1: v = 0.025, p = 1 - 0.05 / 0.1581139 = 0.6837723
+    // Step 2: v = 0.0475, p = 0.6837723 - 0.05 / 0.2179449 = 0.4543563
+    const auto p = two_steps(OptKind::RMSprop, 0.5f, 0.5f);
+    CHECK(p[0] == Approx(0.6837723).epsilon(1e-6));
+    CHECK(p[1] == Approx(0.4543563).epsilon(1e-6));
+}
+
+TEST_CASE("Adam with bias correction", "[optimizer]") {
+    // Step 1: mhat = 0.5, vhat = 0.25 -> p = 1 - 0.1 * 0.5 / 0.5 = 0.9
+    // Step 2 (g = -0.5): m = -0.005, v = 0.00049975; mhat = -0.02631579, vhat = 0.25
+    //         -> p = 0.9 + 0.1 * 0.02631579 / 0.5 = 0.9052632
+    const auto p = two_steps(OptKind::Adam, 0.5f, -0.5f);
+    CHECK(p[0] == Approx(0.9).epsilon(1e-6));
+    CHECK(p[1] == Approx(0.9052632).epsilon(1e-6));
+}
+
+TEST_CASE("SGD with momentum 0.9", "[optimizer]") {
+    // m = 0.5 -> p = 0.95; m = 0.95 -> p = 0.855
+    const auto p = two_steps(OptKind::SGD, 0.5f, 0.5f);
+    CHECK(p[0] == Approx(0.95).epsilon(1e-6));
+    CHECK(p[1] == Approx(0.855).epsilon(1e-6));
+}
