@@ -46,7 +46,7 @@ TEST_CASE("tutorial protocol: the reference recipe's counts, balance and split",
         if (s.test.label[i] == 0.0f) CHECK(s.test.a[i] % 10 == s.test.b[i] % 10);
 }
 
-TEST_CASE("same seed gives the same pairs; another seed other pairs", "[pairs]") {
+TEST_CASE("same seed gives the same pairs, another seed other pairs", "[pairs]") {
     const ImageBank bank = tiny_bank(40, 10);
     CHECK(same_pairs(make_tutorial_pairs(bank, 3).train, make_tutorial_pairs(bank, 3).train));
     CHECK_FALSE(same_pairs(make_tutorial_pairs(bank, 3).train, make_tutorial_pairs(bank, 4).train));

@@ -86,7 +86,7 @@ TEST_CASE("malformed PGM files are refused with the file name and the fault", "[
     }
 }
 
-TEST_CASE("read_pgm names a missing file; write_pgm round-trips 8 and 16 bit", "[pgm]") {
+TEST_CASE("read_pgm names a missing file and write_pgm round-trips 8 and 16 bit", "[pgm]") {
     const std::string dir = testutil::temp_dir("pgm");
     try {
         read_pgm(dir + "/missing.pgm");

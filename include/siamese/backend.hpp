@@ -19,6 +19,10 @@ struct TrainHyper {
     OptimizerConfig opt;
     float margin = 1.0f;
     uint64_t seed = 1;   // dropout stream (Philox key)
+    // CUDA engine only:
+    std::string conv = "custom";  // "custom" fused kernels or "cudnn"
+    bool graphs = true;           // capture the training step once, replay it per batch
+    bool profile = false;         // time every phase with CUDA events (no graphs)
 };
 
 class Backend {
@@ -43,6 +47,8 @@ public:
     virtual std::vector<float> embed_bank() = 0;
     // Inference embeddings of n images given as (n, in_h, in_w) floats.
     virtual std::vector<float> embed(const float* images, int n) = 0;
+    // Per-phase timings when profiling was asked for (empty otherwise).
+    virtual std::string profile_report() { return ""; }
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const TrainHyper& h, int threads);

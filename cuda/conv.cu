@@ -1,0 +1,180 @@
+// Convolution blocks on the GPU: conv (valid, stride 1) + bias + ReLU + max-pool + dropout fused
+// in one forward kernel; backward as a weight-gradient kernel (chunked partial sums, then a
+// fixed-order reduction: bit-identical run to run) and an input-gradient gather kernel.
+//
+// Shapes accepted: any C, H, W, F, K with K <= H, W and pool P <= 8 (argmax is one byte);
+// n = 2 * pairs images of (C, H, W) floats. Reference: include/siamese/layers.hpp.
+#include <cmath>
+
+#include "check.hpp"
+#include "kernels.hpp"
+#include "nvtx.hpp"
+#include "siamese/philox.hpp"
+
+namespace siamese::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+// One thread per pooled output of one filter (blockIdx.y) of one image: the P*P conv values of
+// its window, their max and argmax, ReLU, and the dropout mask from Philox.
+__global__ void conv_pool_forward_kernel(ConvShape s, int n, const float* __restrict__ in,
+                                         const int* __restrict__ gather, const float* __restrict__ w,
+                                         const float* __restrict__ b, float* __restrict__ out,
+                                         uint8_t* __restrict__ argmax, float rate, uint64_t seed, uint32_t layer_id,
+                                         const StepState* __restrict__ st) {
+    const int f = blockIdx.y;
+    const int per_image = s.Hp * s.Wp;
+    const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (idx >= long(n) * per_image) return;
+    const int i = int(idx / per_image), pos = int(idx % per_image);
+    const int py = pos / s.Wp, px = pos % s.Wp;
+    const float* x = in + size_t(gather ? gather[i] : i) * s.C * s.H * s.W;
+    const float* wf = w + size_t(f) * s.C * s.K * s.K;
+    float best = -INFINITY;
+    int arg = 0;
+    for (int dy = 0; dy < s.P; ++dy)
+        for (int dx = 0; dx < s.P; ++dx) {
+            const int oy = py * s.P + dy, ox = px * s.P + dx;
+            float acc = b[f];
+            for (int c = 0; c < s.C; ++c)
+                for (int ky = 0; ky < s.K; ++ky) {
+                    const float* xr = x + (size_t(c) * s.H + oy + ky) * s.W + ox;
+                    const float* wr = wf + (c * s.K + ky) * s.K;
+                    for (int kx = 0; kx < s.K; ++kx) acc += wr[kx] * xr[kx];
+                }
+            if (acc > best) {
+                best = acc;
+                arg = dy * s.P + dx;
+            }
+        }
+    const float act = best > 0.0f ? best : 0.0f;
+    float mask = 1.0f;
+    if (rate > 0.0f) {
+        const uint32_t elem = uint32_t(f * per_image + pos);
+        mask = dropout_keep(seed, st->step, layer_id, uint32_t(i), elem, rate) ? 1.0f / (1.0f - rate) : 0.0f;
+    }
+    const size_t o = (size_t(i) * s.F + f) * per_image + pos;
+    out[o] = act * mask;
+    argmax[o] = uint8_t(arg);
+}
+
+// Images per chunk of the weight gradient: enough chunks for ~64k threads in flight.
+int wgrad_chunk(const ConvShape& s, int n) {
+    const int nwb = s.F * s.C * s.K * s.K + s.F;
+    const int chunks = std::max(1, std::min(n, 65536 / nwb));
+    return (n + chunks - 1) / chunks;
+}
+
+// Thread j of chunk blockIdx.y: the sum over the chunk's images of weight (or bias) j's gradient.
+__global__ void conv_wgrad_partial_kernel(ConvShape s, int n, int chunk, const float* __restrict__ in,
+                                          const int* __restrict__ gather, const float* __restrict__ geff,
+                                          const uint8_t* __restrict__ argmax, float* __restrict__ partial) {
+    const int CKK = s.C * s.K * s.K, nw = s.F * CKK, nwb = nw + s.F;
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= nwb) return;
+    const bool bias = j >= nw;
+    const int f = bias ? j - nw : j / CKK;
+    const int rem = j % CKK, c = rem / (s.K * s.K), ky = (rem / s.K) % s.K, kx = rem % s.K;
+    const int per_image = s.Hp * s.Wp;
+    const int i0 = blockIdx.y * chunk, i1 = min(n, i0 + chunk);
+    float acc = 0.0f;
+    for (int i = i0; i < i1; ++i) {
+        const float* x = in + size_t(gather ? gather[i] : i) * s.C * s.H * s.W + size_t(c) * s.H * s.W;
+        const float* g = geff + (size_t(i) * s.F + f) * per_image;
+        const uint8_t* a = argmax + (size_t(i) * s.F + f) * per_image;
+        for (int pos = 0; pos < per_image; ++pos) {
+            const float gv = g[pos];
+            if (gv == 0.0f) continue;
+            if (bias) {
+                acc += gv;
+            } else {
+                const int py = pos / s.Wp, px = pos % s.Wp;
+                const int oy = py * s.P + a[pos] / s.P, ox = px * s.P + a[pos] % s.P;
+                acc += gv * x[(oy + ky) * s.W + ox + kx];
+            }
+        }
+    }
+    partial[size_t(blockIdx.y) * nwb + j] = acc;
+}
+
+__global__ void sum_chunks_kernel(const float* __restrict__ partial, int chunks, int nwb, float* __restrict__ out) {
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= nwb) return;
+    float acc = 0.0f;
+    for (int k = 0; k < chunks; ++k) acc += partial[size_t(k) * nwb + j];
+    out[j] = acc;
+}
+
+// One thread per input element (i, c, y, x): every (filter, tap) whose conv output was its pool
+// window's argmax contributes w * geff.
+__global__ void conv_input_grad_kernel(ConvShape s, int n, const float* __restrict__ geff,
+                                       const uint8_t* __restrict__ argmax, const float* __restrict__ w,
+                                       float* __restrict__ din) {
+    const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
+    const long total = long(n) * s.C * s.H * s.W;
+    if (idx >= total) return;
+    const int x = int(idx % s.W), y = int((idx / s.W) % s.H), c = int((idx / (s.W * s.H)) % s.C);
+    const int i = int(idx / (long(s.W) * s.H * s.C));
+    const int per_image = s.Hp * s.Wp;
+    float acc = 0.0f;
+    for (int f = 0; f < s.F; ++f) {
+        const float* g = geff + (size_t(i) * s.F + f) * per_image;
+        const uint8_t* a = argmax + (size_t(i) * s.F + f) * per_image;
+        const float* wk = w + (size_t(f) * s.C + c) * s.K * s.K;
+        for (int ky = 0; ky < s.K; ++ky) {
+            const int oy = y - ky;
+            if (oy < 0 || oy >= s.Hp * s.P) continue;
+            for (int kx = 0; kx < s.K; ++kx) {
+                const int ox = x - kx;
+                if (ox < 0 || ox >= s.Wp * s.P) continue;
+                const int py = oy / s.P, px = ox / s.P, p = py * s.Wp + px;
+                if (a[p] != (oy - py * s.P) * s.P + (ox - px * s.P)) continue;
+                acc += wk[ky * s.K + kx] * g[p];
+            }
+        }
+    }
+    din[idx] = acc;
+}
+
+unsigned blocks_for(long n) { return unsigned((n + kThreads - 1) / kThreads); }
+
+}  // namespace
+
+void conv_pool_forward(const ConvShape& s, int n, const float* in, const int* gather, const float* w, const float* b,
+                       float* out, uint8_t* argmax, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
+                       cudaStream_t stream) {
+    NvtxRange r("conv_pool_forward");
+    if (s.P > 8) throw UsageError("CUDA conv: pool size over 8 is not supported (argmax is one byte)");
+    const dim3 grid(blocks_for(long(n) * s.Hp * s.Wp), unsigned(s.F));
+    conv_pool_forward_kernel<<<grid, kThreads, 0, stream>>>(s, n, in, gather, w, b, out, argmax, rate, seed, layer_id, st);
+    CUDA_CHECK_LAUNCH();
+}
+
+size_t conv_partial_elems(const ConvShape& s, int n) {
+    const int chunk = wgrad_chunk(s, n);
+    const int chunks = (n + chunk - 1) / chunk;
+    return size_t(chunks) * (s.F * s.C * s.K * s.K + s.F);
+}
+
+void conv_backward_weights(const ConvShape& s, int n, const float* in, const int* gather, const float* geff,
+                           const uint8_t* argmax, float* partial, float* grad_wb, cudaStream_t stream) {
+    NvtxRange r("conv_backward_weights");
+    const int nwb = s.F * s.C * s.K * s.K + s.F;
+    const int chunk = wgrad_chunk(s, n), chunks = (n + chunk - 1) / chunk;
+    conv_wgrad_partial_kernel<<<dim3(blocks_for(nwb), unsigned(chunks)), kThreads, 0, stream>>>(s, n, chunk, in, gather,
+                                                                                               geff, argmax, partial);
+    CUDA_CHECK_LAUNCH();
+    sum_chunks_kernel<<<blocks_for(nwb), kThreads, 0, stream>>>(partial, chunks, nwb, grad_wb);
+    CUDA_CHECK_LAUNCH();
+}
+
+void conv_backward_input(const ConvShape& s, int n, const float* geff, const uint8_t* argmax, const float* w,
+                         float* din, cudaStream_t stream) {
+    NvtxRange r("conv_backward_input");
+    conv_input_grad_kernel<<<blocks_for(long(n) * s.C * s.H * s.W), kThreads, 0, stream>>>(s, n, geff, argmax, w, din);
+    CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace siamese::cuda

@@ -1,0 +1,42 @@
+// The convolution blocks through cuDNN (--conv cudnn): cuDNN's convolution and bias, then our
+// pool/ReLU/dropout kernel; backward through cuDNN's deterministic filter and data algorithms.
+// For comparison with the fused kernels, and as the path for shapes those do not cover.
+#pragma once
+#include <cudnn.h>
+
+#include <cstdint>
+
+#include "buffer.hpp"
+#include "kernels.hpp"
+
+namespace siamese::cuda {
+
+class CudnnConvBlock {
+public:
+    CudnnConvBlock(cudnnHandle_t h, const ConvShape& s, int max_n);
+    ~CudnnConvBlock();
+    CudnnConvBlock(const CudnnConvBlock&) = delete;
+    CudnnConvBlock& operator=(const CudnnConvBlock&) = delete;
+
+    // Same contract as conv_pool_forward (kernels.hpp).
+    void forward(const float* in, const int* gather, int n, const float* w, const float* b, float* out, uint8_t* argmax,
+                 float rate, uint64_t seed, uint32_t layer_id, const StepState* st, cudaStream_t stream);
+    // grad_wb: weights then bias of this layer; din may be null (first layer).
+    void backward(const float* in, const int* gather, int n, const float* geff, const uint8_t* argmax, const float* w,
+                  float* grad_wb, float* din, cudaStream_t stream);
+
+private:
+    void set_batch(int n);
+    const float* contiguous_input(const float* in, const int* gather, int n, cudaStream_t stream);
+
+    cudnnHandle_t h_;
+    ConvShape s_;
+    int max_n_, cur_n_ = -1;
+    cudnnTensorDescriptor_t x_desc_, y_desc_, b_desc_;
+    cudnnFilterDescriptor_t w_desc_;
+    cudnnConvolutionDescriptor_t conv_desc_;
+    DeviceBuffer<float> staged_, conv_out_, dconv_;
+    DeviceBuffer<unsigned char> workspace_;
+};
+
+}  // namespace siamese::cuda

@@ -1,0 +1,78 @@
+// Launchers of the engine's CUDA kernels: plain host functions on device pointers, so the
+// backend and the [cuda] tests (compiled by g++) call them alike. Every launcher opens an NVTX
+// range named after itself and checks its launch.
+//
+// Batch layout: a batch of `count` pairs is 2*count images; image slot s < count is pair s's
+// left image, slot count + s its right one. Activations are (2*count, elems) row-major.
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "siamese/network.hpp"
+#include "siamese/optimizer.hpp"
+
+namespace siamese::cuda {
+
+// Device-resident position in the epoch, read by the kernels so a captured CUDA graph can be
+// replayed for every batch without changing its arguments.
+struct StepState {
+    int first;            // first pair of this batch in the epoch's order
+    int batch;            // batch number within the epoch (index of its loss)
+    unsigned long long step;  // global step: dropout stream and optimizer step (step + 1)
+};
+
+// ---- pairs (optimizer.cu) -------------------------------------------------------------------
+// gather[s] = bank index of image slot s: a[first + s] for s < count, else b[first + s - count].
+void build_gather(const int* a, const int* b, const StepState* st, int count, int* gather, cudaStream_t stream);
+// first += count; batch += 1; step += 1.
+void advance_state(StepState* st, int count, cudaStream_t stream);
+// One optimizer update over the flat buffer; t = step + 1 read from st.
+void optimizer_step(const OptimizerConfig& c, float* params, const float* grad, float* state, size_t n,
+                    const StepState* st, cudaStream_t stream);
+
+// ---- convolution blocks (conv.cu) ------------------------------------------------------------
+// out (n, F,Hp,Wp) = dropout(relu(maxpool(conv(in) + b))), argmax (n, F,Hp,Wp) = dy*P+dx.
+// Image i reads in + (gather ? gather[i] : i) * C*H*W: layer 1 reads the image bank directly.
+// rate 0 = inference (no dropout).
+void conv_pool_forward(const ConvShape& s, int n, const float* in, const int* gather, const float* w, const float* b,
+                       float* out, uint8_t* argmax, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
+                       cudaStream_t stream);
+// Weight and bias gradients of one conv block from geff (gradient at the pooled outputs, already
+// through dropout and ReLU): partial sums over chunks of images, then summed in chunk order
+// (deterministic). grad_wb points at the layer's weights; its bias follows them (F*C*K*K later).
+// partial must hold conv_partial_elems(s, n) floats.
+size_t conv_partial_elems(const ConvShape& s, int n);
+void conv_backward_weights(const ConvShape& s, int n, const float* in, const int* gather, const float* geff,
+                           const uint8_t* argmax, float* partial, float* grad_wb, cudaStream_t stream);
+// din (n, C,H,W): gradient at the block's input, gathered over filters and taps.
+void conv_backward_input(const ConvShape& s, int n, const float* geff, const uint8_t* argmax, const float* w,
+                         float* din, cudaStream_t stream);
+
+// ---- dense layers and elementwise (dense.cu) ------------------------------------------------
+// y (n, O) = x (n, I) . W^T (cuBLAS, FP32), then bias + ReLU + dropout in place.
+void dense_forward(cublasHandle_t h, const float* x, const float* w, const float* b, float* y, int n, int I, int O,
+                   float rate, uint64_t seed, uint32_t layer_id, const StepState* st, cudaStream_t stream);
+// d (n, elems) *= (y > 0 ? dropout scale or 0 : 0): through dropout and ReLU, the mask regenerated.
+void relu_dropout_backward(float* d, const float* y, int n, int elems, float rate, uint64_t seed, uint32_t layer_id,
+                           const StepState* st, cudaStream_t stream);
+// dW = d^T . x, db = column sums of d (fixed order), dx = d . W (skipped when dx is null).
+void dense_backward(cublasHandle_t h, const float* d, const float* x, const float* w, float* dw, float* db, float* dx,
+                    int n, int I, int O, cudaStream_t stream);
+
+// ---- distance and loss (loss.cu) ------------------------------------------------------------
+// emb (2*count, E). One block: per pair d = sqrt(max(|a-b|^2, eps)), the loss term, the
+// gradients w.r.t. both embeddings into g (2*count, E), the batch mean by a fixed-order tree
+// reduction into losses[st->batch]. Labels read at labels + st->first. dist (count) optional.
+void contrastive_loss(const float* emb, int count, int E, const float* labels, const StepState* st, float margin,
+                      float* g, float* losses, float* dist, cudaStream_t stream);
+
+// ---- evaluation (eval.cu) -------------------------------------------------------------------
+// d[i] = |emb[a[i]] - emb[b[i]]| (same safe sqrt).
+void pair_distances(const float* emb, int E, const int* a, const int* b, int n, float* d, cudaStream_t stream);
+// ROC AUC of distances d with labels y (1 genuine) on the device: a Thrust sort by distance,
+// then the Mann-Whitney rank sum (ties averaged). Returns NaN when a class is empty.
+double roc_auc_device(const float* d, const float* y, int n, cudaStream_t stream);
+
+}  // namespace siamese::cuda

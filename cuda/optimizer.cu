@@ -1,0 +1,62 @@
+// The optimizer as one kernel over the whole flat parameter buffer (the per-element rule is
+// optimizer_update() in include/siamese/optimizer.hpp, shared with the CPU), and the two tiny
+// kernels that let a captured training step walk through the epoch on its own.
+#include <cmath>
+
+#include "check.hpp"
+#include "kernels.hpp"
+#include "nvtx.hpp"
+
+namespace siamese::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+__global__ void optimizer_kernel(OptimizerConfig c, float* __restrict__ p, const float* __restrict__ g,
+                                 float* __restrict__ s, size_t n, const StepState* __restrict__ st) {
+    const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    OptStepScalars k;
+    if (c.kind == OptKind::Adam) {  // bias corrections for t = step + 1, in double as on the CPU
+        const double t = double(st->step + 1);
+        k.bc1 = float(1.0 - pow(double(c.beta1), t));
+        k.bc2 = float(1.0 - pow(double(c.beta2), t));
+    }
+    optimizer_update(c, k, p[i], g[i], s[i], s[n + i]);
+}
+
+__global__ void build_gather_kernel(const int* __restrict__ a, const int* __restrict__ b,
+                                    const StepState* __restrict__ st, int count, int* __restrict__ gather) {
+    const int s = blockIdx.x * blockDim.x + threadIdx.x;
+    if (s >= 2 * count) return;
+    gather[s] = s < count ? a[st->first + s] : b[st->first + s - count];
+}
+
+__global__ void advance_state_kernel(StepState* st, int count) {
+    st->first += count;
+    st->batch += 1;
+    st->step += 1;
+}
+
+}  // namespace
+
+void optimizer_step(const OptimizerConfig& c, float* params, const float* grad, float* state, size_t n,
+                    const StepState* st, cudaStream_t stream) {
+    NvtxRange r("optimizer_step");
+    optimizer_kernel<<<unsigned((n + kThreads - 1) / kThreads), kThreads, 0, stream>>>(c, params, grad, state, n, st);
+    CUDA_CHECK_LAUNCH();
+}
+
+void build_gather(const int* a, const int* b, const StepState* st, int count, int* gather, cudaStream_t stream) {
+    NvtxRange r("build_gather");
+    build_gather_kernel<<<unsigned((2 * count + kThreads - 1) / kThreads), kThreads, 0, stream>>>(a, b, st, count, gather);
+    CUDA_CHECK_LAUNCH();
+}
+
+void advance_state(StepState* st, int count, cudaStream_t stream) {
+    advance_state_kernel<<<1, 1, 0, stream>>>(st, count);
+    CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace siamese::cuda

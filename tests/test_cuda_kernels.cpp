@@ -1,0 +1,303 @@
+// Every CUDA kernel against the CPU reference in double precision, on fresh random inputs, with
+// outputs poisoned first. fp32 kernels summing up to a few hundred products land near 1e-7
+// relative error; the bounds (1e-5, 1e-4 where thousands of terms are summed) leave room for
+// summation order and still catch any indexing fault.
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+#include "cuda_test_util.hpp"
+#include "cudnn_conv.hpp"
+#include "kernels.hpp"
+#include "siamese/layers.hpp"
+#include "siamese/loss.hpp"
+#include "siamese/metrics.hpp"
+#include "siamese/philox.hpp"
+#include "test_util.hpp"
+
+using namespace siamese;
+using namespace siamese::cuda;
+using cudatest::poisoned;
+using cudatest::to_device;
+
+namespace {
+
+ConvShape shape(int C, int H, int W, int F, int K, int P) {
+    ConvShape s;
+    s.C = C; s.H = H; s.W = W; s.F = F; s.K = K;
+    s.Ho = H - K + 1; s.Wo = W - K + 1; s.P = P; s.Hp = s.Ho / P; s.Wp = s.Wo / P;
+    return s;
+}
+
+// Shapes: the recipe's two blocks, a non-square odd one, another kernel/pool size.
+std::vector<ConvShape> conv_shapes() {
+    return {shape(1, 56, 46, 6, 3, 2), shape(6, 27, 22, 12, 3, 2), shape(3, 13, 9, 5, 2, 3), shape(2, 11, 17, 7, 5, 1)};
+}
+
+StepState* device_state(DeviceBuffer<StepState>& buf, int first, int batch, uint64_t step) {
+    const StepState s{first, batch, step};
+    buf.upload(&s, 1);
+    return buf.get();
+}
+
+// CPU forward of one conv block in double: pooled, dropped output and argmax per image.
+void cpu_conv_block(const ConvShape& s, int n, const std::vector<double>& bank, const std::vector<int>& gather,
+                    const std::vector<double>& w, const std::vector<double>& b, float rate, uint64_t seed, uint64_t step,
+                    uint32_t layer, std::vector<double>& out, std::vector<uint8_t>& arg, std::vector<double>& act) {
+    out.assign(size_t(n) * s.out_elems(), 0);
+    act.assign(out.size(), 0);
+    arg.assign(out.size(), 0);
+    std::vector<double> conv(size_t(s.F) * s.Ho * s.W);
+    for (int i = 0; i < n; ++i) {
+        conv_forward(conv.data(), bank.data() + size_t(gather[i]) * s.in_elems(), w.data(), b.data(), s);
+        relu_maxpool_forward(act.data() + size_t(i) * s.out_elems(), arg.data() + size_t(i) * s.out_elems(), conv.data(), s);
+        for (int k = 0; k < s.out_elems(); ++k) {
+            const bool keep = rate <= 0 || dropout_keep(seed, step, layer, uint32_t(i), uint32_t(k), rate);
+            out[size_t(i) * s.out_elems() + k] = act[size_t(i) * s.out_elems() + k] * (keep ? 1.0 / (1.0 - double(float(rate))) : 0.0);
+        }
+    }
+}
+
+}  // namespace
+
+TEST_CASE("conv_pool_forward matches the CPU reference", "[cuda][conv]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(101);
+    for (const ConvShape& s : conv_shapes())
+        for (int n : {1, 3, 257}) {
+            INFO("C" << s.C << " H" << s.H << " W" << s.W << " F" << s.F << " K" << s.K << " P" << s.P << " n" << n);
+            const int bank_n = n + 5;
+            const auto bank = testutil::random_vector(size_t(bank_n) * s.in_elems(), r, 0, 1);
+            const auto w = testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r, -0.5, 0.5);
+            const auto b = testutil::random_vector(s.F, r, -0.1, 0.1);
+            std::vector<int> gather(n);
+            for (auto& g : gather) g = int(r() % bank_n);
+            for (float rate : {0.0f, 0.25f}) {
+                std::vector<double> ref, act;
+                std::vector<uint8_t> ref_arg;
+                cpu_conv_block(s, n, bank, gather, w, b, rate, 77, 5, 1, ref, ref_arg, act);
+                auto d_bank = to_device<float>(bank), d_w = to_device<float>(w), d_b = to_device<float>(b);
+                auto d_gather = to_device<int>(gather);
+                auto d_out = poisoned<float>(ref.size());
+                auto d_arg = poisoned<uint8_t>(ref.size());
+                DeviceBuffer<StepState> st;
+                conv_pool_forward(s, n, d_bank.get(), d_gather.get(), d_w.get(), d_b.get(), d_out.get(), d_arg.get(), rate,
+                                  77, 1, device_state(st, 0, 0, 5), nullptr);
+                CUDA_CHECK(cudaDeviceSynchronize());
+                const auto out = d_out.download();
+                const auto arg = d_arg.download();
+                REQUIRE(cudatest::all_finite(out));
+                CHECK(testutil::rel_error(out, ref) < 1e-5);
+                CHECK(arg == ref_arg);
+            }
+        }
+}
+
+TEST_CASE("conv backward (weights, bias, input) matches the CPU reference", "[cuda][conv]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(102);
+    for (const ConvShape& s : conv_shapes())
+        for (int n : {1, 3, 130}) {
+            INFO("C" << s.C << " H" << s.H << " W" << s.W << " F" << s.F << " K" << s.K << " P" << s.P << " n" << n);
+            const auto bank = testutil::random_vector(size_t(n) * s.in_elems(), r, 0, 1);
+            const auto w = testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r, -0.5, 0.5);
+            const auto b = testutil::random_vector(s.F, r, -0.1, 0.1);
+            std::vector<int> gather(n);
+            std::iota(gather.begin(), gather.end(), 0);
+            std::vector<double> out, act;
+            std::vector<uint8_t> arg;
+            cpu_conv_block(s, n, bank, gather, w, b, 0.0f, 1, 1, 0, out, arg, act);
+            // geff: random where the unit is active, zero elsewhere (as after relu_dropout_backward).
+            auto geff = testutil::random_vector(out.size(), r);
+            for (size_t k = 0; k < geff.size(); ++k)
+                if (out[k] <= 0) geff[k] = 0;
+            std::vector<double> dw(w.size(), 0), db(b.size(), 0), din(bank.size(), 0);
+            std::vector<double> dconv(size_t(s.F) * conv_grad_elems(s));
+            for (int i = 0; i < n; ++i) {
+                relu_maxpool_backward(dconv.data(), geff.data() + size_t(i) * s.out_elems(), act.data() + size_t(i) * s.out_elems(),
+                                      arg.data() + size_t(i) * s.out_elems(), s);
+                conv_backward_weights(dw.data(), db.data(), dconv.data(), bank.data() + size_t(i) * s.in_elems(), s);
+                conv_backward_input(din.data() + size_t(i) * s.in_elems(), dconv.data(), w.data(), s);
+            }
+            auto d_bank = to_device<float>(bank), d_w = to_device<float>(w), d_geff = to_device<float>(geff);
+            auto d_arg = to_device<uint8_t>(arg);
+            DeviceBuffer<float> partial(conv_partial_elems(s, n));
+            auto d_wb = poisoned<float>(w.size() + b.size());
+            auto d_din = poisoned<float>(bank.size());
+            conv_backward_weights(s, n, d_bank.get(), nullptr, d_geff.get(), d_arg.get(), partial.get(), d_wb.get(), nullptr);
+            conv_backward_input(s, n, d_geff.get(), d_arg.get(), d_w.get(), d_din.get(), nullptr);
+            CUDA_CHECK(cudaDeviceSynchronize());
+            const auto wb = d_wb.download();
+            const std::vector<float> gw(wb.begin(), wb.begin() + long(w.size())), gb(wb.begin() + long(w.size()), wb.end());
+            REQUIRE(cudatest::all_finite(wb));
+            CHECK(testutil::rel_error(gw, dw) < 1e-4);  // sums over n * Hp * Wp terms
+            CHECK(testutil::rel_error(gb, db) < 1e-4);
+            const auto gi = d_din.download();
+            REQUIRE(cudatest::all_finite(gi));
+            CHECK(testutil::rel_error(gi, din) < 1e-5);
+        }
+}
+
+TEST_CASE("dense forward, relu/dropout backward and dense backward match the CPU reference", "[cuda][dense]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(103);
+    cublasHandle_t h;
+    CUBLAS_CHECK(cublasCreate(&h));
+    CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH));
+    for (auto [n, I, O] : std::vector<std::tuple<int, int, int>>{{1, 1440, 128}, {256, 1440, 128}, {257, 128, 50}, {3, 17, 5}})
+        for (float rate : {0.0f, 0.1f}) {
+            INFO("n" << n << " I" << I << " O" << O << " rate " << rate);
+            const auto x = testutil::random_vector(size_t(n) * I, r, 0, 1), w = testutil::random_vector(size_t(O) * I, r, -0.1, 0.1),
+                       b = testutil::random_vector(O, r, -0.1, 0.1);
+            std::vector<double> y(size_t(n) * O);
+            dense_forward(y.data(), x.data(), w.data(), b.data(), n, I, O, true);
+            for (int i = 0; i < n; ++i)
+                for (int o = 0; o < O; ++o)
+                    if (rate > 0 && !dropout_keep(5, 9, 16, uint32_t(i), uint32_t(o), rate)) y[size_t(i) * O + o] = 0;
+                    else if (rate > 0) y[size_t(i) * O + o] *= 1.0 / (1.0 - double(float(rate)));
+            auto d_x = to_device<float>(x), d_w = to_device<float>(w), d_b = to_device<float>(b);
+            auto d_y = poisoned<float>(y.size());
+            DeviceBuffer<StepState> st;
+            StepState* sp = device_state(st, 0, 0, 9);
+            dense_forward(h, d_x.get(), d_w.get(), d_b.get(), d_y.get(), n, I, O, rate, 5, 16, sp, nullptr);
+            CUDA_CHECK(cudaDeviceSynchronize());
+            const auto gy = d_y.download();
+            REQUIRE(cudatest::all_finite(gy));
+            CHECK(testutil::rel_error(gy, y) < 1e-5);
+
+            // Backward from a random upstream gradient, through the same mask.
+            auto dy = testutil::random_vector(y.size(), r);
+            std::vector<double> geff(dy);
+            for (size_t k = 0; k < geff.size(); ++k) geff[k] = y[k] > 0 ? dy[k] * (rate > 0 ? 1.0 / (1.0 - double(float(rate))) : 1.0) : 0.0;
+            std::vector<double> dx(x.size()), dw(w.size()), db(O);
+            siamese::dense_backward(dx.data(), dw.data(), db.data(), geff.data(), x.data(), w.data(), n, I, O);
+            auto d_d = to_device<float>(dy);
+            auto d_yref = to_device<float>(gy);
+            auto d_dx = poisoned<float>(dx.size()), d_dw = poisoned<float>(dw.size()), d_db = poisoned<float>(db.size());
+            relu_dropout_backward(d_d.get(), d_yref.get(), n, O, rate, 5, 16, sp, nullptr);
+            siamese::cuda::dense_backward(h, d_d.get(), d_x.get(), d_w.get(), d_dw.get(), d_db.get(), d_dx.get(), n, I, O, nullptr);
+            CUDA_CHECK(cudaDeviceSynchronize());
+            CHECK(testutil::rel_error(d_d.download(), geff) < 1e-6);
+            CHECK(testutil::rel_error(d_dx.download(), dx) < 1e-5);
+            CHECK(testutil::rel_error(d_dw.download(), dw) < 1e-4);
+            CHECK(testutil::rel_error(d_db.download(), db) < 1e-4);
+        }
+    cublasDestroy(h);
+}
+
+TEST_CASE("fused distance + contrastive loss matches the CPU reference", "[cuda][loss]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(104);
+    for (int count : {1, 7, 128, 300}) {
+        INFO("count " << count);
+        const int E = 50, first = 3;
+        auto emb = testutil::random_vector(size_t(2) * count * E, r, 0, 0.3);
+        for (int k = 0; k < E; ++k) emb[size_t(count) * E + k] = emb[k];  // pair 0 identical: d clamps
+        std::vector<float> labels(first + count);
+        for (auto& y : labels) y = float(r() % 2);
+        std::vector<double> g(emb.size()), dist(count);
+        const double loss = contrastive_loss<double>(emb.data(), emb.data() + size_t(count) * E, labels.data() + first, count, E,
+                                                     1.0, dist.data(), g.data(), g.data() + size_t(count) * E);
+        auto d_emb = to_device<float>(emb), d_lab = to_device<float>(labels);
+        auto d_g = poisoned<float>(g.size()), d_loss = poisoned<float>(4), d_dist = poisoned<float>(count);
+        DeviceBuffer<StepState> st;
+        contrastive_loss(d_emb.get(), count, E, d_lab.get(), device_state(st, first, 2, 0), 1.0f, d_g.get(), d_loss.get(),
+                         d_dist.get(), nullptr);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        CHECK(d_loss.download()[2] == Approx(loss).epsilon(1e-5));
+        CHECK(testutil::rel_error(d_g.download(), g) < 1e-5);
+        CHECK(testutil::rel_error(d_dist.download(), dist) < 1e-5);
+    }
+}
+
+TEST_CASE("optimizer kernel matches the CPU loop for rmsprop, adam and sgd", "[cuda][optimizer]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(105);
+    for (OptKind kind : {OptKind::RMSprop, OptKind::Adam, OptKind::SGD}) {
+        OptimizerConfig c;
+        c.kind = kind;
+        const size_t n = 100003;
+        const auto p0 = testutil::random_vector(n, r);
+        std::vector<float> p(p0.begin(), p0.end()), s(2 * n, 0.0f);
+        auto d_p = to_device<float>(p0);
+        DeviceBuffer<float> d_s(2 * n);
+        d_s.fill_bytes(0);
+        DeviceBuffer<StepState> st;
+        for (uint64_t step = 0; step < 3; ++step) {
+            const auto g64 = testutil::random_vector(n, r);
+            std::vector<float> g(g64.begin(), g64.end());
+            optimizer_step_cpu(c, p.data(), g.data(), s.data(), n, step + 1);
+            auto d_g = to_device<float>(g);
+            optimizer_step(c, d_p.get(), d_g.get(), d_s.get(), n, device_state(st, 0, 0, step), nullptr);
+        }
+        CUDA_CHECK(cudaDeviceSynchronize());
+        INFO(optimizer_name(kind));
+        CHECK(testutil::rel_error(d_p.download(), p) < 1e-6);
+        CHECK(testutil::rel_error(d_s.download(), s) < 1e-6);
+    }
+}
+
+TEST_CASE("pair distances and the device ROC AUC match the CPU metrics", "[cuda][eval]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(106);
+    const int n_img = 97, E = 50, n = 1001;
+    const auto emb = testutil::random_vector(size_t(n_img) * E, r, 0, 1);
+    PairSet pairs;
+    for (int i = 0; i < n; ++i) pairs.push(int(r() % n_img), int(r() % n_img), float(r() % 2));
+    const std::vector<float> embf(emb.begin(), emb.end());
+    const auto ref = pair_distances(embf, E, pairs);
+    auto d_emb = to_device<float>(emb);
+    auto d_a = to_device<int>(pairs.a), d_b = to_device<int>(pairs.b);
+    auto d_y = to_device<float>(pairs.label);
+    auto d_d = poisoned<float>(n);
+    siamese::cuda::pair_distances(d_emb.get(), E, d_a.get(), d_b.get(), n, d_d.get(), nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    const auto d = d_d.download();
+    CHECK(testutil::rel_error(d, ref) < 1e-6);
+    CHECK(roc_auc_device(d_d.get(), d_y.get(), n, nullptr) == Approx(roc_auc(d, pairs.label)).epsilon(1e-12));
+}
+
+TEST_CASE("cuDNN and custom convolution blocks agree", "[cuda][conv][cudnn]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(107);
+    cudnnHandle_t h;
+    REQUIRE(cudnnCreate(&h) == CUDNN_STATUS_SUCCESS);
+    for (const ConvShape& s : conv_shapes()) {
+        const int n = 37;
+        INFO("C" << s.C << " H" << s.H << " W" << s.W << " F" << s.F);
+        const auto bank = testutil::random_vector(size_t(n) * s.in_elems(), r, 0, 1);
+        const auto w = testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r, -0.5, 0.5);
+        const auto b = testutil::random_vector(s.F, r, -0.1, 0.1);
+        std::vector<int> gather(n);
+        for (auto& g : gather) g = int(r() % n);
+        auto d_bank = to_device<float>(bank), d_w = to_device<float>(w), d_b = to_device<float>(b);
+        auto d_gather = to_device<int>(gather);
+        DeviceBuffer<StepState> st;
+        StepState* sp = device_state(st, 0, 0, 3);
+        const size_t out_n = size_t(n) * s.out_elems();
+        auto o1 = poisoned<float>(out_n), o2 = poisoned<float>(out_n);
+        auto a1 = poisoned<uint8_t>(out_n), a2 = poisoned<uint8_t>(out_n);
+        conv_pool_forward(s, n, d_bank.get(), d_gather.get(), d_w.get(), d_b.get(), o1.get(), a1.get(), 0.25f, 4, 0, sp, nullptr);
+        CudnnConvBlock block(h, s, n);
+        block.forward(d_bank.get(), d_gather.get(), n, d_w.get(), d_b.get(), o2.get(), a2.get(), 0.25f, 4, 0, sp, nullptr);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        const auto out1 = o1.download();
+        CHECK(testutil::rel_error(o2.download(), out1) < 1e-5);
+        CHECK(a1.download() == a2.download());
+        auto geff = testutil::random_vector(out_n, r);
+        for (size_t k = 0; k < out_n; ++k)
+            if (out1[k] <= 0) geff[k] = 0;
+        auto d_geff = to_device<float>(geff);
+        DeviceBuffer<float> partial(conv_partial_elems(s, n));
+        auto g1 = poisoned<float>(w.size() + b.size()), g2 = poisoned<float>(w.size() + b.size());
+        auto i1 = poisoned<float>(size_t(n) * s.in_elems()), i2 = poisoned<float>(size_t(n) * s.in_elems());
+        conv_backward_weights(s, n, d_bank.get(), d_gather.get(), d_geff.get(), a1.get(), partial.get(), g1.get(), nullptr);
+        // The input gradient is per image slot; compare with the gathered layout cuDNN sees.
+        conv_backward_input(s, n, d_geff.get(), a1.get(), d_w.get(), i1.get(), nullptr);
+        block.backward(d_bank.get(), d_gather.get(), n, d_geff.get(), a1.get(), d_w.get(), g2.get(), i2.get(), nullptr);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        CHECK(testutil::rel_error(g2.download(), g1.download()) < 1e-4);
+        CHECK(testutil::rel_error(i2.download(), i1.download()) < 1e-5);
+    }
+    cudnnDestroy(h);
+}
