@@ -23,11 +23,11 @@ std::vector<float> two_steps(OptKind kind, float g1, float g2) {
 
 // v = .9 v + .1 g^2 and p -= lr g / (sqrt(v) + 1e-7)
 TEST_CASE("RMSprop steps match values worked out by hand", "[optimizer]") {
-    // Step 1: v = 0.025, p = 1 - 0.05 / 0.1581139 = 0.6837723
-    // Step 2: v = 0.0475, p = 0.6837723 - 0.05 / 0.2179449 = 0.4543563
+    // Step 1: v = 0.025, p = 1 - 0.05 / 0.1581140 = 0.6837724
+    // Step 2: v = 0.0475, p = 0.6837724 - 0.05 / 0.2179450 = 0.4543568
     const auto p = two_steps(OptKind::RMSprop, 0.5f, 0.5f);
-    CHECK(p[0] == Approx(0.6837723).epsilon(1e-6));
-    CHECK(p[1] == Approx(0.4543563).epsilon(1e-6));
+    CHECK(p[0] == Approx(0.6837724).epsilon(1e-6));
+    CHECK(p[1] == Approx(0.4543568).epsilon(1e-6));
 }
 
 TEST_CASE("Adam with bias correction", "[optimizer]") {
