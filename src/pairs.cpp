@@ -126,6 +126,30 @@ PairSplit make_people_pairs(const ImageBank& bank, const std::vector<int>& train
     return out;
 }
 
+PairSplit make_split(const ImageBank& bank, const std::string& protocol, const std::string& train_people,
+                     const std::string& test_people, uint64_t seed) {
+    const int n = int(bank.people.size());
+    if (n < 2) throw DataError("the dataset has fewer than two people");
+    if (protocol == "tutorial") {
+        if (!train_people.empty() || !test_people.empty())
+            throw UsageError("--train-people/--test-people need --protocol people");
+        return make_tutorial_pairs(bank, seed);
+    }
+    if (protocol != "people") throw UsageError("--protocol must be tutorial or people");
+    const std::vector<int> test =
+        test_people.empty()
+            ? parse_people_list(std::to_string(n - std::max(2, n / 4) + 1) + "-" + std::to_string(n), n, "--test-people")
+            : parse_people_list(test_people, n, "--test-people");
+    std::vector<int> train;
+    if (train_people.empty()) {
+        for (int p = 0; p < n; ++p)
+            if (std::find(test.begin(), test.end(), p) == test.end()) train.push_back(p);
+    } else {
+        train = parse_people_list(train_people, n, "--train-people");
+    }
+    return make_people_pairs(bank, train, test, seed);
+}
+
 std::vector<int> parse_people_list(const std::string& spec, int n, const std::string& what) {
     std::set<int> seen;
     std::vector<int> out;

@@ -34,6 +34,11 @@ PairSplit make_tutorial_pairs(const ImageBank& bank, uint64_t seed, int genuine_
 PairSplit make_people_pairs(const ImageBank& bank, const std::vector<int>& train_people,
                             const std::vector<int>& test_people, uint64_t seed, int genuine_per_person = 250);
 
+// The split a command line asks for: protocol "tutorial" or "people"; for "people", the 1-based
+// lists of train and test people (empty test: the last quarter; empty train: everyone else).
+PairSplit make_split(const ImageBank& bank, const std::string& protocol, const std::string& train_people,
+                     const std::string& test_people, uint64_t seed);
+
 // All pairs (i < j) of images of the given people.
 PairSet all_pairs(const ImageBank& bank, const std::vector<int>& people);
 

@@ -19,7 +19,8 @@ namespace {
 
 struct TrainArgs {
     std::string data, protocol = "tutorial", train_people, test_people, optimizer = "rmsprop", device = "auto";
-    std::string out = "run", resize = "stride", conv_filters = "6,12", dense = "128,50";
+    std::string out = "run", resize = "stride", conv_filters = "6,12", dense = "128,50", conv = "custom";
+    bool no_graphs = false, profile = false;
     int epochs = 13, batch = 128, downsample = 2, threads = 0, kernel = 3, pool = 2;
     double lr = 1e-3, margin = 1.0, conv_dropout = 0.25, dense_dropout = 0.1;
     uint64_t seed = 1;
@@ -107,6 +108,10 @@ Runner add_train(CLI::App& app) {
     sub->add_option("--device", a->device, "auto, cpu or cuda")->capture_default_str()
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
     sub->add_option("--out", a->out, "Output folder")->capture_default_str();
+    sub->add_option("--conv", a->conv, "CUDA convolutions: custom (fused kernels) or cudnn")->capture_default_str()
+        ->check(CLI::IsMember({"custom", "cudnn"}));
+    sub->add_flag("--no-graphs", a->no_graphs, "CUDA: launch every kernel instead of replaying a captured graph");
+    sub->add_flag("--profile", a->profile, "CUDA: time every phase with CUDA events and print a table at the end");
     return [a]() {
         Preprocess pp;
         pp.downsample = a->downsample;
@@ -122,6 +127,9 @@ Runner add_train(CLI::App& app) {
         h.opt.lr = float(a->lr);
         h.margin = float(a->margin);
         h.seed = a->seed;
+        h.conv = a->conv;
+        h.graphs = !a->no_graphs;
+        h.profile = a->profile;
         prepare_out_dir(a->out);
 
         const ImageBank bank = a->data.empty() ? synth_bank(SynthOptions{}, pp) : load_dataset(a->data, pp);
@@ -131,25 +139,7 @@ Runner add_train(CLI::App& app) {
         h.net.in_w = bank.width;
         h.net.validate();
 
-        PairSplit split;
-        if (a->protocol == "tutorial") {
-            if (!a->train_people.empty() || !a->test_people.empty())
-                throw UsageError("--train-people/--test-people need --protocol people");
-            split = make_tutorial_pairs(bank, a->seed);
-        } else {
-            std::vector<int> test = a->test_people.empty()
-                                        ? parse_people_list(std::to_string(n_people - n_people / 4 + 1) + "-" +
-                                                                std::to_string(n_people), n_people, "--test-people")
-                                        : parse_people_list(a->test_people, n_people, "--test-people");
-            std::vector<int> train;
-            if (a->train_people.empty()) {
-                for (int p = 0; p < n_people; ++p)
-                    if (std::find(test.begin(), test.end(), p) == test.end()) train.push_back(p);
-            } else {
-                train = parse_people_list(a->train_people, n_people, "--train-people");
-            }
-            split = make_people_pairs(bank, train, test, a->seed);
-        }
+        const PairSplit split = make_split(bank, a->protocol, a->train_people, a->test_people, a->seed);
 
         auto backend = make_backend(a->device, h, a->threads);
         backend->upload_images(bank);
@@ -183,6 +173,10 @@ Runner add_train(CLI::App& app) {
         const std::vector<int> oneshot_people = a->protocol == "people" ? split.test_people : std::vector<int>{};
         const TestReport rep = evaluate_model(*backend, bank, split.test, res.threshold, oneshot_people, a->seed);
         print_report(rep, res.threshold);
+        if (a->profile) {
+            const std::string table = backend->profile_report();
+            std::printf("%s", table.empty() ? "profile: per-phase timing is measured by the CUDA engine only\n" : table.c_str());
+        }
 
         Model m;
         m.net = h.net;

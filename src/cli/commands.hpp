@@ -20,6 +20,7 @@ Runner add_eval(CLI::App& app);
 Runner add_verify(CLI::App& app);
 Runner add_inspect(CLI::App& app);
 Runner add_synth(CLI::App& app);
+Runner add_pairs(CLI::App& app);
 
 // "cpu", "cuda" or "auto" (CUDA when a device answers, else CPU).
 // The test figures as printed lines and as the "test" object of summary.json.
