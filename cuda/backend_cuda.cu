@@ -5,6 +5,7 @@
 // device-side StepState, so the graph needs no new arguments).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -109,6 +110,13 @@ public:
         std::vector<float> all = losses_.download();
         all.resize(size_t(batches_));
         collect_profile();
+        for (size_t b = 0; b < all.size(); ++b)
+            if (!std::isfinite(all[b])) {
+                const std::vector<float> g = grad_.download();  // the last step's gradient names the layer
+                const std::string bad = first_nonfinite_tensor(L_, g.data());
+                throw DataError("training diverged: non-finite loss in batch " + std::to_string(b + 1) + " of the epoch" +
+                                (bad.empty() ? std::string() : " (non-finite gradient in " + bad + ")"));
+            }
         return all;
     }
 

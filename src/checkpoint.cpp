@@ -41,6 +41,17 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
     }
 }
 
+std::string fnv1a64_hex(const char* data, size_t n) {
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (size_t i = 0; i < n; ++i) {
+        h ^= static_cast<unsigned char>(data[i]);
+        h *= 0x100000001B3ull;
+    }
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+    return buf;
+}
+
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, SafeTensor>>& tensors,
                        const std::map<std::string, std::string>& metadata) {
     json header = json::object();
@@ -50,7 +61,18 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
         header[name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
         offset += bytes;
     }
-    header["__metadata__"] = metadata;
+    std::string data;
+    data.reserve(offset);
+    for (const auto& [name, t] : tensors) {
+        for (float v : t.data) {
+            uint32_t u;
+            std::memcpy(&u, &v, 4);
+            for (int i = 0; i < 4; ++i) data.push_back(char((u >> (8 * i)) & 0xFF));
+        }
+    }
+    auto meta = metadata;
+    meta["checksum"] = fnv1a64_hex(data.data(), data.size());
+    header["__metadata__"] = meta;
     std::string h = header.dump();
     while ((h.size() + 8) % 8) h.push_back(' ');  // align the data to 8 bytes
     std::string out;
@@ -58,19 +80,17 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
     const uint64_t n = h.size();
     for (int i = 0; i < 8; ++i) out.push_back(char((n >> (8 * i)) & 0xFF));
     out += h;
-    for (const auto& [name, t] : tensors) {
-        for (float v : t.data) {
-            uint32_t u;
-            std::memcpy(&u, &v, 4);
-            for (int i = 0; i < 4; ++i) out.push_back(char((u >> (8 * i)) & 0xFF));
-        }
-    }
+    out += data;
     write_file_atomic(path, out);
 }
 
 void read_safetensors(const std::string& path, std::map<std::string, SafeTensor>& tensors,
                       std::map<std::string, std::string>& metadata) {
-    const std::string bytes = read_file_bytes(path);
+    parse_safetensors(read_file_bytes(path), path, tensors, metadata);
+}
+
+void parse_safetensors(const std::string& bytes, const std::string& path, std::map<std::string, SafeTensor>& tensors,
+                       std::map<std::string, std::string>& metadata) {
     auto fail = [&](const std::string& why) -> DataError { return DataError(path + ": " + why); };
     if (bytes.size() < 8) throw fail("truncated: no safetensors header");
     uint64_t n = 0;
@@ -87,9 +107,11 @@ void read_safetensors(const std::string& path, std::map<std::string, SafeTensor>
     try {
         for (auto it = header.begin(); it != header.end(); ++it) {
             if (it.key() == "__metadata__") {
+                if (!it.value().is_object()) throw fail("bad JSON header: __metadata__ is not an object");
                 for (auto m = it.value().begin(); m != it.value().end(); ++m) metadata[m.key()] = m.value().get<std::string>();
                 continue;
             }
+            if (!it.value().is_object()) throw fail("bad JSON header: tensor " + it.key() + " is not an object");
             const json& t = it.value();
             if (t.at("dtype").get<std::string>() != "F32") throw fail("tensor " + it.key() + ": dtype must be F32");
             SafeTensor st;
@@ -117,6 +139,10 @@ void read_safetensors(const std::string& path, std::map<std::string, SafeTensor>
     } catch (const json::exception& e) {
         throw fail(std::string("bad JSON header: ") + e.what());
     }
+    if (auto it = metadata.find("checksum"); it != metadata.end()) {
+        if (it->second != fnv1a64_hex(bytes.data() + data_start, data_size))
+            throw fail("checksum mismatch: the file is corrupt");
+    }
 }
 
 void save_model(const std::string& path, const Model& m) {
@@ -136,10 +162,12 @@ void save_model(const std::string& path, const Model& m) {
     write_safetensors(path, tensors, meta);
 }
 
-Model load_model(const std::string& path) {
+Model load_model(const std::string& path) { return parse_model(read_file_bytes(path), path); }
+
+Model parse_model(const std::string& bytes, const std::string& path) {
     std::map<std::string, SafeTensor> tensors;
     std::map<std::string, std::string> meta;
-    read_safetensors(path, tensors, meta);
+    parse_safetensors(bytes, path, tensors, meta);
     auto fail = [&](const std::string& why) -> DataError { return DataError(path + ": " + why); };
     for (const char* key : {"network", "downsample", "resize", "threshold", "margin"})
         if (!meta.count(key)) throw fail(std::string("not a siamese model: metadata '") + key + "' missing");
@@ -164,7 +192,8 @@ Model load_model(const std::string& path) {
         std::copy(it->second.data.begin(), it->second.data.end(), m.params.begin() + long(t.offset));
     }
     for (const auto& [k, v] : meta)
-        if (k != "network" && k != "downsample" && k != "resize" && k != "threshold" && k != "margin" && k != "format")
+        if (k != "network" && k != "downsample" && k != "resize" && k != "threshold" && k != "margin" && k != "format" &&
+            k != "checksum")
             m.extra[k] = v;
     return m;
 }

@@ -90,6 +90,13 @@ ParamLayout make_layout(const NetConfig& cfg) {
     return L;
 }
 
+std::string first_nonfinite_tensor(const ParamLayout& L, const float* v) {
+    for (const auto& t : L.tensors)
+        for (size_t i = 0; i < t.size; ++i)
+            if (!std::isfinite(v[t.offset + i])) return t.name;
+    return "";
+}
+
 std::vector<float> glorot_init(const ParamLayout& L, uint64_t seed) {
     std::vector<float> p(L.total, 0.0f);
     Rng r(seed ^ 0x6A09E667F3BCC909ull);

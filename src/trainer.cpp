@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <numeric>
 
+#include "siamese/checkpoint.hpp"
 #include "siamese/common.hpp"
 
 namespace siamese {
@@ -28,22 +30,52 @@ double contrastive_loss_of(const std::vector<float>& d, const std::vector<float>
     return s / double(d.size());
 }
 
-TrainResult train_model(Backend& backend, const PairSplit& split, const TrainOptions& opt, const TrainCallbacks& cb) {
+std::string order_checksum(const PairSet& order) {
+    std::string bytes;
+    for (int i = 0; i < order.size(); ++i) {
+        const int32_t v[3] = {order.a[i], order.b[i], int32_t(order.label[i])};
+        bytes.append(reinterpret_cast<const char*>(v), sizeof v);
+    }
+    return fnv1a64_hex(bytes.data(), bytes.size());
+}
+
+TrainResult train_model(Backend& backend, const PairSplit& split, const TrainOptions& opt, const TrainCallbacks& cb,
+                        const TrainProgress& resume) {
     TrainResult result;
     const int n = split.train.size();
     const int batches = (n + opt.batch - 1) / opt.batch;
     const int E = backend.embed_dim();
-    uint64_t step = 0;
+    uint64_t step = resume.step;
     std::vector<float> dval;
-    for (int epoch = 1; epoch <= opt.epochs; ++epoch) {
+    auto check_finite = [&](const std::vector<float>& losses, int epoch) {
+        for (size_t b = 0; b < losses.size(); ++b)
+            if (!std::isfinite(losses[b]))
+                throw DataError("training diverged: non-finite loss in epoch " + std::to_string(epoch) + ", batch " +
+                                std::to_string(b + 1) + " (lower --lr?); the last checkpoint is kept");
+    };
+    for (int epoch = resume.epoch; epoch <= opt.epochs; ++epoch) {
         const auto t0 = std::chrono::steady_clock::now();
-        backend.begin_epoch(epoch_order(split.train, opt.seed, epoch));
-        for (int b = 0; b < batches; ++b) {
+        const PairSet order = epoch_order(split.train, opt.seed, epoch);
+        const std::string checksum = order_checksum(order);
+        const bool resumed = epoch == resume.epoch && resume.next_batch > 0;
+        if (resumed && checksum != resume.order_checksum)
+            throw DataError("cannot resume: the epoch's pair order differs from the saved one (different data or version?)");
+        std::vector<float> earlier = resumed ? resume.losses : std::vector<float>{};
+        backend.begin_epoch(order);
+        for (int b = resumed ? resume.next_batch : 0; b < batches; ++b) {
             const int first = b * opt.batch;
             backend.train_batch(first, std::min(opt.batch, n - first), step++);
-            if (cb.on_batch) cb.on_batch(b + 1, batches);
+            if (cb.on_batch) cb.on_batch(b + 1, batches, step);
+            if (opt.checkpoint_every > 0 && step % uint64_t(opt.checkpoint_every) == 0 && b + 1 < batches && cb.on_checkpoint) {
+                std::vector<float> losses = earlier;
+                for (float l : backend.batch_losses()) losses.push_back(l);
+                check_finite(losses, epoch);
+                cb.on_checkpoint(TrainProgress{epoch, b + 1, step, losses, checksum});
+            }
         }
-        const auto losses = backend.batch_losses();
+        std::vector<float> losses = earlier;
+        for (float l : backend.batch_losses()) losses.push_back(l);
+        check_finite(losses, epoch);
         EpochStats st;
         st.epoch = epoch;
         double s = 0;  // sample-weighted mean of the batch losses, as Keras reports it
@@ -56,7 +88,9 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const TrainOpt
         st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         result.epochs.push_back(st);
         if (cb.on_epoch) cb.on_epoch(st);
+        if (cb.on_checkpoint) cb.on_checkpoint(TrainProgress{epoch + 1, 0, step, {}, ""});
     }
+    if (dval.empty() && split.val.size()) dval = pair_distances(backend.embed_bank(), E, split.val);
     result.threshold = dval.empty() ? 0.5 : best_threshold(dval, split.val.label);
     return result;
 }

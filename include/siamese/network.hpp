@@ -58,6 +58,9 @@ struct ParamLayout {
 
 ParamLayout make_layout(const NetConfig& cfg);
 
+// Name of the first tensor holding a NaN or infinity in `v` (a flat buffer); "" when all finite.
+std::string first_nonfinite_tensor(const ParamLayout& layout, const float* v);
+
 // Glorot-uniform weights (limit sqrt(6 / (fan_in + fan_out)), conv fans scaled by K*K), zero biases.
 std::vector<float> glorot_init(const ParamLayout& layout, uint64_t seed);
 

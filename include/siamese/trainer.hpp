@@ -8,6 +8,7 @@
 #include "siamese/backend.hpp"
 #include "siamese/metrics.hpp"
 #include "siamese/pairs.hpp"
+#include "siamese/train_state.hpp"
 
 namespace siamese {
 
@@ -16,6 +17,7 @@ struct TrainOptions {
     int batch = 128;
     uint64_t seed = 1;
     float margin = 1.0f;
+    int checkpoint_every = 0;  // also call on_checkpoint every N steps (0: at epoch ends only)
 };
 
 struct EpochStats {
@@ -23,10 +25,13 @@ struct EpochStats {
     double train_loss = 0, val_loss = 0, val_accuracy = 0, seconds = 0;
 };
 
-// Called after every batch (done, total) and every epoch.
+// Called after every batch (done, total, global steps done), every epoch, and at every
+// checkpoint (epoch ends and every checkpoint_every steps) with what a resume needs; the
+// backend then holds the weights and optimizer state of that point.
 struct TrainCallbacks {
-    std::function<void(int, int)> on_batch;
+    std::function<void(int, int, uint64_t)> on_batch;
     std::function<void(const EpochStats&)> on_epoch;
+    std::function<void(const TrainProgress&)> on_checkpoint;
 };
 
 struct TrainResult {
@@ -37,7 +42,13 @@ struct TrainResult {
 // The epoch's pair order: a shuffle seeded by (seed, epoch), so a run can resume at any epoch.
 PairSet epoch_order(const PairSet& train, uint64_t seed, int epoch);
 
-TrainResult train_model(Backend& backend, const PairSplit& split, const TrainOptions& opt, const TrainCallbacks& cb);
+// Checksum of a pair order (a resumed run checks it regenerated the same order).
+std::string order_checksum(const PairSet& order);
+
+// Trains from `resume` (default: the start). Throws DataError on a non-finite loss or
+// gradient, naming the step and, where known, the tensor; no checkpoint is written after it.
+TrainResult train_model(Backend& backend, const PairSplit& split, const TrainOptions& opt, const TrainCallbacks& cb,
+                        const TrainProgress& resume = TrainProgress{});
 
 // Mean contrastive loss of pairs given their distances.
 double contrastive_loss_of(const std::vector<float>& d, const std::vector<float>& y, double margin);

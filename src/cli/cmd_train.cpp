@@ -1,5 +1,9 @@
-// siamese train: pairs -> training -> honest test figures -> model.safetensors, metrics.jsonl,
-// summary.json in the output folder.
+// siamese train: pairs -> training (checkpointed, resumable) -> honest test figures ->
+// model.safetensors, metrics.jsonl, summary.json and state.safetensors in the output folder.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -11,19 +15,30 @@
 #include "siamese/checkpoint.hpp"
 #include "siamese/common.hpp"
 #include "siamese/synth.hpp"
+#include "siamese/train_state.hpp"
 #include "siamese/trainer.hpp"
 
 namespace siamese::cli {
 
 namespace {
 
+// Everything that defines a training run; saved in the training state so --resume needs nothing else.
 struct TrainArgs {
-    std::string data, protocol = "tutorial", train_people, test_people, optimizer = "rmsprop", device = "auto";
-    std::string out = "run", resize = "stride", conv_filters = "6,12", dense = "128,50", conv = "custom";
-    bool no_graphs = false, profile = false;
-    int epochs = 13, batch = 128, downsample = 2, threads = 0, kernel = 3, pool = 2;
+    std::string data, protocol = "tutorial", train_people, test_people, optimizer = "rmsprop";
+    std::string resize = "stride", conv_filters = "6,12", dense = "128,50";
+    int epochs = 13, batch = 128, downsample = 2, kernel = 3, pool = 2, checkpoint_every = 0;
     double lr = 1e-3, margin = 1.0, conv_dropout = 0.25, dense_dropout = 0.1;
     uint64_t seed = 1;
+    NLOHMANN_DEFINE_TYPE_INTRUSIVE(TrainArgs, data, protocol, train_people, test_people, optimizer, resize, conv_filters,
+                                   dense, epochs, batch, downsample, kernel, pool, checkpoint_every, lr, margin,
+                                   conv_dropout, dense_dropout, seed)
+};
+
+// How this process runs it (not saved).
+struct RunArgs {
+    std::string device = "auto", out = "run", resume, conv = "custom";
+    int threads = 0, crash_after_steps = 0;
+    bool no_graphs = false, profile = false, quiet = false;
 };
 
 std::vector<int> parse_int_list(const std::string& s, const std::string& what) {
@@ -54,6 +69,43 @@ void prepare_out_dir(const std::string& dir) {
     std::filesystem::remove(probe, ec);
 }
 
+nlohmann::json epoch_json(const EpochStats& s) {
+    return {{"epoch", s.epoch}, {"loss", s.train_loss}, {"val_loss", s.val_loss}, {"val_accuracy", s.val_accuracy},
+            {"seconds", s.seconds}};
+}
+
+// A live progress line on a terminal, redrawn in place at most 10 times a second.
+class Progress {
+public:
+    explicit Progress(bool enabled) : enabled_(enabled) {}
+    void batch(int epoch, int epochs, int done, int total, int batch_pairs) {
+        if (!enabled_) return;
+        const auto now = std::chrono::steady_clock::now();
+        if (done == 1 || epoch != epoch_) {
+            epoch_ = epoch;
+            start_ = now;
+            first_done_ = done;
+        }
+        if (done != total && now - last_ < std::chrono::milliseconds(100)) return;
+        last_ = now;
+        const double secs = std::chrono::duration<double>(now - start_).count();
+        const int counted = done - first_done_ + 1;
+        const double rate = secs > 0 ? counted * double(batch_pairs) / secs : 0.0;
+        const double eta = counted > 0 ? secs / counted * (total - done) : 0.0;
+        std::fprintf(stdout, "\r\033[K  epoch %d/%d  batch %d/%d  %.0f pairs/s  ETA %.1fs", epoch, epochs, done, total,
+                     rate, eta);
+        std::fflush(stdout);
+    }
+    void clear() {
+        if (enabled_) std::fprintf(stdout, "\r\033[K");
+    }
+
+private:
+    bool enabled_;
+    int epoch_ = -1, first_done_ = 1;
+    std::chrono::steady_clock::time_point start_, last_;
+};
+
 }  // namespace
 
 nlohmann::json report_to_json(const TestReport& r) {
@@ -79,10 +131,10 @@ void print_report(const TestReport& r, double threshold) {
     if (r.oneshot_accuracy >= 0) std::printf("  one-shot identification      %.4f\n", r.oneshot_accuracy);
 }
 
-
 Runner add_train(CLI::App& app) {
     auto* sub = app.add_subcommand("train", "Train a Siamese network and report honest test figures");
     auto a = std::make_shared<TrainArgs>();
+    auto r = std::make_shared<RunArgs>();
     sub->add_option("--data", a->data, "Folder with one sub-folder of PGM images per person (default: built-in synthetic faces)");
     sub->add_option("--protocol", a->protocol, "tutorial (the reference recipe's pairs) or people (unseen test people)")
         ->capture_default_str()->check(CLI::IsMember({"tutorial", "people"}));
@@ -104,15 +156,36 @@ Runner add_train(CLI::App& app) {
     sub->add_option("--conv-dropout", a->conv_dropout, "Dropout after each conv block")->capture_default_str();
     sub->add_option("--dense-dropout", a->dense_dropout, "Dropout after each dense layer but the last")->capture_default_str();
     sub->add_option("--seed", a->seed, "Seed of pairs, initialisation, shuffles and dropout")->capture_default_str();
-    sub->add_option("--threads", a->threads, "CPU threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
-    sub->add_option("--device", a->device, "auto, cpu or cuda")->capture_default_str()
+    sub->add_option("--checkpoint-every", a->checkpoint_every,
+                    "Also save the training state every N steps (it is always saved at every epoch end)")
+        ->capture_default_str()->check(CLI::NonNegativeNumber);
+    sub->add_option("--threads", r->threads, "CPU threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+    sub->add_option("--device", r->device, "auto, cpu or cuda")->capture_default_str()
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-    sub->add_option("--out", a->out, "Output folder")->capture_default_str();
-    sub->add_option("--conv", a->conv, "CUDA convolutions: custom (fused kernels) or cudnn")->capture_default_str()
+    sub->add_option("--out", r->out, "Output folder")->capture_default_str();
+    sub->add_option("--resume", r->resume, "Continue the run saved in this folder (its state.safetensors); other training options are taken from it");
+    sub->add_option("--conv", r->conv, "CUDA convolutions: custom (fused kernels) or cudnn")->capture_default_str()
         ->check(CLI::IsMember({"custom", "cudnn"}));
-    sub->add_flag("--no-graphs", a->no_graphs, "CUDA: launch every kernel instead of replaying a captured graph");
-    sub->add_flag("--profile", a->profile, "CUDA: time every phase with CUDA events and print a table at the end");
-    return [a]() {
+    sub->add_flag("--no-graphs", r->no_graphs, "CUDA: launch every kernel instead of replaying a captured graph");
+    sub->add_flag("--profile", r->profile, "CUDA: time every phase with CUDA events and print a table at the end");
+    sub->add_flag("--quiet", r->quiet, "Print only the final figures");
+    sub->add_option("--crash-after-steps", r->crash_after_steps, "Testing aid: kill this process (SIGKILL) after N steps")
+        ->group("");
+    return [a, r, sub]() {
+        TrainState resumed;
+        bool resuming = !r->resume.empty();
+        if (resuming) {
+            for (const char* opt : {"--data", "--protocol", "--epochs", "--seed", "--batch", "--lr", "--optimizer"})
+                if (sub->count(opt)) throw UsageError(std::string("--resume takes the run's options from its state; drop ") + opt);
+            resumed = load_train_state(r->resume + "/state.safetensors");
+            try {
+                *a = nlohmann::json::parse(resumed.args_json).get<TrainArgs>();
+            } catch (const nlohmann::json::exception& e) {
+                throw DataError(r->resume + "/state.safetensors: bad saved options (" + e.what() + ")");
+            }
+            r->out = r->resume;
+            if (resumed.progress.epoch > a->epochs) throw UsageError(r->resume + ": that run already finished");
+        }
         Preprocess pp;
         pp.downsample = a->downsample;
         pp.mode = a->resize == "area" ? ResizeMode::Area : ResizeMode::Stride;
@@ -127,53 +200,97 @@ Runner add_train(CLI::App& app) {
         h.opt.lr = float(a->lr);
         h.margin = float(a->margin);
         h.seed = a->seed;
-        h.conv = a->conv;
-        h.graphs = !a->no_graphs;
-        h.profile = a->profile;
-        prepare_out_dir(a->out);
+        h.conv = r->conv;
+        h.graphs = !r->no_graphs;
+        h.profile = r->profile;
 
+        // Everything that can be wrong with the input is found before the output folder is touched.
         const ImageBank bank = a->data.empty() ? synth_bank(SynthOptions{}, pp) : load_dataset(a->data, pp);
-        const int n_people = int(bank.people.size());
-        if (n_people < 2) throw DataError((a->data.empty() ? std::string("built-in data") : a->data) + ": fewer than two people");
         h.net.in_h = bank.height;
         h.net.in_w = bank.width;
         h.net.validate();
-
         const PairSplit split = make_split(bank, a->protocol, a->train_people, a->test_people, a->seed);
+        const ParamLayout layout = make_layout(h.net);
+        if (resuming && resumed.params.size() != layout.total)
+            throw DataError(r->resume + "/state.safetensors: weights do not match the network");
+        prepare_out_dir(r->out);
 
-        auto backend = make_backend(a->device, h, a->threads);
+        auto backend = make_backend(r->device, h, r->threads);
         backend->upload_images(bank);
-        backend->set_params(glorot_init(make_layout(h.net), a->seed));
-        std::printf("data %s: %d people, %d images %dx%d; protocol %s: %d train, %d validation, %d test pairs; device %s\n",
-                    a->data.empty() ? "built-in synthetic faces" : a->data.c_str(), n_people, bank.size(), bank.width,
-                    bank.height, a->protocol.c_str(), split.train.size(), split.val.size(), split.test.size(),
-                    backend->name().c_str());
-        std::fflush(stdout);
+        if (resuming) {
+            backend->set_params(resumed.params);
+            backend->set_opt_state(resumed.opt_state);
+        } else {
+            backend->set_params(glorot_init(layout, a->seed));
+        }
+        if (!r->quiet) {
+            std::printf("data %s: %d people, %d images %dx%d; protocol %s: %d train, %d validation, %d test pairs; device %s\n",
+                        a->data.empty() ? "built-in synthetic faces" : a->data.c_str(), int(bank.people.size()), bank.size(),
+                        bank.width, bank.height, a->protocol.c_str(), split.train.size(), split.val.size(),
+                        split.test.size(), backend->name().c_str());
+            if (resuming)
+                std::printf("resuming %s at epoch %d, batch %d (step %llu)\n", r->resume.c_str(), resumed.progress.epoch,
+                            resumed.progress.next_batch + 1, static_cast<unsigned long long>(resumed.progress.step));
+            std::fflush(stdout);
+        }
 
-        const std::string metrics_path = a->out + "/metrics.jsonl";
-        std::ofstream metrics(metrics_path, std::ios::trunc);
-        if (!metrics) throw DataError(metrics_path + ": cannot create file");
+        // metrics.jsonl holds the finished epochs; a resumed run rewrites it from the saved history.
+        nlohmann::json history = resuming ? nlohmann::json::parse(resumed.history_json) : nlohmann::json::array();
+        const std::string metrics_path = r->out + "/metrics.jsonl";
+        {
+            std::string lines;
+            for (const auto& e : history) lines += e.dump() + "\n";
+            write_file_atomic(metrics_path, lines);
+        }
+        std::ofstream metrics(metrics_path, std::ios::app);
+        if (!metrics) throw DataError(metrics_path + ": cannot open for writing");
+
         TrainOptions to;
         to.epochs = a->epochs;
         to.batch = a->batch;
         to.seed = a->seed;
         to.margin = h.margin;
+        to.checkpoint_every = a->checkpoint_every;
+        const std::string args_json = nlohmann::json(*a).dump();
+        const std::string state_path = r->out + "/state.safetensors";
+        Progress progress(!r->quiet && ::isatty(STDOUT_FILENO));
+        int current_epoch = resuming ? resumed.progress.epoch : 1;
         TrainCallbacks cb;
-        cb.on_epoch = [&](const EpochStats& s) {
-            if (!std::isfinite(s.train_loss))
-                throw DataError("training diverged: non-finite loss in epoch " + std::to_string(s.epoch));
-            std::printf("epoch %3d/%d  loss %.4f  val_loss %.4f  val_acc %.4f  %.2fs\n", s.epoch, to.epochs, s.train_loss,
-                        s.val_loss, s.val_accuracy, s.seconds);
-            std::fflush(stdout);
-            metrics << nlohmann::json{{"epoch", s.epoch}, {"loss", s.train_loss}, {"val_loss", s.val_loss},
-                                      {"val_accuracy", s.val_accuracy}, {"seconds", s.seconds}}.dump()
-                    << "\n" << std::flush;
+        cb.on_batch = [&](int done, int total, uint64_t step) {
+            progress.batch(current_epoch, a->epochs, done, total, a->batch);
+            if (r->crash_after_steps > 0 && step == uint64_t(r->crash_after_steps)) ::kill(::getpid(), SIGKILL);
         };
-        const TrainResult res = train_model(*backend, split, to, cb);
+        cb.on_epoch = [&](const EpochStats& s) {
+            progress.clear();
+            if (!r->quiet) {
+                std::printf("epoch %3d/%d  loss %.4f  val_loss %.4f  val_acc %.4f  %.2fs\n", s.epoch, to.epochs, s.train_loss,
+                            s.val_loss, s.val_accuracy, s.seconds);
+                std::fflush(stdout);
+            }
+            history.push_back(epoch_json(s));
+            metrics << epoch_json(s).dump() << "\n" << std::flush;
+            current_epoch = s.epoch + 1;
+        };
+        cb.on_checkpoint = [&](const TrainProgress& p) {
+            TrainState st;
+            st.args_json = args_json;
+            st.history_json = history.dump();
+            st.progress = p;
+            st.params = backend->params();
+            st.opt_state = backend->opt_state();
+            if (const std::string bad = first_nonfinite_tensor(layout, st.params.data()); !bad.empty())
+                throw DataError("training diverged: non-finite weights in " + bad + " at step " + std::to_string(p.step) +
+                                "; the last checkpoint is kept");
+            save_train_state(state_path, st);
+        };
+        TrainProgress start;
+        if (resuming) start = resumed.progress;
+        const TrainResult res = train_model(*backend, split, to, cb, start);
+
         const std::vector<int> oneshot_people = a->protocol == "people" ? split.test_people : std::vector<int>{};
         const TestReport rep = evaluate_model(*backend, bank, split.test, res.threshold, oneshot_people, a->seed);
         print_report(rep, res.threshold);
-        if (a->profile) {
+        if (r->profile) {
             const std::string table = backend->profile_report();
             std::printf("%s", table.empty() ? "profile: per-phase timing is measured by the CUDA engine only\n" : table.c_str());
         }
@@ -186,7 +303,7 @@ Runner add_train(CLI::App& app) {
         m.params = backend->params();
         m.extra = {{"protocol", a->protocol}, {"seed", std::to_string(a->seed)}, {"epochs", std::to_string(a->epochs)},
                    {"optimizer", a->optimizer}};
-        save_model(a->out + "/model.safetensors", m);
+        save_model(r->out + "/model.safetensors", m);
 
         nlohmann::json summary = {{"protocol", a->protocol},
                                   {"device", backend->name()},
@@ -200,10 +317,11 @@ Runner add_train(CLI::App& app) {
                                   {"test_pairs", split.test.size()},
                                   {"threshold", res.threshold},
                                   {"epoch_seconds", nlohmann::json::array()},
+                                  {"history", history},
                                   {"test", report_to_json(rep)}};
-        for (const auto& e : res.epochs) summary["epoch_seconds"].push_back(e.seconds);
-        write_file_atomic(a->out + "/summary.json", summary.dump(2) + "\n");
-        std::printf("wrote %s/model.safetensors, metrics.jsonl, summary.json\n", a->out.c_str());
+        for (const auto& e : history) summary["epoch_seconds"].push_back(e["seconds"]);
+        write_file_atomic(r->out + "/summary.json", summary.dump(2) + "\n");
+        if (!r->quiet) std::printf("wrote %s/model.safetensors, metrics.jsonl, summary.json\n", r->out.c_str());
         return 0;
     };
 }

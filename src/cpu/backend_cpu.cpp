@@ -1,6 +1,9 @@
 // The CPU reference backend: CpuTwin<float> on both twins at once, the contrastive loss, and
 // the optimizer loop. OpenMP over images and rows; every reduction in a fixed order.
 #include <algorithm>
+#include <cmath>
+
+#include "siamese/common.hpp"
 
 #include "siamese/backend.hpp"
 #include "siamese/loss.hpp"
@@ -53,6 +56,12 @@ public:
         const float loss = contrastive_loss<float>(emb, emb + size_t(count) * E, order_.label.data() + first, count, E,
                                                    h_.margin, nullptr, demb_.data(), demb_.data() + size_t(count) * E);
         twin_.backward(demb_.data(), params_.data(), grad_.data());
+        // A NaN or infinity would poison every weight it reaches: stop here, naming where.
+        const std::string bad = first_nonfinite_tensor(L_, grad_.data());
+        if (!std::isfinite(loss) || !bad.empty())
+            throw DataError("training diverged at step " + std::to_string(step + 1) + ": non-finite " +
+                            (std::isfinite(loss) ? "gradient in " + bad : bad.empty() ? std::string("loss") : "loss and gradient in " + bad) +
+                            " (lower --lr?); the last checkpoint is kept");
         optimizer_step_cpu(h_.opt, params_.data(), grad_.data(), state_.data(), L_.total, step + 1);
         losses_.push_back(loss);
     }

@@ -1,0 +1,54 @@
+#include "siamese/train_state.hpp"
+
+#include <map>
+
+#include "siamese/checkpoint.hpp"
+#include "siamese/common.hpp"
+
+namespace siamese {
+
+void save_train_state(const std::string& path, const TrainState& s) {
+    auto vec = [](const std::vector<float>& v) { return SafeTensor{{int64_t(v.size())}, v}; };
+    std::vector<std::pair<std::string, SafeTensor>> tensors = {
+        {"params", vec(s.params)}, {"opt_state", vec(s.opt_state)}, {"epoch_losses", vec(s.progress.losses)}};
+    const std::map<std::string, std::string> meta = {{"format", "siamese-train-state-v1"},
+                                                     {"args", s.args_json},
+                                                     {"history", s.history_json},
+                                                     {"epoch", std::to_string(s.progress.epoch)},
+                                                     {"next_batch", std::to_string(s.progress.next_batch)},
+                                                     {"step", std::to_string(s.progress.step)},
+                                                     {"order_checksum", s.progress.order_checksum}};
+    write_safetensors(path, tensors, meta);
+}
+
+TrainState load_train_state(const std::string& path) {
+    std::map<std::string, SafeTensor> tensors;
+    std::map<std::string, std::string> meta;
+    read_safetensors(path, tensors, meta);
+    auto need = [&](const char* key) -> const std::string& {
+        auto it = meta.find(key);
+        if (it == meta.end()) throw DataError(path + ": not a training state (metadata '" + key + "' missing)");
+        return it->second;
+    };
+    if (need("format") != "siamese-train-state-v1") throw DataError(path + ": unknown training-state format");
+    TrainState s;
+    s.args_json = need("args");
+    s.history_json = need("history");
+    try {
+        s.progress.epoch = std::stoi(need("epoch"));
+        s.progress.next_batch = std::stoi(need("next_batch"));
+        s.progress.step = std::stoull(need("step"));
+    } catch (const std::logic_error&) {
+        throw DataError(path + ": bad epoch/step metadata");
+    }
+    s.progress.order_checksum = need("order_checksum");
+    for (const char* t : {"params", "opt_state", "epoch_losses"})
+        if (!tensors.count(t)) throw DataError(path + ": tensor '" + t + "' missing");
+    s.params = tensors["params"].data;
+    s.opt_state = tensors["opt_state"].data;
+    s.progress.losses = tensors["epoch_losses"].data;
+    if (s.opt_state.size() != 2 * s.params.size()) throw DataError(path + ": optimizer state does not match the weights");
+    return s;
+}
+
+}  // namespace siamese

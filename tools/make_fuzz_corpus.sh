@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Writes the fuzzers' seed corpora into fuzz/corpus/{pgm,checkpoint}: a few valid and broken
+# PGMs, and a tiny model file made by the engine itself.  usage: tools/make_fuzz_corpus.sh BUILD_DIR
+set -eu
+build=${1:-build}
+root=$(cd "$(dirname "$0")/.." && pwd)
+p="$root/fuzz/corpus/pgm"; c="$root/fuzz/corpus/checkpoint"
+mkdir -p "$p" "$c"
+printf 'P5\n3 2\n255\n\x00\x10\x20\x30\x40\xff' > "$p/p5_8bit.pgm"
+printf 'P5\n2 1\n1000\n\x01\x02\x03\xe8' > "$p/p5_16bit.pgm"
+printf 'P2 # c\n3 2\n15\n1 2 3\n4 5 15\n' > "$p/p2_comments.pgm"
+printf 'P5\n#c\n2 1\n#d\n255\n #' > "$p/p5_header_comments.pgm"
+printf 'P5\n16384 16384\n255\n\x01' > "$p/forged_size.pgm"
+printf 'P2\n2 2\n10\n1 2 x 3' > "$p/p2_not_number.pgm"
+tmp=$(mktemp -d)
+"$build/siamese" synth --out "$tmp/faces" --people 3 --images 2 > /dev/null
+"$build/siamese" train --data "$tmp/faces" --protocol tutorial --epochs 1 --downsample 8 --conv-filters 2 --dense 4 \
+  --device cpu --quiet --out "$tmp/run" > /dev/null
+cp "$tmp/run/model.safetensors" "$c/tiny_model.safetensors"
+head -c 200 "$tmp/run/model.safetensors" > "$c/truncated.safetensors"
+rm -rf "$tmp"
+ls -la "$p" "$c"
