@@ -1,0 +1,195 @@
+// Crash-safe training, numerical faults and the bad-input matrix, as a user meets them on the
+// command line: one clear message, a non-zero exit status, nothing half-written.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "siamese/checkpoint.hpp"
+#include "siamese/pgm.hpp"
+#include "siamese/synth.hpp"
+#include "siamese/train_state.hpp"
+#include "test_util.hpp"
+
+namespace fs = std::filesystem;
+using testutil::run_cli;
+
+namespace {
+
+// A small folder of synthetic faces: `people` x `images`, 112 x 92.
+std::string faces(const std::string& dir, int people, int images) {
+    siamese::SynthOptions o;
+    o.people = people;
+    o.images = images;
+    siamese::write_synth(dir, o);
+    return dir;
+}
+
+bool absent_or_empty(const std::string& dir) { return !fs::exists(dir) || fs::is_empty(dir); }
+
+siamese::PgmImage flat_image(int w, int h) {
+    siamese::PgmImage img;
+    img.width = w;
+    img.height = h;
+    img.maxval = 255;
+    img.samples.assign(size_t(w) * h, 100);
+    return img;
+}
+
+}  // namespace
+
+TEST_CASE("a run killed with SIGKILL mid-epoch resumes to bit-identical weights", "[reliability][resume]") {
+    const std::string dir = testutil::temp_dir("resume");
+    faces(dir + "/faces", 5, 4);
+    const std::string common = "train --data " + dir + "/faces --protocol people --test-people 4-5 --epochs 3 "
+                               "--checkpoint-every 4 --device cpu --quiet ";
+    REQUIRE(run_cli(common + "--out " + dir + "/full").status == 0);
+    // 3 training people: 1,500 pairs, 1,125 for training: 9 batches an epoch. Checkpoints at
+    // steps 4, 8, 9 (epoch end), 12; the kill at step 14 is mid-epoch 2, two steps past step 12.
+    const auto killed = run_cli(common + "--out " + dir + "/part --crash-after-steps 14");
+    CHECK(killed.status == 128 + 9);  // the shell's status for a child killed by SIGKILL
+    const siamese::TrainState st = siamese::load_train_state(dir + "/part/state.safetensors");
+    CHECK(st.progress.epoch == 2);
+    CHECK(st.progress.step == 12);
+    CHECK(st.progress.next_batch == 3);
+    CHECK_FALSE(fs::exists(dir + "/part/model.safetensors"));
+    const auto resumed = run_cli("train --resume " + dir + "/part --device cpu --quiet --threads 1");
+    INFO(resumed.out);
+    REQUIRE(resumed.status == 0);
+    CHECK(siamese::read_file_bytes(dir + "/part/model.safetensors") == siamese::read_file_bytes(dir + "/full/model.safetensors"));
+    const auto a = nlohmann::json::parse(siamese::read_file_bytes(dir + "/full/summary.json"));
+    const auto b = nlohmann::json::parse(siamese::read_file_bytes(dir + "/part/summary.json"));
+    CHECK(a["test"] == b["test"]);
+    CHECK(b["history"].size() == 3);
+    for (int e = 0; e < 3; ++e) CHECK(a["history"][e]["loss"] == b["history"][e]["loss"]);
+    // Resuming a finished run, or with options that belong to the saved run, is refused.
+    CHECK(run_cli("train --resume " + dir + "/full").status == 2);
+    CHECK(run_cli("train --resume " + dir + "/part --epochs 5").status == 2);
+}
+
+TEST_CASE("a diverging run stops naming the step and keeps the last good checkpoint", "[reliability]") {
+    const std::string dir = testutil::temp_dir("diverge");
+    faces(dir + "/faces", 4, 3);
+    const auto r = run_cli("train --data " + dir + "/faces --protocol people --test-people 3-4 --epochs 2 --lr 1e30 "
+                           "--checkpoint-every 1 --device cpu --out " + dir + "/run");
+    CHECK(r.status == 1);
+    CHECK(r.out.find("non-finite") != std::string::npos);
+    CHECK(r.out.find("step") != std::string::npos);
+    const siamese::TrainState st = siamese::load_train_state(dir + "/run/state.safetensors");
+    for (float v : st.params) REQUIRE(std::isfinite(v));
+    CHECK_FALSE(fs::exists(dir + "/run/model.safetensors"));
+}
+
+TEST_CASE("bad data folders: one clear message, exit 1, no output folder", "[reliability][badinput]") {
+    const std::string dir = testutil::temp_dir("badinput");
+    auto expect = [&](const std::string& data, const std::string& words) {
+        const std::string out = dir + "/out_" + std::to_string(std::rand());
+        const auto r = run_cli("train --device cpu --data " + data + " --out " + out);
+        INFO(data << ": " << r.out);
+        CHECK(r.status == 1);
+        CHECK(r.out.find(words) != std::string::npos);
+        CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+        CHECK(absent_or_empty(out));
+    };
+    expect(dir + "/missing", "does not exist");
+    fs::create_directories(dir + "/empty");
+    expect(dir + "/empty", "no person folders");
+    testutil::write_bytes(dir + "/afile", "x");
+    expect(dir + "/afile", "not a folder");
+    fs::create_directories(dir + "/noimages/a");
+    fs::create_directories(dir + "/noimages/b");
+    siamese::write_pgm(dir + "/noimages/a/1.pgm", flat_image(20, 20));
+    expect(dir + "/noimages", "noimages/b: person folder has no .pgm images");
+    fs::create_directories(dir + "/oneperson/a");
+    siamese::write_pgm(dir + "/oneperson/a/1.pgm", flat_image(20, 20));
+    siamese::write_pgm(dir + "/oneperson/a/2.pgm", flat_image(20, 20));
+    expect(dir + "/oneperson", "fewer than two people");
+    fs::create_directories(dir + "/sizes/a");
+    fs::create_directories(dir + "/sizes/b");
+    siamese::write_pgm(dir + "/sizes/a/1.pgm", flat_image(20, 20));
+    siamese::write_pgm(dir + "/sizes/b/1.pgm", flat_image(20, 22));
+    expect(dir + "/sizes", "sizes/b/1.pgm: image is 20x22");
+    fs::create_directories(dir + "/corrupt/a");
+    testutil::write_bytes(dir + "/corrupt/a/1.pgm", "P5\n20 20\n255\nshort");
+    expect(dir + "/corrupt", "corrupt/a/1.pgm: truncated raster");
+}
+
+TEST_CASE("an unreadable data folder is reported", "[reliability][badinput]") {
+    if (::geteuid() == 0) {
+        std::printf("SKIPPED: running as root, which reads any folder whatever its permissions\n");
+        return;
+    }
+    const std::string dir = testutil::temp_dir("unreadable");
+    fs::create_directories(dir + "/data/a");
+    fs::permissions(dir + "/data", fs::perms::none);
+    const auto r = run_cli("train --device cpu --data " + dir + "/data --out " + dir + "/out");
+    fs::permissions(dir + "/data", fs::perms::owner_all);
+    CHECK(r.status == 1);
+    CHECK(r.out.find("cannot read folder") != std::string::npos);
+}
+
+TEST_CASE("odd but usable data: a warning, and training goes on", "[reliability][badinput]") {
+    const std::string dir = testutil::temp_dir("oddinput");
+    faces(dir + "/faces", 4, 3);
+    testutil::write_bytes(dir + "/faces/s1/notes.txt", "not an image");
+    fs::create_directories(dir + "/faces/s5");
+    fs::copy_file(dir + "/faces/s1/1.pgm", dir + "/faces/s5/1.pgm");  // a person with one image
+    const auto r = run_cli("train --device cpu --epochs 1 --quiet --data " + dir + "/faces --out " + dir + "/out");
+    INFO(r.out);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("notes.txt: not a .pgm file, skipped") != std::string::npos);
+    CHECK(r.out.find("s5 has only one image") != std::string::npos);
+    CHECK(fs::exists(dir + "/out/model.safetensors"));
+}
+
+TEST_CASE("options out of range: exit 2 before anything is written", "[reliability][badinput]") {
+    const std::string dir = testutil::temp_dir("badopts");
+    faces(dir + "/faces", 4, 2);
+    const std::string base = "train --device cpu --data " + dir + "/faces --out " + dir + "/out ";
+    for (const auto& [args, words] : std::vector<std::pair<std::string, std::string>>{
+             {"--batch 0", "--batch"},
+             {"--lr -0.1", "--lr"},
+             {"--epochs 0", "--epochs"},
+             {"--downsample 200", "larger than the image"},
+             {"--protocol people --test-people 3-9", "out of range"},
+             {"--protocol people --train-people 1-3 --test-people 3-4", "overlap"},
+             {"--protocol tutorial --test-people 3-4", "--protocol people"},
+             {"--conv-filters 6,x", "--conv-filters"},
+             {"--kernel 40", "--kernel"},
+             {"--kernel 9 --pool 8", "too small"},
+         }) {
+        const auto r = run_cli(base + args);
+        INFO(args << ": " << r.out);
+        CHECK(r.status == 2);
+        CHECK(r.out.find(words) != std::string::npos);
+        CHECK(absent_or_empty(dir + "/out"));
+    }
+}
+
+TEST_CASE("corrupt model files: eval and verify exit 1 naming the file and the fault", "[reliability][checkpoint]") {
+    const std::string dir = testutil::temp_dir("badmodel");
+    faces(dir + "/faces", 3, 2);
+    REQUIRE(run_cli("train --device cpu --epochs 1 --quiet --downsample 8 --data " + dir + "/faces --out " + dir + "/run").status == 0);
+    const std::string good = siamese::read_file_bytes(dir + "/run/model.safetensors");
+    std::string flipped = good;
+    flipped[flipped.size() - 3] ^= 0x40;  // one bit of one weight
+    std::string badjson = good;
+    badjson[8] = '!';
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {good.substr(0, good.size() - 10), "outside the file"},
+        {flipped, "checksum mismatch"},
+        {badjson, "bad JSON header"},
+        {good.substr(0, 4), "truncated"},
+    };
+    for (size_t k = 0; k < cases.size(); ++k) {
+        const std::string path = dir + "/bad" + std::to_string(k) + ".safetensors";
+        testutil::write_bytes(path, cases[k].first);
+        for (const std::string& cmd : {"eval --model " + path + " --data " + dir + "/faces",
+                                       "verify --model " + path + " " + dir + "/faces/s1/1.pgm " + dir + "/faces/s1/2.pgm"}) {
+            const auto r = run_cli(cmd);
+            INFO(cmd << ": " << r.out);
+            CHECK(r.status == 1);
+            CHECK(r.out.find(path) != std::string::npos);
+            CHECK(r.out.find(cases[k].second) != std::string::npos);
+        }
+    }
+}
