@@ -96,11 +96,15 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const TrainOpt
 }
 
 TestReport evaluate_model(Backend& backend, const ImageBank& bank, const PairSet& pairs, double threshold,
-                          const std::vector<int>& oneshot_people, uint64_t seed) {
+                          const std::vector<int>& oneshot_people, uint64_t seed, std::vector<float>* distances,
+                          std::vector<float>* embeddings) {
     const std::vector<float> emb = backend.embed_bank();
     const int E = backend.embed_dim();
-    TestReport r = evaluate_pairs(pair_distances(emb, E, pairs), pairs.label, threshold);
+    const std::vector<float> d = pair_distances(emb, E, pairs);
+    TestReport r = evaluate_pairs(d, pairs.label, threshold);
     if (!oneshot_people.empty()) r.oneshot_accuracy = oneshot_accuracy(emb, E, bank, oneshot_people, 20, seed);
+    if (distances) *distances = d;
+    if (embeddings) *embeddings = emb;
     return r;
 }
 

@@ -54,7 +54,9 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const TrainOpt
 double contrastive_loss_of(const std::vector<float>& d, const std::vector<float>& y, double margin);
 
 // Test figures of `pairs` from the backend's current weights; one-shot over `people` when set.
+// The test distances and the bank's embeddings are returned through the optional pointers.
 TestReport evaluate_model(Backend& backend, const ImageBank& bank, const PairSet& pairs, double threshold,
-                          const std::vector<int>& oneshot_people, uint64_t seed);
+                          const std::vector<int>& oneshot_people, uint64_t seed, std::vector<float>* distances = nullptr,
+                          std::vector<float>* embeddings = nullptr);
 
 }  // namespace siamese

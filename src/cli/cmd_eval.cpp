@@ -1,61 +1,80 @@
 // siamese eval: the test figures of a trained model on any folder of people (all pairs among
-// them), with one-shot identification.
+// them, with one-shot identification), or with --identify the open-set identification figures.
 #include <cstdio>
 
 #include "commands.hpp"
-#include "siamese/checkpoint.hpp"
+#include "model_io.hpp"
 #include "siamese/common.hpp"
 #include "siamese/trainer.hpp"
 
 namespace siamese::cli {
 
 Runner add_eval(CLI::App& app) {
-    auto* sub = app.add_subcommand("eval", "Evaluate a model on all pairs among a folder's people");
+    auto* sub = app.add_subcommand("eval", "Evaluate a model on all pairs among a folder's people (or --identify)");
     struct Args {
-        std::string model, data, people, device = "auto";
-        bool json = false;
-        int threads = 0;
+        std::string model, data, people, gallery_people, probe_people, device = "auto";
+        bool json = false, identify = false, mean = false;
+        int threads = 0, gallery_images = 1, draws = 20;
         uint64_t seed = 1;
     };
     auto a = std::make_shared<Args>();
     sub->add_option("--model", a->model, "model.safetensors from siamese train")->required();
     sub->add_option("--data", a->data, "Folder with one sub-folder of PGM images per person")->required();
     sub->add_option("--people", a->people, "People to use, 1-based, e.g. 31-40 (default: all)");
+    sub->add_flag("--identify", a->identify, "Identification: enroll --gallery-people, probe --probe-people");
+    sub->add_option("--gallery-people", a->gallery_people, "--identify: people enrolled, e.g. 31-35");
+    sub->add_option("--probe-people", a->probe_people, "--identify: people whose other photos are probes (default: --people or all); those not enrolled are strangers");
+    sub->add_option("--gallery-images", a->gallery_images, "--identify: photos enrolled per person (drawn at random)")
+        ->capture_default_str()->check(CLI::Range(1, 100000));
+    sub->add_option("--draws", a->draws, "Seeded random draws averaged (one-shot and --identify)")->capture_default_str()
+        ->check(CLI::Range(1, 100000));
+    sub->add_flag("--mean", a->mean, "--identify: compare with each person's mean embedding");
     sub->add_flag("--json", a->json, "Print one JSON object instead of text");
-    sub->add_option("--seed", a->seed, "Seed of the one-shot gallery draws")->capture_default_str();
+    sub->add_option("--seed", a->seed, "Seed of the gallery draws")->capture_default_str();
     sub->add_option("--threads", a->threads, "CPU threads (0: all cores)")->capture_default_str();
     sub->add_option("--device", a->device, "auto, cpu or cuda")->capture_default_str()
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
     return [a]() {
-        const Model m = load_model(a->model);
-        const ImageBank bank = load_dataset(a->data, m.pre);
-        if (bank.height != m.net.in_h || bank.width != m.net.in_w)
+        LoadedModel m = open_model(a->model, a->device, a->threads);
+        const ImageBank bank = load_dataset(a->data, m.model.pre);
+        if (bank.height != m.model.net.in_h || bank.width != m.model.net.in_w)
             throw DataError(a->data + ": images preprocess to " + std::to_string(bank.width) + "x" +
-                            std::to_string(bank.height) + " but the model takes " + std::to_string(m.net.in_w) + "x" +
-                            std::to_string(m.net.in_h));
+                            std::to_string(bank.height) + " but the model takes " + std::to_string(m.model.net.in_w) +
+                            "x" + std::to_string(m.model.net.in_h));
         const int n = int(bank.people.size());
-        std::vector<int> people;
-        if (a->people.empty())
-            for (int p = 0; p < n; ++p) people.push_back(p);
-        else
-            people = parse_people_list(a->people, n, "--people");
+        auto people_or_all = [&](const std::string& spec, const char* what) {
+            std::vector<int> v;
+            if (spec.empty())
+                for (int p = 0; p < n; ++p) v.push_back(p);
+            else
+                v = parse_people_list(spec, n, what);
+            return v;
+        };
+        const std::vector<int> people = people_or_all(a->people, "--people");
+        m.backend->upload_images(bank);
+        if (a->identify) {
+            if (a->gallery_people.empty()) throw UsageError("--identify needs --gallery-people");
+            const std::vector<int> gallery = parse_people_list(a->gallery_people, n, "--gallery-people");
+            const std::vector<int> probes = a->probe_people.empty() ? people : parse_people_list(a->probe_people, n, "--probe-people");
+            const IdentifyReport r = identify_on_bank(m.backend->embed_bank(), m.backend->embed_dim(), bank, gallery, probes,
+                                                      a->gallery_images, a->draws, a->seed, a->mean);
+            if (a->json)
+                std::printf("%s\n", identify_to_json(r).dump().c_str());
+            else
+                print_identify(r);
+            return 0;
+        }
         if (people.size() < 2) throw UsageError("--people must name at least two people");
-        TrainHyper h;
-        h.net = m.net;
-        h.margin = m.margin;
-        auto backend = make_backend(a->device, h, a->threads);
-        backend->upload_images(bank);
-        backend->set_params(m.params);
         const PairSet pairs = all_pairs(bank, people);
-        const TestReport r = evaluate_model(*backend, bank, pairs, m.threshold, people, a->seed);
+        const TestReport r = evaluate_model(*m.backend, bank, pairs, m.model.threshold, people, a->seed);
         if (a->json) {
             nlohmann::json j = report_to_json(r);
-            j["threshold"] = m.threshold;
+            j["threshold"] = m.model.threshold;
             j["people"] = people.size();
             std::printf("%s\n", j.dump().c_str());
         } else {
-            std::printf("%zu people, model threshold %.4f\n", people.size(), m.threshold);
-            print_report(r, m.threshold);
+            std::printf("%zu people, model threshold %.4f\n", people.size(), m.model.threshold);
+            print_report(r, m.model.threshold);
         }
         return 0;
     };

@@ -14,6 +14,8 @@
 #include "commands.hpp"
 #include "siamese/checkpoint.hpp"
 #include "siamese/common.hpp"
+#include "siamese/gallery.hpp"
+#include "siamese/report.hpp"
 #include "siamese/synth.hpp"
 #include "siamese/train_state.hpp"
 #include "siamese/trainer.hpp"
@@ -118,6 +120,20 @@ nlohmann::json report_to_json(const TestReport& r) {
                         {"tutorial_metric", r.tutorial_metric}};
     if (r.oneshot_accuracy >= 0) j["oneshot_accuracy"] = r.oneshot_accuracy;
     return j;
+}
+
+nlohmann::json identify_to_json(const IdentifyReport& r) {
+    return {{"gallery_people", r.gallery_people}, {"known_probes", r.known_probes}, {"stranger_probes", r.stranger_probes},
+            {"rank1", r.rank1}, {"rank5", r.rank5}, {"dir_at_far_1pct", r.dir_far1}, {"dir_at_far_10pct", r.dir_far10},
+            {"threshold_far_1pct", r.threshold_far1}, {"threshold_far_10pct", r.threshold_far10}};
+}
+
+void print_identify(const IdentifyReport& r) {
+    std::printf("identification: %d enrolled people, %d probes of them, %d stranger probes (mean of 20 draws)\n",
+                r.gallery_people, r.known_probes, r.stranger_probes);
+    std::printf("  closed set rank-1 %.4f  rank-5 %.4f\n", r.rank1, r.rank5);
+    std::printf("  open set detection-and-identification rate: %.4f at 1%% false alarms, %.4f at 10%%\n", r.dir_far1,
+                r.dir_far10);
 }
 
 void print_report(const TestReport& r, double threshold) {
@@ -288,8 +304,19 @@ Runner add_train(CLI::App& app) {
         const TrainResult res = train_model(*backend, split, to, cb, start);
 
         const std::vector<int> oneshot_people = a->protocol == "people" ? split.test_people : std::vector<int>{};
-        const TestReport rep = evaluate_model(*backend, bank, split.test, res.threshold, oneshot_people, a->seed);
+        std::vector<float> test_d, emb;
+        const TestReport rep =
+            evaluate_model(*backend, bank, split.test, res.threshold, oneshot_people, a->seed, &test_d, &emb);
         print_report(rep, res.threshold);
+        nlohmann::json identification;
+        if (a->protocol == "people") {
+            // Open-set identification: the first half of the test people enrolled with one photo
+            // each, every other photo of all test people a probe (the rest are strangers).
+            const std::vector<int> gallery(split.test_people.begin(), split.test_people.begin() + (split.test_people.size() + 1) / 2);
+            const IdentifyReport id = identify_on_bank(emb, backend->embed_dim(), bank, gallery, split.test_people, 1, 20, a->seed, false);
+            identification = identify_to_json(id);
+            print_identify(id);
+        }
         if (r->profile) {
             const std::string table = backend->profile_report();
             std::printf("%s", table.empty() ? "profile: per-phase timing is measured by the CUDA engine only\n" : table.c_str());
@@ -319,9 +346,13 @@ Runner add_train(CLI::App& app) {
                                   {"epoch_seconds", nlohmann::json::array()},
                                   {"history", history},
                                   {"test", report_to_json(rep)}};
+        if (!identification.is_null()) summary["identification"] = identification;
         for (const auto& e : history) summary["epoch_seconds"].push_back(e["seconds"]);
         write_file_atomic(r->out + "/summary.json", summary.dump(2) + "\n");
-        if (!r->quiet) std::printf("wrote %s/model.safetensors, metrics.jsonl, summary.json\n", r->out.c_str());
+        write_run_report(r->out, summary, test_d, split.test.label);
+        if (!r->quiet)
+            std::printf("wrote %s/: model.safetensors, metrics.jsonl, summary.json, report.html (loss.svg, roc.svg, distances.svg)\n",
+                        r->out.c_str());
         return 0;
     };
 }

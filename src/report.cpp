@@ -1,0 +1,191 @@
+#include "siamese/report.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "siamese/checkpoint.hpp"
+#include "siamese/metrics.hpp"
+
+namespace siamese {
+
+namespace {
+
+constexpr double kW = 560, kH = 360, kL = 64, kR = 16, kT = 36, kB = 48;  // canvas and margins
+
+std::string esc(const std::string& s) {
+    std::string o;
+    for (char c : s) {
+        if (c == '<') o += "&lt;";
+        else if (c == '>') o += "&gt;";
+        else if (c == '&') o += "&amp;";
+        else if (c == '"') o += "&quot;";
+        else o += c;
+    }
+    return o;
+}
+
+std::string num(double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.4g", v);
+    return b;
+}
+
+struct Frame {
+    double x0, x1, y0, y1;
+    double px(double x) const { return kL + (x - x0) / (x1 - x0) * (kW - kL - kR); }
+    double py(double y) const { return kH - kB - (y - y0) / (y1 - y0) * (kH - kT - kB); }
+};
+
+// Axes, 5 ticks each, labels and title.
+void axes(std::ostringstream& o, const Frame& f, const std::string& title, const std::string& xl, const std::string& yl) {
+    o << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << kW << "\" height=\"" << kH << "\" viewBox=\"0 0 " << kW
+      << " " << kH << "\" font-family=\"sans-serif\" font-size=\"11\">\n";
+    o << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+    o << "<text class=\"title\" x=\"" << kW / 2 << "\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">" << esc(title) << "</text>\n";
+    o << "<line x1=\"" << kL << "\" y1=\"" << kH - kB << "\" x2=\"" << kW - kR << "\" y2=\"" << kH - kB << "\" stroke=\"black\"/>\n";
+    o << "<line x1=\"" << kL << "\" y1=\"" << kT << "\" x2=\"" << kL << "\" y2=\"" << kH - kB << "\" stroke=\"black\"/>\n";
+    for (int i = 0; i <= 4; ++i) {
+        const double xv = f.x0 + (f.x1 - f.x0) * i / 4, yv = f.y0 + (f.y1 - f.y0) * i / 4;
+        o << "<text x=\"" << f.px(xv) << "\" y=\"" << kH - kB + 16 << "\" text-anchor=\"middle\">" << num(xv) << "</text>\n";
+        o << "<text x=\"" << kL - 6 << "\" y=\"" << f.py(yv) + 4 << "\" text-anchor=\"end\">" << num(yv) << "</text>\n";
+        o << "<line x1=\"" << kL << "\" y1=\"" << f.py(yv) << "\" x2=\"" << kW - kR << "\" y2=\"" << f.py(yv)
+          << "\" stroke=\"#ddd\"/>\n";
+    }
+    o << "<text x=\"" << (kL + kW - kR) / 2 << "\" y=\"" << kH - 10 << "\" text-anchor=\"middle\">" << esc(xl) << "</text>\n";
+    o << "<text transform=\"translate(14," << (kT + kH - kB) / 2 << ") rotate(-90)\" text-anchor=\"middle\">" << esc(yl)
+      << "</text>\n";
+}
+
+void legend(std::ostringstream& o, const std::vector<Series>& series) {
+    double y = kT + 8;
+    for (const auto& s : series) {
+        o << "<rect x=\"" << kW - kR - 150 << "\" y=\"" << y - 8 << "\" width=\"12\" height=\"4\" fill=\"" << s.color << "\"/>";
+        o << "<text x=\"" << kW - kR - 132 << "\" y=\"" << y - 2 << "\">" << esc(s.name) << "</text>\n";
+        y += 16;
+    }
+}
+
+Frame frame_of(const std::vector<Series>& series, bool zero_based) {
+    Frame f{1e300, -1e300, 1e300, -1e300};
+    for (const auto& s : series)
+        for (size_t i = 0; i < s.x.size(); ++i) {
+            f.x0 = std::min(f.x0, s.x[i]); f.x1 = std::max(f.x1, s.x[i]);
+            f.y0 = std::min(f.y0, s.y[i]); f.y1 = std::max(f.y1, s.y[i]);
+        }
+    if (f.x0 > f.x1) f = {0, 1, 0, 1};
+    if (zero_based) f.y0 = std::min(0.0, f.y0);
+    if (f.x1 - f.x0 < 1e-12) f.x1 = f.x0 + 1;
+    if (f.y1 - f.y0 < 1e-12) f.y1 = f.y0 + 1;
+    return f;
+}
+
+}  // namespace
+
+std::string svg_line_plot(const std::string& title, const std::string& xlabel, const std::string& ylabel,
+                          const std::vector<Series>& series, const std::vector<Mark>& marks) {
+    const Frame f = frame_of(series, true);
+    std::ostringstream o;
+    axes(o, f, title, xlabel, ylabel);
+    for (const auto& s : series) {
+        o << "<polyline class=\"series\" data-name=\"" << esc(s.name) << "\" fill=\"none\" stroke=\"" << s.color
+          << "\" stroke-width=\"2\" points=\"";
+        for (size_t i = 0; i < s.x.size(); ++i) o << (i ? " " : "") << num(f.px(s.x[i])) << "," << num(f.py(s.y[i]));
+        o << "\"/>\n";
+    }
+    for (const auto& m : marks) {
+        o << "<circle class=\"mark\" cx=\"" << f.px(m.x) << "\" cy=\"" << f.py(m.y) << "\" r=\"4\" fill=\"red\"/>";
+        o << "<text x=\"" << f.px(m.x) + 8 << "\" y=\"" << f.py(m.y) - 6 << "\">" << esc(m.label) << "</text>\n";
+    }
+    legend(o, series);
+    o << "</svg>\n";
+    return o.str();
+}
+
+std::string svg_histograms(const std::string& title, const std::string& xlabel, const std::vector<Series>& samples,
+                           double threshold, int bins) {
+    double lo = threshold, hi = threshold;
+    for (const auto& s : samples)
+        for (double v : s.x) { lo = std::min(lo, v); hi = std::max(hi, v); }
+    if (hi - lo < 1e-12) hi = lo + 1;
+    const double w = (hi - lo) / bins;
+    std::vector<Series> hist;
+    for (const auto& s : samples) {  // fraction of each class per bin, as step curves
+        std::vector<double> count(bins, 0);
+        for (double v : s.x) count[std::min(bins - 1, int((v - lo) / w))] += 1;
+        Series h{s.name, s.color, {}, {}};
+        for (int b = 0; b < bins; ++b) {
+            const double frac = s.x.empty() ? 0 : count[b] / double(s.x.size());
+            h.x.push_back(lo + b * w); h.y.push_back(frac);
+            h.x.push_back(lo + (b + 1) * w); h.y.push_back(frac);
+        }
+        hist.push_back(h);
+    }
+    const Frame f = frame_of(hist, true);
+    std::ostringstream o;
+    axes(o, f, title, xlabel, "fraction of pairs");
+    for (const auto& h : hist) {
+        o << "<polyline class=\"series\" data-name=\"" << esc(h.name) << "\" fill=\"" << h.color
+          << "\" fill-opacity=\"0.3\" stroke=\"" << h.color << "\" points=\"" << num(f.px(h.x.front())) << "," << num(f.py(0));
+        for (size_t i = 0; i < h.x.size(); ++i) o << " " << num(f.px(h.x[i])) << "," << num(f.py(h.y[i]));
+        o << " " << num(f.px(h.x.back())) << "," << num(f.py(0)) << "\"/>\n";
+    }
+    o << "<line class=\"threshold\" data-value=\"" << num(threshold) << "\" x1=\"" << f.px(threshold) << "\" y1=\"" << kT
+      << "\" x2=\"" << f.px(threshold) << "\" y2=\"" << kH - kB << "\" stroke=\"black\" stroke-dasharray=\"4 3\"/>";
+    o << "<text x=\"" << f.px(threshold) + 4 << "\" y=\"" << kT + 12 << "\">threshold " << num(threshold) << "</text>\n";
+    legend(o, hist);
+    o << "</svg>\n";
+    return o.str();
+}
+
+void write_run_report(const std::string& dir, const nlohmann::json& summary, const std::vector<float>& d,
+                      const std::vector<float>& y) {
+    // Loss per epoch.
+    Series train{"train loss", "#1f77b4", {}, {}}, val{"validation loss", "#ff7f0e", {}, {}};
+    for (const auto& e : summary.at("history")) {
+        train.x.push_back(e.at("epoch").get<double>());
+        train.y.push_back(e.at("loss").get<double>());
+        val.x.push_back(e.at("epoch").get<double>());
+        val.y.push_back(e.at("val_loss").get<double>());
+    }
+    const std::string loss_svg = svg_line_plot("Contrastive loss per epoch", "epoch", "loss", {train, val});
+    // ROC: true-accept rate against false-accept rate, the EER point marked.
+    Series roc{"ROC (test pairs)", "#2ca02c", {}, {}};
+    const auto pts = roc_points(d, y);
+    const double eer = equal_error_rate(d, y);
+    Mark eer_mark{eer, 1 - eer, "EER " + num(eer)};
+    for (const auto& p : pts) {
+        roc.x.push_back(p.far);
+        roc.y.push_back(1 - p.frr);
+    }
+    const std::string roc_svg = svg_line_plot("ROC, AUC " + num(roc_auc(d, y)), "false accept rate",
+                                              "true accept rate", {roc}, {eer_mark});
+    Series gen{"genuine pairs", "#2ca02c", {}, {}}, imp{"impostor pairs", "#d62728", {}, {}};
+    for (size_t i = 0; i < d.size(); ++i) (y[i] > 0.5f ? gen : imp).x.push_back(d[i]);
+    const double thr = summary.at("threshold").get<double>();
+    const std::string hist_svg = svg_histograms("Test distances", "distance", {gen, imp}, thr);
+    write_file_atomic(dir + "/loss.svg", loss_svg);
+    write_file_atomic(dir + "/roc.svg", roc_svg);
+    write_file_atomic(dir + "/distances.svg", hist_svg);
+
+    std::ostringstream h;
+    h << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>siamese run report</title>\n"
+      << "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}"
+      << "td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}.plots{display:flex;flex-wrap:wrap;gap:12px}</style>"
+      << "</head><body>\n<h1>siamese run report</h1>\n<table id=\"summary\">\n";
+    for (const char* k : {"protocol", "data", "device", "seed", "epochs", "batch", "optimizer", "train_pairs", "val_pairs",
+                          "test_pairs", "threshold"})
+        if (summary.contains(k)) h << "<tr><th>" << k << "</th><td>" << esc(summary[k].dump()) << "</td></tr>\n";
+    for (auto it = summary.at("test").begin(); it != summary.at("test").end(); ++it)
+        h << "<tr><th>test " << esc(it.key()) << "</th><td>" << esc(it.value().dump()) << "</td></tr>\n";
+    if (summary.contains("identification"))
+        for (auto it = summary["identification"].begin(); it != summary["identification"].end(); ++it)
+            h << "<tr><th>identification " << esc(it.key()) << "</th><td>" << esc(it.value().dump()) << "</td></tr>\n";
+    h << "</table>\n<p>tutorial_metric is the reference tutorial's \"accuracy\": the precision of the genuine decision "
+         "at d &lt; 0.5, not accuracy.</p>\n<div class=\"plots\">\n"
+      << loss_svg << roc_svg << hist_svg << "</div>\n</body></html>\n";
+    write_file_atomic(dir + "/report.html", h.str());
+}
+
+}  // namespace siamese
