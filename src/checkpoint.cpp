@@ -115,13 +115,23 @@ void parse_safetensors(const std::string& bytes, const std::string& path, std::m
             const json& t = it.value();
             if (t.at("dtype").get<std::string>() != "F32") throw fail("tensor " + it.key() + ": dtype must be F32");
             SafeTensor st;
-            st.shape = t.at("shape").get<std::vector<int64_t>>();
-            const auto off = t.at("data_offsets").get<std::vector<uint64_t>>();
+            // Integers only: a float here (1e61, say) must not reach a float-to-integer cast.
+            auto integers = [&](const char* key) {
+                const json& a = t.at(key);
+                if (!a.is_array()) throw fail("tensor " + it.key() + ": " + key + " is not an array");
+                for (const auto& v : a)
+                    if (!v.is_number_unsigned()) throw fail("tensor " + it.key() + ": " + key + " must hold non-negative integers");
+                return a.get<std::vector<uint64_t>>();
+            };
+            for (uint64_t d : integers("shape")) {
+                if (d > (uint64_t(1) << 31)) throw fail("tensor " + it.key() + ": bad shape");
+                st.shape.push_back(int64_t(d));
+            }
+            const auto off = integers("data_offsets");
             if (off.size() != 2 || off[0] > off[1] || off[1] > data_size)
                 throw fail("tensor " + it.key() + ": data offsets outside the file (truncated?)");
             uint64_t count = 1;
             for (auto d : st.shape) {
-                if (d < 0 || d > (int64_t(1) << 31)) throw fail("tensor " + it.key() + ": bad shape");
                 count *= uint64_t(d);
                 if (count > data_size) throw fail("tensor " + it.key() + ": shape larger than the file");
             }
@@ -183,13 +193,21 @@ Model parse_model(const std::string& bytes, const std::string& path) {
     } catch (const std::exception&) {
         throw fail("bad metadata value");
     }
-    const ParamLayout L = make_layout(m.net);
-    m.params.assign(L.total, 0.0f);
-    for (const auto& t : L.tensors) {
+    ParamLayout L;
+    try {
+        L = make_layout(m.net);
+    } catch (const UsageError& e) {
+        throw fail(std::string("bad network configuration: ") + e.what());
+    }
+    for (const auto& t : L.tensors) {  // every tensor present with its shape before allocating
         auto it = tensors.find(t.name);
         if (it == tensors.end()) throw fail("tensor " + t.name + " missing");
         if (it->second.shape != t.shape) throw fail("tensor " + t.name + " has the wrong shape for the network");
-        std::copy(it->second.data.begin(), it->second.data.end(), m.params.begin() + long(t.offset));
+    }
+    m.params.assign(L.total, 0.0f);
+    for (const auto& t : L.tensors) {
+        const auto& src = tensors[t.name].data;
+        std::copy(src.begin(), src.end(), m.params.begin() + long(t.offset));
     }
     for (const auto& [k, v] : meta)
         if (k != "network" && k != "downsample" && k != "resize" && k != "threshold" && k != "margin" && k != "format" &&

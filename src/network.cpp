@@ -18,20 +18,39 @@ std::string NetConfig::to_json() const {
 NetConfig NetConfig::from_json(const std::string& s) {
     try {
         const auto j = nlohmann::json::parse(s);
+        // Checked types and ranges before any conversion (a forged 1e61 must not be cast to int).
+        auto int_of = [](const nlohmann::json& v, const char* what) {
+            if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 1000000)
+                throw DataError(std::string("'") + what + "' must be an integer in 0..1000000");
+            return int(v.get<int64_t>());
+        };
+        auto ints_of = [&](const nlohmann::json& v, const char* what) {
+            if (!v.is_array()) throw DataError(std::string("'") + what + "' must be a list");
+            std::vector<int> out;
+            for (const auto& x : v) out.push_back(int_of(x, what));
+            return out;
+        };
+        auto rate_of = [](const nlohmann::json& v, const char* what) {
+            if (!v.is_number() || !(v.get<double>() >= 0.0 && v.get<double>() < 1.0))
+                throw DataError(std::string("'") + what + "' must be a number in [0, 1)");
+            return float(v.get<double>());
+        };
         NetConfig c;
-        c.in_h = j.at("in_h");
-        c.in_w = j.at("in_w");
-        c.conv_filters = j.at("conv_filters").get<std::vector<int>>();
-        c.kernel = j.at("kernel");
-        c.pool = j.at("pool");
-        c.conv_dropout = j.at("conv_dropout");
-        c.dense = j.at("dense").get<std::vector<int>>();
-        c.dense_dropout = j.at("dense_dropout");
+        c.in_h = int_of(j.at("in_h"), "in_h");
+        c.in_w = int_of(j.at("in_w"), "in_w");
+        c.conv_filters = ints_of(j.at("conv_filters"), "conv_filters");
+        c.kernel = int_of(j.at("kernel"), "kernel");
+        c.pool = int_of(j.at("pool"), "pool");
+        c.conv_dropout = rate_of(j.at("conv_dropout"), "conv_dropout");
+        c.dense = ints_of(j.at("dense"), "dense");
+        c.dense_dropout = rate_of(j.at("dense_dropout"), "dense_dropout");
         c.validate();
         return c;
     } catch (const nlohmann::json::exception& e) {
         throw DataError(std::string("bad network configuration: ") + e.what());
     } catch (const UsageError& e) {
+        throw DataError(std::string("bad network configuration: ") + e.what());
+    } catch (const DataError& e) {
         throw DataError(std::string("bad network configuration: ") + e.what());
     }
 }
@@ -48,6 +67,8 @@ void NetConfig::validate() const {
         if (d < 1 || d > 65536) fail("dense widths must be 1..65536");
     if (!(conv_dropout >= 0 && conv_dropout < 1) || !(dense_dropout >= 0 && dense_dropout < 1))
         fail("dropout rates must be in [0, 1)");
+    if (in_h < 1 || in_w < 1 || in_h > 16384 || in_w > 16384) fail("input sides must be 1..16384");
+    if (conv_filters.size() > 16 || dense.size() > 16) fail("at most 16 conv and 16 dense layers");
     int h = in_h, w = in_w;
     for (size_t l = 0; l < conv_filters.size(); ++l) {
         h = (h - kernel + 1) / pool;
@@ -56,6 +77,18 @@ void NetConfig::validate() const {
             fail("the image (" + std::to_string(in_w) + "x" + std::to_string(in_h) + ") is too small for conv layer " +
                  std::to_string(l + 1) + " with kernel " + std::to_string(kernel) + " and pool " + std::to_string(pool));
     }
+    // Parameter count in 64 bits: a forged configuration must not overflow or allocate terabytes.
+    int64_t params = 0, c = 1, in = int64_t(conv_filters.back()) * h * w;
+    for (int f : conv_filters) {
+        params += int64_t(f) * c * kernel * kernel + f;
+        c = f;
+    }
+    for (int d : dense) {
+        params += in * d + d;
+        in = d;
+        if (params > (int64_t(1) << 30)) break;
+    }
+    if (params > (int64_t(1) << 30)) fail("the network has over 2^30 parameters");
 }
 
 ParamLayout make_layout(const NetConfig& cfg) {

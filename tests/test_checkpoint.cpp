@@ -3,6 +3,7 @@
 #include "siamese/checkpoint.hpp"
 #include "siamese/common.hpp"
 #include "siamese/pgm.hpp"
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "test_util.hpp"
@@ -84,4 +85,17 @@ TEST_CASE("corrupt model files are refused with a clear error", "[checkpoint]") 
     testutil::write_bytes(dir + "/shape.safetensors", other);
     CHECK(error_loading(dir + "/shape.safetensors").find("wrong shape") != std::string::npos);
     CHECK(error_loading(dir + "/missing.safetensors").find("cannot open") != std::string::npos);
+}
+
+TEST_CASE("inputs the fuzzer found are refused cleanly (regressions)", "[checkpoint][fuzz]") {
+    // Each file in tests/fuzz_regressions once crashed or hit undefined behaviour in the loader
+    // (e.g. data_offsets of 8.7e61, a float cast to an integer); now each is a DataError.
+    int files = 0;
+    for (const auto& e : std::filesystem::directory_iterator(std::string(SIAMESE_SOURCE_DIR) + "/tests/fuzz_regressions")) {
+        ++files;
+        INFO(e.path());
+        const std::string bytes = read_file_bytes(e.path().string());
+        CHECK_THROWS_AS(parse_model(bytes, e.path().string()), DataError);
+    }
+    CHECK(files >= 1);
 }
