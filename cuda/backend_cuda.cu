@@ -29,7 +29,9 @@ class CudaBackend final : public Backend {
 public:
     explicit CudaBackend(const TrainHyper& h) : h_(h), L_(make_layout(h.net)) {
         if (h.conv != "custom" && h.conv != "cudnn") throw UsageError("--conv must be custom or cudnn");
-        CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        // A blocking stream: the synchronous cudaMemcpy of DeviceBuffer (legacy default stream)
+        // is then ordered with this stream's kernels.
+        CUDA_CHECK(cudaStreamCreate(&stream_));
         CUBLAS_CHECK(cublasCreate(&cublas_));
         CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
         CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_PEDANTIC_MATH));  // true FP32: no TF32

@@ -34,6 +34,15 @@ std::vector<ConvShape> conv_shapes() {
     return {shape(1, 56, 46, 6, 3, 2), shape(6, 27, 22, 12, 3, 2), shape(3, 13, 9, 5, 2, 3), shape(2, 11, 17, 7, 5, 1)};
 }
 
+// Fraction of pool windows whose argmax differs. A float and a double (or two float) sums that
+// differ by rounding can order two nearly equal window values differently; with ~1e6 windows a
+// handful may flip, a wrong index flips most of them.
+double argmax_mismatch(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+    size_t diff = 0;
+    for (size_t i = 0; i < a.size(); ++i) diff += a[i] != b[i];
+    return a.empty() ? 0.0 : double(diff) / double(a.size());
+}
+
 StepState* device_state(DeviceBuffer<StepState>& buf, int first, int batch, uint64_t step) {
     const StepState s{first, batch, step};
     buf.upload(&s, 1);
@@ -88,7 +97,7 @@ TEST_CASE("conv_pool_forward matches the CPU reference", "[cuda][conv]") {
                 const auto arg = d_arg.download();
                 REQUIRE(cudatest::all_finite(out));
                 CHECK(testutil::rel_error(out, ref) < 1e-5);
-                CHECK(arg == ref_arg);
+                CHECK(argmax_mismatch(arg, ref_arg) < 1e-4);
             }
         }
 }
@@ -283,7 +292,7 @@ TEST_CASE("cuDNN and custom convolution blocks agree", "[cuda][conv][cudnn]") {
         CUDA_CHECK(cudaDeviceSynchronize());
         const auto out1 = o1.download();
         CHECK(testutil::rel_error(o2.download(), out1) < 1e-5);
-        CHECK(a1.download() == a2.download());
+        CHECK(argmax_mismatch(a1.download(), a2.download()) < 1e-4);
         auto geff = testutil::random_vector(out_n, r);
         for (size_t k = 0; k < out_n; ++k)
             if (out1[k] <= 0) geff[k] = 0;
