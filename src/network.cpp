@@ -103,9 +103,7 @@ ParamLayout make_layout(const NetConfig& cfg) {
         return L.tensors.back().offset;
     };
     for (size_t l = 0; l < cfg.conv_filters.size(); ++l) {
-        ConvShape s;
-        s.C = C; s.H = H; s.W = W; s.F = cfg.conv_filters[l]; s.K = cfg.kernel;
-        s.Ho = H - s.K + 1; s.Wo = W - s.K + 1; s.P = cfg.pool; s.Hp = s.Ho / s.P; s.Wp = s.Wo / s.P;
+        const ConvShape s = conv_shape(C, H, W, cfg.conv_filters[l], cfg.kernel, cfg.pool);
         L.conv.push_back(s);
         const std::string n = "conv" + std::to_string(l + 1);
         L.conv_w.push_back(add(n + ".weight", {s.F, s.C, s.K, s.K}));

@@ -22,16 +22,10 @@ using cudatest::to_device;
 
 namespace {
 
-ConvShape shape(int C, int H, int W, int F, int K, int P) {
-    ConvShape s;
-    s.C = C; s.H = H; s.W = W; s.F = F; s.K = K;
-    s.Ho = H - K + 1; s.Wo = W - K + 1; s.P = P; s.Hp = s.Ho / P; s.Wp = s.Wo / P;
-    return s;
-}
 
 // Shapes: the recipe's two blocks, a non-square odd one, another kernel/pool size.
 std::vector<ConvShape> conv_shapes() {
-    return {shape(1, 56, 46, 6, 3, 2), shape(6, 27, 22, 12, 3, 2), shape(3, 13, 9, 5, 2, 3), shape(2, 11, 17, 7, 5, 1)};
+    return {conv_shape(1, 56, 46, 6, 3, 2), conv_shape(6, 27, 22, 12, 3, 2), conv_shape(3, 13, 9, 5, 2, 3), conv_shape(2, 11, 17, 7, 5, 1)};
 }
 
 // Fraction of pool windows whose argmax differs. A float and a double (or two float) sums that

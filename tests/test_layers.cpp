@@ -13,18 +13,9 @@ using namespace siamese;
 using testutil::numeric_gradient;
 using testutil::rel_error;
 
-namespace {
-ConvShape shape(int C, int H, int W, int F, int K, int P) {
-    ConvShape s;
-    s.C = C; s.H = H; s.W = W; s.F = F; s.K = K;
-    s.Ho = H - K + 1; s.Wo = W - K + 1; s.P = P; s.Hp = s.Ho / P; s.Wp = s.Wo / P;
-    return s;
-}
-}  // namespace
-
 TEST_CASE("conv forward equals a direct convolution", "[layers]") {
     std::mt19937_64 r(11);
-    for (auto s : {shape(1, 7, 5, 2, 3, 2), shape(3, 6, 9, 4, 2, 2), shape(2, 5, 5, 3, 1, 1)}) {
+    for (auto s : {conv_shape(1, 7, 5, 2, 3, 2), conv_shape(3, 6, 9, 4, 2, 2), conv_shape(2, 5, 5, 3, 1, 1)}) {
         auto in = testutil::random_vector(s.in_elems(), r), w = testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r),
              b = testutil::random_vector(s.F, r);
         std::vector<double> out(size_t(s.F) * s.Ho * s.W, std::nan(""));
@@ -44,7 +35,7 @@ TEST_CASE("conv forward equals a direct convolution", "[layers]") {
 
 TEST_CASE("conv backward (weights, bias, input) matches finite differences", "[layers][gradcheck]") {
     std::mt19937_64 r(12);
-    for (auto s : {shape(1, 7, 6, 2, 3, 2), shape(3, 8, 7, 4, 3, 2), shape(2, 6, 5, 3, 2, 1)}) {
+    for (auto s : {conv_shape(1, 7, 6, 2, 3, 2), conv_shape(3, 8, 7, 4, 3, 2), conv_shape(2, 6, 5, 3, 2, 1)}) {
         auto in = testutil::random_vector(s.in_elems(), r), w = testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r),
              b = testutil::random_vector(s.F, r);
         const auto R = testutil::random_vector(size_t(s.F) * s.Ho * s.W, r);  // loss = sum over valid outputs of R*out
@@ -73,7 +64,7 @@ TEST_CASE("conv backward (weights, bias, input) matches finite differences", "[l
 
 TEST_CASE("relu + maxpool forward and backward", "[layers][gradcheck]") {
     std::mt19937_64 r(13);
-    for (auto s : {shape(1, 9, 8, 3, 2, 2), shape(1, 10, 11, 2, 3, 3)}) {
+    for (auto s : {conv_shape(1, 9, 8, 3, 2, 2), conv_shape(1, 10, 11, 2, 3, 3)}) {
         auto conv = testutil::random_vector(size_t(s.F) * s.Ho * s.W, r);
         const auto R = testutil::random_vector(s.out_elems(), r);
         std::vector<double> act(s.out_elems());

@@ -36,6 +36,14 @@ struct ConvShape {
     int out_elems() const { return F * Hp * Wp; }
 };
 
+// The block for a (C,H,W) input, F filters of KxK, pool P.
+inline ConvShape conv_shape(int C, int H, int W, int F, int K, int P) {
+    ConvShape s;
+    s.C = C; s.H = H; s.W = W; s.F = F; s.K = K;
+    s.Ho = H - K + 1; s.Wo = W - K + 1; s.P = P; s.Hp = s.Ho / P; s.Wp = s.Wo / P;
+    return s;
+}
+
 struct DenseShape {
     int in, out;
 };
