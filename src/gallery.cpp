@@ -189,13 +189,15 @@ IdentifyReport identify_on_bank(const std::vector<float>& emb, int E, const Imag
         const IdentifyReport d = identification_figures(known, truth, strangers);
         sum.known_probes = d.known_probes;
         sum.stranger_probes = d.stranger_probes;
-        sum.rank1 += d.rank1 / draws;
-        sum.rank5 += d.rank5 / draws;
-        sum.dir_far1 += d.dir_far1 / draws;
-        sum.dir_far10 += d.dir_far10 / draws;
-        sum.threshold_far1 += d.threshold_far1 / draws;
-        sum.threshold_far10 += d.threshold_far10 / draws;
+        sum.rank1 += d.rank1;
+        sum.rank5 += d.rank5;
+        sum.dir_far1 += d.dir_far1;
+        sum.dir_far10 += d.dir_far10;
+        sum.threshold_far1 += d.threshold_far1;
+        sum.threshold_far10 += d.threshold_far10;
     }
+    for (double* v : {&sum.rank1, &sum.rank5, &sum.dir_far1, &sum.dir_far10, &sum.threshold_far1, &sum.threshold_far10})
+        *v /= draws;
     sum.gallery_people = int(gallery_people.size());
     return sum;
 }
