@@ -88,10 +88,11 @@ public:
             start_ = now;
             first_done_ = done;
         }
-        if (done != total && now - last_ < std::chrono::milliseconds(100)) return;
+        // The first batch only starts the clock: rates need two points.
+        if (done != total && (done == first_done_ || now - last_ < std::chrono::milliseconds(100))) return;
         last_ = now;
         const double secs = std::chrono::duration<double>(now - start_).count();
-        const int counted = done - first_done_ + 1;
+        const int counted = done - first_done_;
         const double rate = secs > 0 ? counted * double(batch_pairs) / secs : 0.0;
         const double eta = counted > 0 ? secs / counted * (total - done) : 0.0;
         std::fprintf(stdout, "\r\033[K  epoch %d/%d  batch %d/%d  %.0f pairs/s  ETA %.1fs", epoch, epochs, done, total,
