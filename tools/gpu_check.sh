@@ -6,6 +6,9 @@
 # Without a GPU it runs the CPU parts and says what it skipped. Budget: under 8 minutes.
 #
 # usage: tools/gpu_check.sh RESULTS_DIR [ORL_DIR]      (EPOCHS=13 by default)
+# On the lent GPU machine (no Debian packages, no network): first, here, tools/pack_gpu_deps.sh
+# and `cp -r ../shared/data/orl_faces .orl`; then run `tools/gpu_check.sh $OUT .orl` there with
+# carry [".deps", ".orl"]. .deps/ is used as CMAKE_PREFIX_PATH when present.
 set -u
 out=${1:?usage: tools/gpu_check.sh RESULTS_DIR [ORL_DIR]}
 orl=${2:-${SIAMESE_ORL_DIR:-../shared/data/orl_faces}}
@@ -35,7 +38,8 @@ fi
 
 # 1. build for sm_90 (SASS) + PTX
 arch=90
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CUDA_ARCHITECTURES=${arch}-real;${arch}-virtual" \
+prefix=(); [ -d .deps ] && prefix=("-DCMAKE_PREFIX_PATH=$root/.deps")
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CUDA_ARCHITECTURES=${arch}-real;${arch}-virtual" "${prefix[@]}" \
   > "$out/configure.log" 2>&1 && cmake --build build-gpu -j"$jobs" > "$out/build.log" 2>&1
 build_rc=$?
 row "build (sm_$arch)" "$( [ $build_rc = 0 ] && echo ok || echo "FAILED (see build.log)")"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The GPU machine's image has nvcc, CMake and PyTorch but not Debian's header-only libraries this
+# project builds with (CLI11, nlohmann-json, Catch2), and it cannot download anything. This copies
+# them, with their CMake package files, into .deps/ (git-ignored) for the device tool to carry:
+#   tools/pack_gpu_deps.sh            then, on the device:  tools/gpu_check.sh $OUT .orl
+# (.orl: a git-ignored copy of the ORL faces, `cp -r ../shared/data/orl_faces .orl`; carry both).
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+d="$root/.deps"
+rm -rf "$d"
+mkdir -p "$d/include" "$d/share/cmake" "$d/lib/cmake"
+cp -r /usr/include/nlohmann /usr/include/CLI /usr/include/catch2 "$d/include/"
+cp -r /usr/share/cmake/nlohmann_json /usr/share/cmake/CLI11 "$d/share/cmake/"
+cp -r /usr/lib/cmake/Catch2 "$d/lib/cmake/"
+cp "$(dpkg -L catch2 | grep 'libCatch2WithMain\.a$' | head -1)" "$d/lib/"  # Catch2's package file names it
+du -sh "$d"
