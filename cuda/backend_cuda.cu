@@ -38,7 +38,7 @@ public:
         // A fixed workspace lets cuBLAS calls be captured into a graph without allocating.
         cublas_ws_.resize(4u << 20);
         CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_.get(), cublas_ws_.size()));
-        if (h.conv == "cudnn") CUDNN_OK(cudnnCreate(&cudnn_));
+        if (h.conv == "cudnn") CUDNN_CHECK(cudnnCreate(&cudnn_));
         params_.resize(L_.total);
         grad_.resize(L_.total);
         opt_state_.resize(2 * L_.total);
@@ -147,11 +147,6 @@ public:
     }
 
 private:
-    // CUDNN_CHECK lives in cudnn_conv.cu; here one local check keeps this file self-contained.
-    static void CUDNN_OK(cudnnStatus_t s) {
-        if (s != CUDNN_STATUS_SUCCESS) fail(cudnnGetErrorString(s), "cudnnCreate", __FILE__, __LINE__, "is cuDNN installed?");
-    }
-
     void sync() { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
     // Activation and gradient buffers for up to n images; invalidates captured graphs.

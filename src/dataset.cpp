@@ -88,8 +88,8 @@ void ImageBank::add(const PgmImage& raw, int person_index, const std::string& fi
     files.push_back(file);
 }
 
-static bool has_pgm_extension(const fs::path& p) {
-    std::string ext = p.extension().string();
+bool has_pgm_extension(const std::string& path) {
+    std::string ext = fs::path(path).extension().string();
     for (auto& ch : ext) ch = char(std::tolower(static_cast<unsigned char>(ch)));
     return ext == ".pgm";
 }
@@ -114,7 +114,7 @@ ImageBank load_dataset(const std::string& dir, const Preprocess& pp) {
         if (ec) throw DataError(pdir.string() + ": cannot read folder (" + ec.message() + ")");
         for (const auto& e : pit) {
             if (!e.is_regular_file()) continue;
-            if (!has_pgm_extension(e.path())) {
+            if (!has_pgm_extension(e.path().string())) {
                 std::fprintf(stderr, "warning: %s: not a .pgm file, skipped\n", e.path().c_str());
                 continue;
             }

@@ -9,10 +9,6 @@
 #include "siamese/network.hpp"
 #include "siamese/philox.hpp"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 namespace siamese {
 
 // Dropout layer ids for the Philox stream: conv block l -> l, dense layer l -> 16 + l.

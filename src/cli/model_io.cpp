@@ -53,10 +53,7 @@ std::vector<std::string> pgm_files_under(const std::string& path) {
     if (!fs::is_directory(path, ec)) return {path};
     std::vector<std::string> files;
     for (fs::recursive_directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
-        if (!it->is_regular_file()) continue;
-        std::string ext = it->path().extension().string();
-        std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-        if (ext == ".pgm") files.push_back(it->path().string());
+        if (it->is_regular_file() && has_pgm_extension(it->path().string())) files.push_back(it->path().string());
     }
     if (ec) throw DataError(path + ": cannot read folder (" + ec.message() + ")");
     std::sort(files.begin(), files.end(), natural_less);
