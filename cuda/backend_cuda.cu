@@ -123,6 +123,20 @@ public:
     }
 
     std::vector<float> embed_bank() override { return embed_device(bank_.get(), n_bank_); }
+    std::vector<float> bank_pair_distances(const PairSet& pairs) override {
+        NvtxRange r("bank_pair_distances");
+        if (pairs.size() == 0) return {};
+        const int E = L_.embed_dim();
+        DeviceBuffer<float> emb(size_t(n_bank_) * E);
+        embed_to_device(bank_.get(), n_bank_, emb.get());
+        DeviceBuffer<int> a, b;
+        a.upload(pairs.a.data(), pairs.a.size());
+        b.upload(pairs.b.data(), pairs.b.size());
+        DeviceBuffer<float> d(pairs.size());
+        pair_distances(emb.get(), E, a.get(), b.get(), pairs.size(), d.get(), stream_);
+        sync();
+        return d.download();
+    }
     std::vector<float> embed(const float* images, int n) override {
         DeviceBuffer<float> tmp;
         tmp.upload(images, size_t(n) * h_.net.in_h * h_.net.in_w);
@@ -296,21 +310,26 @@ private:
         return exec;
     }
 
-    std::vector<float> embed_device(const float* images, int n) {
+    // Inference embeddings of n device images into dst (n, E) on the device, in chunks.
+    void embed_to_device(const float* images, int n, float* dst) {
         NvtxRange r("embed");
         const int E = L_.embed_dim(), chunk = std::max(cap_, 512);
         ensure_capacity(std::min(chunk, std::max(n, 1)));
-        std::vector<float> out(size_t(n) * E);
         const size_t elems = size_t(h_.net.in_h) * h_.net.in_w;
         for (int s = 0; s < n; s += cap_) {
             const int m = std::min(cap_, n - s);
             forward(images + s * elems, nullptr, m, false);
-            CUDA_CHECK(cudaMemcpyAsync(out.data() + size_t(s) * E, dense_out_.back().get(), size_t(m) * E * sizeof(float),
-                                       cudaMemcpyDeviceToHost, stream_));
+            CUDA_CHECK(cudaMemcpyAsync(dst + size_t(s) * E, dense_out_.back().get(), size_t(m) * E * sizeof(float),
+                                       cudaMemcpyDeviceToDevice, stream_));
         }
+    }
+
+    std::vector<float> embed_device(const float* images, int n) {
+        DeviceBuffer<float> emb(size_t(n) * L_.embed_dim());
+        embed_to_device(images, n, emb.get());
         sync();
         collect_profile();
-        return out;
+        return emb.download();
     }
 
     struct Pending {

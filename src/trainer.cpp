@@ -44,7 +44,6 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const TrainOpt
     TrainResult result;
     const int n = split.train.size();
     const int batches = (n + opt.batch - 1) / opt.batch;
-    const int E = backend.embed_dim();
     uint64_t step = resume.step;
     std::vector<float> dval;
     auto check_finite = [&](const std::vector<float>& losses, int epoch) {
@@ -82,7 +81,7 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const TrainOpt
         for (int b = 0; b < int(losses.size()); ++b) s += double(losses[b]) * std::min(opt.batch, n - b * opt.batch);
         st.train_loss = s / n;
         // Validation from inference embeddings: every bank image once, then pair distances.
-        dval = pair_distances(backend.embed_bank(), E, split.val);
+        dval = backend.bank_pair_distances(split.val);
         st.val_loss = contrastive_loss_of(dval, split.val.label, opt.margin);
         st.val_accuracy = accuracy_at(dval, split.val.label, 0.5);
         st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -90,7 +89,7 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const TrainOpt
         if (cb.on_epoch) cb.on_epoch(st);
         if (cb.on_checkpoint) cb.on_checkpoint(TrainProgress{epoch + 1, 0, step, {}, ""});
     }
-    if (dval.empty() && split.val.size()) dval = pair_distances(backend.embed_bank(), E, split.val);
+    if (dval.empty() && split.val.size()) dval = backend.bank_pair_distances(split.val);
     result.threshold = dval.empty() ? 0.5 : best_threshold(dval, split.val.label);
     return result;
 }
@@ -100,7 +99,7 @@ TestReport evaluate_model(Backend& backend, const ImageBank& bank, const PairSet
                           std::vector<float>* embeddings) {
     const std::vector<float> emb = backend.embed_bank();
     const int E = backend.embed_dim();
-    const std::vector<float> d = pair_distances(emb, E, pairs);
+    const std::vector<float> d = backend.bank_pair_distances(pairs);
     TestReport r = evaluate_pairs(d, pairs.label, threshold);
     if (!oneshot_people.empty()) r.oneshot_accuracy = oneshot_accuracy(emb, E, bank, oneshot_people, 20, seed);
     if (distances) *distances = d;

@@ -95,7 +95,7 @@ TEST_CASE("CUDA training is deterministic: bit-identical after 50 steps and grap
     CHECK(std::memcmp(p1.data(), p3.data(), p1.size() * sizeof(float)) == 0);
 }
 
-TEST_CASE("CUDA embeddings match the CPU's", "[cuda][eval]") {
+TEST_CASE("CUDA embeddings and pair distances match the CPU's", "[cuda][eval]") {
     SKIP_WITHOUT_CUDA();
     const Setup s;
     TrainHyper h = hyper(13);
@@ -106,4 +106,8 @@ TEST_CASE("CUDA embeddings match the CPU's", "[cuda][eval]") {
         be->set_params(glorot_init(make_layout(h.net), 13));
     }
     CHECK(testutil::rel_error(gpu->embed_bank(), cpu->embed_bank()) < 1e-5);
+    const auto dg = gpu->bank_pair_distances(s.split.test), dc = cpu->bank_pair_distances(s.split.test);
+    REQUIRE(dg.size() == size_t(s.split.test.size()));
+    CHECK(cudatest::all_finite(dg));
+    CHECK(testutil::rel_error(dg, dc) < 1e-5);
 }

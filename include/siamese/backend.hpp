@@ -47,6 +47,9 @@ public:
     virtual std::vector<float> embed_bank() = 0;
     // Inference embeddings of n images given as (n, in_h, in_w) floats.
     virtual std::vector<float> embed(const float* images, int n) = 0;
+    // Distances of bank-image pairs under the current weights (the CUDA engine computes them
+    // on the device from device-resident embeddings).
+    virtual std::vector<float> bank_pair_distances(const PairSet& pairs);
     // Per-phase timings when profiling was asked for (empty otherwise).
     virtual std::string profile_report() { return ""; }
 };

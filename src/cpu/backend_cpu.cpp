@@ -7,6 +7,7 @@
 
 #include "siamese/backend.hpp"
 #include "siamese/loss.hpp"
+#include "siamese/metrics.hpp"
 #include "siamese/twin_cpu.hpp"
 
 #ifdef _OPENMP
@@ -92,6 +93,11 @@ private:
 };
 
 }  // namespace
+
+// The default (the CPU's): embed the bank on the host, then the host distances.
+std::vector<float> Backend::bank_pair_distances(const PairSet& pairs) {
+    return pair_distances(embed_bank(), embed_dim(), pairs);
+}
 
 std::unique_ptr<Backend> make_cpu_backend(const TrainHyper& h, int threads) {
     return std::make_unique<CpuBackend>(h, threads);
