@@ -53,8 +53,10 @@ row "ctest skipped" "$(grep -c '(Skipped)' "$out/ctest.log")"
 
 # 3. compute-sanitizer on the kernel tests
 if [ $have_gpu = 1 ] && command -v compute-sanitizer >/dev/null; then
+  # memcheck on every kernel test; racecheck where shared memory is used (the loss reduction).
   for tool in memcheck racecheck; do
-    timeout 180 compute-sanitizer --tool $tool --error-exitcode 9 build-gpu/tests/siamese_cuda_tests "[cuda]~[training]" \
+    filter="[cuda]~[training]"; [ $tool = racecheck ] && filter="[loss]"
+    timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 build-gpu/tests/siamese_cuda_tests "$filter" \
       > "$out/sanitizer_$tool.log" 2>&1
     rc=$?
     row "compute-sanitizer $tool" "$( [ $rc = 0 ] && echo clean || echo "rc=$rc: $(grep -m1 -E 'ERROR|error' "$out/sanitizer_$tool.log")")"
