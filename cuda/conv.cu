@@ -99,14 +99,6 @@ __global__ void conv_wgrad_partial_kernel(ConvShape s, int n, int chunk, const f
     partial[size_t(blockIdx.y) * nwb + j] = acc;
 }
 
-__global__ void sum_chunks_kernel(const float* __restrict__ partial, int chunks, int nwb, float* __restrict__ out) {
-    const int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= nwb) return;
-    float acc = 0.0f;
-    for (int k = 0; k < chunks; ++k) acc += partial[size_t(k) * nwb + j];
-    out[j] = acc;
-}
-
 // One thread per input element (i, c, y, x): every (filter, tap) whose conv output was its pool
 // window's argmax contributes w * geff.
 __global__ void conv_input_grad_kernel(ConvShape s, int n, const float* __restrict__ geff,
@@ -166,8 +158,7 @@ void conv_backward_weights(const ConvShape& s, int n, const float* in, const int
     conv_wgrad_partial_kernel<<<dim3(blocks_for(nwb), unsigned(chunks)), kThreads, 0, stream>>>(s, n, chunk, in, gather,
                                                                                                geff, argmax, partial);
     CUDA_CHECK_LAUNCH();
-    sum_chunks_kernel<<<blocks_for(nwb), kThreads, 0, stream>>>(partial, chunks, nwb, grad_wb);
-    CUDA_CHECK_LAUNCH();
+    column_sums(partial, chunks, nwb, grad_wb, stream);  // the chunks in order
 }
 
 void conv_backward_input(const ConvShape& s, int n, const float* geff, const uint8_t* argmax, const float* w,

@@ -37,17 +37,23 @@ __global__ void relu_dropout_backward_kernel(float* __restrict__ d, const float*
                            : 0.0f;
 }
 
-__global__ void bias_grad_kernel(const float* __restrict__ d, int n, int O, float* __restrict__ db) {
-    const int o = blockIdx.x * blockDim.x + threadIdx.x;
-    if (o >= O) return;
+// out[c] = sum over rows r, in order, of m[r][c]: fixed order, so bit-identical run to run.
+__global__ void column_sums_kernel(const float* __restrict__ m, int rows, int cols, float* __restrict__ out) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
     float acc = 0.0f;
-    for (int i = 0; i < n; ++i) acc += d[size_t(i) * O + o];
-    db[o] = acc;
+    for (int r = 0; r < rows; ++r) acc += m[size_t(r) * cols + c];
+    out[c] = acc;
 }
 
 unsigned blocks_for(long n) { return unsigned((n + kThreads - 1) / kThreads); }
 
 }  // namespace
+
+void column_sums(const float* m, int rows, int cols, float* out, cudaStream_t stream) {
+    column_sums_kernel<<<blocks_for(cols), kThreads, 0, stream>>>(m, rows, cols, out);
+    CUDA_CHECK_LAUNCH();
+}
 
 void dense_forward(cublasHandle_t h, const float* x, const float* w, const float* b, float* y, int n, int I, int O,
                    float rate, uint64_t seed, uint32_t layer_id, const StepState* st, cudaStream_t stream) {
@@ -75,8 +81,7 @@ void dense_backward(cublasHandle_t h, const float* d, const float* x, const floa
     CUBLAS_CHECK(cublasSetStream(h, stream));
     // dW^T (I, O) = x^T (I, n) . d (n, O)
     CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, I, O, n, &one, x, I, d, O, &zero, dw, I));
-    bias_grad_kernel<<<blocks_for(O), kThreads, 0, stream>>>(d, n, O, db);
-    CUDA_CHECK_LAUNCH();
+    column_sums(d, n, O, db, stream);
     // dx^T (I, n) = W^T (I, O) . d^T (O, n)
     if (dx) CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, I, n, O, &one, w, I, d, O, &zero, dx, I));
 }

@@ -51,6 +51,9 @@ void conv_backward_input(const ConvShape& s, int n, const float* geff, const uin
                          float* din, cudaStream_t stream);
 
 // ---- dense layers and elementwise (dense.cu) ------------------------------------------------
+// out (cols) = sums of the rows of m (rows, cols), each column summed in row order
+// (deterministic): the bias gradient, and the conv weight gradient's chunk partials.
+void column_sums(const float* m, int rows, int cols, float* out, cudaStream_t stream);
 // y (n, O) = x (n, I) . W^T (cuBLAS, FP32), then bias + ReLU + dropout in place.
 void dense_forward(cublasHandle_t h, const float* x, const float* w, const float* b, float* y, int n, int I, int O,
                    float rate, uint64_t seed, uint32_t layer_id, const StepState* st, cudaStream_t stream);

@@ -16,6 +16,19 @@ namespace fs = std::filesystem;
 using namespace siamese;
 using testutil::run_cli;
 
+namespace {
+// Writes people x images synthetic faces to dir/faces and trains a small model on them into
+// dir/run (downsample 4 keeps it quick).
+void faces_and_model(const std::string& dir, int people, int images, int epochs) {
+    SynthOptions o;
+    o.people = people;
+    o.images = images;
+    write_synth(dir + "/faces", o);
+    REQUIRE(run_cli("train --data " + dir + "/faces --epochs " + std::to_string(epochs) +
+                    " --downsample 4 --device cpu --quiet --out " + dir + "/run").status == 0);
+}
+}  // namespace
+
 TEST_CASE("open-set identification figures on a hand-worked case", "[identify]") {
     // Three probes of enrolled people: A (person 0) right at 0.2; B (person 1) ranked second;
     // C (person 0) right but far, at 0.6. Ten strangers' nearest distances below.
@@ -65,11 +78,7 @@ TEST_CASE("people ranked by nearest photo or by mean embedding", "[identify]") {
 
 TEST_CASE("enroll, append, replace and identify from the command line", "[identify][cli]") {
     const std::string dir = testutil::temp_dir("enroll");
-    SynthOptions o;
-    o.people = 5;
-    o.images = 3;
-    write_synth(dir + "/faces", o);
-    REQUIRE(run_cli("train --data " + dir + "/faces --epochs 1 --downsample 4 --device cpu --quiet --out " + dir + "/run").status == 0);
+    faces_and_model(dir, 5, 3, 1);
     const std::string model = dir + "/run/model.safetensors", g = dir + "/g.safetensors";
     // Enroll people s1 and s2 from a folder of person folders.
     fs::create_directories(dir + "/staff");
@@ -137,11 +146,7 @@ int count_of(const std::string& s, const std::string& what) {
 
 TEST_CASE("every run writes SVG plots and a self-contained report", "[identify][report]") {
     const std::string dir = testutil::temp_dir("report");
-    SynthOptions o;
-    o.people = 4;
-    o.images = 3;
-    write_synth(dir + "/faces", o);
-    REQUIRE(run_cli("train --data " + dir + "/faces --epochs 3 --downsample 4 --device cpu --quiet --out " + dir + "/run").status == 0);
+    faces_and_model(dir, 4, 3, 3);
     const auto summary = nlohmann::json::parse(read_file_bytes(dir + "/run/summary.json"));
     const std::string loss = read_file_bytes(dir + "/run/loss.svg");
     CHECK(loss.rfind("<svg", 0) == 0);
