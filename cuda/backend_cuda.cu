@@ -13,11 +13,15 @@
 
 #include "buffer.hpp"
 #include "check.hpp"
+#if SIAMESE_HAVE_CUDNN
 #include "cudnn_conv.hpp"
+#endif
+#include "handles.hpp"
 #include "kernels.hpp"
+#include "launch.hpp"
 #include "nvtx.hpp"
 #include "siamese/backend.hpp"
-#include "siamese/twin_cpu.hpp"  // dropout layer ids, shared with the CPU
+#include "siamese/rules.hpp"  // dropout layer ids, shared with the CPU
 
 namespace siamese {
 
@@ -25,80 +29,103 @@ namespace cuda {
 
 namespace {
 
+// cuBLAS workspace: 32 MiB, what cuBLAS asks for on Hopper, so captured GEMMs never allocate.
+constexpr size_t kCublasWorkspaceBytes = 32u << 20;
+
 class CudaBackend final : public Backend {
 public:
     explicit CudaBackend(const TrainHyper& h) : h_(h), L_(make_layout(h.net)) {
         if (h.conv != "custom" && h.conv != "cudnn") throw UsageError("--conv must be custom or cudnn");
-        // A blocking stream: the synchronous cudaMemcpy of DeviceBuffer (legacy default stream)
-        // is then ordered with this stream's kernels.
-        CUDA_CHECK(cudaStreamCreate(&stream_));
-        CUBLAS_CHECK(cublasCreate(&cublas_));
-        CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
-        CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_PEDANTIC_MATH));  // true FP32: no TF32
-        // A fixed workspace lets cuBLAS calls be captured into a graph without allocating.
-        cublas_ws_.resize(4u << 20);
-        CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_.get(), cublas_ws_.size()));
-        if (h.conv == "cudnn") CUDNN_CHECK(cudnnCreate(&cudnn_));
+#if !SIAMESE_HAVE_CUDNN
+        if (h.conv == "cudnn")
+            throw UsageError("--conv cudnn: this build has no cuDNN (configure with -DCUDNN_ROOT=DIR, or install cuDNN)");
+#endif
+        // Every copy and kernel goes to this one stream, in order; nothing relies on the legacy
+        // default stream's implicit synchronisation.
+        stream_ = make_stream();
+        cublas_ws_.resize(kCublasWorkspaceBytes);
+        cublas_ = make_cublas(stream_.get(), cublas_ws_.get(), cublas_ws_.size());
+#if SIAMESE_HAVE_CUDNN
+        if (h.conv == "cudnn") {
+            cudnnHandle_t c = nullptr;
+            CUDNN_CHECK(cudnnCreate(&c));
+            cudnn_ = Owned<cudnnHandle_t, CudnnDestroy>(c);
+            CUDNN_CHECK(cudnnSetStream(c, stream_.get()));  // once, before any block is made
+        }
+#endif
         params_.resize(L_.total);
         grad_.resize(L_.total);
         opt_state_.resize(2 * L_.total);
         state_.resize(1);
-        CUDA_CHECK(cudaMemset(opt_state_.get(), 0, opt_state_.size() * sizeof(float)));
-        CUDA_CHECK(cudaMemset(state_.get(), 0, sizeof(StepState)));
+        opt_state_.fill_bytes(0, stream_.get());
+        state_.fill_bytes(0, stream_.get());
+        size_t partial = 0;
+        for (const ConvShape& s : L_.conv) partial = std::max(partial, conv_partial_elems(s));
+        partial_.resize(partial);  // enough for any batch: the chunk count is capped per shape
     }
     ~CudaBackend() override {
-        for (auto& [n, g] : graphs_) cudaGraphExecDestroy(g);
+        graphs_.clear();
+#if SIAMESE_HAVE_CUDNN
         conv_blocks_.clear();
-        if (cudnn_) cudnnDestroy(cudnn_);
-        cublasDestroy(cublas_);
-        cudaStreamDestroy(stream_);
+#endif
     }
 
-    std::string name() const override { return h_.conv == "cudnn" ? "cuda (cudnn conv)" : "cuda"; }
+    std::string name() const override {
+#if SIAMESE_HAVE_CUDNN
+        if (!conv_blocks_.empty()) {
+            std::string n = "cuda (cudnn conv";
+            for (size_t l = 0; l < conv_blocks_.size(); ++l)
+                n += "; conv" + std::to_string(l + 1) + ": " + conv_blocks_[l]->describe();
+            return n + ")";
+        }
+#endif
+        return h_.conv == "cudnn" ? "cuda (cudnn conv)" : "cuda";
+    }
     int embed_dim() const override { return L_.embed_dim(); }
 
+    // Uploads are issued on the engine's stream and waited for (buffer.hpp); a reallocation
+    // that moves a buffer a captured graph uses is caught at the next launch (graphs_valid).
     void upload_images(const ImageBank& bank) override {
         NvtxRange r("upload_images");
-        bank_.upload(bank.pixels);
+        bank_.upload(bank.pixels, stream_.get());
         n_bank_ = bank.size();
     }
     void set_params(const std::vector<float>& p) override {
-        params_.upload(p);
-        CUDA_CHECK(cudaMemset(opt_state_.get(), 0, opt_state_.size() * sizeof(float)));
+        params_.upload(p, stream_.get());
+        opt_state_.fill_bytes(0, stream_.get());
     }
-    std::vector<float> params() override {
-        sync();
-        return params_.download();
-    }
-    std::vector<float> opt_state() override {
-        sync();
-        return opt_state_.download();
-    }
-    void set_opt_state(const std::vector<float>& s) override { opt_state_.upload(s); }
+    std::vector<float> params() override { return params_.download(stream_.get()); }
+    std::vector<float> opt_state() override { return opt_state_.download(stream_.get()); }
+    std::vector<float> last_gradient() override { return grad_.download(stream_.get()); }
+    void set_opt_state(const std::vector<float>& s) override { opt_state_.upload(s, stream_.get()); }
 
-    void begin_epoch(const PairSet& ordered) override {
+    void do_begin_epoch(const PairSet& ordered) override {
         NvtxRange r("begin_epoch");
-        sync();
-        order_a_.upload(ordered.a.data(), ordered.a.size());
-        order_b_.upload(ordered.b.data(), ordered.b.size());
-        order_y_.upload(ordered.label.data(), ordered.label.size());
+        order_a_.upload(ordered.a.data(), ordered.a.size(), stream_.get());
+        order_b_.upload(ordered.b.data(), ordered.b.size(), stream_.get());
+        order_y_.upload(ordered.label.data(), ordered.label.size(), stream_.get());
         losses_.resize(std::max<size_t>(1, ordered.a.size()));
         batches_ = 0;
         expected_first_ = -1;  // force a StepState upload at the first batch
     }
 
-    void train_batch(int first, int count, uint64_t step) override {
+    void do_train_batch(int first, int count, uint64_t step) override {
         ensure_capacity(2 * count);
+        require_elems(losses_.size(), size_t(batches_) + 1, "train_batch: batch losses");
         if (first != expected_first_ || step != expected_step_) {
             const StepState s{first, batches_, step};
-            CUDA_CHECK(cudaMemcpyAsync(state_.get(), &s, sizeof s, cudaMemcpyHostToDevice, stream_));
-            CUDA_CHECK(cudaStreamSynchronize(stream_));  // `s` lives on this stack frame
+            state_.upload(&s, 1, stream_.get());  // issued on the stream, then waited for
         }
         if (h_.graphs && !h_.profile) {
+            if (!graphs_valid()) graphs_.clear();
             auto it = graphs_.find(count);
-            if (it == graphs_.end()) it = graphs_.emplace(count, capture_step(count)).first;
+            if (it == graphs_.end()) {
+                warm_up(count);  // cuBLAS/cuDNN first-use setup must not happen inside a capture
+                it = graphs_.emplace(count, capture_step(count)).first;
+                captured_ = device_pointers();
+            }
             NvtxRange r("train_step (graph)");
-            CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+            CUDA_CHECK(cudaGraphLaunch(it->second.get(), stream_.get()));
         } else {
             run_step(count);
         }
@@ -108,8 +135,7 @@ public:
     }
 
     std::vector<float> batch_losses() override {
-        sync();
-        std::vector<float> all = losses_.download();
+        std::vector<float> all = losses_.download(stream_.get());
         all.resize(size_t(batches_));
         collect_profile();
         for (size_t b = 0; b < all.size(); ++b)
@@ -130,16 +156,15 @@ public:
         DeviceBuffer<float> emb(size_t(n_bank_) * E);
         embed_to_device(bank_.get(), n_bank_, emb.get());
         DeviceBuffer<int> a, b;
-        a.upload(pairs.a.data(), pairs.a.size());
-        b.upload(pairs.b.data(), pairs.b.size());
+        a.upload(pairs.a.data(), pairs.a.size(), stream_.get());
+        b.upload(pairs.b.data(), pairs.b.size(), stream_.get());
         DeviceBuffer<float> d(pairs.size());
-        pair_distances(emb.get(), E, a.get(), b.get(), pairs.size(), d.get(), stream_);
-        sync();
-        return d.download();
+        pair_distances(emb.get(), E, a.get(), b.get(), pairs.size(), d.get(), stream_.get());
+        return d.download(stream_.get());
     }
     std::vector<float> embed(const float* images, int n) override {
         DeviceBuffer<float> tmp;
-        tmp.upload(images, size_t(n) * h_.net.in_h * h_.net.in_w);
+        tmp.upload(images, size_t(n) * h_.net.in_h * h_.net.in_w, stream_.get());
         return embed_device(tmp.get(), n);
     }
 
@@ -161,35 +186,84 @@ public:
     }
 
 private:
-    void sync() { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+    void sync() { CUDA_CHECK(cudaStreamSynchronize(stream_.get())); }
+
+    // Every device buffer a captured training step reads or writes. A graph holds raw pointers:
+    // when any of them moved (a reallocation in begin_epoch, upload_images, ensure_capacity...)
+    // every graph is dropped and the step captured again.
+    std::vector<const void*> device_pointers() const {
+        std::vector<const void*> p = {bank_.get(),   params_.get(),  grad_.get(),    opt_state_.get(), order_a_.get(),
+                                      order_b_.get(), order_y_.get(), losses_.get(), partial_.get(),   gather_.get(),
+                                      state_.get(),   cublas_ws_.get()};
+        for (const auto* v : {&conv_out_, &conv_d_, &dense_out_, &dense_d_})
+            for (const auto& b : *v) p.push_back(b.get());
+        for (const auto& b : conv_arg_) p.push_back(b.get());
+#if SIAMESE_HAVE_CUDNN
+        for (const auto& blk : conv_blocks_)
+            for (const void* q : blk->device_pointers()) p.push_back(q);
+#endif
+        return p;
+    }
+    bool graphs_valid() const { return graphs_.empty() || captured_ == device_pointers(); }
+
+    // One eager step before the first capture of a batch size, then everything it changed put
+    // back: weights, optimizer state, the StepState (position, batch and step counters) and the
+    // batch's loss slot. cuBLAS and cuDNN do their first-use setup (allocations, kernel
+    // selection, module loading) here, where it is legal, not inside the capture.
+    void warm_up(int count) {
+        NvtxRange r("warm_up");
+        saved_params_.copy_from(params_, stream_.get());
+        saved_opt_.copy_from(opt_state_, stream_.get());
+        saved_state_.copy_from(state_, stream_.get());
+        saved_losses_.copy_from(losses_, stream_.get());
+        run_step(count);
+        params_.copy_from(saved_params_, stream_.get());
+        opt_state_.copy_from(saved_opt_, stream_.get());
+        state_.copy_from(saved_state_, stream_.get());
+        losses_.copy_from(saved_losses_, stream_.get());
+        sync();
+    }
 
     // Activation and gradient buffers for up to n images; invalidates captured graphs.
     void ensure_capacity(int n) {
         if (n <= cap_) return;
         sync();
-        for (auto& [k, g] : graphs_) CUDA_CHECK(cudaGraphExecDestroy(g));
         graphs_.clear();
         cap_ = n;
         const size_t nc = L_.conv.size(), nd = L_.dense.size();
         conv_out_.clear(); conv_arg_.clear(); conv_d_.clear(); dense_out_.clear(); dense_d_.clear();
         conv_out_.resize(nc); conv_arg_.resize(nc); conv_d_.resize(nc); dense_out_.resize(nd); dense_d_.resize(nd);
-        size_t partial = 0;
         for (size_t l = 0; l < nc; ++l) {
             const size_t e = size_t(n) * L_.conv[l].out_elems();
             conv_out_[l].resize(e);
             conv_arg_[l].resize(e);
             conv_d_[l].resize(e);
-            partial = std::max(partial, conv_partial_elems(L_.conv[l], n));
         }
-        partial_.resize(partial);
         for (size_t l = 0; l < nd; ++l) {
             dense_out_[l].resize(size_t(n) * L_.dense[l].out);
             dense_d_[l].resize(size_t(n) * L_.dense[l].out);
         }
         gather_.resize(n);
+#if SIAMESE_HAVE_CUDNN
         conv_blocks_.clear();
         if (cudnn_)
-            for (size_t l = 0; l < nc; ++l) conv_blocks_.push_back(std::make_unique<CudnnConvBlock>(cudnn_, L_.conv[l], n));
+            for (size_t l = 0; l < nc; ++l)
+                conv_blocks_.push_back(std::make_unique<CudnnConvBlock>(cudnn_.get(), L_.conv[l], n));
+#endif
+    }
+
+    // Host-side check that every activation buffer holds n images (a bug otherwise).
+    void check_capacity(int n) const {
+        for (size_t l = 0; l < L_.conv.size(); ++l) {
+            const size_t e = size_t(n) * L_.conv[l].out_elems();
+            require_elems(conv_out_[l].size(), e, "conv output");
+            require_elems(conv_arg_[l].size(), e, "conv argmax");
+            require_elems(conv_d_[l].size(), e, "conv gradient");
+        }
+        for (size_t l = 0; l < L_.dense.size(); ++l) {
+            require_elems(dense_out_[l].size(), size_t(n) * L_.dense[l].out, "dense output");
+            require_elems(dense_d_[l].size(), size_t(n) * L_.dense[l].out, "dense gradient");
+        }
     }
 
     // Profiling: CUDA events around each phase (eager mode only).
@@ -199,29 +273,27 @@ private:
             f();
             return;
         }
-        cudaEvent_t a, b;
-        CUDA_CHECK(cudaEventCreate(&a));
-        CUDA_CHECK(cudaEventCreate(&b));
-        CUDA_CHECK(cudaEventRecord(a, stream_));
+        Pending p{name, make_event(), make_event()};
+        CUDA_CHECK(cudaEventRecord(p.a.get(), stream_.get()));
         f();
-        CUDA_CHECK(cudaEventRecord(b, stream_));
-        pending_.push_back({name, a, b});
+        CUDA_CHECK(cudaEventRecord(p.b.get(), stream_.get()));
+        pending_.push_back(std::move(p));
     }
     void collect_profile() {
         for (auto& p : pending_) {
             float ms = 0;
-            CUDA_CHECK(cudaEventElapsedTime(&ms, p.a, p.b));
+            CUDA_CHECK(cudaEventElapsedTime(&ms, p.a.get(), p.b.get()));
             auto& slot = prof_ms_[p.name];
             slot.first += ms;
             slot.second += 1;
-            cudaEventDestroy(p.a);
-            cudaEventDestroy(p.b);
         }
         pending_.clear();
     }
 
     // Forward over n images: layer 1 reads in + gather[i] (or in + i) directly.
     void forward(const float* in, const int* gather, int n, bool train) {
+        check_capacity(n);
+        cudaStream_t stream = stream_.get();
         const float* x = in;
         for (size_t l = 0; l < L_.conv.size(); ++l) {
             const float rate = train ? h_.net.conv_dropout : 0.0f;
@@ -229,12 +301,14 @@ private:
             const float* w = params_.get() + L_.conv_w[l];
             const float* b = params_.get() + L_.conv_b[l];
             phase(l == 0 ? "conv1 forward" : "conv2+ forward", [&] {
+#if SIAMESE_HAVE_CUDNN
                 if (cudnn_)
                     conv_blocks_[l]->forward(x, gather, n, w, b, conv_out_[l].get(), conv_arg_[l].get(), rate, h_.seed, id,
-                                             state_.get(), stream_);
+                                             state_.get(), stream);
                 else
+#endif
                     conv_pool_forward(L_.conv[l], n, x, gather, w, b, conv_out_[l].get(), conv_arg_[l].get(), rate,
-                                      h_.seed, id, state_.get(), stream_);
+                                      h_.seed, id, state_.get(), stream);
             });
             x = conv_out_[l].get();
             gather = nullptr;
@@ -243,9 +317,9 @@ private:
             const bool last = l + 1 == L_.dense.size();
             const float rate = train && !last ? h_.net.dense_dropout : 0.0f;
             phase("dense forward", [&] {
-                dense_forward(cublas_, x, params_.get() + L_.dense_w[l], params_.get() + L_.dense_b[l], dense_out_[l].get(), n,
+                dense_forward(cublas_.get(), x, params_.get() + L_.dense_w[l], params_.get() + L_.dense_b[l], dense_out_[l].get(), n,
                               L_.dense[l].in, L_.dense[l].out, rate, h_.seed, kDenseDropoutId + uint32_t(l), state_.get(),
-                              stream_);
+                              stream);
             });
             x = dense_out_[l].get();
         }
@@ -254,13 +328,15 @@ private:
     // One training step on `count` pairs at the device-side StepState.
     void run_step(int count) {
         NvtxRange r("train_step");
+        cudaStream_t stream = stream_.get();
         const int n = 2 * count, E = L_.embed_dim();
+        require_elems(gather_.size(), size_t(n), "gather");
         const int nd = int(L_.dense.size()), nc = int(L_.conv.size());
-        phase("gather", [&] { build_gather(order_a_.get(), order_b_.get(), state_.get(), count, gather_.get(), stream_); });
+        phase("gather", [&] { build_gather(order_a_.get(), order_b_.get(), state_.get(), count, gather_.get(), stream); });
         forward(bank_.get(), gather_.get(), n, true);
         phase("distance+loss", [&] {
             contrastive_loss(dense_out_[nd - 1].get(), count, E, order_y_.get(), state_.get(), h_.margin,
-                             dense_d_[nd - 1].get(), losses_.get(), nullptr, stream_);
+                             dense_d_[nd - 1].get(), losses_.get(), nullptr, stream);
         });
         for (int l = nd - 1; l >= 0; --l) {
             const bool last = l + 1 == nd;
@@ -269,9 +345,9 @@ private:
             const float* x = l > 0 ? dense_out_[l - 1].get() : conv_out_[nc - 1].get();
             phase("dense backward", [&] {
                 relu_dropout_backward(dense_d_[l].get(), dense_out_[l].get(), n, d.out, last ? 0.0f : h_.net.dense_dropout,
-                                      h_.seed, kDenseDropoutId + uint32_t(l), state_.get(), stream_);
-                dense_backward(cublas_, dense_d_[l].get(), x, params_.get() + L_.dense_w[l], grad_.get() + L_.dense_w[l],
-                               grad_.get() + L_.dense_b[l], dx, n, d.in, d.out, stream_);
+                                      stream);
+                dense_backward(cublas_.get(), dense_d_[l].get(), x, params_.get() + L_.dense_w[l], grad_.get() + L_.dense_w[l],
+                               grad_.get() + L_.dense_b[l], dx, n, d.in, d.out, stream);
             });
         }
         for (int l = nc - 1; l >= 0; --l) {
@@ -280,34 +356,44 @@ private:
             const int* gather = l > 0 ? nullptr : gather_.get();
             float* din = l > 0 ? conv_d_[l - 1].get() : nullptr;
             phase(l == 0 ? "conv1 backward" : "conv2+ backward", [&] {
-                relu_dropout_backward(conv_d_[l].get(), conv_out_[l].get(), n, s.out_elems(), h_.net.conv_dropout, h_.seed,
-                                      kConvDropoutId + uint32_t(l), state_.get(), stream_);
+                relu_dropout_backward(conv_d_[l].get(), conv_out_[l].get(), n, s.out_elems(), h_.net.conv_dropout, stream);
+#if SIAMESE_HAVE_CUDNN
                 if (cudnn_) {
                     conv_blocks_[l]->backward(in, gather, n, conv_d_[l].get(), conv_arg_[l].get(),
-                                              params_.get() + L_.conv_w[l], grad_.get() + L_.conv_w[l], din, stream_);
-                } else {
+                                              params_.get() + L_.conv_w[l], grad_.get() + L_.conv_w[l], din, stream);
+                    return;
+                }
+#endif
+                {
                     conv_backward_weights(s, n, in, gather, conv_d_[l].get(), conv_arg_[l].get(), partial_.get(),
-                                          grad_.get() + L_.conv_w[l], stream_);
-                    if (din) conv_backward_input(s, n, conv_d_[l].get(), conv_arg_[l].get(), params_.get() + L_.conv_w[l], din, stream_);
+                                          partial_.size(), grad_.get() + L_.conv_w[l], stream);
+                    if (din) conv_backward_input(s, n, conv_d_[l].get(), conv_arg_[l].get(), params_.get() + L_.conv_w[l], din, stream);
                 }
             });
         }
         phase("optimizer", [&] {
-            optimizer_step(h_.opt, params_.get(), grad_.get(), opt_state_.get(), L_.total, state_.get(), stream_);
+            optimizer_step(h_.opt, params_.get(), grad_.get(), opt_state_.get(), L_.total, state_.get(), stream);
         });
-        advance_state(state_.get(), count, stream_);
+        advance_state(state_.get(), count, stream);
     }
 
-    cudaGraphExec_t capture_step(int count) {
+    GraphExec capture_step(int count) {
         NvtxRange r("capture_step");
-        cudaGraph_t graph;
-        CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-        run_step(count);
-        CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
-        cudaGraphExec_t exec;
-        CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-        CUDA_CHECK(cudaGraphDestroy(graph));
-        return exec;
+        cudaGraph_t graph = nullptr;
+        CUDA_CHECK(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal));
+        try {
+            run_step(count);
+        } catch (...) {
+            cudaStreamEndCapture(stream_.get(), &graph);  // leave the stream usable
+            if (graph) cudaGraphDestroy(graph);
+            throw;
+        }
+        CUDA_CHECK(cudaStreamEndCapture(stream_.get(), &graph));
+        cudaGraphExec_t exec = nullptr;
+        const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
+        cudaGraphDestroy(graph);
+        CUDA_CHECK(err);
+        return GraphExec(exec);
     }
 
     // Inference embeddings of n device images into dst (n, E) on the device, in chunks.
@@ -320,7 +406,7 @@ private:
             const int m = std::min(cap_, n - s);
             forward(images + s * elems, nullptr, m, false);
             CUDA_CHECK(cudaMemcpyAsync(dst + size_t(s) * E, dense_out_.back().get(), size_t(m) * E * sizeof(float),
-                                       cudaMemcpyDeviceToDevice, stream_));
+                                       cudaMemcpyDeviceToDevice, stream_.get()));
         }
     }
 
@@ -329,27 +415,38 @@ private:
         embed_to_device(images, n, emb.get());
         sync();
         collect_profile();
-        return emb.download();
+        return emb.download(stream_.get());
     }
 
     struct Pending {
         std::string name;
-        cudaEvent_t a, b;
+        Event a, b;
     };
+#if SIAMESE_HAVE_CUDNN
+    struct CudnnDestroy { void operator()(cudnnHandle_t h) const { cudnnDestroy(h); } };
+#endif
 
+    // Declaration order is destruction order reversed: buffers and graphs go before the handles
+    // and the stream they were made on.
     TrainHyper h_;
     ParamLayout L_;
-    cudaStream_t stream_ = nullptr;
-    cublasHandle_t cublas_ = nullptr;
-    cudnnHandle_t cudnn_ = nullptr;
+    Stream stream_;
     DeviceBuffer<unsigned char> cublas_ws_;
+    CublasHandle cublas_;
+#if SIAMESE_HAVE_CUDNN
+    Owned<cudnnHandle_t, CudnnDestroy> cudnn_;
+#endif
     DeviceBuffer<float> bank_, params_, grad_, opt_state_, order_y_, losses_, partial_;
+    DeviceBuffer<float> saved_params_, saved_opt_, saved_losses_;
     DeviceBuffer<int> order_a_, order_b_, gather_;
-    DeviceBuffer<StepState> state_;
+    DeviceBuffer<StepState> state_, saved_state_;
     std::vector<DeviceBuffer<float>> conv_out_, conv_d_, dense_out_, dense_d_;
     std::vector<DeviceBuffer<uint8_t>> conv_arg_;
+#if SIAMESE_HAVE_CUDNN
     std::vector<std::unique_ptr<CudnnConvBlock>> conv_blocks_;
-    std::map<int, cudaGraphExec_t> graphs_;
+#endif
+    std::map<int, GraphExec> graphs_;
+    std::vector<const void*> captured_;
     std::vector<Pending> pending_;
     std::map<std::string, std::pair<double, long>> prof_ms_;
     int n_bank_ = 0, cap_ = 0, batches_ = 0, expected_first_ = -1;
@@ -362,7 +459,7 @@ private:
 
 std::unique_ptr<Backend> make_cuda_backend(const TrainHyper& h) {
     std::string why;
-    if (!cuda_device_available(&why)) throw DataError("--device cuda: " + why);
+    if (!cuda_device_available(&why)) throw DeviceError("--device cuda: " + why);
     return std::make_unique<cuda::CudaBackend>(h);
 }
 

@@ -1,6 +1,10 @@
-// A device allocation owned by one object (cudaMalloc/cudaFree), sized in elements.
+// A device allocation owned by one object (cudaMalloc/cudaFree), sized in elements. Copies
+// name their stream: the engine passes its own, so copies and kernels are ordered on that one
+// stream explicitly (the copy is issued on it, then waited for, since the host side is pageable
+// memory owned by the caller); tests may pass none (the legacy default stream).
 #pragma once
 #include <cstddef>
+#include <utility>
 #include <vector>
 
 #include "check.hpp"
@@ -15,8 +19,17 @@ public:
     ~DeviceBuffer() { if (ptr_) cudaFree(ptr_); }
     DeviceBuffer(const DeviceBuffer&) = delete;
     DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-    DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), n_(o.n_) { o.ptr_ = nullptr; o.n_ = 0; }
+    DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+    DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+        if (this != &o) {
+            if (ptr_) cudaFree(ptr_);
+            ptr_ = std::exchange(o.ptr_, nullptr);
+            n_ = std::exchange(o.n_, 0);
+        }
+        return *this;
+    }
 
+    // Reallocates (contents lost) when the size changes; the pointer may then change.
     void resize(size_t n) {
         if (n == n_) return;
         if (ptr_) CUDA_CHECK(cudaFree(ptr_));
@@ -24,18 +37,32 @@ public:
         n_ = n;
         if (n) CUDA_CHECK(cudaMalloc(&ptr_, n * sizeof(T)));
     }
-    void upload(const T* host, size_t n) {
+    void upload(const T* host, size_t n, cudaStream_t stream = nullptr) {
         resize(n);
-        if (n) CUDA_CHECK(cudaMemcpy(ptr_, host, n * sizeof(T), cudaMemcpyHostToDevice));
+        if (!n) return;
+        CUDA_CHECK(cudaMemcpyAsync(ptr_, host, n * sizeof(T), cudaMemcpyHostToDevice, stream));
+        CUDA_CHECK(cudaStreamSynchronize(stream));
     }
-    void upload(const std::vector<T>& v) { upload(v.data(), v.size()); }
-    std::vector<T> download() const {
+    void upload(const std::vector<T>& v, cudaStream_t stream = nullptr) { upload(v.data(), v.size(), stream); }
+    std::vector<T> download(cudaStream_t stream = nullptr) const {
         std::vector<T> v(n_);
-        if (n_) CUDA_CHECK(cudaMemcpy(v.data(), ptr_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
+        if (n_) {
+            CUDA_CHECK(cudaMemcpyAsync(v.data(), ptr_, n_ * sizeof(T), cudaMemcpyDeviceToHost, stream));
+            CUDA_CHECK(cudaStreamSynchronize(stream));
+        }
         return v;
     }
+    // Device-to-device copy of all of `src` (same size) on `stream`.
+    void copy_from(const DeviceBuffer& src, cudaStream_t stream) {
+        resize(src.n_);
+        if (n_) CUDA_CHECK(cudaMemcpyAsync(ptr_, src.ptr_, n_ * sizeof(T), cudaMemcpyDeviceToDevice, stream));
+    }
     // Fills every byte with `byte` (tests poison outputs with 0xFF: NaN for floats).
-    void fill_bytes(int byte) { if (n_) CUDA_CHECK(cudaMemset(ptr_, byte, n_ * sizeof(T))); }
+    void fill_bytes(int byte, cudaStream_t stream = nullptr) {
+        if (!n_) return;
+        CUDA_CHECK(cudaMemsetAsync(ptr_, byte, n_ * sizeof(T), stream));
+        CUDA_CHECK(cudaStreamSynchronize(stream));
+    }
     T* get() { return ptr_; }
     const T* get() const { return ptr_; }
     size_t size() const { return n_; }

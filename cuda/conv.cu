@@ -4,66 +4,72 @@
 //
 // Shapes accepted: any C, H, W, F, K with K <= H, W and pool P <= 8 (argmax is one byte);
 // n = 2 * pairs images of (C, H, W) floats. Reference: include/siamese/layers.hpp.
+#include <algorithm>
 #include <cmath>
 
 #include "check.hpp"
 #include "kernels.hpp"
+#include "launch.hpp"
 #include "nvtx.hpp"
-#include "siamese/philox.hpp"
+#include "siamese/rules.hpp"
 
 namespace siamese::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
-
-// One thread per pooled output of one filter (blockIdx.y) of one image: the P*P conv values of
-// its window, their max and argmax, ReLU, and the dropout mask from Philox.
+// One thread per group of four consecutive pooled outputs of one image (flattened (F,Hp,Wp)):
+// each output's P*P conv values, their max and argmax, ReLU, and the group's dropout mask from
+// ONE Philox call (the four words of the block cover the four outputs, as on the CPU).
 __global__ void conv_pool_forward_kernel(ConvShape s, int n, const float* __restrict__ in,
                                          const int* __restrict__ gather, const float* __restrict__ w,
                                          const float* __restrict__ b, float* __restrict__ out,
                                          uint8_t* __restrict__ argmax, float rate, uint64_t seed, uint32_t layer_id,
                                          const StepState* __restrict__ st) {
-    const int f = blockIdx.y;
-    const int per_image = s.Hp * s.Wp;
+    const int per_image = s.Hp * s.Wp, elems = s.F * per_image, groups = (elems + 3) / 4;
     const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (idx >= long(n) * per_image) return;
-    const int i = int(idx / per_image), pos = int(idx % per_image);
-    const int py = pos / s.Wp, px = pos % s.Wp;
+    if (idx >= long(n) * groups) return;
+    const int i = int(idx / groups), g = int(idx % groups);
     const float* x = in + size_t(gather ? gather[i] : i) * s.C * s.H * s.W;
-    const float* wf = w + size_t(f) * s.C * s.K * s.K;
-    float best = -INFINITY;
-    int arg = 0;
-    for (int dy = 0; dy < s.P; ++dy)
-        for (int dx = 0; dx < s.P; ++dx) {
-            const int oy = py * s.P + dy, ox = px * s.P + dx;
-            float acc = b[f];
-            for (int c = 0; c < s.C; ++c)
-                for (int ky = 0; ky < s.K; ++ky) {
-                    const float* xr = x + (size_t(c) * s.H + oy + ky) * s.W + ox;
-                    const float* wr = wf + (c * s.K + ky) * s.K;
-                    for (int kx = 0; kx < s.K; ++kx) acc += wr[kx] * xr[kx];
+    const unsigned keep = dropout_keep_mask4(seed, rate > 0.0f ? st->step : 0, layer_id, uint32_t(i), uint32_t(g), rate);
+    const float scale = dropout_keep_scale(rate);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const int e = 4 * g + j;
+        if (e >= elems) break;
+        const int f = e / per_image, pos = e % per_image;
+        const int py = pos / s.Wp, px = pos % s.Wp;
+        const float* wf = w + size_t(f) * s.C * s.K * s.K;
+        float best = -INFINITY;
+        int arg = 0;
+        for (int dy = 0; dy < s.P; ++dy)
+            for (int dx = 0; dx < s.P; ++dx) {
+                const int oy = py * s.P + dy, ox = px * s.P + dx;
+                float acc = b[f];
+                for (int c = 0; c < s.C; ++c)
+                    for (int ky = 0; ky < s.K; ++ky) {
+                        const float* xr = x + (size_t(c) * s.H + oy + ky) * s.W + ox;
+                        const float* wr = wf + (c * s.K + ky) * s.K;
+                        for (int kx = 0; kx < s.K; ++kx) acc += wr[kx] * xr[kx];
+                    }
+                if (pool_takes(acc, best)) {
+                    best = acc;
+                    arg = dy * s.P + dx;
                 }
-            if (acc > best) {
-                best = acc;
-                arg = dy * s.P + dx;
             }
-        }
-    const float act = best > 0.0f ? best : 0.0f;
-    float mask = 1.0f;
-    if (rate > 0.0f) {
-        const uint32_t elem = uint32_t(f * per_image + pos);
-        mask = dropout_keep(seed, st->step, layer_id, uint32_t(i), elem, rate) ? 1.0f / (1.0f - rate) : 0.0f;
+        const size_t o = size_t(i) * elems + e;
+        out[o] = relu(best) * ((keep >> j) & 1u ? scale : 0.0f);
+        argmax[o] = uint8_t(arg);
     }
-    const size_t o = (size_t(i) * s.F + f) * per_image + pos;
-    out[o] = act * mask;
-    argmax[o] = uint8_t(arg);
 }
 
-// Images per chunk of the weight gradient: enough chunks for ~64k threads in flight.
+int wgrad_params(const ConvShape& s) { return s.F * s.C * s.K * s.K + s.F; }
+// At most this many chunks of images in the weight gradient (enough for ~64k threads in flight),
+// WHATEVER n: the scratch size then depends on the shape alone (a size that shrank with n once
+// let a smaller buffer from an inference pass be overrun by the next training batch).
+int wgrad_max_chunks(const ConvShape& s) { return std::max(1, 65536 / wgrad_params(s)); }
+// Images per chunk for n images.
 int wgrad_chunk(const ConvShape& s, int n) {
-    const int nwb = s.F * s.C * s.K * s.K + s.F;
-    const int chunks = std::max(1, std::min(n, 65536 / nwb));
+    const int chunks = std::max(1, std::min(n, wgrad_max_chunks(s)));
     return (n + chunks - 1) / chunks;
 }
 
@@ -130,8 +136,6 @@ __global__ void conv_input_grad_kernel(ConvShape s, int n, const float* __restri
     din[idx] = acc;
 }
 
-unsigned blocks_for(long n) { return unsigned((n + kThreads - 1) / kThreads); }
-
 }  // namespace
 
 void conv_pool_forward(const ConvShape& s, int n, const float* in, const int* gather, const float* w, const float* b,
@@ -139,21 +143,23 @@ void conv_pool_forward(const ConvShape& s, int n, const float* in, const int* ga
                        cudaStream_t stream) {
     NvtxRange r("conv_pool_forward");
     if (s.P > 8) throw UsageError("CUDA conv: pool size over 8 is not supported (argmax is one byte)");
-    const dim3 grid(blocks_for(long(n) * s.Hp * s.Wp), unsigned(s.F));
-    conv_pool_forward_kernel<<<grid, kThreads, 0, stream>>>(s, n, in, gather, w, b, out, argmax, rate, seed, layer_id, st);
+    conv_pool_forward_kernel<<<blocks_for(long(n) * ((s.out_elems() + 3) / 4)), kThreads, 0, stream>>>(s, n, in, gather, w, b, out, argmax, rate, seed, layer_id, st);
     CUDA_CHECK_LAUNCH();
 }
 
-size_t conv_partial_elems(const ConvShape& s, int n) {
+size_t conv_partial_elems(const ConvShape& s) { return size_t(wgrad_max_chunks(s)) * wgrad_params(s); }
+
+size_t conv_partial_needed(const ConvShape& s, int n) {
     const int chunk = wgrad_chunk(s, n);
-    const int chunks = (n + chunk - 1) / chunk;
-    return size_t(chunks) * (s.F * s.C * s.K * s.K + s.F);
+    return size_t((n + chunk - 1) / chunk) * wgrad_params(s);
 }
 
 void conv_backward_weights(const ConvShape& s, int n, const float* in, const int* gather, const float* geff,
-                           const uint8_t* argmax, float* partial, float* grad_wb, cudaStream_t stream) {
+                           const uint8_t* argmax, float* partial, size_t partial_elems, float* grad_wb,
+                           cudaStream_t stream) {
     NvtxRange r("conv_backward_weights");
-    const int nwb = s.F * s.C * s.K * s.K + s.F;
+    require_elems(partial_elems, conv_partial_needed(s, n), "conv_backward_weights: partial");
+    const int nwb = wgrad_params(s);
     const int chunk = wgrad_chunk(s, n), chunks = (n + chunk - 1) / chunk;
     conv_wgrad_partial_kernel<<<dim3(blocks_for(nwb), unsigned(chunks)), kThreads, 0, stream>>>(s, n, chunk, in, gather,
                                                                                                geff, argmax, partial);

@@ -1,18 +1,42 @@
 #include "cudnn_conv.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <stdexcept>
 #include <cmath>
 #include <string>
 
 #include "nvtx.hpp"
-#include "siamese/philox.hpp"
+#include "launch.hpp"
+#include "siamese/rules.hpp"
 
 namespace siamese::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr size_t kWorkspaceBytes = 64u << 20;
+// The most workspace an algorithm may ask for: beyond it the next deterministic choice is taken.
+constexpr size_t kMaxWorkspaceBytes = 64u << 20;
+
+// The first (best ranked) result that succeeded, is deterministic and does not use tensor ops
+// (TF32 would change the arithmetic against the FP32 reference). The algorithms cuDNN's header
+// documents as non-deterministic are excluded whatever the heuristic's flag says.
+bool documented_nondeterministic(cudnnConvolutionFwdAlgo_t) { return false; }
+bool documented_nondeterministic(cudnnConvolutionBwdFilterAlgo_t a) {
+    return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3;
+}
+bool documented_nondeterministic(cudnnConvolutionBwdDataAlgo_t a) { return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_0; }
+
+template <class Perf>
+const Perf* pick_algorithm(const Perf* perf, int n, const char* what) {
+    for (int i = 0; i < n; ++i)
+        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
+            !documented_nondeterministic(perf[i].algo) &&
+            perf[i].mathType != CUDNN_TENSOR_OP_MATH && perf[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
+            perf[i].memory <= kMaxWorkspaceBytes)
+            return &perf[i];
+    throw DeviceError(std::string("cuDNN offers no deterministic FP32 ") + what +
+                      " algorithm for this convolution shape (use --conv custom)");
+}
 
 __global__ void gather_images_kernel(const float* __restrict__ in, const int* __restrict__ gather, int n, int elems,
                                      float* __restrict__ out) {
@@ -21,32 +45,38 @@ __global__ void gather_images_kernel(const float* __restrict__ in, const int* __
     out[idx] = in[size_t(gather[idx / elems]) * elems + idx % elems];
 }
 
-// Max-pool + ReLU + dropout over cuDNN's dense (n, F, Ho, Wo) output.
+// Max-pool + ReLU + dropout over cuDNN's dense (n, F, Ho, Wo) output; one thread per group of
+// four consecutive pooled outputs of an image (one Philox call, as in conv.cu and on the CPU).
 __global__ void pool_forward_kernel(ConvShape s, int n, const float* __restrict__ conv, float* __restrict__ out,
                                     uint8_t* __restrict__ argmax, float rate, uint64_t seed, uint32_t layer_id,
                                     const StepState* __restrict__ st) {
-    const int per_image = s.Hp * s.Wp;
+    const int per_image = s.Hp * s.Wp, elems = s.F * per_image, groups = (elems + 3) / 4;
     const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (idx >= long(n) * s.F * per_image) return;
-    const int pos = int(idx % per_image), f = int((idx / per_image) % s.F), i = int(idx / (long(per_image) * s.F));
-    const int py = pos / s.Wp, px = pos % s.Wp;
-    const float* c = conv + (size_t(i) * s.F + f) * s.Ho * s.Wo;
-    float best = -INFINITY;
-    int arg = 0;
-    for (int dy = 0; dy < s.P; ++dy)
-        for (int dx = 0; dx < s.P; ++dx) {
-            const float v = c[(py * s.P + dy) * s.Wo + px * s.P + dx];
-            if (v > best) {
-                best = v;
-                arg = dy * s.P + dx;
+    if (idx >= long(n) * groups) return;
+    const int i = int(idx / groups), g = int(idx % groups);
+    const unsigned keep = dropout_keep_mask4(seed, rate > 0.0f ? st->step : 0, layer_id, uint32_t(i), uint32_t(g), rate);
+    const float scale = dropout_keep_scale(rate);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const int e = 4 * g + j;
+        if (e >= elems) break;
+        const int f = e / per_image, pos = e % per_image;
+        const int py = pos / s.Wp, px = pos % s.Wp;
+        const float* c = conv + (size_t(i) * s.F + f) * s.Ho * s.Wo;
+        float best = -INFINITY;
+        int arg = 0;
+        for (int dy = 0; dy < s.P; ++dy)
+            for (int dx = 0; dx < s.P; ++dx) {
+                const float v = c[(py * s.P + dy) * s.Wo + px * s.P + dx];
+                if (pool_takes(v, best)) {
+                    best = v;
+                    arg = dy * s.P + dx;
+                }
             }
-        }
-    float mask = 1.0f;
-    if (rate > 0.0f)
-        mask = dropout_keep(seed, st->step, layer_id, uint32_t(i), uint32_t(f * per_image + pos), rate)
-                   ? 1.0f / (1.0f - rate) : 0.0f;
-    out[idx] = (best > 0.0f ? best : 0.0f) * mask;
-    argmax[idx] = uint8_t(arg);
+        const size_t o = size_t(i) * elems + e;
+        out[o] = relu(best) * ((keep >> j) & 1u ? scale : 0.0f);
+        argmax[o] = uint8_t(arg);
+    }
 }
 
 // dconv (n, F, Ho, Wo): geff at each window's argmax, zero elsewhere (written in full).
@@ -65,8 +95,6 @@ __global__ void pool_backward_kernel(ConvShape s, int n, const float* __restrict
     dconv[idx] = v;
 }
 
-unsigned blocks_for(long n) { return unsigned((n + kThreads - 1) / kThreads); }
-
 }  // namespace
 
 CudnnConvBlock::CudnnConvBlock(cudnnHandle_t h, const ConvShape& s, int max_n) : h_(h), s_(s), max_n_(max_n) {
@@ -83,7 +111,54 @@ CudnnConvBlock::CudnnConvBlock(cudnnHandle_t h, const ConvShape& s, int max_n) :
     staged_.resize(size_t(max_n) * s.in_elems());
     conv_out_.resize(size_t(max_n) * s.F * s.Ho * s.Wo);
     dconv_.resize(size_t(max_n) * s.F * s.Ho * s.Wo);
-    workspace_.resize(kWorkspaceBytes);
+    set_batch(max_n);
+    choose_algorithms();
+}
+
+void CudnnConvBlock::choose_algorithms() {
+    int got = 0;
+    cudnnConvolutionFwdAlgoPerf_t fwd[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h_, x_desc_, w_desc_, conv_desc_, y_desc_,
+                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, fwd));
+    const auto* f = pick_algorithm(fwd, got, "forward");
+    cudnnConvolutionBwdFilterAlgoPerf_t bwf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h_, x_desc_, y_desc_, conv_desc_, w_desc_,
+                                                              CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, bwf));
+    const auto* bf = pick_algorithm(bwf, got, "backward-filter");
+    cudnnConvolutionBwdDataAlgoPerf_t bwd[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h_, w_desc_, y_desc_, conv_desc_, x_desc_,
+                                                            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, bwd));
+    const auto* bd = pick_algorithm(bwd, got, "backward-data");
+    fwd_algo_ = f->algo;
+    bwd_filter_algo_ = bf->algo;
+    bwd_data_algo_ = bd->algo;
+    // The workspace the chosen algorithms need, asked of cuDNN directly rather than trusting the
+    // heuristic's estimate; set_batch asks again for every other batch size.
+    ensure_workspace();
+}
+
+std::string CudnnConvBlock::describe() const {
+    static const char* fwd_names[] = {"IMPLICIT_GEMM", "IMPLICIT_PRECOMP_GEMM", "GEMM", "DIRECT",
+                                      "FFT", "FFT_TILING", "WINOGRAD", "WINOGRAD_NONFUSED"};
+    static const char* filter_names[] = {"ALGO_0", "ALGO_1", "FFT", "ALGO_3", "WINOGRAD", "WINOGRAD_NONFUSED", "FFT_TILING"};
+    static const char* data_names[] = {"ALGO_0", "ALGO_1", "FFT", "FFT_TILING", "WINOGRAD", "WINOGRAD_NONFUSED"};
+    auto name = [](const char* const* names, int count, int algo) {
+        return algo >= 0 && algo < count ? std::string(names[algo]) : "algo " + std::to_string(algo);
+    };
+    char ws[32];
+    std::snprintf(ws, sizeof ws, "%.2f MiB", double(workspace_.size()) / (1 << 20));
+    return "fwd " + name(fwd_names, 8, int(fwd_algo_)) + ", bwd filter " + name(filter_names, 7, int(bwd_filter_algo_)) +
+           ", bwd data " + name(data_names, 6, int(bwd_data_algo_)) + ", workspace " + ws;
+}
+
+std::vector<const void*> CudnnConvBlock::device_pointers() const {
+    return {staged_.get(), conv_out_.get(), dconv_.get(), workspace_.get()};
+}
+
+void CudnnConvBlock::check_stream(cudaStream_t stream) const {
+    cudaStream_t bound = nullptr;
+    CUDNN_CHECK(cudnnGetStream(h_, &bound));
+    if (bound != stream) throw std::logic_error("cuDNN handle bound to another stream than the launch's");
 }
 
 CudnnConvBlock::~CudnnConvBlock() {
@@ -100,6 +175,19 @@ void CudnnConvBlock::set_batch(int n) {
     CUDNN_CHECK(cudnnSetTensor4dDescriptor(x_desc_, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, s_.C, s_.H, s_.W));
     CUDNN_CHECK(cudnnSetTensor4dDescriptor(y_desc_, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, s_.F, s_.Ho, s_.Wo));
     cur_n_ = n;
+    if (workspace_.size()) ensure_workspace();  // after choose_algorithms: the chosen ones at this n
+}
+
+void CudnnConvBlock::ensure_workspace() {
+    size_t a = 0, b = 0, c = 0;
+    CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h_, x_desc_, w_desc_, conv_desc_, y_desc_, fwd_algo_, &a));
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(h_, x_desc_, y_desc_, conv_desc_, w_desc_,
+                                                               bwd_filter_algo_, &b));
+    CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(h_, w_desc_, y_desc_, conv_desc_, x_desc_, bwd_data_algo_, &c));
+    const size_t need = std::max<size_t>({a, b, c, 16});
+    // Grows only (a moved pointer is caught by the engine's graph check; the engine's eager
+    // warm-up step meets any growth before a capture does).
+    if (need > workspace_.size()) workspace_.resize(need);
 }
 
 const float* CudnnConvBlock::contiguous_input(const float* in, const int* gather, int n, cudaStream_t stream) {
@@ -115,14 +203,13 @@ void CudnnConvBlock::forward(const float* in, const int* gather, int n, const fl
                              cudaStream_t stream) {
     NvtxRange r("cudnn_conv_forward");
     set_batch(n);
-    CUDNN_CHECK(cudnnSetStream(h_, stream));
+    check_stream(stream);
     const float* x = contiguous_input(in, gather, n, stream);
     const float one = 1.0f, zero = 0.0f;
     CUDNN_CHECK(cudnnConvolutionForward(h_, &one, x_desc_, x, w_desc_, w, conv_desc_,
-                                        CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, workspace_.get(),
-                                        kWorkspaceBytes, &zero, y_desc_, conv_out_.get()));
+                                        fwd_algo_, workspace_.get(), workspace_.size(), &zero, y_desc_, conv_out_.get()));
     CUDNN_CHECK(cudnnAddTensor(h_, &one, b_desc_, b, &one, y_desc_, conv_out_.get()));
-    pool_forward_kernel<<<blocks_for(long(n) * s_.out_elems()), kThreads, 0, stream>>>(s_, n, conv_out_.get(), out, argmax,
+    pool_forward_kernel<<<blocks_for(long(n) * ((s_.out_elems() + 3) / 4)), kThreads, 0, stream>>>(s_, n, conv_out_.get(), out, argmax,
                                                                                       rate, seed, layer_id, st);
     CUDA_CHECK_LAUNCH();
 }
@@ -131,7 +218,7 @@ void CudnnConvBlock::backward(const float* in, const int* gather, int n, const f
                               const float* w, float* grad_wb, float* din, cudaStream_t stream) {
     NvtxRange r("cudnn_conv_backward");
     set_batch(n);
-    CUDNN_CHECK(cudnnSetStream(h_, stream));
+    check_stream(stream);
     pool_backward_kernel<<<blocks_for(long(n) * s_.F * s_.Ho * s_.Wo), kThreads, 0, stream>>>(s_, n, geff, argmax,
                                                                                              dconv_.get());
     CUDA_CHECK_LAUNCH();
@@ -139,14 +226,13 @@ void CudnnConvBlock::backward(const float* in, const int* gather, int n, const f
     const float one = 1.0f, zero = 0.0f;
     float* dw = grad_wb;
     float* db = grad_wb + size_t(s_.F) * s_.C * s_.K * s_.K;
-    // ALGO_1 for filter and data: cuDNN's deterministic choices.
     CUDNN_CHECK(cudnnConvolutionBackwardFilter(h_, &one, x_desc_, x, y_desc_, dconv_.get(), conv_desc_,
-                                               CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, workspace_.get(), kWorkspaceBytes,
+                                               bwd_filter_algo_, workspace_.get(), workspace_.size(),
                                                &zero, w_desc_, dw));
     CUDNN_CHECK(cudnnConvolutionBackwardBias(h_, &one, y_desc_, dconv_.get(), &zero, b_desc_, db));
     if (din)
         CUDNN_CHECK(cudnnConvolutionBackwardData(h_, &one, w_desc_, w, y_desc_, dconv_.get(), conv_desc_,
-                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, workspace_.get(), kWorkspaceBytes,
+                                                 bwd_data_algo_, workspace_.get(), workspace_.size(),
                                                  &zero, x_desc_, din));
 }
 

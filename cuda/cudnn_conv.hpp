@@ -1,10 +1,14 @@
 // The convolution blocks through cuDNN (--conv cudnn): cuDNN's convolution and bias, then our
 // pool/ReLU/dropout kernel; backward through cuDNN's deterministic filter and data algorithms.
-// For comparison with the fused kernels, and as the path for shapes those do not cover.
+// The algorithms are cuDNN's heuristic choices at construction, restricted to deterministic
+// FP32 (no tensor-op/TF32) ones; describe() names them. The handle must be bound to the
+// engine's stream before the blocks are made (cudnnSetStream once; checked at each call).
 #pragma once
 #include <cudnn.h>
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "buffer.hpp"
 #include "kernels.hpp"
@@ -21,6 +25,7 @@ namespace siamese::cuda {
 
 class CudnnConvBlock {
 public:
+    // Throws DeviceError when cuDNN offers no deterministic FP32 algorithm for the shape.
     CudnnConvBlock(cudnnHandle_t h, const ConvShape& s, int max_n);
     ~CudnnConvBlock();
     CudnnConvBlock(const CudnnConvBlock&) = delete;
@@ -32,9 +37,16 @@ public:
     // grad_wb: weights then bias of this layer; din may be null (first layer).
     void backward(const float* in, const int* gather, int n, const float* geff, const uint8_t* argmax, const float* w,
                   float* grad_wb, float* din, cudaStream_t stream);
+    // "fwd IMPLICIT_PRECOMP_GEMM, bwd filter ALGO_1, bwd data ALGO_1, workspace 0.1 MiB"
+    std::string describe() const;
+    // The device buffers a captured graph would use (for the engine's graph-validity check).
+    std::vector<const void*> device_pointers() const;
 
 private:
     void set_batch(int n);
+    void choose_algorithms();
+    void ensure_workspace();
+    void check_stream(cudaStream_t stream) const;
     const float* contiguous_input(const float* in, const int* gather, int n, cudaStream_t stream);
 
     cudnnHandle_t h_;
@@ -45,6 +57,9 @@ private:
     cudnnConvolutionDescriptor_t conv_desc_;
     DeviceBuffer<float> staged_, conv_out_, dconv_;
     DeviceBuffer<unsigned char> workspace_;
+    cudnnConvolutionFwdAlgo_t fwd_algo_{};
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter_algo_{};
+    cudnnConvolutionBwdDataAlgo_t bwd_data_algo_{};
 };
 
 }  // namespace siamese::cuda

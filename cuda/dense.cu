@@ -1,40 +1,44 @@
 // Dense layers: the products through cuBLAS (FP32, no TF32), bias + ReLU + dropout and the
 // backward mask as elementwise kernels, the bias gradient as fixed-order column sums.
 // Row-major (n, I) activations and (O, I) weights are column-major (I, n) and (I, O) to cuBLAS.
+#include <stdexcept>
+
 #include "check.hpp"
 #include "kernels.hpp"
+#include "launch.hpp"
 #include "nvtx.hpp"
-#include "siamese/philox.hpp"
+#include "siamese/rules.hpp"
 
 namespace siamese::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
-
-__device__ __forceinline__ float dropout_scale(float rate, uint64_t seed, const StepState* st, uint32_t layer_id,
-                                               uint32_t image, uint32_t elem) {
-    if (rate <= 0.0f) return 1.0f;
-    return dropout_keep(seed, st->step, layer_id, image, elem, rate) ? 1.0f / (1.0f - rate) : 0.0f;
-}
-
+// One thread per group of four consecutive outputs of one row: bias, ReLU (NaN kept), and the
+// group's dropout mask from one Philox call (the CPU's stream: unit o of image slot i).
 __global__ void bias_relu_dropout_kernel(float* __restrict__ y, const float* __restrict__ b, int n, int O, float rate,
                                          uint64_t seed, uint32_t layer_id, const StepState* __restrict__ st) {
+    const int groups = (O + 3) / 4;
     const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (idx >= long(n) * O) return;
-    const int i = int(idx / O), o = int(idx % O);
-    const float v = y[idx] + b[o];
-    y[idx] = (v > 0.0f ? v : 0.0f) * dropout_scale(rate, seed, st, layer_id, uint32_t(i), uint32_t(o));
+    if (idx >= long(n) * groups) return;
+    const int i = int(idx / groups), g = int(idx % groups);
+    const unsigned keep = dropout_keep_mask4(seed, rate > 0.0f ? st->step : 0, layer_id, uint32_t(i), uint32_t(g), rate);
+    const float scale = dropout_keep_scale(rate);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const int o = 4 * g + j;
+        if (o >= O) break;
+        float& v = y[size_t(i) * O + o];
+        v = relu(v + b[o]) * ((keep >> j) & 1u ? scale : 0.0f);
+    }
 }
 
-__global__ void relu_dropout_backward_kernel(float* __restrict__ d, const float* __restrict__ y, int n, int elems,
-                                             float rate, uint64_t seed, uint32_t layer_id,
-                                             const StepState* __restrict__ st) {
+// y = relu(v) * mask, so y > 0 exactly where the unit was kept AND v > 0: the gradient passes
+// there, scaled like the forward, and nowhere else. No mask to regenerate.
+__global__ void relu_dropout_backward_kernel(float* __restrict__ d, const float* __restrict__ y, long total,
+                                             float scale) {
     const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (idx >= long(n) * elems) return;
-    // y = relu(v) * mask: where y > 0 both let the gradient through (mask > 0 and v > 0).
-    d[idx] = y[idx] > 0.0f ? d[idx] * dropout_scale(rate, seed, st, layer_id, uint32_t(idx / elems), uint32_t(idx % elems))
-                           : 0.0f;
+    if (idx >= total) return;
+    d[idx] = y[idx] > 0.0f ? d[idx] * scale : 0.0f;
 }
 
 // out[c] = sum over rows r, in order, of m[r][c]: fixed order, so bit-identical run to run.
@@ -46,7 +50,14 @@ __global__ void column_sums_kernel(const float* __restrict__ m, int rows, int co
     out[c] = acc;
 }
 
-unsigned blocks_for(long n) { return unsigned((n + kThreads - 1) / kThreads); }
+// The handle must already be bound to `stream` (once, at its creation): calling cublasSetStream
+// here would reset the workspace set after it (cuBLAS documents this), and captured GEMMs would
+// then allocate or pick other kernels. cublasGetStream is a host-side read.
+void require_stream(cublasHandle_t h, cudaStream_t stream) {
+    cudaStream_t bound = nullptr;
+    CUBLAS_CHECK(cublasGetStream(h, &bound));
+    if (bound != stream) throw std::logic_error("cuBLAS handle bound to another stream than the launch's");
+}
 
 }  // namespace
 
@@ -59,18 +70,17 @@ void dense_forward(cublasHandle_t h, const float* x, const float* w, const float
                    float rate, uint64_t seed, uint32_t layer_id, const StepState* st, cudaStream_t stream) {
     NvtxRange r("dense_forward");
     const float one = 1.0f, zero = 0.0f;
-    CUBLAS_CHECK(cublasSetStream(h, stream));
+    require_stream(h, stream);
     // y^T (O, n) = W (O, I) . x^T (I, n)
     CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, O, n, I, &one, w, I, x, I, &zero, y, O));
-    bias_relu_dropout_kernel<<<blocks_for(long(n) * O), kThreads, 0, stream>>>(y, b, n, O, rate, seed, layer_id, st);
+    bias_relu_dropout_kernel<<<blocks_for(long(n) * ((O + 3) / 4)), kThreads, 0, stream>>>(y, b, n, O, rate, seed, layer_id, st);
     CUDA_CHECK_LAUNCH();
 }
 
-void relu_dropout_backward(float* d, const float* y, int n, int elems, float rate, uint64_t seed, uint32_t layer_id,
-                           const StepState* st, cudaStream_t stream) {
+void relu_dropout_backward(float* d, const float* y, int n, int elems, float rate, cudaStream_t stream) {
     NvtxRange r("relu_dropout_backward");
-    relu_dropout_backward_kernel<<<blocks_for(long(n) * elems), kThreads, 0, stream>>>(d, y, n, elems, rate, seed,
-                                                                                      layer_id, st);
+    relu_dropout_backward_kernel<<<blocks_for(long(n) * elems), kThreads, 0, stream>>>(d, y, long(n) * elems,
+                                                                                      dropout_keep_scale(rate));
     CUDA_CHECK_LAUNCH();
 }
 
@@ -78,7 +88,7 @@ void dense_backward(cublasHandle_t h, const float* d, const float* x, const floa
                     int n, int I, int O, cudaStream_t stream) {
     NvtxRange r("dense_backward");
     const float one = 1.0f, zero = 0.0f;
-    CUBLAS_CHECK(cublasSetStream(h, stream));
+    require_stream(h, stream);
     // dW^T (I, O) = x^T (I, n) . d (n, O)
     CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, I, O, n, &one, x, I, d, O, &zero, dw, I));
     column_sums(d, n, O, db, stream);

@@ -10,7 +10,7 @@ namespace siamese::cuda {
 void fail(const char* what, const char* expr, const char* file, int line, const char* hint) {
     std::ostringstream ss;
     ss << "CUDA error: " << what << " in " << expr << " at " << file << ":" << line << " (" << hint << ")";
-    throw DataError(ss.str());
+    throw DeviceError(ss.str());
 }
 
 const char* cublas_status_name(cublasStatus_t s) {

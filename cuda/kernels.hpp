@@ -42,10 +42,14 @@ void conv_pool_forward(const ConvShape& s, int n, const float* in, const int* ga
 // Weight and bias gradients of one conv block from geff (gradient at the pooled outputs, already
 // through dropout and ReLU): partial sums over chunks of images, then summed in chunk order
 // (deterministic). grad_wb points at the layer's weights; its bias follows them (F*C*K*K later).
-// partial must hold conv_partial_elems(s, n) floats.
-size_t conv_partial_elems(const ConvShape& s, int n);
+// partial holds partial_elems floats: conv_partial_elems(s) is enough for ANY n (the number of
+// chunks is capped), so one scratch buffer serves every batch; the launcher checks
+// conv_partial_needed(s, n) <= partial_elems on the host before launching.
+size_t conv_partial_elems(const ConvShape& s);
+size_t conv_partial_needed(const ConvShape& s, int n);
 void conv_backward_weights(const ConvShape& s, int n, const float* in, const int* gather, const float* geff,
-                           const uint8_t* argmax, float* partial, float* grad_wb, cudaStream_t stream);
+                           const uint8_t* argmax, float* partial, size_t partial_elems, float* grad_wb,
+                           cudaStream_t stream);
 // din (n, C,H,W): gradient at the block's input, gathered over filters and taps.
 void conv_backward_input(const ConvShape& s, int n, const float* geff, const uint8_t* argmax, const float* w,
                          float* din, cudaStream_t stream);
@@ -54,12 +58,13 @@ void conv_backward_input(const ConvShape& s, int n, const float* geff, const uin
 // out (cols) = sums of the rows of m (rows, cols), each column summed in row order
 // (deterministic): the bias gradient, and the conv weight gradient's chunk partials.
 void column_sums(const float* m, int rows, int cols, float* out, cudaStream_t stream);
-// y (n, O) = x (n, I) . W^T (cuBLAS, FP32), then bias + ReLU + dropout in place.
+// y (n, O) = x (n, I) . W^T (cuBLAS, FP32), then bias + ReLU + dropout in place. The cuBLAS
+// handle must be bound to `stream` already (set once at its creation; checked).
 void dense_forward(cublasHandle_t h, const float* x, const float* w, const float* b, float* y, int n, int I, int O,
                    float rate, uint64_t seed, uint32_t layer_id, const StepState* st, cudaStream_t stream);
-// d (n, elems) *= (y > 0 ? dropout scale or 0 : 0): through dropout and ReLU, the mask regenerated.
-void relu_dropout_backward(float* d, const float* y, int n, int elems, float rate, uint64_t seed, uint32_t layer_id,
-                           const StepState* st, cudaStream_t stream);
+// d (n, elems) = y > 0 ? d * 1/(1-rate) : 0: through dropout and ReLU. y = relu(v) * mask is
+// positive exactly where the unit was kept and active, so no mask is regenerated.
+void relu_dropout_backward(float* d, const float* y, int n, int elems, float rate, cudaStream_t stream);
 // dW = d^T . x, db = column sums of d (fixed order), dx = d . W (skipped when dx is null).
 void dense_backward(cublasHandle_t h, const float* d, const float* x, const float* w, float* dw, float* db, float* dx,
                     int n, int I, int O, cudaStream_t stream);

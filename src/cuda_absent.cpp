@@ -10,7 +10,7 @@ bool cuda_device_available(std::string* why) {
 }
 
 std::unique_ptr<Backend> make_cuda_backend(const TrainHyper&) {
-    throw DataError("--device cuda: this build has no CUDA engine; rebuild with nvcc available (SIAMESE_CUDA=ON)");
+    throw DeviceError("--device cuda: this build has no CUDA engine; rebuild with nvcc available (SIAMESE_CUDA=ON)");
 }
 
 }  // namespace siamese

@@ -1,6 +1,8 @@
 // The command line as a user meets it: help, exit statuses and messages.
 #include <catch2/catch.hpp>
 
+#include "siamese/backend.hpp"
+#include "siamese/common.hpp"
 #include "siamese/pgm.hpp"
 #include <nlohmann/json.hpp>
 
@@ -92,4 +94,17 @@ TEST_CASE("synth, train, verify and eval work end to end", "[cli][training]") {
     const auto j = nlohmann::json::parse(e.out);
     CHECK(j["pairs"] == 66);  // 12 images: 12*11/2
     CHECK(j.contains("oneshot_accuracy"));
+}
+
+TEST_CASE("asking for cuda without a usable GPU is a device error (exit 4), not a data error", "[cli]") {
+    std::string why;
+    if (siamese::cuda_device_available(&why)) {
+        std::printf("SKIPPED: a CUDA device is present; this case checks the refusal where none is\n");
+        return;
+    }
+    const std::string dir = testutil::temp_dir("nodevice");
+    const auto r = run_cli("train --device cuda --epochs 1 --quiet --out " + dir + "/run");
+    INFO(r.out);
+    CHECK(r.status == siamese::kExitDevice);
+    CHECK(r.out.find("device error") != std::string::npos);
 }

@@ -151,3 +151,39 @@ TEST_CASE("distance + contrastive loss: value and gradients", "[layers][loss][gr
     CHECK(std::isfinite(l0));
     for (double g : g1) CHECK(std::isfinite(g));
 }
+
+TEST_CASE("ReLU and max-pool keep NaN, so a diverged network stays non-finite", "[layers]") {
+    // The rules of include/siamese/rules.hpp, used by the CPU layers and the CUDA kernels alike.
+    const double nan = std::nan("");
+    CHECK(std::isnan(relu(nan)));
+    CHECK(relu(-2.0) == 0.0);
+    CHECK(relu(3.0) == 3.0);
+    CHECK(pool_takes(nan, 1.0));
+    CHECK_FALSE(pool_takes(1.0, nan));  // once NaN, the window stays NaN
+    CHECK_FALSE(pool_takes(1.0, 1.0));  // ties keep the first position
+    const ConvShape s = conv_shape(1, 4, 4, 1, 1, 2);
+    std::vector<double> conv(size_t(s.Ho) * s.W, -1.0);
+    conv[1] = nan;  // window (0,0), second position
+    std::vector<double> act(s.out_elems());
+    std::vector<uint8_t> arg(s.out_elems());
+    relu_maxpool_forward(act.data(), arg.data(), conv.data(), s);
+    CHECK(std::isnan(act[0]));
+    CHECK(act[1] == 0.0);  // all -1: ReLU gives 0
+    std::vector<double> x{nan, 1.0}, w{1.0, 1.0}, b{0.0}, y(1);
+    dense_forward(y.data(), x.data(), w.data(), b.data(), 1, 2, 1, true);
+    CHECK(std::isnan(y[0]));
+}
+
+TEST_CASE("dropout: one Philox call per four units gives each unit's own draw", "[layers][dropout]") {
+    // dropout_keep_mask4 (used by the CPU twin and every CUDA kernel) must equal the unit-wise
+    // dropout_keep for each of its four units: the two engines then drop the same units.
+    std::mt19937_64 r(12);
+    for (int t = 0; t < 2000; ++t) {
+        const uint64_t seed = r(), step = r() % 100000;
+        const uint32_t layer = uint32_t(r() % 20), image = uint32_t(r() % 512), group = uint32_t(r() % 1000);
+        const float rate = float(r() % 100) / 100.0f;
+        const unsigned m = dropout_keep_mask4(seed, step, layer, image, group, rate);
+        for (unsigned j = 0; j < 4; ++j)
+            REQUIRE(bool((m >> j) & 1u) == (rate <= 0.0f || dropout_keep(seed, step, layer, image, 4 * group + j, rate)));
+    }
+}

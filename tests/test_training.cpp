@@ -1,5 +1,6 @@
 // End-to-end CPU training: built-in data and (when present) the real ORL faces; determinism.
 #include <catch2/catch.hpp>
+#include <stdexcept>
 
 #include "siamese/backend.hpp"
 #include "siamese/dataset.hpp"
@@ -75,4 +76,28 @@ TEST_CASE("same seed: bit-identical weights for any thread count", "[training][d
     const Outcome c = train_and_test(bank, split, 2, 6, 2);
     CHECK(a.params == b.params);
     CHECK(a.params != c.params);
+}
+
+TEST_CASE("train_batch refuses a range beyond the epoch's pairs (every backend checks it)", "[training]") {
+    // The range check lives in Backend itself, so the CUDA engine (whose kernels would read past
+    // the device copy of the order) gets the same refusal; shown here on the CPU backend.
+    SynthOptions so;
+    so.people = 4;
+    so.images = 3;
+    const ImageBank bank = synth_bank(so, Preprocess{});
+    const PairSplit split = make_tutorial_pairs(bank, 3, 5, 4);
+    TrainHyper h;
+    auto be = make_cpu_backend(h, 1);
+    be->upload_images(bank);
+    be->set_params(glorot_init(make_layout(h.net), 1));
+    CHECK_THROWS_AS(be->train_batch(0, 1, 0), std::logic_error);  // before any epoch
+    const PairSet order = epoch_order(split.train, 1, 1);
+    const int n = order.size();
+    REQUIRE(n > 3);
+    be->begin_epoch(order);
+    CHECK_THROWS_AS(be->train_batch(n - 2, 3, 0), std::logic_error);
+    CHECK_THROWS_AS(be->train_batch(-1, 2, 0), std::logic_error);
+    CHECK_THROWS_AS(be->train_batch(0, 0, 0), std::logic_error);
+    CHECK_NOTHROW(be->train_batch(n - 3, 3, 0));  // the exact end is fine
+    CHECK(be->batch_losses().size() == 1);
 }

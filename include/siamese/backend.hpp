@@ -35,12 +35,16 @@ public:
     virtual void set_params(const std::vector<float>& params) = 0;
     virtual std::vector<float> params() = 0;
     virtual std::vector<float> opt_state() = 0;          // 2 * n_params floats
+    // The gradient of the last training step (flat layout; for tests and diagnostics).
+    virtual std::vector<float> last_gradient() = 0;
     virtual void set_opt_state(const std::vector<float>& s) = 0;
     // The epoch's pairs in training order; resets the batch-loss list.
-    virtual void begin_epoch(const PairSet& ordered) = 0;
+    void begin_epoch(const PairSet& ordered);
     // One optimisation step on pairs [first, first+count) of the epoch's order. `step` is the
     // global 0-based step: it keys the dropout stream and the optimizer's step count (step+1).
-    virtual void train_batch(int first, int count, uint64_t step) = 0;
+    // A range outside the epoch's order (or before any begin_epoch) is refused with
+    // std::logic_error on every backend: a kernel would otherwise read past the order's end.
+    void train_batch(int first, int count, uint64_t step);
     // Mean losses of this epoch's batches so far, in order (waits for the device).
     virtual std::vector<float> batch_losses() = 0;
     // Inference embeddings (no dropout) of every bank image: (n_images, E).
@@ -52,6 +56,13 @@ public:
     virtual std::vector<float> bank_pair_distances(const PairSet& pairs);
     // Per-phase timings when profiling was asked for (empty otherwise).
     virtual std::string profile_report() { return ""; }
+
+protected:
+    virtual void do_begin_epoch(const PairSet& ordered) = 0;
+    virtual void do_train_batch(int first, int count, uint64_t step) = 0;  // range already checked
+
+private:
+    long epoch_pairs_ = -1;  // pairs in the current epoch's order; -1 before the first epoch
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const TrainHyper& h, int threads);

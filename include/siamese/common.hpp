@@ -15,6 +15,12 @@ struct DataError : std::runtime_error {
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
+// The GPU, its driver or a CUDA library failed, or no device answers (exit status 4): not the
+// user's files nor the command line.
+struct DeviceError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+constexpr int kExitData = 1, kExitUsage = 2, kExitInternal = 3, kExitDevice = 4;
 
 // xoshiro256** seeded through splitmix64. Unlike std::uniform_int_distribution its output
 // is specified bit for bit, so the same seed gives the same pairs on every machine.

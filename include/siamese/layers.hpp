@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "siamese/network.hpp"
+#include "siamese/rules.hpp"
 
 namespace siamese {
 
@@ -57,9 +58,9 @@ void relu_maxpool_forward(T* act, uint8_t* argmax, const T* conv, const ConvShap
                 int arg = 0;
                 for (int dy = 0; dy < P; ++dy)
                     for (int dx = 0; dx < P; ++dx)
-                        if (base[dy * s.W + dx] > best) { best = base[dy * s.W + dx]; arg = dy * P + dx; }
+                        if (pool_takes(base[dy * s.W + dx], best)) { best = base[dy * s.W + dx]; arg = dy * P + dx; }
                 const size_t i = (size_t(f) * s.Hp + py) * s.Wp + px;
-                act[i] = best > T(0) ? best : T(0);
+                act[i] = relu(best);
                 argmax[i] = uint8_t(arg);
             }
 }
@@ -146,7 +147,7 @@ void dense_forward(T* Y, const T* X, const T* Wt, const T* b, int N, int I, int 
             }
             for (int r = 0; r < nb; ++r) {
                 const T v = s[r] + b[o];
-                Y[size_t(n0 + r) * O + o] = relu && v < T(0) ? T(0) : v;
+                Y[size_t(n0 + r) * O + o] = relu ? siamese::relu(v) : v;
             }
         }
     }

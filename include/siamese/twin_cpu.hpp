@@ -7,12 +7,9 @@
 
 #include "siamese/layers.hpp"
 #include "siamese/network.hpp"
-#include "siamese/philox.hpp"
+#include "siamese/rules.hpp"
 
 namespace siamese {
-
-// Dropout layer ids for the Philox stream: conv block l -> l, dense layer l -> 16 + l.
-constexpr uint32_t kConvDropoutId = 0, kDenseDropoutId = 16;
 
 template <class T>
 class CpuTwin {
@@ -136,11 +133,11 @@ private:
     // Inverted dropout: kept units scaled by 1/(1-rate); the mask keeps that scale (or 0).
     static void apply_dropout(T* y, T* mask, const T* x, int count, float rate, uint64_t seed, uint64_t step,
                               uint32_t layer, int image) {
-        const T keep_scale = rate > 0 ? T(1) / (T(1) - T(rate)) : T(1);
-        Philox4 bits{};
+        const T keep_scale = dropout_keep_scale<T>(rate);
+        unsigned keep4 = 0;
         for (int k = 0; k < count; ++k) {
-            if (rate > 0 && (k & 3) == 0) bits = dropout_bits(seed, step, layer, uint32_t(image), uint32_t(k) >> 2);
-            const bool keep = rate <= 0 || dropout_keep_word(bits.v[k & 3], rate);
+            if ((k & 3) == 0) keep4 = dropout_keep_mask4(seed, step, layer, uint32_t(image), uint32_t(k) >> 2, rate);
+            const bool keep = (keep4 >> (k & 3)) & 1u;
             mask[k] = keep ? keep_scale : T(0);
             y[k] = x[k] * mask[k];
         }

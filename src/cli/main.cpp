@@ -36,7 +36,10 @@ int main(int argc, char** argv) {
         return 2;
     } catch (const siamese::DataError& e) {
         std::fprintf(stderr, "siamese: error: %s\n", e.what());
-        return 1;
+        return siamese::kExitData;
+    } catch (const siamese::DeviceError& e) {
+        std::fprintf(stderr, "siamese: device error: %s\n", e.what());
+        return siamese::kExitDevice;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "siamese: internal error: %s\n", e.what());
         return 3;

@@ -39,12 +39,13 @@ public:
     }
     std::vector<float> params() override { return params_; }
     std::vector<float> opt_state() override { return state_; }
+    std::vector<float> last_gradient() override { return grad_; }
     void set_opt_state(const std::vector<float>& s) override { state_ = s; }
-    void begin_epoch(const PairSet& ordered) override {
+    void do_begin_epoch(const PairSet& ordered) override {
         order_ = ordered;
         losses_.clear();
     }
-    void train_batch(int first, int count, uint64_t step) override {
+    void do_train_batch(int first, int count, uint64_t step) override {
         const int E = L_.embed_dim();
         ptrs_.resize(2 * size_t(count));
         for (int i = 0; i < count; ++i) {
@@ -93,11 +94,6 @@ private:
 };
 
 }  // namespace
-
-// The default (the CPU's): embed the bank on the host, then the host distances.
-std::vector<float> Backend::bank_pair_distances(const PairSet& pairs) {
-    return pair_distances(embed_bank(), embed_dim(), pairs);
-}
 
 std::unique_ptr<Backend> make_cpu_backend(const TrainHyper& h, int threads) {
     return std::make_unique<CpuBackend>(h, threads);

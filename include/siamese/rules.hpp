@@ -1,0 +1,38 @@
+// The per-element rules of the network, written once as __host__ __device__ functions: the CPU
+// reference (include/siamese/layers.hpp, twin_cpu.hpp) and the CUDA kernels (cuda/) both call
+// them, so the two engines cannot drift apart on a NaN, a tie or a dropout mask.
+#pragma once
+#include <cstdint>
+
+#include "siamese/philox.hpp"  // SIAMESE_HD, the dropout stream
+
+namespace siamese {
+
+// ReLU that keeps NaN (NaN < 0 is false): a diverged network stays non-finite on every engine,
+// so the divergence check fires, instead of being silently zeroed on one of them.
+template <class T>
+SIAMESE_HD T relu(T v) { return v < T(0) ? T(0) : v; }
+
+// Max-pool window scan: does value v replace the current best? Strictly greater keeps the first
+// of equal values (argmax ties go to the earliest position); a NaN always wins, so NaN
+// propagates through the pool as through the ReLU.
+template <class T>
+SIAMESE_HD bool pool_takes(T v, T best) { return v > best || v != v; }
+
+// Dropout layer ids in the Philox stream: conv block l -> l, dense layer l -> 16 + l.
+constexpr uint32_t kConvDropoutId = 0, kDenseDropoutId = 16;
+
+// Keep bits of the four dropout units 4*group .. 4*group+3 of one image slot (bit j: unit
+// 4*group+j kept), from ONE Philox4x32-10 call: the CPU and the GPU draw the same stream.
+SIAMESE_HD unsigned dropout_keep_mask4(uint64_t seed, uint64_t step, uint32_t layer, uint32_t image, uint32_t group,
+                                       float rate) {
+    if (rate <= 0.0f) return 0xFu;
+    const Philox4 r = dropout_bits(seed, step, layer, image, group);
+    return unsigned(dropout_keep_word(r.v[0], rate)) | unsigned(dropout_keep_word(r.v[1], rate)) << 1 |
+           unsigned(dropout_keep_word(r.v[2], rate)) << 2 | unsigned(dropout_keep_word(r.v[3], rate)) << 3;
+}
+// Inverted dropout's scale of a kept unit (float when training; double in the gradient checks).
+template <class T = float>
+SIAMESE_HD T dropout_keep_scale(float rate) { return rate > 0.0f ? T(1) / (T(1) - T(rate)) : T(1); }
+
+}  // namespace siamese
