@@ -1,105 +1,189 @@
 #!/usr/bin/env bash
-# The one GPU check (issue 3): configure and build for sm_90, run the whole test suite with the
-# [cuda] tests, compute-sanitizer memcheck and racecheck on the [cuda] kernel tests, train the
-# reference recipe on the GPU (custom and cuDNN convolutions) and on the CPU, run the PyTorch
-# twin on the GPU on the same pairs, and print a short table last. Full logs go to RESULTS_DIR.
-# Without a GPU it runs the CPU parts and says what it skipped. Budget: under 8 minutes.
+# The one GPU check (issue 8). In order of what matters most if time runs out: record the
+# environment; build for sm_90; the whole test suite with every [cuda] test; the reference recipe
+# trained on the GPU (custom and cuDNN convolutions) and on the CPU, compared; PyTorch on the GPU
+# on the same pairs (eager); compute-sanitizer memcheck on a 2-epoch GPU training and on every
+# [cuda] test; racecheck on the kernels that use shared memory; --profile's per-phase table;
+# PyTorch with torch.compile(mode="reduce-overhead") (CUDA graphs). Without a GPU it runs the
+# CPU parts and says why each GPU part was skipped.
 #
-# usage: tools/gpu_check.sh RESULTS_DIR [ORL_DIR]      (EPOCHS=13 by default)
-# On the lent GPU machine (no Debian packages, no network): first, here, tools/pack_gpu_deps.sh
-# and `cp -r ../shared/data/orl_faces .orl`; then run `tools/gpu_check.sh $OUT .orl` there with
-# carry [".deps", ".orl"]. .deps/ is used as CMAKE_PREFIX_PATH when present.
+# usage: tools/gpu_check.sh RESULTS_DIR [ORL_DIR]    (env: EPOCHS=13, BUDGET=470 seconds)
+#
+# Every stage runs under `timeout`, capped by what is left of BUDGET, so the script ends in time
+# whatever hangs. RESULTS_DIR gets exactly four files: table.txt (printed last, also on failure),
+# env.txt, results.json (every figure), logs.tar.gz (every log and run folder).
+#
+# On the lent GPU machine (no Debian packages, no network; nvcc, CMake and PyTorch present,
+# cuDNN only as the pip wheel nvidia-cudnn-cu13):
+#   here:    tools/pack_gpu_deps.sh && rm -rf .orl && cp -r ../shared/data/orl_faces .orl
+#   device:  run(command="bash tools/gpu_check.sh $OUT .orl", carry=[".deps", ".orl"], timeout_s=540)
 set -u
 out=${1:?usage: tools/gpu_check.sh RESULTS_DIR [ORL_DIR]}
 orl=${2:-${SIAMESE_ORL_DIR:-../shared/data/orl_faces}}
 epochs=${EPOCHS:-13}
+budget=${BUDGET:-470}
 root=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+[ -d "$orl" ] && orl=$(cd "$orl" && pwd)
 cd "$root"
 export PATH=/usr/local/cuda/bin:$PATH
-jobs=$(nproc)
+export SIAMESE_ORL_DIR=$orl
+logs=$(mktemp -d)/gpu_check
+mkdir -p "$logs"
 table="$out/table.txt"
 : > "$table"
-row() { printf '%-34s %s\n' "$1" "$2" | tee -a "$table" >/dev/null; }
-t0=$(date +%s)
+stages="$logs/stages.tsv"
+: > "$stages"
+t0=$SECONDS
+jobs=$(nproc)
 
+row() { printf '%-30s %s\n' "$1" "$2" >> "$table"; }
+left() { echo $(( budget - (SECONDS - t0) )); }
+
+# stage NAME LIMIT CMD... : runs CMD under timeout min(LIMIT, time left - 20 s), output in
+# $logs/NAME.log; records name, status and seconds. Status 124 = timed out; "skipped" when no
+# time is left.
+stage() {
+  local name=$1 limit=$2; shift 2
+  local avail=$(( $(left) - 20 ))
+  [ "$avail" -lt "$limit" ] && limit=$avail
+  if [ "$limit" -lt 10 ]; then
+    printf '%s\tskipped\t0\n' "$name" >> "$stages"
+    echo "SKIPPED: no time left in the ${budget}s budget" > "$logs/$name.log"
+    return 99
+  fi
+  local s=$SECONDS
+  timeout -k 5 "$limit" "$@" > "$logs/$name.log" 2>&1
+  local rc=$?
+  printf '%s\t%s\t%s\n' "$name" "$rc" "$(( SECONDS - s ))" >> "$stages"
+  return $rc
+}
+status_word() {  # rc -> word
+  case $1 in 0) echo ok ;; 99) echo "SKIPPED (time budget spent)" ;; 124|137) echo "TIMED OUT" ;; *) echo "FAILED (rc $1)" ;; esac
+}
+
+finish() {
+  # Everything but the four result files goes into logs.tar.gz.
+  python3 "$root/tools/gpu_check_report.py" "$logs" "$out/results.json" "$table" "$epochs" >> "$table" 2>> "$logs/report.err" ||
+    row "report" "FAILED (see report.err in logs.tar.gz)"
+  row "wall time" "$(( SECONDS - t0 )) s of a ${budget} s budget"
+  tar -czf "$out/logs.tar.gz" -C "$(dirname "$logs")" gpu_check 2>/dev/null
+  echo
+  echo "== gpu_check (files in $out: $(ls "$out" | tr '\n' ' ')) =="
+  cat "$table"
+}
+trap finish EXIT
+
+# 0. the environment
 have_gpu=0
-if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L > "$out/gpu.txt" 2>&1; then have_gpu=1; fi
-row "gpu" "$( [ $have_gpu = 1 ] && head -1 "$out/gpu.txt" || echo 'none: GPU parts SKIPPED')"
-
+{
+  echo "date: $(date -u +%FT%TZ)"
+  echo "host: $(uname -a)"
+  echo "cpus: $jobs; memory: $(free -g 2>/dev/null | awk '/Mem:/ {print $2 " GiB"}')"
+  echo "--- nvidia-smi"
+  if command -v nvidia-smi >/dev/null 2>&1 && timeout 30 nvidia-smi; then have_gpu=1; else echo "no nvidia-smi or no GPU"; fi
+  echo "--- nvcc"; timeout 20 nvcc --version 2>&1 || echo "no nvcc"
+  echo "--- cmake"; cmake --version 2>&1 | head -1; command -v ninja >/dev/null && echo "ninja $(ninja --version)"
+  echo "--- cuBLAS"; ls /usr/local/cuda/lib64/libcublas.so* /usr/local/cuda/lib/libcublas.so* 2>/dev/null | head -3
+  echo "--- cuDNN"
+  ls /usr/local/cuda/lib64/libcudnn.so* /usr/local/cuda/lib/libcudnn.so* 2>/dev/null | head -2
+  # nvidia.cudnn is a namespace package in recent wheels: __file__ is None, __path__ is not.
+  timeout 30 python3 -c "import nvidia.cudnn as m, os; d=list(m.__path__)[0]; print('wheel:', d); print(sorted(os.listdir(os.path.join(d, 'lib'))))" 2>&1 | head -3
+  echo "--- python / torch"
+  timeout 60 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available(), 'cudnn', torch.backends.cudnn.version())" 2>&1 | tail -1
+  echo "--- tools"
+  command -v compute-sanitizer >/dev/null && compute-sanitizer --version 2>&1 | head -2 || echo "compute-sanitizer: not found"
+  command -v ncu >/dev/null && ncu --version 2>&1 | tail -1 || echo "ncu: not found"
+  command -v nsys >/dev/null && nsys --version 2>&1 | tail -1 || echo "nsys: not found"
+  echo "--- data: $orl"; ls "$orl" 2>/dev/null | head -3
+} > "$out/env.txt" 2>&1
+row "gpu" "$( [ $have_gpu = 1 ] && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1 || echo 'none: GPU parts SKIPPED')"
 data_args=(--data "$orl")
 if [ ! -d "$orl/s1" ]; then
   data_args=()
   row "data" "ORL not found at $orl: built-in synthetic faces instead"
-else
-  row "data" "$orl"
 fi
 
-# 1. build for sm_90 (SASS) + PTX
-arch=90
+# 1. build: SASS for sm_90 and PTX; the header-only dependencies from .deps when carried;
+#    CMAKE_POLICY_VERSION_MINIMUM lets CMake 4 (pip) read Debian's older package files.
+gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
 prefix=(); [ -d .deps ] && prefix=("-DCMAKE_PREFIX_PATH=$root/.deps")
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CUDA_ARCHITECTURES=${arch}-real;${arch}-virtual" "${prefix[@]}" \
-  > "$out/configure.log" 2>&1 && cmake --build build-gpu -j"$jobs" > "$out/build.log" 2>&1
+build() {
+  cmake -S . -B build-gpu "${gen[@]}" -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CUDA_ARCHITECTURES=90-real;90-virtual" \
+    -DCMAKE_POLICY_VERSION_MINIMUM=3.5 "${prefix[@]}" &&
+  cmake --build build-gpu -j"$jobs"
+}
+stage build 300 build
 build_rc=$?
-row "build (sm_$arch)" "$( [ $build_rc = 0 ] && echo ok || echo "FAILED (see build.log)")"
-[ $build_rc = 0 ] || { cat "$table"; exit 1; }
+row "build (sm_90)" "$(status_word $build_rc)"
+[ $build_rc = 0 ] || exit 1
+grep -E "siamese: (CUDA|cuDNN)" "$logs/build.log" | sed 's/^-- //' >> "$out/env.txt"
 bin=build-gpu/siamese
+[ -x build-gpu/tests/siamese_cuda_tests ] && build-gpu/tests/siamese_cuda_tests --list-test-names-only > "$logs/cuda_test_names.txt" 2>&1
+# cuDNN from the wheel loads its sub-libraries by name: put its folder on the loader's path.
+wheel_lib=$(python3 -c "import nvidia.cudnn as m, os; print(os.path.join(list(m.__path__)[0], 'lib'))" 2>/dev/null)
+[ -n "$wheel_lib" ] && export LD_LIBRARY_PATH="$wheel_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
-# 2. the whole test suite, [cuda] included
-ctest --test-dir build-gpu -j"$jobs" --output-on-failure > "$out/ctest.log" 2>&1
-row "ctest" "$(grep -E 'tests passed' "$out/ctest.log" | tail -1)"
-row "ctest skipped" "$(grep -c '(Skipped)' "$out/ctest.log")"
+# 2. the whole suite, [cuda] included (120 s per test at most)
+stage ctest 200 ctest --test-dir build-gpu -j"$(( jobs < 8 ? jobs : 8 ))" --timeout 120 --output-on-failure
+row "ctest" "$(grep -E 'tests passed' "$logs/ctest.log" | tail -1 || echo 'no summary')"
 
-# 3. compute-sanitizer on the kernel tests
-if [ $have_gpu = 1 ] && command -v compute-sanitizer >/dev/null; then
-  # memcheck on every kernel test; racecheck where shared memory is used (the loss reduction).
-  for tool in memcheck racecheck; do
-    filter="[cuda]~[training]"; [ $tool = racecheck ] && filter="[loss]"
-    timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 build-gpu/tests/siamese_cuda_tests "$filter" \
-      > "$out/sanitizer_$tool.log" 2>&1
-    rc=$?
-    row "compute-sanitizer $tool" "$( [ $rc = 0 ] && echo clean || echo "rc=$rc: $(grep -m1 -E 'ERROR|error' "$out/sanitizer_$tool.log")")"
-  done
-else
-  row "compute-sanitizer" "SKIPPED (no GPU or no compute-sanitizer)"
-fi
-
-# 4. the reference recipe: GPU custom, GPU cuDNN, CPU; 5. PyTorch on the GPU, same pairs
-train() {  # name, extra args...
-  local name=$1; shift
-  timeout 300 "$bin" train "${data_args[@]}" --epochs "$epochs" --seed 1 --out "$out/run_$name" "$@" > "$out/train_$name.log" 2>&1
-  python3 - "$out/run_$name/summary.json" "$name" <<'PY' >> "$table" || echo "train $name: FAILED (see train_$name.log)" >> "$table"
-import json, sys, statistics
-s = json.load(open(sys.argv[1])); t = s["test"]; e = s["epoch_seconds"]
-steady = statistics.median(e[1:]) if len(e) > 1 else e[0]
-print(f"{'train ' + sys.argv[2]:<34} {steady:7.3f} s/epoch (median of 2..)  acc {t['accuracy']:.4f}  acc@thr {t['accuracy_at_threshold']:.4f}  auc {t['auc']:.4f}")
-PY
+# 3. the reference recipe: GPU custom, GPU cuDNN, CPU (same seed, same pairs)
+train() {  # name limit args...
+  local name=$1 limit=$2; shift 2
+  stage "train_$name" "$limit" "$bin" train "${data_args[@]}" --epochs "$epochs" --seed 1 --out "$logs/run_$name" "$@"
 }
 if [ $have_gpu = 1 ]; then
-  train cuda --device cuda
-  train cuda_cudnn --device cuda --conv cudnn
-  timeout 120 "$bin" train "${data_args[@]}" --epochs 1 --device cuda --profile --no-graphs --out "$out/run_profile" > "$out/profile.log" 2>&1
-  row "profile (1 epoch, no graphs)" "see profile.log"
+  train cuda 90 --device cuda
+  train cuda_cudnn 90 --device cuda --conv cudnn
 else
-  row "train cuda" "SKIPPED (no GPU)"
+  echo "SKIPPED: no GPU" > "$logs/train_cuda.log"
 fi
-train cpu --device cpu
-if [ ${#data_args[@]} -gt 0 ]; then
-  "$bin" pairs "${data_args[@]}" --seed 1 --out "$out/pairs.json" > /dev/null
-  py=python3; python3 -c 'import torch' 2>/dev/null || py=/usr/bin/python3
-  dev=cpu; [ $have_gpu = 1 ] && dev=cuda
-  timeout 300 $py tools/pytorch_twin.py "${data_args[@]}" --pairs "$out/pairs.json" --epochs "$epochs" --device $dev \
-    > "$out/pytorch_$dev.log" 2>&1
-  python3 - "$out/pytorch_$dev.log" "$dev" <<'PY' >> "$table" || echo "pytorch $dev: FAILED (see pytorch_$dev.log)" >> "$table"
-import json, sys, statistics
-line = [l for l in open(sys.argv[1]) if l.startswith("RESULT ")][-1]
-r = json.loads(line[7:]); e = r["epoch_seconds"]
-steady = statistics.median(e[1:]) if len(e) > 1 else e[0]
-print(f"{'pytorch ' + sys.argv[2] + ' ' + r['torch']:<34} {steady:7.3f} s/epoch (median of 2..)  acc {r['accuracy']:.4f}  acc@thr {r['accuracy_at_threshold']:.4f}  auc {r['auc']:.4f}")
-PY
+train cpu 150 --device cpu
+
+# 4. PyTorch on the same pairs, eager (compiled at the end: it is the slowest)
+py=python3; timeout 60 python3 -c 'import torch' 2>/dev/null || py=/usr/bin/python3  # Debian's, on a CPU machine
+torch_dev=cpu; [ $have_gpu = 1 ] && torch_dev=cuda
+pytorch() {  # mode limit
+  stage "pytorch_$1" "$2" $py tools/pytorch_twin.py "${data_args[@]}" --pairs "$logs/pairs.json" --epochs "$epochs" \
+    --device $torch_dev --mode "$1"
+}
+have_torch=0
+if [ ${#data_args[@]} -gt 0 ] && timeout 60 $py -c 'import torch, numpy' 2>/dev/null; then
+  have_torch=1
+  "$bin" pairs "${data_args[@]}" --seed 1 --out "$logs/pairs.json" > "$logs/pairs.log" 2>&1
+  pytorch eager 90
+else
+  echo "SKIPPED: no python3 torch or no ORL data" > "$logs/pytorch_eager.log"
 fi
-row "wall time" "$(( $(date +%s) - t0 )) s"
-echo
-echo "== gpu_check summary (logs in $out) =="
-cat "$table"
+
+# 5. compute-sanitizer: memcheck on a 2-epoch GPU training and on every [cuda] test; racecheck
+#    on the kernels with shared memory (the loss reduction, Thrust's sort in the AUC).
+sanitizer_ok=0
+if [ $have_gpu = 1 ] && command -v compute-sanitizer >/dev/null; then
+  sanitizer_ok=1
+  cs=(compute-sanitizer --error-exitcode 9 --print-limit 20)
+  stage memcheck_train 120 "${cs[@]}" --tool memcheck "$bin" train "${data_args[@]}" --epochs 2 --device cuda --quiet \
+    --out "$logs/run_memcheck"
+  stage memcheck_tests 150 "${cs[@]}" --tool memcheck build-gpu/tests/siamese_cuda_tests "[cuda]"
+  stage racecheck 90 "${cs[@]}" --tool racecheck build-gpu/tests/siamese_cuda_tests "[loss],[eval]"
+else
+  for s in memcheck_train memcheck_tests racecheck; do
+    echo "SKIPPED: $( [ $have_gpu = 1 ] && echo 'compute-sanitizer not found' || echo 'no GPU')" > "$logs/$s.log"
+  done
+fi
+
+# 6. per-phase timings (eager launches, CUDA events)
+if [ $have_gpu = 1 ]; then
+  stage profile 60 "$bin" train "${data_args[@]}" --epochs 1 --device cuda --profile --no-graphs --quiet --out "$logs/run_profile"
+else
+  echo "SKIPPED: no GPU" > "$logs/profile.log"
+fi
+
+# 7. PyTorch at its best: torch.compile (CUDA graphs on the GPU)
+if [ $have_torch = 1 ]; then
+  pytorch compile 150
+else
+  echo "SKIPPED: no python3 torch or no ORL data" > "$logs/pytorch_compile.log"
+fi

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Reads the logs of tools/gpu_check.sh and prints its table rows; writes results.json.
+
+usage: gpu_check_report.py LOGS_DIR RESULTS_JSON TABLE_TXT EPOCHS
+The GPU's figures must agree with the CPU's (same seed, same pairs): test AUC within 0.005 and
+the first epoch's training loss within 1e-3 relative (issue 8's criteria).
+"""
+import json
+import os
+import re
+import statistics
+import sys
+
+logs, results_path, _table, epochs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+rows, res = [], {"epochs": epochs}
+
+
+def row(k, v):
+    rows.append(f"{k:<30} {v}")
+
+
+def read(name):
+    p = os.path.join(logs, name)
+    return open(p, errors="replace").read() if os.path.exists(p) else ""
+
+
+stages = {}
+for line in read("stages.tsv").splitlines():
+    name, rc, sec = line.split("\t")
+    stages[name] = {"status": rc, "seconds": int(sec)}
+res["stages"] = stages
+
+
+def why_not(name):
+    st = stages.get(name)
+    if st is None:
+        m = re.search(r"SKIPPED: (.*)", read(name + ".log"))
+        return "SKIPPED (" + (m.group(1) if m else "not run") + ")"
+    rc = st["status"]
+    if rc == "skipped":
+        return "SKIPPED (time budget spent)"
+    if rc in ("124", "137"):
+        return f"TIMED OUT after {st['seconds']} s"
+    return None if rc == "0" else f"FAILED (rc {rc}, see {name}.log)"
+
+
+# ---- tests: every ctest result, the [cuda] ones counted apart
+cuda_names = set(read("cuda_test_names.txt").split("\n")) - {""}
+tests = {}
+for m in re.finditer(r"Test\s+#\d+: (.*?) \.{2,}\s*(\*\*\*)?(Passed|Skipped|Failed|Timeout|Exception|Not Run)?", read("ctest.log")):
+    tests[m.group(1).strip()] = m.group(3) or "Failed"
+cuda = {k: v for k, v in tests.items() if k in cuda_names}
+count = lambda d, s: sum(1 for v in d.values() if v == s)
+res["tests"] = tests
+if tests:
+    failed = sorted(k for k, v in tests.items() if v not in ("Passed", "Skipped"))
+    row("[cuda] tests", f"{count(cuda, 'Passed')} passed, {len(cuda) - count(cuda, 'Passed') - count(cuda, 'Skipped')} failed, "
+        f"{count(cuda, 'Skipped')} skipped (of {len(cuda_names)})")
+    if failed:
+        row("failed tests", "; ".join(failed)[:600])
+    skipped_cuda = sorted(k for k, v in cuda.items() if v == "Skipped")
+    if skipped_cuda:
+        row("skipped [cuda] tests", "; ".join(skipped_cuda)[:400])
+elif why_not("ctest"):
+    row("[cuda] tests", why_not("ctest"))
+
+
+# ---- trainings
+def summary(name):
+    p = os.path.join(logs, f"run_{name}", "summary.json")
+    return json.load(open(p)) if os.path.exists(p) else None
+
+
+def steady(e):
+    return statistics.median(e[1:]) if len(e) > 1 else e[0]
+
+
+runs = {}
+for name in ("cuda", "cuda_cudnn", "cpu"):
+    s = summary(name)
+    if s is None:
+        row(f"train {name}", why_not(f"train_{name}") or "no summary.json")
+        continue
+    t = s["test"]
+    runs[name] = {"seconds_per_epoch": steady(s["epoch_seconds"]), "epoch_seconds": s["epoch_seconds"],
+                  "epoch_losses": [h["loss"] for h in s["history"]], "test": t, "device": s["device"]}
+    row(f"train {name}", f"{steady(s['epoch_seconds']):8.4f} s/epoch  loss1 {s['history'][0]['loss']:.6f}  "
+        f"auc {t['auc']:.4f}  acc@thr {t['accuracy_at_threshold']:.4f}  eer {t['eer']:.4f}")
+res["runs"] = runs
+if "cpu" in runs:
+    for name in ("cuda", "cuda_cudnn"):
+        if name not in runs:
+            continue
+        a, c = runs[name], runs["cpu"]
+        dauc = abs(a["test"]["auc"] - c["test"]["auc"])
+        dloss = abs(a["epoch_losses"][0] - c["epoch_losses"][0]) / abs(c["epoch_losses"][0])
+        ok = dauc <= 0.005 and dloss <= 1e-3
+        res[f"agreement_{name}"] = {"auc_diff": dauc, "epoch1_loss_rel_diff": dloss, "ok": ok}
+        row(f"{name} vs cpu", f"{'AGREE' if ok else 'DISAGREE'}: |dAUC| {dauc:.5f} (<= 0.005), epoch-1 loss rel {dloss:.2e} (<= 1e-3)")
+
+# ---- PyTorch
+torch_runs = {}
+for mode in ("eager", "compile"):
+    text = read(f"pytorch_{mode}.log")
+    lines = [l for l in text.splitlines() if l.startswith("RESULT ")]
+    if not lines:
+        row(f"pytorch {mode}", why_not(f"pytorch_{mode}") or "no RESULT line")
+        continue
+    r = json.loads(lines[-1][7:])
+    torch_runs[mode] = r
+    row(f"pytorch {r['device']} {mode}", f"{steady(r['epoch_seconds']):8.4f} s/epoch  auc {r['auc']:.4f}  "
+        f"acc@thr {r['accuracy_at_threshold']:.4f}  (torch {r['torch']})")
+res["pytorch"] = torch_runs
+if runs and torch_runs:
+    ours = {k: v["seconds_per_epoch"] for k, v in runs.items() if k != "cpu"} or {"cpu": runs["cpu"]["seconds_per_epoch"]}
+    parts = [f"ours {k} {v:.4f}" for k, v in ours.items()]
+    best = min(ours.values())
+    for mode, r in torch_runs.items():
+        t = steady(r["epoch_seconds"])
+        parts.append(f"torch {mode} {t:.4f} ({t / best:.1f}x ours)")
+    row("s/epoch, median of 2..", " | ".join(parts))
+
+# ---- compute-sanitizer
+for name in ("memcheck_train", "memcheck_tests", "racecheck"):
+    text = read(name + ".log")
+    refused = re.search(r"(?im)^.*(not supported|unsupported|unable to|could not|failed to initialize).*$", text)
+    summ = re.findall(r"ERROR SUMMARY: (\d+) error", text)
+    st = stages.get(name, {}).get("status")
+    if st is None or st == "skipped":
+        v = why_not(name)
+    elif summ and all(x == "0" for x in summ) and st == "0":
+        v = "clean (ERROR SUMMARY: 0 errors)"
+    elif summ and any(x != "0" for x in summ):
+        first = re.search(r"(?m)^=+ (Invalid|Race|.*Error).*$", text)
+        v = f"{sum(int(x) for x in summ)} ERRORS: " + (first.group(0)[:150] if first else "see log")
+    elif refused and st != "0":
+        v = "SKIPPED (the tool refused: " + refused.group(0).strip()[:120] + ")"
+    else:
+        v = why_not(name) or "no ERROR SUMMARY line"
+    res[name] = v
+    row(f"compute-sanitizer {name}", v)
+
+# ---- profile
+text = read("profile.log")
+prof = [l for l in text.splitlines() if re.match(r"^\S.*\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+%$", l)]
+res["profile"] = prof
+row("profile (1 epoch, eager)", "; ".join(re.sub(r"\s{2,}", " ", l) for l in prof[:4]) if prof else (why_not("profile") or "no table"))
+
+json.dump(res, open(results_path, "w"), indent=1)
+print("\n".join(rows))
