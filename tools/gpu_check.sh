@@ -109,16 +109,13 @@ fi
 #    CMAKE_POLICY_VERSION_MINIMUM lets CMake 4 (pip) read Debian's older package files.
 gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
 prefix=(); [ -d .deps ] && prefix=("-DCMAKE_PREFIX_PATH=$root/.deps")
-build() {
-  cmake -S . -B build-gpu "${gen[@]}" -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CUDA_ARCHITECTURES=90-real;90-virtual" \
-    -DCMAKE_POLICY_VERSION_MINIMUM=3.5 "${prefix[@]}" &&
-  cmake --build build-gpu -j"$jobs"
-}
-stage build 300 build
+stage configure 120 cmake -S . -B build-gpu "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
+  "-DCMAKE_CUDA_ARCHITECTURES=90-real;90-virtual" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 "${prefix[@]}"
 build_rc=$?
+[ $build_rc = 0 ] && { stage build 300 cmake --build build-gpu -j"$jobs"; build_rc=$?; }
 row "build (sm_90)" "$(status_word $build_rc)"
 [ $build_rc = 0 ] || exit 1
-grep -E "siamese: (CUDA|cuDNN)" "$logs/build.log" | sed 's/^-- //' >> "$out/env.txt"
+grep -E "siamese: (CUDA|cuDNN)" "$logs/configure.log" | sed 's/^-- //' >> "$out/env.txt"
 bin=build-gpu/siamese
 [ -x build-gpu/tests/siamese_cuda_tests ] && build-gpu/tests/siamese_cuda_tests --list-test-names-only > "$logs/cuda_test_names.txt" 2>&1
 # cuDNN from the wheel loads its sub-libraries by name: put its folder on the loader's path.

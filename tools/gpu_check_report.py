@@ -35,7 +35,7 @@ def why_not(name):
     st = stages.get(name)
     if st is None:
         m = re.search(r"SKIPPED: (.*)", read(name + ".log"))
-        return "SKIPPED (" + (m.group(1) if m else "not run") + ")"
+        return "SKIPPED (" + (m.group(1) if m else "not reached: an earlier stage failed") + ")"
     rc = st["status"]
     if rc == "skipped":
         return "SKIPPED (time budget spent)"
