@@ -136,6 +136,7 @@ if [ $have_gpu = 1 ]; then
   train cuda_cudnn 90 --device cuda --conv cudnn
 else
   echo "SKIPPED: no GPU" > "$logs/train_cuda.log"
+  echo "SKIPPED: no GPU" > "$logs/train_cuda_cudnn.log"
 fi
 train cpu 150 --device cpu
 
