@@ -140,7 +140,7 @@ public:
         collect_profile();
         for (size_t b = 0; b < all.size(); ++b)
             if (!std::isfinite(all[b])) {
-                const std::vector<float> g = grad_.download();  // the last step's gradient names the layer
+                const std::vector<float> g = grad_.download(stream_.get());  // the last step's gradient names the layer
                 const std::string bad = first_nonfinite_tensor(L_, g.data());
                 throw DataError("training diverged: non-finite loss in batch " + std::to_string(b + 1) + " of the epoch" +
                                 (bad.empty() ? std::string() : " (non-finite gradient in " + bad + ")"));

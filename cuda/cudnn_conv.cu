@@ -26,16 +26,20 @@ bool documented_nondeterministic(cudnnConvolutionBwdFilterAlgo_t a) {
 }
 bool documented_nondeterministic(cudnnConvolutionBwdDataAlgo_t a) { return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_0; }
 
-template <class Perf>
-const Perf* pick_algorithm(const Perf* perf, int n, const char* what) {
+// The best ranked heuristic result that succeeded, is deterministic, uses no tensor ops (TF32
+// would change the arithmetic against the FP32 reference) and fits the workspace limit; when
+// the heuristics offer none, `fallback` (documented deterministic: IMPLICIT_PRECOMP_GEMM
+// forward, ALGO_1 backward), marked "(fallback)" in describe().
+template <class Perf, class Algo>
+Algo pick_algorithm(const Perf* perf, int n, Algo fallback, bool* fell_back) {
     for (int i = 0; i < n; ++i)
         if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
             !documented_nondeterministic(perf[i].algo) &&
             perf[i].mathType != CUDNN_TENSOR_OP_MATH && perf[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
             perf[i].memory <= kMaxWorkspaceBytes)
-            return &perf[i];
-    throw DeviceError(std::string("cuDNN offers no deterministic FP32 ") + what +
-                      " algorithm for this convolution shape (use --conv custom)");
+            return perf[i].algo;
+    *fell_back = true;
+    return fallback;
 }
 
 __global__ void gather_images_kernel(const float* __restrict__ in, const int* __restrict__ gather, int n, int elems,
@@ -120,18 +124,15 @@ void CudnnConvBlock::choose_algorithms() {
     cudnnConvolutionFwdAlgoPerf_t fwd[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h_, x_desc_, w_desc_, conv_desc_, y_desc_,
                                                        CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, fwd));
-    const auto* f = pick_algorithm(fwd, got, "forward");
+    fwd_algo_ = pick_algorithm(fwd, got, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, &fell_back_[0]);
     cudnnConvolutionBwdFilterAlgoPerf_t bwf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h_, x_desc_, y_desc_, conv_desc_, w_desc_,
                                                               CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, bwf));
-    const auto* bf = pick_algorithm(bwf, got, "backward-filter");
+    bwd_filter_algo_ = pick_algorithm(bwf, got, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, &fell_back_[1]);
     cudnnConvolutionBwdDataAlgoPerf_t bwd[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h_, w_desc_, y_desc_, conv_desc_, x_desc_,
                                                             CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, bwd));
-    const auto* bd = pick_algorithm(bwd, got, "backward-data");
-    fwd_algo_ = f->algo;
-    bwd_filter_algo_ = bf->algo;
-    bwd_data_algo_ = bd->algo;
+    bwd_data_algo_ = pick_algorithm(bwd, got, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, &fell_back_[2]);
     // The workspace the chosen algorithms need, asked of cuDNN directly rather than trusting the
     // heuristic's estimate; set_batch asks again for every other batch size.
     ensure_workspace();
@@ -142,13 +143,14 @@ std::string CudnnConvBlock::describe() const {
                                       "FFT", "FFT_TILING", "WINOGRAD", "WINOGRAD_NONFUSED"};
     static const char* filter_names[] = {"ALGO_0", "ALGO_1", "FFT", "ALGO_3", "WINOGRAD", "WINOGRAD_NONFUSED", "FFT_TILING"};
     static const char* data_names[] = {"ALGO_0", "ALGO_1", "FFT", "FFT_TILING", "WINOGRAD", "WINOGRAD_NONFUSED"};
-    auto name = [](const char* const* names, int count, int algo) {
-        return algo >= 0 && algo < count ? std::string(names[algo]) : "algo " + std::to_string(algo);
+    auto name = [this](const char* const* names, int count, int algo, int which) {
+        return (algo >= 0 && algo < count ? std::string(names[algo]) : "algo " + std::to_string(algo)) +
+               (fell_back_[which] ? " (fallback: the heuristics offered no deterministic FP32 choice)" : "");
     };
     char ws[32];
     std::snprintf(ws, sizeof ws, "%.2f MiB", double(workspace_.size()) / (1 << 20));
-    return "fwd " + name(fwd_names, 8, int(fwd_algo_)) + ", bwd filter " + name(filter_names, 7, int(bwd_filter_algo_)) +
-           ", bwd data " + name(data_names, 6, int(bwd_data_algo_)) + ", workspace " + ws;
+    return "fwd " + name(fwd_names, 8, int(fwd_algo_), 0) + ", bwd filter " + name(filter_names, 7, int(bwd_filter_algo_), 1) +
+           ", bwd data " + name(data_names, 6, int(bwd_data_algo_), 2) + ", workspace " + ws;
 }
 
 std::vector<const void*> CudnnConvBlock::device_pointers() const {

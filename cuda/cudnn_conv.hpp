@@ -25,7 +25,6 @@ namespace siamese::cuda {
 
 class CudnnConvBlock {
 public:
-    // Throws DeviceError when cuDNN offers no deterministic FP32 algorithm for the shape.
     CudnnConvBlock(cudnnHandle_t h, const ConvShape& s, int max_n);
     ~CudnnConvBlock();
     CudnnConvBlock(const CudnnConvBlock&) = delete;
@@ -60,6 +59,7 @@ private:
     cudnnConvolutionFwdAlgo_t fwd_algo_{};
     cudnnConvolutionBwdFilterAlgo_t bwd_filter_algo_{};
     cudnnConvolutionBwdDataAlgo_t bwd_data_algo_{};
+    bool fell_back_[3] = {false, false, false};
 };
 
 }  // namespace siamese::cuda

@@ -87,6 +87,8 @@ for name in ("cuda", "cuda_cudnn", "cpu"):
     row(f"train {name}", f"{steady(s['epoch_seconds']):8.4f} s/epoch  loss1 {s['history'][0]['loss']:.6f}  "
         f"auc {t['auc']:.4f}  acc@thr {t['accuracy_at_threshold']:.4f}  eer {t['eer']:.4f}")
 res["runs"] = runs
+if "cuda_cudnn" in runs:
+    row("cuDNN algorithms", runs["cuda_cudnn"]["device"][:300])
 if "cpu" in runs:
     for name in ("cuda", "cuda_cudnn"):
         if name not in runs:
