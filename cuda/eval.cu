@@ -10,8 +10,9 @@
 #include "buffer.hpp"
 #include "check.hpp"
 #include "kernels.hpp"
+#include "launch.hpp"
 #include "nvtx.hpp"
-#include "siamese/loss.hpp"
+#include "siamese/rules.hpp"
 
 namespace siamese::cuda {
 
@@ -25,14 +26,14 @@ __global__ void pair_distance_kernel(const float* __restrict__ emb, int E, const
     const float* y = emb + size_t(b[i]) * E;
     float s = 0.0f;
     for (int k = 0; k < E; ++k) s += (x[k] - y[k]) * (x[k] - y[k]);
-    d[i] = sqrtf(fmaxf(s, float(kDistanceEps)));
+    d[i] = safe_distance(s);
 }
 
 }  // namespace
 
 void pair_distances(const float* emb, int E, const int* a, const int* b, int n, float* d, cudaStream_t stream) {
     NvtxRange r("pair_distances");
-    pair_distance_kernel<<<unsigned((n + 255) / 256), 256, 0, stream>>>(emb, E, a, b, n, d);
+    pair_distance_kernel<<<blocks_for(n), kThreads, 0, stream>>>(emb, E, a, b, n, d);
     CUDA_CHECK_LAUNCH();
 }
 

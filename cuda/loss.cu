@@ -1,11 +1,13 @@
 // Distance + contrastive loss fused: one kernel gives each pair's distance, its loss term, the
 // gradients w.r.t. both embeddings and the batch mean (fixed-order tree reduction in one block,
-// so the loss is bit-identical run to run). Reference: include/siamese/loss.hpp.
+// so the loss is bit-identical run to run). Reference: include/siamese/loss.hpp; the
+// per-pair rules are those of include/siamese/rules.hpp.
 // Shapes: any count >= 1, any E; one block of 256 threads strides over the pairs.
 #include "check.hpp"
 #include "kernels.hpp"
 #include "nvtx.hpp"
-#include "siamese/loss.hpp"
+#include "launch.hpp"
+#include "siamese/rules.hpp"
 
 namespace siamese::cuda {
 
@@ -19,19 +21,17 @@ __global__ void contrastive_loss_kernel(const float* __restrict__ emb, int count
                                         float* __restrict__ dist) {
     __shared__ float partial[kLossThreads];
     const float* y = labels + (st ? st->first : 0);
-    const float eps = float(kDistanceEps);
     float part = 0.0f;
     for (int i = threadIdx.x; i < count; i += blockDim.x) {
         const float* a = emb + size_t(i) * E;
         const float* b = emb + size_t(count + i) * E;
         float s = 0.0f;
         for (int k = 0; k < E; ++k) s += (a[k] - b[k]) * (a[k] - b[k]);
-        const bool clamped = s < eps;
-        const float d = sqrtf(clamped ? eps : s);
-        const float hinge = margin - d > 0.0f ? margin - d : 0.0f;
-        part += y[i] * d * d + (1.0f - y[i]) * hinge * hinge;
+        const bool clamped = distance_clamped(s);
+        const float d = safe_distance(s);
+        part += contrastive_term(d, y[i], margin);
         if (dist) dist[i] = d;
-        const float coef = clamped ? 0.0f : (2.0f * y[i] * d - 2.0f * (1.0f - y[i]) * hinge) / (float(count) * d);
+        const float coef = contrastive_grad_coef(d, y[i], margin, clamped, count);
         for (int k = 0; k < E; ++k) {
             const float diff = a[k] - b[k];
             g[size_t(i) * E + k] = coef * diff;

@@ -5,25 +5,18 @@
 
 #include "check.hpp"
 #include "kernels.hpp"
+#include "launch.hpp"
 #include "nvtx.hpp"
 
 namespace siamese::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
-
 __global__ void optimizer_kernel(OptimizerConfig c, float* __restrict__ p, const float* __restrict__ g,
                                  float* __restrict__ s, size_t n, const StepState* __restrict__ st) {
     const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    OptStepScalars k;
-    if (c.kind == OptKind::Adam) {  // bias corrections for t = step + 1, in double as on the CPU
-        const double t = double(st->step + 1);
-        k.bc1 = float(1.0 - pow(double(c.beta1), t));
-        k.bc2 = float(1.0 - pow(double(c.beta2), t));
-    }
-    optimizer_update(c, k, p[i], g[i], s[i], s[n + i]);
+    optimizer_update(c, opt_scalars(c, st->step + 1), p[i], g[i], s[i], s[n + i]);
 }
 
 __global__ void build_gather_kernel(const int* __restrict__ a, const int* __restrict__ b,
@@ -44,13 +37,13 @@ __global__ void advance_state_kernel(StepState* st, int count) {
 void optimizer_step(const OptimizerConfig& c, float* params, const float* grad, float* state, size_t n,
                     const StepState* st, cudaStream_t stream) {
     NvtxRange r("optimizer_step");
-    optimizer_kernel<<<unsigned((n + kThreads - 1) / kThreads), kThreads, 0, stream>>>(c, params, grad, state, n, st);
+    optimizer_kernel<<<blocks_for(long(n)), kThreads, 0, stream>>>(c, params, grad, state, n, st);
     CUDA_CHECK_LAUNCH();
 }
 
 void build_gather(const int* a, const int* b, const StepState* st, int count, int* gather, cudaStream_t stream) {
     NvtxRange r("build_gather");
-    build_gather_kernel<<<unsigned((2 * count + kThreads - 1) / kThreads), kThreads, 0, stream>>>(a, b, st, count, gather);
+    build_gather_kernel<<<blocks_for(2L * count), kThreads, 0, stream>>>(a, b, st, count, gather);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -9,6 +9,7 @@
 #include "siamese/checkpoint.hpp"
 #include "siamese/common.hpp"
 #include "siamese/dataset.hpp"
+#include "siamese/rules.hpp"
 
 namespace siamese {
 
@@ -108,7 +109,7 @@ std::vector<PersonMatch> rank_people(const Gallery& g, const float* probe, bool 
                 s += (probe[k] - m) * (probe[k] - m);
             }
         }
-        out.push_back({p, float(std::sqrt(std::max(s, 1e-7)))});
+        out.push_back({p, float(safe_distance(s))});
     }
     std::stable_sort(out.begin(), out.end(), [](const PersonMatch& a, const PersonMatch& b) { return a.distance < b.distance; });
     return out;
@@ -199,6 +200,7 @@ IdentifyReport identify_on_bank(const std::vector<float>& emb, int E, const Imag
     for (double* v : {&sum.rank1, &sum.rank5, &sum.dir_far1, &sum.dir_far10, &sum.threshold_far1, &sum.threshold_far10})
         *v /= draws;
     sum.gallery_people = int(gallery_people.size());
+    sum.draws = draws;
     return sum;
 }
 

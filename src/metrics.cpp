@@ -6,6 +6,8 @@
 #include <numeric>
 
 #include "siamese/common.hpp"
+#include "siamese/gallery.hpp"
+#include "siamese/rules.hpp"
 
 namespace siamese {
 
@@ -16,7 +18,7 @@ std::vector<float> pair_distances(const std::vector<float>& emb, int E, const Pa
         const float* b = emb.data() + size_t(pairs.b[i]) * E;
         double s = 0;
         for (int k = 0; k < E; ++k) s += double(a[k] - b[k]) * double(a[k] - b[k]);
-        d[i] = float(std::sqrt(std::max(s, 1e-7)));  // same safe sqrt as the loss
+        d[i] = float(safe_distance(s));  // the loss's safe sqrt
     }
     return d;
 }
@@ -119,32 +121,11 @@ double tutorial_metric(const std::vector<float>& d, const std::vector<float>& y)
 
 double oneshot_accuracy(const std::vector<float>& emb, int E, const ImageBank& bank, const std::vector<int>& people,
                         int draws, uint64_t seed) {
-    Rng r(seed);
-    double sum = 0;
-    int used = 0;
-    for (int t = 0; t < draws; ++t) {
-        std::vector<int> gallery;
-        for (int p : people) gallery.push_back(bank.images_of[p][r.below(bank.images_of[p].size())]);
-        long right = 0, total = 0;
-        for (size_t gi = 0; gi < people.size(); ++gi) {
-            for (int probe : bank.images_of[people[gi]]) {
-                if (probe == gallery[gi]) continue;
-                double best = std::numeric_limits<double>::infinity();
-                size_t arg = 0;
-                for (size_t gj = 0; gj < gallery.size(); ++gj) {
-                    const float* a = emb.data() + size_t(probe) * E;
-                    const float* b = emb.data() + size_t(gallery[gj]) * E;
-                    double s = 0;
-                    for (int k = 0; k < E; ++k) s += double(a[k] - b[k]) * double(a[k] - b[k]);
-                    if (s < best) { best = s; arg = gj; }
-                }
-                right += arg == gi;
-                ++total;
-            }
-        }
-        if (total) { sum += double(right) / double(total); ++used; }
-    }
-    return used ? sum / used : std::numeric_limits<double>::quiet_NaN();
+    // N-way one-shot = closed-set identification with one enrolled photo per person and every
+    // other photo of the same people as a probe: the gallery's rule, not a copy of it.
+    if (people.empty() || draws < 1) return std::numeric_limits<double>::quiet_NaN();
+    const IdentifyReport r = identify_on_bank(emb, E, bank, people, people, 1, draws, seed, false);
+    return r.known_probes ? r.rank1 : std::numeric_limits<double>::quiet_NaN();
 }
 
 TestReport evaluate_pairs(const std::vector<float>& d, const std::vector<float>& y, double threshold) {

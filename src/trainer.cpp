@@ -7,6 +7,7 @@
 
 #include "siamese/checkpoint.hpp"
 #include "siamese/common.hpp"
+#include "siamese/rules.hpp"
 
 namespace siamese {
 
@@ -23,10 +24,7 @@ PairSet epoch_order(const PairSet& train, uint64_t seed, int epoch) {
 double contrastive_loss_of(const std::vector<float>& d, const std::vector<float>& y, double margin) {
     if (d.empty()) return 0;
     double s = 0;
-    for (size_t i = 0; i < d.size(); ++i) {
-        const double h = std::max(margin - double(d[i]), 0.0);
-        s += y[i] * double(d[i]) * d[i] + (1.0 - y[i]) * h * h;
-    }
+    for (size_t i = 0; i < d.size(); ++i) s += contrastive_term(double(d[i]), double(y[i]), margin);
     return s / double(d.size());
 }
 
@@ -96,12 +94,15 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const TrainOpt
 
 TestReport evaluate_model(Backend& backend, const ImageBank& bank, const PairSet& pairs, double threshold,
                           const std::vector<int>& oneshot_people, uint64_t seed, std::vector<float>* distances,
-                          std::vector<float>* embeddings) {
+                          std::vector<float>* embeddings, int draws) {
     const std::vector<float> emb = backend.embed_bank();
     const int E = backend.embed_dim();
     const std::vector<float> d = backend.bank_pair_distances(pairs);
     TestReport r = evaluate_pairs(d, pairs.label, threshold);
-    if (!oneshot_people.empty()) r.oneshot_accuracy = oneshot_accuracy(emb, E, bank, oneshot_people, 20, seed);
+    if (!oneshot_people.empty()) {
+        r.oneshot_accuracy = oneshot_accuracy(emb, E, bank, oneshot_people, draws, seed);
+        r.oneshot_draws = draws;
+    }
     if (distances) *distances = d;
     if (embeddings) *embeddings = emb;
     return r;

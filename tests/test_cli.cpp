@@ -94,6 +94,11 @@ TEST_CASE("synth, train, verify and eval work end to end", "[cli][training]") {
     const auto j = nlohmann::json::parse(e.out);
     CHECK(j["pairs"] == 66);  // 12 images: 12*11/2
     CHECK(j.contains("oneshot_accuracy"));
+    CHECK(j["oneshot_draws"] == 20);
+    // --draws reaches the one-shot figure (it was once ignored: always 20 draws).
+    const auto d = run_cli("eval --json --draws 3 --model " + dir + "/run/model.safetensors --data " + dir + "/faces --people 4-6");
+    REQUIRE(d.status == 0);
+    CHECK(nlohmann::json::parse(d.out)["oneshot_draws"] == 3);
 }
 
 TEST_CASE("asking for cuda without a usable GPU is a device error (exit 4), not a data error", "[cli]") {

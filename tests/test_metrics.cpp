@@ -36,6 +36,8 @@ TEST_CASE("one-shot identification on hand-made embeddings", "[metrics]") {
     ImageBank bank;
     bank.images_of = {{0, 1}, {2, 3}, {4, 5}};
     bank.person = {0, 0, 1, 1, 2, 2};
+    bank.people = {"p0", "p1", "p2"};
+    bank.files = {"a", "b", "c", "d", "e", "f"};
     std::vector<float> emb = {0, 0.1f, 10, 10.1f, 20, 20.1f};
     CHECK(oneshot_accuracy(emb, 1, bank, {0, 1, 2}, 20, 1) == Approx(1.0));
     // Person 2's second image sits among person 0's. 3 probes per draw. Gallery image 20 for
@@ -44,6 +46,9 @@ TEST_CASE("one-shot identification on hand-made embeddings", "[metrics]") {
     // 200 draws its sd is about 0.012.
     emb = {0, 0.1f, 10, 10.1f, 20, 0.05f};
     CHECK(oneshot_accuracy(emb, 1, bank, {0, 1, 2}, 200, 1) == Approx(0.5).margin(0.06));
+    // One draw is 1/3 or 2/3, never the 200-draw mean: the number of draws is honoured.
+    const double one = oneshot_accuracy(emb, 1, bank, {0, 1, 2}, 1, 1);
+    CHECK((one == Approx(1.0 / 3) || one == Approx(2.0 / 3)));
 }
 
 TEST_CASE("pair distances from embeddings", "[metrics]") {

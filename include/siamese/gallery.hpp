@@ -37,6 +37,7 @@ std::vector<PersonMatch> rank_people(const Gallery& g, const float* probe, bool 
 // Open-set identification figures for probes of enrolled people (known) and of strangers.
 struct IdentifyReport {
     int known_probes = 0, stranger_probes = 0, gallery_people = 0;
+    int draws = 1;                            // gallery draws the figures are the mean of
     double rank1 = 0, rank5 = 0;              // closed set: correct person at rank 1 / within 5
     double dir_far1 = 0, dir_far10 = 0;       // detection-and-identification rate at FAR 1% / 10%
     double threshold_far1 = 0, threshold_far10 = 0;

@@ -4,9 +4,9 @@
 #pragma once
 #include <cmath>
 
-namespace siamese {
+#include "siamese/rules.hpp"  // the distance and loss rules
 
-constexpr double kDistanceEps = 1e-7;  // K.epsilon(), as in the reference recipe
+namespace siamese {
 
 // Returns the mean loss; writes distances (B) when `dist` is set and the gradients with respect
 // to both embeddings (B,E) when `ga`/`gb` are set. Batch sums run in index order.
@@ -18,14 +18,12 @@ T contrastive_loss(const T* ea, const T* eb, const float* y, int B, int E, T mar
         const T* b = eb + size_t(i) * E;
         T s = 0;
         for (int k = 0; k < E; ++k) s += (a[k] - b[k]) * (a[k] - b[k]);
-        const bool clamped = s < T(kDistanceEps);
-        const T d = std::sqrt(clamped ? T(kDistanceEps) : s);
-        const T hinge = margin - d > T(0) ? margin - d : T(0);
-        total += T(y[i]) * d * d + (T(1) - T(y[i])) * hinge * hinge;
+        const bool clamped = distance_clamped(s);
+        const T d = safe_distance(s);
+        total += contrastive_term(d, T(y[i]), margin);
         if (dist) dist[i] = d;
         if (ga) {
-            // dL/dd = (2 y d - 2 (1-y) hinge) / B; dd/da = (a-b)/d; zero where the sqrt is clamped.
-            const T coef = clamped ? T(0) : (T(2) * T(y[i]) * d - T(2) * (T(1) - T(y[i])) * hinge) / (T(B) * d);
+            const T coef = contrastive_grad_coef(d, T(y[i]), margin, clamped, B);
             for (int k = 0; k < E; ++k) {
                 ga[size_t(i) * E + k] = coef * (a[k] - b[k]);
                 gb[size_t(i) * E + k] = -coef * (a[k] - b[k]);

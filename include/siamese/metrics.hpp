@@ -40,6 +40,7 @@ struct TestReport {
     int pairs = 0, genuine = 0;
     double accuracy = 0, accuracy_at_threshold = 0, auc = 0, eer = 0, tutorial_metric = 0;
     double oneshot_accuracy = -1;  // < 0: not computed (tutorial protocol)
+    int oneshot_draws = 0;         // gallery draws the one-shot figure is the mean of
 };
 
 TestReport evaluate_pairs(const std::vector<float>& d, const std::vector<float>& y, double threshold);

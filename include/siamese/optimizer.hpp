@@ -27,15 +27,21 @@ struct OptimizerConfig {
 OptKind parse_optimizer(const std::string& name);  // throws UsageError
 std::string optimizer_name(OptKind k);
 
-// Per-step scalars: Adam's bias corrections for step t (1-based).
+// Per-step scalars: Adam's bias corrections for step t (1-based), in double, on the host loop
+// and in the CUDA kernel alike.
 struct OptStepScalars {
     float bc1 = 1, bc2 = 1;
 };
-inline OptStepScalars opt_scalars(const OptimizerConfig& c, uint64_t t) {
+SIAMESE_HD OptStepScalars opt_scalars(const OptimizerConfig& c, uint64_t t) {
     OptStepScalars s;
     if (c.kind == OptKind::Adam) {
+#if defined(__CUDA_ARCH__)
+        s.bc1 = float(1.0 - pow(double(c.beta1), double(t)));
+        s.bc2 = float(1.0 - pow(double(c.beta2), double(t)));
+#else
         s.bc1 = float(1.0 - std::pow(double(c.beta1), double(t)));
         s.bc2 = float(1.0 - std::pow(double(c.beta2), double(t)));
+#endif
     }
     return s;
 }

@@ -1,7 +1,9 @@
 // The per-element rules of the network, written once as __host__ __device__ functions: the CPU
-// reference (include/siamese/layers.hpp, twin_cpu.hpp) and the CUDA kernels (cuda/) both call
-// them, so the two engines cannot drift apart on a NaN, a tie or a dropout mask.
+// reference (include/siamese/layers.hpp, twin_cpu.hpp, loss.hpp), the evaluation code and the
+// CUDA kernels (cuda/) all call them, so the engines cannot drift apart on a NaN, a tie, a
+// dropout mask or an epsilon. (The optimizer's rule, optimizer_update, is in optimizer.hpp.)
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "siamese/philox.hpp"  // SIAMESE_HD, the dropout stream
@@ -34,5 +36,38 @@ SIAMESE_HD unsigned dropout_keep_mask4(uint64_t seed, uint64_t step, uint32_t la
 // Inverted dropout's scale of a kept unit (float when training; double in the gradient checks).
 template <class T = float>
 SIAMESE_HD T dropout_keep_scale(float rate) { return rate > 0.0f ? T(1) / (T(1) - T(rate)) : T(1); }
+
+// ---- distance and contrastive loss
+//   d = sqrt(max(|a-b|^2, eps))                  Keras' safe sqrt: a finite gradient at d = 0
+//   term = y d^2 + (1-y) max(margin - d, 0)^2    the loss is the batch mean of the terms
+constexpr double kDistanceEps = 1e-7;  // K.epsilon(), as in the reference recipe
+
+template <class T>
+SIAMESE_HD T hd_sqrt(T x) {
+#if defined(__CUDA_ARCH__)
+    return sqrt(x);
+#else
+    return std::sqrt(x);
+#endif
+}
+// Is the squared distance below eps (the sqrt then clamped, and its gradient zero)? NaN is not.
+template <class T>
+SIAMESE_HD bool distance_clamped(T sq) { return sq < T(kDistanceEps); }
+// The distance from the squared distance; NaN stays NaN.
+template <class T>
+SIAMESE_HD T safe_distance(T sq) { return hd_sqrt(distance_clamped(sq) ? T(kDistanceEps) : sq); }
+template <class T>
+SIAMESE_HD T contrastive_hinge(T d, T margin) { return margin - d > T(0) ? margin - d : T(0); }
+template <class T>
+SIAMESE_HD T contrastive_term(T d, T y, T margin) {
+    const T hinge = contrastive_hinge(d, margin);
+    return y * d * d + (T(1) - y) * hinge * hinge;
+}
+// dL/d(a-b) = coef * (a - b) for the mean over `count` pairs: dL/dd = (2 y d - 2 (1-y) hinge)
+// / count, dd/d(a-b) = (a-b)/d; zero where the sqrt is clamped.
+template <class T>
+SIAMESE_HD T contrastive_grad_coef(T d, T y, T margin, bool clamped, int count) {
+    return clamped ? T(0) : (T(2) * y * d - T(2) * (T(1) - y) * contrastive_hinge(d, margin)) / (T(count) * d);
+}
 
 }  // namespace siamese

@@ -53,10 +53,12 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const TrainOpt
 // Mean contrastive loss of pairs given their distances.
 double contrastive_loss_of(const std::vector<float>& d, const std::vector<float>& y, double margin);
 
-// Test figures of `pairs` from the backend's current weights; one-shot over `people` when set.
-// The test distances and the bank's embeddings are returned through the optional pointers.
+// Test figures of `pairs` from the backend's current weights; one-shot over `people` when set,
+// averaged over `draws` seeded gallery draws. The test distances and the bank's embeddings are
+// returned through the optional pointers.
+constexpr int kDefaultDraws = 20;
 TestReport evaluate_model(Backend& backend, const ImageBank& bank, const PairSet& pairs, double threshold,
                           const std::vector<int>& oneshot_people, uint64_t seed, std::vector<float>* distances = nullptr,
-                          std::vector<float>* embeddings = nullptr);
+                          std::vector<float>* embeddings = nullptr, int draws = kDefaultDraws);
 
 }  // namespace siamese

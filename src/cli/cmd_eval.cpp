@@ -66,7 +66,8 @@ Runner add_eval(CLI::App& app) {
         }
         if (people.size() < 2) throw UsageError("--people must name at least two people");
         const PairSet pairs = all_pairs(bank, people);
-        const TestReport r = evaluate_model(*m.backend, bank, pairs, m.model.threshold, people, a->seed);
+        const TestReport r = evaluate_model(*m.backend, bank, pairs, m.model.threshold, people, a->seed, nullptr, nullptr,
+                                              a->draws);
         if (a->json) {
             nlohmann::json j = report_to_json(r);
             j["threshold"] = m.model.threshold;

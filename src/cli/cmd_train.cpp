@@ -119,7 +119,10 @@ nlohmann::json report_to_json(const TestReport& r) {
                         {"auc", r.auc},
                         {"eer", r.eer},
                         {"tutorial_metric", r.tutorial_metric}};
-    if (r.oneshot_accuracy >= 0) j["oneshot_accuracy"] = r.oneshot_accuracy;
+    if (r.oneshot_accuracy >= 0) {
+        j["oneshot_accuracy"] = r.oneshot_accuracy;
+        j["oneshot_draws"] = r.oneshot_draws;
+    }
     return j;
 }
 
@@ -130,8 +133,8 @@ nlohmann::json identify_to_json(const IdentifyReport& r) {
 }
 
 void print_identify(const IdentifyReport& r) {
-    std::printf("identification: %d enrolled people, %d probes of them, %d stranger probes (mean of 20 draws)\n",
-                r.gallery_people, r.known_probes, r.stranger_probes);
+    std::printf("identification: %d enrolled people, %d probes of them, %d stranger probes (mean of %d draws)\n",
+                r.gallery_people, r.known_probes, r.stranger_probes, r.draws);
     std::printf("  closed set rank-1 %.4f  rank-5 %.4f\n", r.rank1, r.rank5);
     std::printf("  open set detection-and-identification rate: %.4f at 1%% false alarms, %.4f at 10%%\n", r.dir_far1,
                 r.dir_far10);
@@ -145,7 +148,8 @@ void print_report(const TestReport& r, double threshold) {
     std::printf("  EER                          %.4f\n", r.eer);
     std::printf("  tutorial_metric              %.4f  (precision of 'genuine' at d < 0.5, the tutorial's \"accuracy\")\n",
                 r.tutorial_metric);
-    if (r.oneshot_accuracy >= 0) std::printf("  one-shot identification      %.4f\n", r.oneshot_accuracy);
+    if (r.oneshot_accuracy >= 0)
+        std::printf("  one-shot identification      %.4f  (mean of %d draws)\n", r.oneshot_accuracy, r.oneshot_draws);
 }
 
 Runner add_train(CLI::App& app) {

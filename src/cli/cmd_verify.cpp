@@ -4,6 +4,7 @@
 
 #include "commands.hpp"
 #include "model_io.hpp"
+#include "siamese/rules.hpp"
 
 namespace siamese::cli {
 
@@ -24,7 +25,7 @@ Runner add_verify(CLI::App& app) {
         const int E = m.backend->embed_dim();
         double s = 0;
         for (int k = 0; k < E; ++k) s += double(e[k] - e[E + k]) * (e[k] - e[E + k]);
-        const double d = std::sqrt(std::max(s, 1e-7));
+        const double d = safe_distance(s);
         std::printf("distance %.4f  threshold %.4f  %s\n", d, m.model.threshold, d < m.model.threshold ? "same" : "different");
         return 0;
     };
