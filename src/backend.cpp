@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "siamese/common.hpp"
 #include "siamese/metrics.hpp"
 
 namespace siamese {

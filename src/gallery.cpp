@@ -1,6 +1,7 @@
 #include "siamese/gallery.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -202,6 +203,20 @@ IdentifyReport identify_on_bank(const std::vector<float>& emb, int E, const Imag
     sum.gallery_people = int(gallery_people.size());
     sum.draws = draws;
     return sum;
+}
+
+nlohmann::json identify_to_json(const IdentifyReport& r) {
+    return {{"gallery_people", r.gallery_people}, {"known_probes", r.known_probes}, {"stranger_probes", r.stranger_probes},
+            {"rank1", r.rank1}, {"rank5", r.rank5}, {"dir_at_far_1pct", r.dir_far1}, {"dir_at_far_10pct", r.dir_far10},
+            {"threshold_far_1pct", r.threshold_far1}, {"threshold_far_10pct", r.threshold_far10}};
+}
+
+void print_identify(const IdentifyReport& r) {
+    std::printf("identification: %d enrolled people, %d probes of them, %d stranger probes (mean of %d draws)\n",
+                r.gallery_people, r.known_probes, r.stranger_probes, r.draws);
+    std::printf("  closed set rank-1 %.4f  rank-5 %.4f\n", r.rank1, r.rank5);
+    std::printf("  open set detection-and-identification rate: %.4f at 1%% false alarms, %.4f at 10%%\n", r.dir_far1,
+                r.dir_far10);
 }
 
 }  // namespace siamese

@@ -1,6 +1,8 @@
 #include "siamese/metrics.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <nlohmann/json.hpp>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -138,6 +140,33 @@ TestReport evaluate_pairs(const std::vector<float>& d, const std::vector<float>&
     r.eer = equal_error_rate(d, y);
     r.tutorial_metric = tutorial_metric(d, y);
     return r;
+}
+
+nlohmann::json report_to_json(const TestReport& r) {
+    nlohmann::json j = {{"pairs", r.pairs},
+                        {"genuine_pairs", r.genuine},
+                        {"accuracy", r.accuracy},
+                        {"accuracy_at_threshold", r.accuracy_at_threshold},
+                        {"auc", r.auc},
+                        {"eer", r.eer},
+                        {"tutorial_metric", r.tutorial_metric}};
+    if (r.oneshot_accuracy >= 0) {
+        j["oneshot_accuracy"] = r.oneshot_accuracy;
+        j["oneshot_draws"] = r.oneshot_draws;
+    }
+    return j;
+}
+
+void print_report(const TestReport& r, double threshold) {
+    std::printf("test pairs %d (%d genuine)\n", r.pairs, r.genuine);
+    std::printf("  accuracy at d < 0.5          %.4f\n", r.accuracy);
+    std::printf("  accuracy at threshold %.3f   %.4f\n", threshold, r.accuracy_at_threshold);
+    std::printf("  ROC AUC                      %.4f\n", r.auc);
+    std::printf("  EER                          %.4f\n", r.eer);
+    std::printf("  tutorial_metric              %.4f  (precision of 'genuine' at d < 0.5, the tutorial's \"accuracy\")\n",
+                r.tutorial_metric);
+    if (r.oneshot_accuracy >= 0)
+        std::printf("  one-shot identification      %.4f  (mean of %d draws)\n", r.oneshot_accuracy, r.oneshot_draws);
 }
 
 }  // namespace siamese

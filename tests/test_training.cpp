@@ -5,7 +5,12 @@
 #include "siamese/backend.hpp"
 #include "siamese/dataset.hpp"
 #include "siamese/synth.hpp"
+#include "siamese/pgm.hpp"
+#include "siamese/run.hpp"
 #include "siamese/trainer.hpp"
+#include "test_util.hpp"
+
+#include <filesystem>
 
 using namespace siamese;
 
@@ -100,4 +105,43 @@ TEST_CASE("train_batch refuses a range beyond the epoch's pairs (every backend c
     CHECK_THROWS_AS(be->train_batch(0, 0, 0), std::logic_error);
     CHECK_NOTHROW(be->train_batch(n - 3, 3, 0));  // the exact end is fine
     CHECK(be->batch_losses().size() == 1);
+}
+
+TEST_CASE("a whole training run is one library call, observed as it goes", "[training][run]") {
+    SynthOptions so;
+    so.people = 6;
+    so.images = 4;
+    const std::string dir = testutil::temp_dir("run_call");
+    write_synth(dir + "/faces", so);
+    RunSpec spec;
+    spec.recipe.data = dir + "/faces";
+    spec.recipe.protocol = "people";
+    spec.recipe.test_people = "5-6";
+    spec.recipe.epochs = 2;
+    spec.device = "cpu";
+    spec.threads = 1;
+    spec.out = dir + "/run";
+    struct Seen : RunObserver {
+        RunStart start;
+        int epochs = 0, batches = 0, evaluations = 0;
+        void started(const RunStart& s) override { start = s; }
+        void batch(int, int, int) override { ++batches; }
+        void epoch(const EpochStats& s) override { epochs = s.epoch; }
+        void evaluated(const RunOutcome&) override { ++evaluations; }
+    } seen;
+    const RunOutcome o = run_training(spec, seen);
+    CHECK(seen.start.people == 6);
+    CHECK(seen.start.device == "cpu");
+    CHECK(seen.epochs == 2);
+    CHECK(seen.batches == 2 * ((seen.start.train_pairs + 127) / 128));
+    CHECK(seen.evaluations == 1);
+    CHECK(o.identified);
+    CHECK(o.test.auc > 0.5);
+    for (const char* f : {"model.safetensors", "summary.json", "metrics.jsonl", "state.safetensors", "report.html"})
+        CHECK(std::filesystem::exists(dir + "/run/" + f));
+    // The same spec again: the same model, bit for bit.
+    spec.out = dir + "/run2";
+    RunObserver quiet;
+    run_training(spec, quiet);
+    CHECK(siamese::read_file_bytes(dir + "/run/model.safetensors") == siamese::read_file_bytes(dir + "/run2/model.safetensors"));
 }

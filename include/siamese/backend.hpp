@@ -69,7 +69,9 @@ std::unique_ptr<Backend> make_cpu_backend(const TrainHyper& h, int threads);
 
 // True when the CUDA engine is built in and a device answers; otherwise `why` says why not.
 bool cuda_device_available(std::string* why);
-// Throws DataError with a clear message when CUDA is not built or no device is present.
+// Throws DeviceError with a clear message when CUDA is not built or no device is present.
 std::unique_ptr<Backend> make_cuda_backend(const TrainHyper& h);
+// "cpu", "cuda" or "auto" (CUDA when a device answers, else the CPU); UsageError otherwise.
+std::unique_ptr<Backend> make_backend(const std::string& device, const TrainHyper& h, int threads);
 
 }  // namespace siamese

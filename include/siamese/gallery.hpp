@@ -1,6 +1,7 @@
 // A gallery: embeddings of enrolled people's photos, so that a new photo is identified by its
 // nearest person (or "unknown" beyond the decision threshold) with no retraining.
 #pragma once
+#include <nlohmann/json_fwd.hpp>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -55,5 +56,9 @@ struct ImageBank;
 IdentifyReport identify_on_bank(const std::vector<float>& emb, int E, const ImageBank& bank,
                                 const std::vector<int>& gallery_people, const std::vector<int>& probe_people,
                                 int per_person, int draws, uint64_t seed, bool mean);
+
+// Identification figures as JSON (summary.json, `eval --identify --json`) and as printed lines.
+nlohmann::json identify_to_json(const IdentifyReport& r);
+void print_identify(const IdentifyReport& r);
 
 }  // namespace siamese

@@ -1,5 +1,6 @@
 // Verification and identification figures from pair distances (smaller = more alike).
 #pragma once
+#include <nlohmann/json_fwd.hpp>
 #include <cstdint>
 #include <vector>
 
@@ -44,5 +45,9 @@ struct TestReport {
 };
 
 TestReport evaluate_pairs(const std::vector<float>& d, const std::vector<float>& y, double threshold);
+
+// The test figures as the "test" object of summary.json (and `eval --json`), and as printed lines.
+nlohmann::json report_to_json(const TestReport& r);
+void print_report(const TestReport& r, double threshold);
 
 }  // namespace siamese

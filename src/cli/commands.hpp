@@ -25,13 +25,4 @@ Runner add_pairs(CLI::App& app);
 Runner add_enroll(CLI::App& app);
 Runner add_identify(CLI::App& app);
 
-// "cpu", "cuda" or "auto" (CUDA when a device answers, else CPU).
-// The test figures as printed lines and as the "test" object of summary.json.
-void print_report(const TestReport& r, double threshold);
-nlohmann::json report_to_json(const TestReport& r);
-nlohmann::json identify_to_json(const IdentifyReport& r);
-void print_identify(const IdentifyReport& r);
-
-std::unique_ptr<Backend> make_backend(const std::string& device, const TrainHyper& h, int threads);
-
 }  // namespace siamese::cli
