@@ -34,10 +34,9 @@ constexpr size_t kCublasWorkspaceBytes = 32u << 20;
 
 class CudaBackend final : public Backend {
 public:
-    explicit CudaBackend(const TrainHyper& h) : h_(h), L_(make_layout(h.net)) {
-        if (h.conv != "custom" && h.conv != "cudnn") throw UsageError("--conv must be custom or cudnn");
+    CudaBackend(const Recipe& r, const EngineOptions& e) : r_(r), e_(e), L_(make_layout(r.net)) {
 #if !SIAMESE_HAVE_CUDNN
-        if (h.conv == "cudnn")
+        if (e.conv == ConvAlgo::Cudnn)
             throw UsageError("--conv cudnn: this build has no cuDNN (configure with -DCUDNN_ROOT=DIR, or install cuDNN)");
 #endif
         // Every copy and kernel goes to this one stream, in order; nothing relies on the legacy
@@ -46,7 +45,7 @@ public:
         cublas_ws_.resize(kCublasWorkspaceBytes);
         cublas_ = make_cublas(stream_.get(), cublas_ws_.get(), cublas_ws_.size());
 #if SIAMESE_HAVE_CUDNN
-        if (h.conv == "cudnn") {
+        if (e.conv == ConvAlgo::Cudnn) {
             cudnnHandle_t c = nullptr;
             CUDNN_CHECK(cudnnCreate(&c));
             cudnn_ = Owned<cudnnHandle_t, CudnnDestroy>(c);
@@ -79,9 +78,9 @@ public:
             return n + ")";
         }
 #endif
-        return h_.conv == "cudnn" ? "cuda (cudnn conv)" : "cuda";
+        return e_.conv == ConvAlgo::Cudnn ? "cuda (cudnn conv)" : "cuda";
     }
-    int embed_dim() const override { return L_.embed_dim(); }
+    const ParamLayout& layout() const override { return L_; }
 
     // Uploads are issued on the engine's stream and waited for (buffer.hpp); a reallocation
     // that moves a buffer a captured graph uses is caught at the next launch (graphs_valid).
@@ -116,7 +115,7 @@ public:
             const StepState s{first, batches_, step};
             state_.upload(&s, 1, stream_.get());  // issued on the stream, then waited for
         }
-        if (h_.graphs && !h_.profile) {
+        if (e_.graphs && !e_.profile) {
             if (!graphs_valid()) graphs_.clear();
             auto it = graphs_.find(count);
             if (it == graphs_.end()) {
@@ -138,13 +137,6 @@ public:
         std::vector<float> all = losses_.download(stream_.get());
         all.resize(size_t(batches_));
         collect_profile();
-        for (size_t b = 0; b < all.size(); ++b)
-            if (!std::isfinite(all[b])) {
-                const std::vector<float> g = grad_.download(stream_.get());  // the last step's gradient names the layer
-                const std::string bad = first_nonfinite_tensor(L_, g.data());
-                throw DataError("training diverged: non-finite loss in batch " + std::to_string(b + 1) + " of the epoch" +
-                                (bad.empty() ? std::string() : " (non-finite gradient in " + bad + ")"));
-            }
         return all;
     }
 
@@ -155,16 +147,18 @@ public:
         const int E = L_.embed_dim();
         DeviceBuffer<float> emb(size_t(n_bank_) * E);
         embed_to_device(bank_.get(), n_bank_, emb.get());
-        DeviceBuffer<int> a, b;
-        a.upload(pairs.a.data(), pairs.a.size(), stream_.get());
-        b.upload(pairs.b.data(), pairs.b.size(), stream_.get());
-        DeviceBuffer<float> d(pairs.size());
-        pair_distances(emb.get(), E, a.get(), b.get(), pairs.size(), d.get(), stream_.get());
-        return d.download(stream_.get());
+        return device_distances(emb.get(), pairs);
+    }
+    std::vector<float> distances(const std::vector<float>& embeddings, const PairSet& pairs) override {
+        NvtxRange r("distances");
+        if (pairs.size() == 0) return {};
+        DeviceBuffer<float> emb;
+        emb.upload(embeddings, stream_.get());
+        return device_distances(emb.get(), pairs);
     }
     std::vector<float> embed(const float* images, int n) override {
         DeviceBuffer<float> tmp;
-        tmp.upload(images, size_t(n) * h_.net.in_h * h_.net.in_w, stream_.get());
+        tmp.upload(images, size_t(n) * r_.net.in_h * r_.net.in_w, stream_.get());
         return embed_device(tmp.get(), n);
     }
 
@@ -187,6 +181,16 @@ public:
 
 private:
     void sync() { CUDA_CHECK(cudaStreamSynchronize(stream_.get())); }
+
+    // Distances of `pairs` of rows of device embeddings (n, E).
+    std::vector<float> device_distances(const float* emb, const PairSet& pairs) {
+        DeviceBuffer<int> a, b;
+        a.upload(pairs.a.data(), pairs.a.size(), stream_.get());
+        b.upload(pairs.b.data(), pairs.b.size(), stream_.get());
+        DeviceBuffer<float> d(pairs.size());
+        pair_distances(emb, L_.embed_dim(), a.get(), b.get(), pairs.size(), d.get(), stream_.get());
+        return d.download(stream_.get());
+    }
 
     // Every device buffer a captured training step reads or writes. A graph holds raw pointers:
     // when any of them moved (a reallocation in begin_epoch, upload_images, ensure_capacity...)
@@ -269,7 +273,7 @@ private:
     // Profiling: CUDA events around each phase (eager mode only).
     template <class F>
     void phase(const char* name, F&& f) {
-        if (!h_.profile) {
+        if (!e_.profile) {
             f();
             return;
         }
@@ -296,29 +300,29 @@ private:
         cudaStream_t stream = stream_.get();
         const float* x = in;
         for (size_t l = 0; l < L_.conv.size(); ++l) {
-            const float rate = train ? h_.net.conv_dropout : 0.0f;
+            const float rate = train ? r_.net.conv_dropout : 0.0f;
             const uint32_t id = kConvDropoutId + uint32_t(l);
             const float* w = params_.get() + L_.conv_w[l];
             const float* b = params_.get() + L_.conv_b[l];
             phase(l == 0 ? "conv1 forward" : "conv2+ forward", [&] {
 #if SIAMESE_HAVE_CUDNN
                 if (cudnn_)
-                    conv_blocks_[l]->forward(x, gather, n, w, b, conv_out_[l].get(), conv_arg_[l].get(), rate, h_.seed, id,
+                    conv_blocks_[l]->forward(x, gather, n, w, b, conv_out_[l].get(), conv_arg_[l].get(), rate, r_.seed, id,
                                              state_.get(), stream);
                 else
 #endif
                     conv_pool_forward(L_.conv[l], n, x, gather, w, b, conv_out_[l].get(), conv_arg_[l].get(), rate,
-                                      h_.seed, id, state_.get(), stream);
+                                      r_.seed, id, state_.get(), stream);
             });
             x = conv_out_[l].get();
             gather = nullptr;
         }
         for (size_t l = 0; l < L_.dense.size(); ++l) {
             const bool last = l + 1 == L_.dense.size();
-            const float rate = train && !last ? h_.net.dense_dropout : 0.0f;
+            const float rate = train && !last ? r_.net.dense_dropout : 0.0f;
             phase("dense forward", [&] {
                 dense_forward(cublas_.get(), x, params_.get() + L_.dense_w[l], params_.get() + L_.dense_b[l], dense_out_[l].get(), n,
-                              L_.dense[l].in, L_.dense[l].out, rate, h_.seed, kDenseDropoutId + uint32_t(l), state_.get(),
+                              L_.dense[l].in, L_.dense[l].out, rate, r_.seed, kDenseDropoutId + uint32_t(l), state_.get(),
                               stream);
             });
             x = dense_out_[l].get();
@@ -335,7 +339,7 @@ private:
         phase("gather", [&] { build_gather(order_a_.get(), order_b_.get(), state_.get(), count, gather_.get(), stream); });
         forward(bank_.get(), gather_.get(), n, true);
         phase("distance+loss", [&] {
-            contrastive_loss(dense_out_[nd - 1].get(), count, E, order_y_.get(), state_.get(), h_.margin,
+            contrastive_loss(dense_out_[nd - 1].get(), count, E, order_y_.get(), state_.get(), r_.margin,
                              dense_d_[nd - 1].get(), losses_.get(), nullptr, stream);
         });
         for (int l = nd - 1; l >= 0; --l) {
@@ -344,7 +348,7 @@ private:
             float* dx = l > 0 ? dense_d_[l - 1].get() : conv_d_[nc - 1].get();
             const float* x = l > 0 ? dense_out_[l - 1].get() : conv_out_[nc - 1].get();
             phase("dense backward", [&] {
-                relu_dropout_backward(dense_d_[l].get(), dense_out_[l].get(), n, d.out, last ? 0.0f : h_.net.dense_dropout,
+                relu_dropout_backward(dense_d_[l].get(), dense_out_[l].get(), n, d.out, last ? 0.0f : r_.net.dense_dropout,
                                       stream);
                 dense_backward(cublas_.get(), dense_d_[l].get(), x, params_.get() + L_.dense_w[l], grad_.get() + L_.dense_w[l],
                                grad_.get() + L_.dense_b[l], dx, n, d.in, d.out, stream);
@@ -356,7 +360,7 @@ private:
             const int* gather = l > 0 ? nullptr : gather_.get();
             float* din = l > 0 ? conv_d_[l - 1].get() : nullptr;
             phase(l == 0 ? "conv1 backward" : "conv2+ backward", [&] {
-                relu_dropout_backward(conv_d_[l].get(), conv_out_[l].get(), n, s.out_elems(), h_.net.conv_dropout, stream);
+                relu_dropout_backward(conv_d_[l].get(), conv_out_[l].get(), n, s.out_elems(), r_.net.conv_dropout, stream);
 #if SIAMESE_HAVE_CUDNN
                 if (cudnn_) {
                     conv_blocks_[l]->backward(in, gather, n, conv_d_[l].get(), conv_arg_[l].get(),
@@ -372,7 +376,7 @@ private:
             });
         }
         phase("optimizer", [&] {
-            optimizer_step(h_.opt, params_.get(), grad_.get(), opt_state_.get(), L_.total, state_.get(), stream);
+            optimizer_step(r_.opt, params_.get(), grad_.get(), opt_state_.get(), L_.total, state_.get(), stream);
         });
         advance_state(state_.get(), count, stream);
     }
@@ -401,7 +405,7 @@ private:
         NvtxRange r("embed");
         const int E = L_.embed_dim(), chunk = std::max(cap_, 512);
         ensure_capacity(std::min(chunk, std::max(n, 1)));
-        const size_t elems = size_t(h_.net.in_h) * h_.net.in_w;
+        const size_t elems = size_t(r_.net.in_h) * r_.net.in_w;
         for (int s = 0; s < n; s += cap_) {
             const int m = std::min(cap_, n - s);
             forward(images + s * elems, nullptr, m, false);
@@ -428,7 +432,8 @@ private:
 
     // Declaration order is destruction order reversed: buffers and graphs go before the handles
     // and the stream they were made on.
-    TrainHyper h_;
+    Recipe r_;
+    EngineOptions e_;
     ParamLayout L_;
     Stream stream_;
     DeviceBuffer<unsigned char> cublas_ws_;
@@ -457,10 +462,10 @@ private:
 
 }  // namespace cuda
 
-std::unique_ptr<Backend> make_cuda_backend(const TrainHyper& h) {
+std::unique_ptr<Backend> make_cuda_backend(const Recipe& r, const EngineOptions& e) {
     std::string why;
     if (!cuda_device_available(&why)) throw DeviceError("--device cuda: " + why);
-    return std::make_unique<cuda::CudaBackend>(h);
+    return std::make_unique<cuda::CudaBackend>(r, e);
 }
 
 }  // namespace siamese

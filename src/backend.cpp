@@ -23,8 +23,16 @@ void Backend::train_batch(int first, int count, uint64_t step) {
     do_train_batch(first, count, step);
 }
 
-std::vector<float> Backend::bank_pair_distances(const PairSet& pairs) {
-    return pair_distances(embed_bank(), embed_dim(), pairs);
+std::vector<float> Backend::bank_pair_distances(const PairSet& pairs) { return distances(embed_bank(), pairs); }
+
+std::vector<float> Backend::distances(const std::vector<float>& embeddings, const PairSet& pairs) {
+    return pair_distances(embeddings, embed_dim(), pairs);
+}
+
+ConvAlgo parse_conv_algo(const std::string& name) {
+    if (name == "custom") return ConvAlgo::Custom;
+    if (name == "cudnn") return ConvAlgo::Cudnn;
+    throw UsageError("--conv must be custom or cudnn, not '" + name + "'");
 }
 
 }  // namespace siamese

@@ -9,7 +9,7 @@ bool cuda_device_available(std::string* why) {
     return false;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(const TrainHyper&) {
+std::unique_ptr<Backend> make_cuda_backend(const Recipe&, const EngineOptions&) {
     throw DeviceError("--device cuda: this build has no CUDA engine; rebuild with nvcc available (SIAMESE_CUDA=ON)");
 }
 

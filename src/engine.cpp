@@ -5,15 +5,15 @@
 
 namespace siamese {
 
-std::unique_ptr<Backend> make_backend(const std::string& device, const TrainHyper& h, int threads) {
-    if (device == "cpu") return make_cpu_backend(h, threads);
-    if (device == "cuda") return make_cuda_backend(h);
-    if (device == "auto") {
+std::unique_ptr<Backend> make_backend(const Recipe& r, const EngineOptions& e) {
+    if (e.device == "cpu") return make_cpu_backend(r, e);
+    if (e.device == "cuda") return make_cuda_backend(r, e);
+    if (e.device == "auto") {
         std::string why;
-        if (cuda_device_available(&why)) return make_cuda_backend(h);
-        return make_cpu_backend(h, threads);
+        if (cuda_device_available(&why)) return make_cuda_backend(r, e);
+        return make_cpu_backend(r, e);
     }
-    throw UsageError("--device must be auto, cpu or cuda, not '" + device + "'");
+    throw UsageError("--device must be auto, cpu or cuda, not '" + e.device + "'");
 }
 
 }  // namespace siamese

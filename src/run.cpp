@@ -18,15 +18,15 @@
 
 namespace siamese {
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(RunRecipe, data, protocol, train_people, test_people, optimizer, resize, conv_filters,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(RecipeOptions, data, protocol, train_people, test_people, optimizer, resize, conv_filters,
                                    dense, epochs, batch, downsample, kernel, pool, checkpoint_every, lr, margin,
                                    conv_dropout, dense_dropout, seed)
 
-std::string recipe_to_json(const RunRecipe& r) { return nlohmann::json(r).dump(); }
+std::string recipe_to_json(const RecipeOptions& r) { return nlohmann::json(r).dump(); }
 
-RunRecipe recipe_from_json(const std::string& json) {
+RecipeOptions recipe_from_json(const std::string& json) {
     try {
-        return nlohmann::json::parse(json).get<RunRecipe>();
+        return nlohmann::json::parse(json).get<RecipeOptions>();
     } catch (const nlohmann::json::exception& e) {
         throw DataError(std::string("bad saved options (") + e.what() + ")");
     }
@@ -70,7 +70,7 @@ nlohmann::json epoch_json(const EpochStats& s) {
 }  // namespace
 
 RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
-    RunRecipe a = spec.recipe;
+    RecipeOptions a = spec.recipe;
     std::string out = spec.out;
     TrainState resumed;
     const bool resuming = !spec.resume.empty();
@@ -87,7 +87,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     Preprocess pp;
     pp.downsample = a.downsample;
     pp.mode = a.resize == "area" ? ResizeMode::Area : ResizeMode::Stride;
-    TrainHyper h;
+    Recipe h;
     h.net.conv_filters = parse_int_list(a.conv_filters, "--conv-filters");
     h.net.dense = parse_int_list(a.dense, "--dense");
     h.net.kernel = a.kernel;
@@ -98,9 +98,14 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     h.opt.lr = float(a.lr);
     h.margin = float(a.margin);
     h.seed = a.seed;
-    h.conv = spec.conv;
-    h.graphs = spec.graphs;
-    h.profile = spec.profile;
+    h.epochs = a.epochs;
+    h.batch = a.batch;
+    EngineOptions engine;
+    engine.device = spec.device;
+    engine.threads = spec.threads;
+    engine.conv = parse_conv_algo(spec.conv);
+    engine.graphs = spec.graphs;
+    engine.profile = spec.profile;
 
     // Everything that can be wrong with the input is found before the output folder is touched.
     const ImageBank bank = a.data.empty() ? synth_bank(SynthOptions{}, pp) : load_dataset(a.data, pp);
@@ -113,7 +118,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
         throw DataError(spec.resume + "/state.safetensors: weights do not match the network");
     prepare_out_dir(out);
 
-    auto backend = make_backend(spec.device, h, spec.threads);
+    auto backend = make_backend(h, engine);
     backend->upload_images(bank);
     if (resuming) {
         backend->set_params(resumed.params);
@@ -152,10 +157,6 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     if (!metrics) throw DataError(metrics_path + ": cannot open for writing");
 
     TrainOptions to;
-    to.epochs = a.epochs;
-    to.batch = a.batch;
-    to.seed = a.seed;
-    to.margin = h.margin;
     to.checkpoint_every = a.checkpoint_every;
     const std::string args_json = recipe_to_json(a);
     const std::string state_path = out + "/state.safetensors";
@@ -178,14 +179,11 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
         st.progress = p;
         st.params = backend->params();
         st.opt_state = backend->opt_state();
-        if (const std::string bad = first_nonfinite_tensor(layout, st.params.data()); !bad.empty())
-            throw DataError("training diverged: non-finite weights in " + bad + " at step " + std::to_string(p.step) +
-                            "; the last checkpoint is kept");
         save_train_state(state_path, st);
     };
     TrainProgress from;
     if (resuming) from = resumed.progress;
-    const TrainResult res = train_model(*backend, split, to, cb, from);
+    const TrainResult res = train_model(*backend, split, h, to, cb, from);
 
     RunOutcome outcome;
     outcome.out = out;

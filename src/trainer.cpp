@@ -37,22 +37,47 @@ std::string order_checksum(const PairSet& order) {
     return fnv1a64_hex(bytes.data(), bytes.size());
 }
 
-TrainResult train_model(Backend& backend, const PairSplit& split, const TrainOptions& opt, const TrainCallbacks& cb,
-                        const TrainProgress& resume) {
+namespace {
+
+[[noreturn]] void diverged(const std::string& where, const std::string& tensor) {
+    throw DataError("training diverged at " + where + ": non-finite " +
+                    (tensor.empty() ? std::string("loss") : "gradient in " + tensor) +
+                    " (lower --lr?); the last checkpoint is kept");
+}
+
+}  // namespace
+
+TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& recipe, const TrainOptions& opt,
+                        const TrainCallbacks& cb, const TrainProgress& resume) {
     TrainResult result;
     const int n = split.train.size();
-    const int batches = (n + opt.batch - 1) / opt.batch;
+    const int batch = recipe.batch;
+    const int batches = (n + batch - 1) / batch;
     uint64_t step = resume.step;
     std::vector<float> dval;
     auto check_finite = [&](const std::vector<float>& losses, int epoch) {
         for (size_t b = 0; b < losses.size(); ++b)
-            if (!std::isfinite(losses[b]))
-                throw DataError("training diverged: non-finite loss in epoch " + std::to_string(epoch) + ", batch " +
-                                std::to_string(b + 1) + " (lower --lr?); the last checkpoint is kept");
+            if (!std::isfinite(losses[b])) {
+                const std::vector<float> g = backend.last_gradient();
+                const uint64_t global = uint64_t(epoch - 1) * uint64_t(batches) + b + 1;  // 1-based
+                diverged("step " + std::to_string(global) + " (epoch " + std::to_string(epoch) + ", batch " +
+                             std::to_string(b + 1) + ")",
+                         first_nonfinite_tensor(backend.layout(), g.data()));
+            }
     };
-    for (int epoch = resume.epoch; epoch <= opt.epochs; ++epoch) {
+    auto checkpoint = [&](const TrainProgress& p, int epoch) {
+        if (!cb.on_checkpoint) return;
+        // A step can leave non-finite weights behind a finite loss (an overflowing update):
+        // never save those.
+        const std::vector<float> w = backend.params();
+        if (const std::string bad = first_nonfinite_tensor(backend.layout(), w.data()); !bad.empty())
+            throw DataError("training diverged in epoch " + std::to_string(epoch) + ": non-finite weights in " + bad +
+                            " at step " + std::to_string(p.step) + " (lower --lr?); the last checkpoint is kept");
+        cb.on_checkpoint(p);
+    };
+    for (int epoch = resume.epoch; epoch <= recipe.epochs; ++epoch) {
         const auto t0 = std::chrono::steady_clock::now();
-        const PairSet order = epoch_order(split.train, opt.seed, epoch);
+        const PairSet order = epoch_order(split.train, recipe.seed, epoch);
         const std::string checksum = order_checksum(order);
         const bool resumed = epoch == resume.epoch && resume.next_batch > 0;
         if (resumed && checksum != resume.order_checksum)
@@ -60,14 +85,14 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const TrainOpt
         std::vector<float> earlier = resumed ? resume.losses : std::vector<float>{};
         backend.begin_epoch(order);
         for (int b = resumed ? resume.next_batch : 0; b < batches; ++b) {
-            const int first = b * opt.batch;
-            backend.train_batch(first, std::min(opt.batch, n - first), step++);
+            const int first = b * batch;
+            backend.train_batch(first, std::min(batch, n - first), step++);
             if (cb.on_batch) cb.on_batch(b + 1, batches, step);
             if (opt.checkpoint_every > 0 && step % uint64_t(opt.checkpoint_every) == 0 && b + 1 < batches && cb.on_checkpoint) {
                 std::vector<float> losses = earlier;
                 for (float l : backend.batch_losses()) losses.push_back(l);
                 check_finite(losses, epoch);
-                cb.on_checkpoint(TrainProgress{epoch, b + 1, step, losses, checksum});
+                checkpoint(TrainProgress{epoch, b + 1, step, losses, checksum}, epoch);
             }
         }
         std::vector<float> losses = earlier;
@@ -76,16 +101,16 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const TrainOpt
         EpochStats st;
         st.epoch = epoch;
         double s = 0;  // sample-weighted mean of the batch losses, as Keras reports it
-        for (int b = 0; b < int(losses.size()); ++b) s += double(losses[b]) * std::min(opt.batch, n - b * opt.batch);
+        for (int b = 0; b < int(losses.size()); ++b) s += double(losses[b]) * std::min(batch, n - b * batch);
         st.train_loss = s / n;
         // Validation from inference embeddings: every bank image once, then pair distances.
         dval = backend.bank_pair_distances(split.val);
-        st.val_loss = contrastive_loss_of(dval, split.val.label, opt.margin);
+        st.val_loss = contrastive_loss_of(dval, split.val.label, recipe.margin);
         st.val_accuracy = accuracy_at(dval, split.val.label, 0.5);
         st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         result.epochs.push_back(st);
         if (cb.on_epoch) cb.on_epoch(st);
-        if (cb.on_checkpoint) cb.on_checkpoint(TrainProgress{epoch + 1, 0, step, {}, ""});
+        checkpoint(TrainProgress{epoch + 1, 0, step, {}, ""}, epoch);
     }
     if (dval.empty() && split.val.size()) dval = backend.bank_pair_distances(split.val);
     result.threshold = dval.empty() ? 0.5 : best_threshold(dval, split.val.label);
@@ -95,9 +120,9 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const TrainOpt
 TestReport evaluate_model(Backend& backend, const ImageBank& bank, const PairSet& pairs, double threshold,
                           const std::vector<int>& oneshot_people, uint64_t seed, std::vector<float>* distances,
                           std::vector<float>* embeddings, int draws) {
-    const std::vector<float> emb = backend.embed_bank();
+    const std::vector<float> emb = backend.embed_bank();  // each image once
     const int E = backend.embed_dim();
-    const std::vector<float> d = backend.bank_pair_distances(pairs);
+    const std::vector<float> d = backend.distances(emb, pairs);
     TestReport r = evaluate_pairs(d, pairs.label, threshold);
     if (!oneshot_people.empty()) {
         r.oneshot_accuracy = oneshot_accuracy(emb, E, bank, oneshot_people, draws, seed);

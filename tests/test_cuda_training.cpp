@@ -30,8 +30,7 @@ struct Setup {
 // embed_between, the bank is embedded at every epoch end, as validation does in real training.
 std::vector<float> run_steps(Backend& be, const Setup& s, int steps, int batch, uint64_t seed, bool embed_between = false) {
     be.upload_images(s.bank);
-    TrainHyper h;
-    be.set_params(glorot_init(make_layout(h.net), seed));
+    be.set_params(glorot_init(be.layout(), seed));
     const int n = s.split.train.size();
     int epoch = 1, first = n;
     for (int k = 0; k < steps; ++k) {
@@ -51,10 +50,17 @@ std::vector<float> run_steps(Backend& be, const Setup& s, int steps, int batch, 
     return be.params();
 }
 
-TrainHyper hyper(uint64_t seed) {
-    TrainHyper h;
+Recipe hyper(uint64_t seed) {
+    Recipe h;
     h.seed = seed;
     return h;
+}
+
+EngineOptions engine(const char* conv = "custom", bool graphs = true) {
+    EngineOptions e;
+    e.conv = parse_conv_algo(conv);
+    e.graphs = graphs;
+    return e;
 }
 
 }  // namespace
@@ -66,7 +72,7 @@ TEST_CASE("asking for the CUDA engine without a device fails with a clear messag
         return;
     }
     try {
-        make_cuda_backend(TrainHyper{});
+        make_cuda_backend(Recipe{}, EngineOptions{});
         FAIL("no error without a device");
     } catch (const DeviceError& e) {
         CHECK(std::string(e.what()).find("no CUDA device") != std::string::npos);
@@ -86,10 +92,9 @@ TEST_CASE("the first CUDA step's gradient matches the CPU reference, every tenso
     const Setup s;
     for (const char* conv : conv_kinds()) {
         INFO(conv);
-        TrainHyper h = hyper(10);
-        h.conv = conv;
-        auto cpu = make_cpu_backend(h, 0);
-        auto gpu = make_cuda_backend(h);
+        Recipe h = hyper(10);
+        auto cpu = make_cpu_backend(h, EngineOptions{});
+        auto gpu = make_cuda_backend(h, engine());
         run_steps(*cpu, s, 1, 16, 10);
         run_steps(*gpu, s, 1, 16, 10);
         const auto gc = cpu->last_gradient(), gg = gpu->last_gradient();
@@ -111,10 +116,9 @@ TEST_CASE("three CUDA training steps match the CPU reference, every parameter", 
     const Setup s;
     for (const char* conv : conv_kinds()) {
         INFO(conv);
-        TrainHyper h = hyper(11);
-        h.conv = conv;
-        auto cpu = make_cpu_backend(h, 0);
-        auto gpu = make_cuda_backend(h);
+        Recipe h = hyper(11);
+        auto cpu = make_cpu_backend(h, EngineOptions{});
+        auto gpu = make_cuda_backend(h, engine());
         const auto pc = run_steps(*cpu, s, 3, 16, 11);
         const auto pg = run_steps(*gpu, s, 3, 16, 11);
         REQUIRE(cudatest::all_finite(pg));
@@ -138,12 +142,10 @@ TEST_CASE("CUDA training is deterministic: bit-identical after 50 steps and grap
     REQUIRE(s.split.train.size() % 8 != 0);  // a short last batch exists
     for (const char* conv : conv_kinds()) {
         INFO(conv);
-        TrainHyper h = hyper(12);
-        h.conv = conv;
-        auto g1 = make_cuda_backend(h);
-        auto g2 = make_cuda_backend(h);
-        h.graphs = false;
-        auto eager = make_cuda_backend(h);
+        Recipe h = hyper(12);
+        auto g1 = make_cuda_backend(h, engine(conv));
+        auto g2 = make_cuda_backend(h, engine(conv));
+        auto eager = make_cuda_backend(h, engine(conv, false));
         const auto p1 = run_steps(*g1, s, 50, 8, 12);
         const auto p2 = run_steps(*g2, s, 50, 8, 12);
         const auto p3 = run_steps(*eager, s, 50, 8, 12);
@@ -165,10 +167,9 @@ TEST_CASE("CUDA training survives embedding the bank between epochs (buffers reg
     s.split = make_tutorial_pairs(s.bank, 3, 200, 150);
     for (const char* conv : conv_kinds()) {
         INFO(conv);
-        TrainHyper h = hyper(14);
-        h.conv = conv;
-        auto a = make_cuda_backend(h);
-        auto b = make_cuda_backend(h);
+        Recipe h = hyper(14);
+        auto a = make_cuda_backend(h, engine(conv));
+        auto b = make_cuda_backend(h, engine(conv));
         const int steps = 3 * ((s.split.train.size() + 127) / 128);  // three epochs
         const auto pa = run_steps(*a, s, steps, 128, 14, true);
         const auto pb = run_steps(*b, s, steps, 128, 14, false);
@@ -180,9 +181,9 @@ TEST_CASE("CUDA training survives embedding the bank between epochs (buffers reg
 TEST_CASE("a diverged CUDA network stays non-finite (ReLU keeps NaN), so divergence is reported", "[cuda][training]") {
     SKIP_WITHOUT_CUDA();
     const Setup s;
-    TrainHyper h = hyper(15);
-    auto gpu = make_cuda_backend(h);
-    auto cpu = make_cpu_backend(h, 0);
+    Recipe h = hyper(15);
+    auto gpu = make_cuda_backend(h, engine());
+    auto cpu = make_cpu_backend(h, EngineOptions{});
     std::vector<float> p = glorot_init(make_layout(h.net), 15);
     p[0] = std::numeric_limits<float>::quiet_NaN();  // one conv1 weight
     for (Backend* be : {gpu.get(), cpu.get()}) {
@@ -196,9 +197,9 @@ TEST_CASE("a diverged CUDA network stays non-finite (ReLU keeps NaN), so diverge
 TEST_CASE("CUDA embeddings and pair distances match the CPU's", "[cuda][eval]") {
     SKIP_WITHOUT_CUDA();
     const Setup s;
-    TrainHyper h = hyper(13);
-    auto cpu = make_cpu_backend(h, 0);
-    auto gpu = make_cuda_backend(h);
+    Recipe h = hyper(13);
+    auto cpu = make_cpu_backend(h, EngineOptions{});
+    auto gpu = make_cuda_backend(h, engine());
     for (Backend* be : {cpu.get(), gpu.get()}) {
         be->upload_images(s.bank);
         be->set_params(glorot_init(make_layout(h.net), 13));

@@ -23,18 +23,18 @@ struct Outcome {
 
 Outcome train_and_test(const ImageBank& bank, const PairSplit& split, int epochs, uint64_t seed, int threads,
                        const std::vector<int>& oneshot = {}) {
-    TrainHyper h;
+    Recipe h;
     h.net.in_h = bank.height;
     h.net.in_w = bank.width;
     h.seed = seed;
-    auto be = make_cpu_backend(h, threads);
+    h.epochs = epochs;
+    EngineOptions e;
+    e.threads = threads;
+    auto be = make_cpu_backend(h, e);
     be->upload_images(bank);
     be->set_params(glorot_init(make_layout(h.net), seed));
-    TrainOptions o;
-    o.epochs = epochs;
-    o.seed = seed;
     Outcome out;
-    out.result = train_model(*be, split, o, {});
+    out.result = train_model(*be, split, h, TrainOptions{}, {});
     out.report = evaluate_model(*be, bank, split.test, out.result.threshold, oneshot, seed);
     out.params = be->params();
     return out;
@@ -91,8 +91,10 @@ TEST_CASE("train_batch refuses a range beyond the epoch's pairs (every backend c
     so.images = 3;
     const ImageBank bank = synth_bank(so, Preprocess{});
     const PairSplit split = make_tutorial_pairs(bank, 3, 5, 4);
-    TrainHyper h;
-    auto be = make_cpu_backend(h, 1);
+    Recipe h;
+    EngineOptions e;
+    e.threads = 1;
+    auto be = make_cpu_backend(h, e);
     be->upload_images(bank);
     be->set_params(glorot_init(make_layout(h.net), 1));
     CHECK_THROWS_AS(be->train_batch(0, 1, 0), std::logic_error);  // before any epoch

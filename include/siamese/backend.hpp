@@ -14,22 +14,36 @@
 
 namespace siamese {
 
-struct TrainHyper {
+// The recipe: everything that defines the trained model, in one place (the trainer and the
+// backends read it; nothing else keeps a copy of the margin or the seed).
+struct Recipe {
     NetConfig net;
     OptimizerConfig opt;
     float margin = 1.0f;
-    uint64_t seed = 1;   // dropout stream (Philox key)
-    // CUDA engine only:
-    std::string conv = "custom";  // "custom" fused kernels or "cudnn"
-    bool graphs = true;           // capture the training step once, replay it per batch
-    bool profile = false;         // time every phase with CUDA events (no graphs)
+    uint64_t seed = 1;  // pairs, initialisation, epoch shuffles and the dropout stream (Philox key)
+    int epochs = 13;
+    int batch = 128;    // pairs per step
+};
+
+enum class ConvAlgo { Custom, Cudnn };  // CUDA convolutions: the fused kernels, or cuDNN
+ConvAlgo parse_conv_algo(const std::string& name);  // "custom" or "cudnn"; UsageError otherwise
+
+// How an engine runs a recipe: these change the speed, not the result (beyond FP32 rounding
+// between engines; the same engine and recipe give bit-identical runs).
+struct EngineOptions {
+    std::string device = "auto";      // auto, cpu or cuda
+    int threads = 0;                  // CPU threads (0: all cores)
+    ConvAlgo conv = ConvAlgo::Custom;
+    bool graphs = true;               // CUDA: capture the training step once, replay it per batch
+    bool profile = false;             // CUDA: time every phase with CUDA events (no graphs)
 };
 
 class Backend {
 public:
     virtual ~Backend() = default;
     virtual std::string name() const = 0;
-    virtual int embed_dim() const = 0;
+    virtual const ParamLayout& layout() const = 0;
+    int embed_dim() const { return layout().embed_dim(); }
     virtual void upload_images(const ImageBank& bank) = 0;
     // Sets the weights; zeroes the optimizer state.
     virtual void set_params(const std::vector<float>& params) = 0;
@@ -45,7 +59,9 @@ public:
     // A range outside the epoch's order (or before any begin_epoch) is refused with
     // std::logic_error on every backend: a kernel would otherwise read past the order's end.
     void train_batch(int first, int count, uint64_t step);
-    // Mean losses of this epoch's batches so far, in order (waits for the device).
+    // Mean losses of this epoch's batches so far, in order (waits for the device). A step whose
+    // loss or gradient was not finite reports NaN; backends never decide about divergence
+    // themselves: the trainer does (train_model), naming the tensor from last_gradient().
     virtual std::vector<float> batch_losses() = 0;
     // Inference embeddings (no dropout) of every bank image: (n_images, E).
     virtual std::vector<float> embed_bank() = 0;
@@ -54,6 +70,8 @@ public:
     // Distances of bank-image pairs under the current weights (the CUDA engine computes them
     // on the device from device-resident embeddings).
     virtual std::vector<float> bank_pair_distances(const PairSet& pairs);
+    // Distances of pairs of rows of `embeddings` (n, E), e.g. from embed_bank().
+    virtual std::vector<float> distances(const std::vector<float>& embeddings, const PairSet& pairs);
     // Per-phase timings when profiling was asked for (empty otherwise).
     virtual std::string profile_report() { return ""; }
 
@@ -65,13 +83,13 @@ private:
     long epoch_pairs_ = -1;  // pairs in the current epoch's order; -1 before the first epoch
 };
 
-std::unique_ptr<Backend> make_cpu_backend(const TrainHyper& h, int threads);
+std::unique_ptr<Backend> make_cpu_backend(const Recipe& r, const EngineOptions& e);
 
 // True when the CUDA engine is built in and a device answers; otherwise `why` says why not.
 bool cuda_device_available(std::string* why);
 // Throws DeviceError with a clear message when CUDA is not built or no device is present.
-std::unique_ptr<Backend> make_cuda_backend(const TrainHyper& h);
-// "cpu", "cuda" or "auto" (CUDA when a device answers, else the CPU); UsageError otherwise.
-std::unique_ptr<Backend> make_backend(const std::string& device, const TrainHyper& h, int threads);
+std::unique_ptr<Backend> make_cuda_backend(const Recipe& r, const EngineOptions& e);
+// e.device: "cpu", "cuda" or "auto" (CUDA when a device answers, else the CPU); UsageError otherwise.
+std::unique_ptr<Backend> make_backend(const Recipe& r, const EngineOptions& e);
 
 }  // namespace siamese

@@ -14,19 +14,19 @@ namespace siamese {
 
 // The options that define a run's result; saved in its training state, so --resume needs
 // nothing else (the strings are parsed as the command line gives them).
-struct RunRecipe {
+struct RecipeOptions {
     std::string data, protocol = "tutorial", train_people, test_people, optimizer = "rmsprop";
     std::string resize = "stride", conv_filters = "6,12", dense = "128,50";
     int epochs = 13, batch = 128, downsample = 2, kernel = 3, pool = 2, checkpoint_every = 0;
     double lr = 1e-3, margin = 1.0, conv_dropout = 0.25, dense_dropout = 0.1;
     uint64_t seed = 1;
 };
-std::string recipe_to_json(const RunRecipe& r);
-RunRecipe recipe_from_json(const std::string& json);  // throws DataError
+std::string recipe_to_json(const RecipeOptions& r);
+RecipeOptions recipe_from_json(const std::string& json);  // throws DataError
 
 // How this process runs it (not saved): the engine, the folders, a testing aid.
 struct RunSpec {
-    RunRecipe recipe;
+    RecipeOptions recipe;
     std::string device = "auto";  // auto, cpu or cuda
     int threads = 0;              // CPU threads (0: all cores)
     std::string conv = "custom";  // CUDA convolutions: custom or cudnn

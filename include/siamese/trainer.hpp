@@ -12,11 +12,8 @@
 
 namespace siamese {
 
+// How the loop reports (the recipe, with epochs, batch, seed and margin, is the backend's).
 struct TrainOptions {
-    int epochs = 13;
-    int batch = 128;
-    uint64_t seed = 1;
-    float margin = 1.0f;
     int checkpoint_every = 0;  // also call on_checkpoint every N steps (0: at epoch ends only)
 };
 
@@ -45,10 +42,12 @@ PairSet epoch_order(const PairSet& train, uint64_t seed, int epoch);
 // Checksum of a pair order (a resumed run checks it regenerated the same order).
 std::string order_checksum(const PairSet& order);
 
-// Trains from `resume` (default: the start). Throws DataError on a non-finite loss or
-// gradient, naming the step and, where known, the tensor; no checkpoint is written after it.
-TrainResult train_model(Backend& backend, const PairSplit& split, const TrainOptions& opt, const TrainCallbacks& cb,
-                        const TrainProgress& resume = TrainProgress{});
+// Trains `recipe` (the one the backend was made with) from `resume` (default: the start).
+// The one place that decides divergence: a non-finite batch loss (backends report NaN for a
+// step whose loss or gradient was not finite) or non-finite weights at a checkpoint throw
+// DataError naming the epoch, batch and first non-finite tensor; no checkpoint is written after.
+TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& recipe, const TrainOptions& opt,
+                        const TrainCallbacks& cb, const TrainProgress& resume = TrainProgress{});
 
 // Mean contrastive loss of pairs given their distances.
 double contrastive_loss_of(const std::vector<float>& d, const std::vector<float>& y, double margin);

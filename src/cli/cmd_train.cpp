@@ -89,7 +89,7 @@ Runner add_train(CLI::App& app) {
     auto* sub = app.add_subcommand("train", "Train a Siamese network and report honest test figures");
     auto spec = std::make_shared<RunSpec>();
     auto quiet = std::make_shared<bool>(false), no_graphs = std::make_shared<bool>(false);
-    RunRecipe* a = &spec->recipe;
+    RecipeOptions* a = &spec->recipe;
     RunSpec* r = spec.get();
     sub->add_option("--data", a->data, "Folder with one sub-folder of PGM images per person (default: built-in synthetic faces)");
     sub->add_option("--protocol", a->protocol, "tutorial (the reference recipe's pairs) or people (unseen test people)")

@@ -15,10 +15,13 @@ namespace siamese::cli {
 LoadedModel open_model(const std::string& path, const std::string& device, int threads) {
     LoadedModel m;
     m.model = load_model(path);
-    TrainHyper h;
-    h.net = m.model.net;
-    h.margin = m.model.margin;
-    m.backend = make_backend(device, h, threads);
+    Recipe r;
+    r.net = m.model.net;
+    r.margin = m.model.margin;
+    EngineOptions e;
+    e.device = device;
+    e.threads = threads;
+    m.backend = make_backend(r, e);
     m.backend->set_params(m.model.params);
     m.checksum = fnv1a64_hex(reinterpret_cast<const char*>(m.model.params.data()), m.model.params.size() * sizeof(float));
     return m;

@@ -2,6 +2,7 @@
 // the optimizer loop. OpenMP over images and rows; every reduction in a fixed order.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "siamese/common.hpp"
 
@@ -20,21 +21,22 @@ namespace {
 
 class CpuBackend final : public Backend {
 public:
-    CpuBackend(const TrainHyper& h, int threads) : h_(h), twin_(h.net), L_(twin_.layout()) {
+    CpuBackend(const Recipe& r, const EngineOptions& e) : r_(r), twin_(r.net), L_(twin_.layout()) {
 #ifdef _OPENMP
-        if (threads > 0) omp_set_num_threads(threads);
+        if (e.threads > 0) omp_set_num_threads(e.threads);
 #else
-        (void)threads;
+        (void)e;
 #endif
         params_.assign(L_.total, 0.0f);
         grad_.assign(L_.total, 0.0f);
         state_.assign(2 * L_.total, 0.0f);
     }
     std::string name() const override { return "cpu"; }
-    int embed_dim() const override { return L_.embed_dim(); }
+    const ParamLayout& layout() const override { return L_; }
     void upload_images(const ImageBank& bank) override { bank_ = &bank; }
     void set_params(const std::vector<float>& p) override {
         params_ = p;
+        diverged_ = false;
         std::fill(state_.begin(), state_.end(), 0.0f);
     }
     std::vector<float> params() override { return params_; }
@@ -45,33 +47,40 @@ public:
         order_ = ordered;
         losses_.clear();
     }
+    // After a non-finite loss or gradient every later step of the epoch reports NaN without
+    // computing (the weights are left as the bad step found them; the trainer stops the run).
     void do_train_batch(int first, int count, uint64_t step) override {
+        if (diverged_) {
+            losses_.push_back(std::numeric_limits<float>::quiet_NaN());
+            return;
+        }
         const int E = L_.embed_dim();
         ptrs_.resize(2 * size_t(count));
         for (int i = 0; i < count; ++i) {
             ptrs_[i] = bank_->image(order_.a[first + i]);
             ptrs_[count + i] = bank_->image(order_.b[first + i]);
         }
-        twin_.forward(ptrs_.data(), 2 * count, params_.data(), true, h_.seed, step);
+        twin_.forward(ptrs_.data(), 2 * count, params_.data(), true, r_.seed, step);
         demb_.resize(2 * size_t(count) * E);
         const float* emb = twin_.embeddings();
         const float loss = contrastive_loss<float>(emb, emb + size_t(count) * E, order_.label.data() + first, count, E,
-                                                   h_.margin, nullptr, demb_.data(), demb_.data() + size_t(count) * E);
+                                                   r_.margin, nullptr, demb_.data(), demb_.data() + size_t(count) * E);
         twin_.backward(demb_.data(), params_.data(), grad_.data());
-        // A NaN or infinity would poison every weight it reaches: stop here, naming where.
-        const std::string bad = first_nonfinite_tensor(L_, grad_.data());
-        if (!std::isfinite(loss) || !bad.empty())
-            throw DataError("training diverged at step " + std::to_string(step + 1) + ": non-finite " +
-                            (std::isfinite(loss) ? "gradient in " + bad : bad.empty() ? std::string("loss") : "loss and gradient in " + bad) +
-                            " (lower --lr?); the last checkpoint is kept");
-        optimizer_step_cpu(h_.opt, params_.data(), grad_.data(), state_.data(), L_.total, step + 1);
+        // A NaN or infinity would poison every weight it reaches: this step is reported as NaN
+        // and the weights are not updated.
+        if (!std::isfinite(loss) || !first_nonfinite_tensor(L_, grad_.data()).empty()) {
+            diverged_ = true;
+            losses_.push_back(std::numeric_limits<float>::quiet_NaN());
+            return;
+        }
+        optimizer_step_cpu(r_.opt, params_.data(), grad_.data(), state_.data(), L_.total, step + 1);
         losses_.push_back(loss);
     }
     std::vector<float> batch_losses() override { return losses_; }
     std::vector<float> embed_bank() override { return embed(bank_->pixels.data(), bank_->size()); }
     std::vector<float> embed(const float* images, int n) override {
         const int E = L_.embed_dim(), chunk = 512;
-        const size_t elems = size_t(h_.net.in_h) * h_.net.in_w;
+        const size_t elems = size_t(r_.net.in_h) * r_.net.in_w;
         std::vector<float> out(size_t(n) * E);
         for (int s = 0; s < n; s += chunk) {
             const int m = std::min(chunk, n - s);
@@ -84,19 +93,20 @@ public:
     }
 
 private:
-    TrainHyper h_;
+    Recipe r_;
     CpuTwin<float> twin_;
     const ParamLayout& L_;
     const ImageBank* bank_ = nullptr;
     std::vector<float> params_, grad_, state_, demb_, losses_;
     std::vector<const float*> ptrs_;
     PairSet order_;
+    bool diverged_ = false;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(const TrainHyper& h, int threads) {
-    return std::make_unique<CpuBackend>(h, threads);
+std::unique_ptr<Backend> make_cpu_backend(const Recipe& r, const EngineOptions& e) {
+    return std::make_unique<CpuBackend>(r, e);
 }
 
 }  // namespace siamese
