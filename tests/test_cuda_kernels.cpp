@@ -11,8 +11,10 @@
 #include "cudnn_conv.hpp"
 #endif
 #include "kernels.hpp"
-#include "siamese/layers.hpp"
-#include "siamese/loss.hpp"
+#include "cpu/conv.hpp"
+#include "cpu/dense.hpp"
+#include "cpu/loss.hpp"
+#include "cpu/optimizer.hpp"
 #include "siamese/metrics.hpp"
 #include "siamese/philox.hpp"
 #include "test_util.hpp"
@@ -220,8 +222,8 @@ TEST_CASE("fused distance + contrastive loss matches the CPU reference", "[cuda]
         std::vector<float> labels(first + count);
         for (auto& y : labels) y = float(r() % 2);
         std::vector<double> g(emb.size()), dist(count);
-        const double loss = contrastive_loss<double>(emb.data(), emb.data() + size_t(count) * E, labels.data() + first, count, E,
-                                                     1.0, dist.data(), g.data(), g.data() + size_t(count) * E);
+        const double loss = contrastive_loss<double>(g.data(), g.data() + size_t(count) * E, dist.data(), emb.data(),
+                                                     emb.data() + size_t(count) * E, labels.data() + first, count, E, 1.0);
         auto d_emb = to_device<float>(emb), d_lab = to_device<float>(labels);
         auto d_g = poisoned<float>(g.size()), d_loss = poisoned<float>(4), d_dist = poisoned<float>(count);
         DeviceBuffer<StepState> st;
@@ -250,7 +252,7 @@ TEST_CASE("optimizer kernel matches the CPU loop for rmsprop, adam and sgd", "[c
         for (uint64_t step = 0; step < 3; ++step) {
             const auto g64 = testutil::random_vector(n, r);
             std::vector<float> g(g64.begin(), g64.end());
-            optimizer_step_cpu(c, p.data(), g.data(), s.data(), n, step + 1);
+            optimizer_step(c, p.data(), g.data(), s.data(), n, step + 1);
             auto d_g = to_device<float>(g);
             optimizer_step(c, d_p.get(), d_g.get(), d_s.get(), n, device_state(st, 0, 0, step), nullptr);
         }

@@ -1,7 +1,7 @@
 // Optimizer steps against values worked out by hand (two steps each, one parameter).
 #include <catch2/catch.hpp>
 
-#include "siamese/optimizer.hpp"
+#include "cpu/optimizer.hpp"
 
 using namespace siamese;
 
@@ -12,10 +12,10 @@ std::vector<float> two_steps(OptKind kind, float g1, float g2) {
     c.lr = 0.1f;
     std::vector<float> p = {1.0f}, state = {0.0f, 0.0f}, out;
     float g = g1;
-    optimizer_step_cpu(c, p.data(), &g, state.data(), 1, 1);
+    optimizer_step(c, p.data(), &g, state.data(), 1, 1);
     out.push_back(p[0]);
     g = g2;
-    optimizer_step_cpu(c, p.data(), &g, state.data(), 1, 2);
+    optimizer_step(c, p.data(), &g, state.data(), 1, 2);
     out.push_back(p[0]);
     return out;
 }

@@ -3,8 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include "grad_check.hpp"
-#include "siamese/loss.hpp"
-#include "siamese/twin_cpu.hpp"
+#include "cpu/loss.hpp"
+#include "cpu/twin.hpp"
 #include "test_util.hpp"
 
 using namespace siamese;
@@ -30,8 +30,8 @@ T twin_loss(CpuTwin<T>& twin, const std::vector<std::vector<T>>& imgs, const T* 
     twin.forward(ptr.data(), n, params, train, 42, 7);
     const T* e = twin.embeddings();
     if (demb) demb->assign(size_t(n) * E, T(0));
-    return contrastive_loss<T>(e, e + size_t(B) * E, y.data(), B, E, T(1), nullptr, demb ? demb->data() : nullptr,
-                               demb ? demb->data() + size_t(B) * E : nullptr);
+    return contrastive_loss<T>(demb ? demb->data() : nullptr, demb ? demb->data() + size_t(B) * E : nullptr, nullptr, e,
+                               e + size_t(B) * E, y.data(), B, E, T(1));
 }
 }  // namespace
 

@@ -61,7 +61,5 @@ SIAMESE_HD void optimizer_update(const OptimizerConfig& c, OptStepScalars k, flo
     }
 }
 
-// state holds 2*n floats: slot 1 for all parameters, then slot 2. t is the 1-based step.
-void optimizer_step_cpu(const OptimizerConfig& c, float* params, const float* grad, float* state, size_t n, uint64_t t);
 
 }  // namespace siamese

@@ -7,9 +7,10 @@
 #include "siamese/common.hpp"
 
 #include "siamese/backend.hpp"
-#include "siamese/loss.hpp"
+#include "cpu/loss.hpp"
+#include "cpu/optimizer.hpp"
 #include "siamese/metrics.hpp"
-#include "siamese/twin_cpu.hpp"
+#include "cpu/twin.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -63,8 +64,8 @@ public:
         twin_.forward(ptrs_.data(), 2 * count, params_.data(), true, r_.seed, step);
         demb_.resize(2 * size_t(count) * E);
         const float* emb = twin_.embeddings();
-        const float loss = contrastive_loss<float>(emb, emb + size_t(count) * E, order_.label.data() + first, count, E,
-                                                   r_.margin, nullptr, demb_.data(), demb_.data() + size_t(count) * E);
+        const float loss = contrastive_loss<float>(demb_.data(), demb_.data() + size_t(count) * E, nullptr, emb,
+                                                   emb + size_t(count) * E, order_.label.data() + first, count, E, r_.margin);
         twin_.backward(demb_.data(), params_.data(), grad_.data());
         // A NaN or infinity would poison every weight it reaches: this step is reported as NaN
         // and the weights are not updated.
@@ -73,7 +74,7 @@ public:
             losses_.push_back(std::numeric_limits<float>::quiet_NaN());
             return;
         }
-        optimizer_step_cpu(r_.opt, params_.data(), grad_.data(), state_.data(), L_.total, step + 1);
+        optimizer_step(r_.opt, params_.data(), grad_.data(), state_.data(), L_.total, step + 1);
         losses_.push_back(loss);
     }
     std::vector<float> batch_losses() override { return losses_; }

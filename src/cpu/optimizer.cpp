@@ -1,4 +1,4 @@
-#include "siamese/optimizer.hpp"
+#include "cpu/optimizer.hpp"
 
 #include "siamese/common.hpp"
 
@@ -20,7 +20,7 @@ std::string optimizer_name(OptKind k) {
     return "?";
 }
 
-void optimizer_step_cpu(const OptimizerConfig& c, float* params, const float* grad, float* state, size_t n, uint64_t t) {
+void optimizer_step(const OptimizerConfig& c, float* params, const float* grad, float* state, size_t n, uint64_t t) {
     const OptStepScalars k = opt_scalars(c, t);
     float* s1 = state;
     float* s2 = state + n;

@@ -1,4 +1,5 @@
-// Euclidean distance and contrastive loss over a batch of embedding pairs (CPU reference).
+// Euclidean distance and contrastive loss over a batch of embedding pairs: the CPU reference of
+// cuda/loss.cu (same name; outputs first, then inputs, then sizes).
 //   d_i = sqrt(max(|a_i - b_i|^2, eps))                 (Keras' safe sqrt: finite gradient at 0)
 //   L   = mean_i( y_i d_i^2 + (1 - y_i) max(margin - d_i, 0)^2 )
 #pragma once
@@ -8,10 +9,10 @@
 
 namespace siamese {
 
-// Returns the mean loss; writes distances (B) when `dist` is set and the gradients with respect
-// to both embeddings (B,E) when `ga`/`gb` are set. Batch sums run in index order.
+// Returns the mean loss; writes the gradients with respect to both embeddings (B,E) when
+// `ga`/`gb` are set and distances (B) when `dist` is set. Batch sums run in index order.
 template <class T>
-T contrastive_loss(const T* ea, const T* eb, const float* y, int B, int E, T margin, T* dist, T* ga, T* gb) {
+T contrastive_loss(T* ga, T* gb, T* dist, const T* ea, const T* eb, const float* y, int B, int E, T margin) {
     T total = 0;
     for (int i = 0; i < B; ++i) {
         const T* a = ea + size_t(i) * E;

@@ -1,11 +1,14 @@
-// The twin network on the CPU: forward and backward for a batch of 2B images (the first B are
-// the pairs' left images, the next B the right ones) sharing one flat parameter buffer.
+// The twin network on the CPU (the reference of cuda/backend_cuda.cu's training step): forward
+// and backward for a batch of 2B images (the first B are the pairs' left images, the next B the
+// right ones) sharing one flat parameter buffer.
 // Templated on the scalar so the gradient checks run the very same code in double.
 #pragma once
 #include <cstdint>
 #include <vector>
 
-#include "siamese/layers.hpp"
+#include "cpu/conv.hpp"
+#include "cpu/dense.hpp"
+#include "cpu/dropout.hpp"
 #include "siamese/network.hpp"
 #include "siamese/rules.hpp"
 
@@ -39,8 +42,8 @@ public:
                     relu_maxpool_forward(act, conv_arg_[l].data() + size_t(i) * s.out_elems(), conv_buf.data(), s);
                     T* y = conv_out_[l].data() + size_t(i) * s.out_elems();
                     T* m = conv_mask_[l].data() + size_t(i) * s.out_elems();
-                    apply_dropout(y, m, act, s.out_elems(), train ? cfg_.conv_dropout : 0.0f, seed, step,
-                                  kConvDropoutId + l, i);
+                    dropout_forward(y, m, act, s.out_elems(), train ? cfg_.conv_dropout : 0.0f, seed, step,
+                                    kConvDropoutId + l, i);
                     x = y;
                 }
             }
@@ -53,9 +56,9 @@ public:
             const float rate = train && !last ? cfg_.dense_dropout : 0.0f;
 #pragma omp parallel for schedule(static)
             for (int i = 0; i < n; ++i)
-                apply_dropout(dense_out_[l].data() + size_t(i) * d.out, dense_mask_[l].data() + size_t(i) * d.out,
-                              dense_act_[l].data() + size_t(i) * d.out, d.out, rate, seed, step,
-                              kDenseDropoutId + uint32_t(l), i);
+                dropout_forward(dense_out_[l].data() + size_t(i) * d.out, dense_mask_[l].data() + size_t(i) * d.out,
+                                dense_act_[l].data() + size_t(i) * d.out, d.out, rate, seed, step,
+                                kDenseDropoutId + uint32_t(l), i);
             x = dense_out_[l].data();
         }
         images_.assign(images, images + n);
@@ -69,7 +72,7 @@ public:
         for (int l = nd - 1; l >= 0; --l) {
             const DenseShape& d = L_.dense[l];
             // Through dropout and ReLU: the output is zero where either zeroed it.
-            for (size_t k = 0; k < dy.size(); ++k) dy[k] *= dense_mask_[l][k] * T(dense_act_[l][k] > T(0));
+            relu_dropout_backward(dy.data(), dense_act_[l].data(), dense_mask_[l].data(), int(dy.size()));
             const T* x = l > 0 ? dense_out_[l - 1].data() : conv_out_.back().data();
             dx.resize(size_t(n) * d.in);
             dense_backward(dx.data(), grad + L_.dense_w[l], grad + L_.dense_b[l], dy.data(), x,
@@ -127,19 +130,6 @@ private:
         for (size_t l = 0; l < nd; ++l) {
             const size_t e = size_t(n) * L_.dense[l].out;
             dense_act_[l].resize(e); dense_out_[l].resize(e); dense_mask_[l].resize(e);
-        }
-    }
-
-    // Inverted dropout: kept units scaled by 1/(1-rate); the mask keeps that scale (or 0).
-    static void apply_dropout(T* y, T* mask, const T* x, int count, float rate, uint64_t seed, uint64_t step,
-                              uint32_t layer, int image) {
-        const T keep_scale = dropout_keep_scale<T>(rate);
-        unsigned keep4 = 0;
-        for (int k = 0; k < count; ++k) {
-            if ((k & 3) == 0) keep4 = dropout_keep_mask4(seed, step, layer, uint32_t(image), uint32_t(k) >> 2, rate);
-            const bool keep = (keep4 >> (k & 3)) & 1u;
-            mask[k] = keep ? keep_scale : T(0);
-            y[k] = x[k] * mask[k];
         }
     }
 
