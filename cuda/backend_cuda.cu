@@ -188,7 +188,7 @@ private:
         a.upload(pairs.a.data(), pairs.a.size(), stream_.get());
         b.upload(pairs.b.data(), pairs.b.size(), stream_.get());
         DeviceBuffer<float> d(pairs.size());
-        pair_distances(emb, L_.embed_dim(), a.get(), b.get(), pairs.size(), d.get(), stream_.get());
+        pair_distances(d.get(), emb, L_.embed_dim(), a.get(), b.get(), pairs.size(), stream_.get());
         return d.download(stream_.get());
     }
 
@@ -307,11 +307,11 @@ private:
             phase(l == 0 ? "conv1 forward" : "conv2+ forward", [&] {
 #if SIAMESE_HAVE_CUDNN
                 if (cudnn_)
-                    conv_blocks_[l]->forward(x, gather, n, w, b, conv_out_[l].get(), conv_arg_[l].get(), rate, r_.seed, id,
+                    conv_blocks_[l]->forward(conv_out_[l].get(), conv_arg_[l].get(), x, w, b, n, gather, rate, r_.seed, id,
                                              state_.get(), stream);
                 else
 #endif
-                    conv_pool_forward(L_.conv[l], n, x, gather, w, b, conv_out_[l].get(), conv_arg_[l].get(), rate,
+                    conv_pool_forward(conv_out_[l].get(), conv_arg_[l].get(), x, w, b, L_.conv[l], n, gather, rate,
                                       r_.seed, id, state_.get(), stream);
             });
             x = conv_out_[l].get();
@@ -321,9 +321,9 @@ private:
             const bool last = l + 1 == L_.dense.size();
             const float rate = train && !last ? r_.net.dense_dropout : 0.0f;
             phase("dense forward", [&] {
-                dense_forward(cublas_.get(), x, params_.get() + L_.dense_w[l], params_.get() + L_.dense_b[l], dense_out_[l].get(), n,
+                dense_forward(dense_out_[l].get(), x, params_.get() + L_.dense_w[l], params_.get() + L_.dense_b[l], n,
                               L_.dense[l].in, L_.dense[l].out, rate, r_.seed, kDenseDropoutId + uint32_t(l), state_.get(),
-                              stream);
+                              cublas_.get(), stream);
             });
             x = dense_out_[l].get();
         }
@@ -339,8 +339,8 @@ private:
         phase("gather", [&] { build_gather(order_a_.get(), order_b_.get(), state_.get(), count, gather_.get(), stream); });
         forward(bank_.get(), gather_.get(), n, true);
         phase("distance+loss", [&] {
-            contrastive_loss(dense_out_[nd - 1].get(), count, E, order_y_.get(), state_.get(), r_.margin,
-                             dense_d_[nd - 1].get(), losses_.get(), nullptr, stream);
+            contrastive_loss(dense_d_[nd - 1].get(), losses_.get(), nullptr, dense_out_[nd - 1].get(), order_y_.get(), count,
+                             E, r_.margin, state_.get(), stream);
         });
         for (int l = nd - 1; l >= 0; --l) {
             const bool last = l + 1 == nd;
@@ -350,8 +350,8 @@ private:
             phase("dense backward", [&] {
                 relu_dropout_backward(dense_d_[l].get(), dense_out_[l].get(), n, d.out, last ? 0.0f : r_.net.dense_dropout,
                                       stream);
-                dense_backward(cublas_.get(), dense_d_[l].get(), x, params_.get() + L_.dense_w[l], grad_.get() + L_.dense_w[l],
-                               grad_.get() + L_.dense_b[l], dx, n, d.in, d.out, stream);
+                dense_backward(dx, grad_.get() + L_.dense_w[l], grad_.get() + L_.dense_b[l], dense_d_[l].get(), x,
+                               params_.get() + L_.dense_w[l], n, d.in, d.out, cublas_.get(), stream);
             });
         }
         for (int l = nc - 1; l >= 0; --l) {
@@ -363,15 +363,17 @@ private:
                 relu_dropout_backward(conv_d_[l].get(), conv_out_[l].get(), n, s.out_elems(), r_.net.conv_dropout, stream);
 #if SIAMESE_HAVE_CUDNN
                 if (cudnn_) {
-                    conv_blocks_[l]->backward(in, gather, n, conv_d_[l].get(), conv_arg_[l].get(),
-                                              params_.get() + L_.conv_w[l], grad_.get() + L_.conv_w[l], din, stream);
+                    conv_blocks_[l]->backward(grad_.get() + L_.conv_w[l], din, conv_d_[l].get(), conv_arg_[l].get(), in,
+                                              params_.get() + L_.conv_w[l], n, gather, stream);
                     return;
                 }
 #endif
                 {
-                    conv_backward_weights(s, n, in, gather, conv_d_[l].get(), conv_arg_[l].get(), partial_.get(),
-                                          partial_.size(), grad_.get() + L_.conv_w[l], stream);
-                    if (din) conv_backward_input(s, n, conv_d_[l].get(), conv_arg_[l].get(), params_.get() + L_.conv_w[l], din, stream);
+                    conv_backward_weights(grad_.get() + L_.conv_w[l], conv_d_[l].get(), conv_arg_[l].get(), in, s, n, gather,
+                                          partial_.get(), partial_.size(), stream);
+                    if (din)
+                        conv_backward_input(din, conv_d_[l].get(), conv_arg_[l].get(), params_.get() + L_.conv_w[l], s, n,
+                                            stream);
                 }
             });
         }

@@ -3,7 +3,7 @@
 // fixed-order reduction: bit-identical run to run) and an input-gradient gather kernel.
 //
 // Shapes accepted: any C, H, W, F, K with K <= H, W and pool P <= 8 (argmax is one byte);
-// n = 2 * pairs images of (C, H, W) floats. Reference: include/siamese/layers.hpp.
+// n = 2 * pairs images of (C, H, W) floats. Reference: src/cpu/conv.hpp (same names).
 #include <algorithm>
 #include <cmath>
 
@@ -138,8 +138,8 @@ __global__ void conv_input_grad_kernel(ConvShape s, int n, const float* __restri
 
 }  // namespace
 
-void conv_pool_forward(const ConvShape& s, int n, const float* in, const int* gather, const float* w, const float* b,
-                       float* out, uint8_t* argmax, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
+void conv_pool_forward(float* out, uint8_t* argmax, const float* in, const float* w, const float* b, const ConvShape& s,
+                       int n, const int* gather, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
                        cudaStream_t stream) {
     NvtxRange r("conv_pool_forward");
     if (s.P > 8) throw UsageError("CUDA conv: pool size over 8 is not supported (argmax is one byte)");
@@ -154,9 +154,8 @@ size_t conv_partial_needed(const ConvShape& s, int n) {
     return size_t((n + chunk - 1) / chunk) * wgrad_params(s);
 }
 
-void conv_backward_weights(const ConvShape& s, int n, const float* in, const int* gather, const float* geff,
-                           const uint8_t* argmax, float* partial, size_t partial_elems, float* grad_wb,
-                           cudaStream_t stream) {
+void conv_backward_weights(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in, const ConvShape& s,
+                           int n, const int* gather, float* partial, size_t partial_elems, cudaStream_t stream) {
     NvtxRange r("conv_backward_weights");
     require_elems(partial_elems, conv_partial_needed(s, n), "conv_backward_weights: partial");
     const int nwb = wgrad_params(s);
@@ -164,11 +163,11 @@ void conv_backward_weights(const ConvShape& s, int n, const float* in, const int
     conv_wgrad_partial_kernel<<<dim3(blocks_for(nwb), unsigned(chunks)), kThreads, 0, stream>>>(s, n, chunk, in, gather,
                                                                                                geff, argmax, partial);
     CUDA_CHECK_LAUNCH();
-    column_sums(partial, chunks, nwb, grad_wb, stream);  // the chunks in order
+    column_sums(grad_wb, partial, chunks, nwb, stream);  // the chunks in order
 }
 
-void conv_backward_input(const ConvShape& s, int n, const float* geff, const uint8_t* argmax, const float* w,
-                         float* din, cudaStream_t stream) {
+void conv_backward_input(float* din, const float* geff, const uint8_t* argmax, const float* w, const ConvShape& s, int n,
+                         cudaStream_t stream) {
     NvtxRange r("conv_backward_input");
     conv_input_grad_kernel<<<blocks_for(long(n) * s.C * s.H * s.W), kThreads, 0, stream>>>(s, n, geff, argmax, w, din);
     CUDA_CHECK_LAUNCH();

@@ -200,8 +200,8 @@ const float* CudnnConvBlock::contiguous_input(const float* in, const int* gather
     return staged_.get();
 }
 
-void CudnnConvBlock::forward(const float* in, const int* gather, int n, const float* w, const float* b, float* out,
-                             uint8_t* argmax, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
+void CudnnConvBlock::forward(float* out, uint8_t* argmax, const float* in, const float* w, const float* b, int n,
+                             const int* gather, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
                              cudaStream_t stream) {
     NvtxRange r("cudnn_conv_forward");
     set_batch(n);
@@ -216,8 +216,8 @@ void CudnnConvBlock::forward(const float* in, const int* gather, int n, const fl
     CUDA_CHECK_LAUNCH();
 }
 
-void CudnnConvBlock::backward(const float* in, const int* gather, int n, const float* geff, const uint8_t* argmax,
-                              const float* w, float* grad_wb, float* din, cudaStream_t stream) {
+void CudnnConvBlock::backward(float* grad_wb, float* din, const float* geff, const uint8_t* argmax, const float* in,
+                              const float* w, int n, const int* gather, cudaStream_t stream) {
     NvtxRange r("cudnn_conv_backward");
     set_batch(n);
     check_stream(stream);

@@ -1,6 +1,7 @@
 // Dense layers: the products through cuBLAS (FP32, no TF32), bias + ReLU + dropout and the
 // backward mask as elementwise kernels, the bias gradient as fixed-order column sums.
 // Row-major (n, I) activations and (O, I) weights are column-major (I, n) and (I, O) to cuBLAS.
+// Reference: src/cpu/dense.hpp and src/cpu/dropout.hpp (same names, same argument order).
 #include <stdexcept>
 
 #include "check.hpp"
@@ -61,13 +62,13 @@ void require_stream(cublasHandle_t h, cudaStream_t stream) {
 
 }  // namespace
 
-void column_sums(const float* m, int rows, int cols, float* out, cudaStream_t stream) {
+void column_sums(float* out, const float* m, int rows, int cols, cudaStream_t stream) {
     column_sums_kernel<<<blocks_for(cols), kThreads, 0, stream>>>(m, rows, cols, out);
     CUDA_CHECK_LAUNCH();
 }
 
-void dense_forward(cublasHandle_t h, const float* x, const float* w, const float* b, float* y, int n, int I, int O,
-                   float rate, uint64_t seed, uint32_t layer_id, const StepState* st, cudaStream_t stream) {
+void dense_forward(float* y, const float* x, const float* w, const float* b, int n, int I, int O, float rate,
+                   uint64_t seed, uint32_t layer_id, const StepState* st, cublasHandle_t h, cudaStream_t stream) {
     NvtxRange r("dense_forward");
     const float one = 1.0f, zero = 0.0f;
     require_stream(h, stream);
@@ -84,14 +85,14 @@ void relu_dropout_backward(float* d, const float* y, int n, int elems, float rat
     CUDA_CHECK_LAUNCH();
 }
 
-void dense_backward(cublasHandle_t h, const float* d, const float* x, const float* w, float* dw, float* db, float* dx,
-                    int n, int I, int O, cudaStream_t stream) {
+void dense_backward(float* dx, float* dw, float* db, const float* d, const float* x, const float* w, int n, int I, int O,
+                    cublasHandle_t h, cudaStream_t stream) {
     NvtxRange r("dense_backward");
     const float one = 1.0f, zero = 0.0f;
     require_stream(h, stream);
     // dW^T (I, O) = x^T (I, n) . d (n, O)
     CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, I, O, n, &one, x, I, d, O, &zero, dw, I));
-    column_sums(d, n, O, db, stream);
+    column_sums(db, d, n, O, stream);
     // dx^T (I, n) = W^T (I, O) . d^T (O, n)
     if (dx) CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, I, n, O, &one, w, I, d, O, &zero, dx, I));
 }

@@ -31,7 +31,7 @@ __global__ void pair_distance_kernel(const float* __restrict__ emb, int E, const
 
 }  // namespace
 
-void pair_distances(const float* emb, int E, const int* a, const int* b, int n, float* d, cudaStream_t stream) {
+void pair_distances(float* d, const float* emb, int E, const int* a, const int* b, int n, cudaStream_t stream) {
     NvtxRange r("pair_distances");
     pair_distance_kernel<<<blocks_for(n), kThreads, 0, stream>>>(emb, E, a, b, n, d);
     CUDA_CHECK_LAUNCH();

@@ -1,6 +1,9 @@
 // Launchers of the engine's CUDA kernels: plain host functions on device pointers, so the
 // backend and the [cuda] tests (compiled by g++) call them alike. Every launcher opens an NVTX
-// range named after itself and checks its launch.
+// range named after itself and checks its launch. Each kernel family has its CPU reference in
+// src/cpu/ under the same name with the same argument order (outputs first, then inputs, then
+// sizes), followed by what the GPU needs: the batch size n, gather indices, scratch, the
+// device-side StepState, the library handle, the stream.
 //
 // Batch layout: a batch of `count` pairs is 2*count images; image slot s < count is pair s's
 // left image, slot count + s its right one. Activations are (2*count, elems) row-major.
@@ -36,8 +39,9 @@ void optimizer_step(const OptimizerConfig& c, float* params, const float* grad, 
 // out (n, F,Hp,Wp) = dropout(relu(maxpool(conv(in) + b))), argmax (n, F,Hp,Wp) = dy*P+dx.
 // Image i reads in + (gather ? gather[i] : i) * C*H*W: layer 1 reads the image bank directly.
 // rate 0 = inference (no dropout).
-void conv_pool_forward(const ConvShape& s, int n, const float* in, const int* gather, const float* w, const float* b,
-                       float* out, uint8_t* argmax, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
+// Reference: conv_pool_forward in src/cpu/conv.hpp (one image).
+void conv_pool_forward(float* out, uint8_t* argmax, const float* in, const float* w, const float* b, const ConvShape& s,
+                       int n, const int* gather, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
                        cudaStream_t stream);
 // Weight and bias gradients of one conv block from geff (gradient at the pooled outputs, already
 // through dropout and ReLU): partial sums over chunks of images, then summed in chunk order
@@ -47,38 +51,45 @@ void conv_pool_forward(const ConvShape& s, int n, const float* in, const int* ga
 // conv_partial_needed(s, n) <= partial_elems on the host before launching.
 size_t conv_partial_elems(const ConvShape& s);
 size_t conv_partial_needed(const ConvShape& s, int n);
-void conv_backward_weights(const ConvShape& s, int n, const float* in, const int* gather, const float* geff,
-                           const uint8_t* argmax, float* partial, size_t partial_elems, float* grad_wb,
-                           cudaStream_t stream);
+// Reference: conv_backward_weights in src/cpu/conv.hpp, whose (dw, db, dconv) are here grad_wb
+// and (geff, argmax): the GPU never materialises the scattered conv gradient.
+void conv_backward_weights(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in, const ConvShape& s,
+                           int n, const int* gather, float* partial, size_t partial_elems, cudaStream_t stream);
 // din (n, C,H,W): gradient at the block's input, gathered over filters and taps.
-void conv_backward_input(const ConvShape& s, int n, const float* geff, const uint8_t* argmax, const float* w,
-                         float* din, cudaStream_t stream);
+// Reference: conv_backward_input in src/cpu/conv.hpp (dconv there is geff + argmax here).
+void conv_backward_input(float* din, const float* geff, const uint8_t* argmax, const float* w, const ConvShape& s, int n,
+                         cudaStream_t stream);
 
 // ---- dense layers and elementwise (dense.cu) ------------------------------------------------
 // out (cols) = sums of the rows of m (rows, cols), each column summed in row order
 // (deterministic): the bias gradient, and the conv weight gradient's chunk partials.
-void column_sums(const float* m, int rows, int cols, float* out, cudaStream_t stream);
+void column_sums(float* out, const float* m, int rows, int cols, cudaStream_t stream);
 // y (n, O) = x (n, I) . W^T (cuBLAS, FP32), then bias + ReLU + dropout in place. The cuBLAS
 // handle must be bound to `stream` already (set once at its creation; checked).
-void dense_forward(cublasHandle_t h, const float* x, const float* w, const float* b, float* y, int n, int I, int O,
-                   float rate, uint64_t seed, uint32_t layer_id, const StepState* st, cudaStream_t stream);
+// Reference: dense_forward (ReLU on) then dropout_forward, src/cpu/dense.hpp and dropout.hpp.
+void dense_forward(float* y, const float* x, const float* w, const float* b, int n, int I, int O, float rate,
+                   uint64_t seed, uint32_t layer_id, const StepState* st, cublasHandle_t h, cudaStream_t stream);
 // d (n, elems) = y > 0 ? d * 1/(1-rate) : 0: through dropout and ReLU. y = relu(v) * mask is
 // positive exactly where the unit was kept and active, so no mask is regenerated.
+// Reference: relu_dropout_backward in src/cpu/dropout.hpp (which keeps the mask).
 void relu_dropout_backward(float* d, const float* y, int n, int elems, float rate, cudaStream_t stream);
 // dW = d^T . x, db = column sums of d (fixed order), dx = d . W (skipped when dx is null).
-void dense_backward(cublasHandle_t h, const float* d, const float* x, const float* w, float* dw, float* db, float* dx,
-                    int n, int I, int O, cudaStream_t stream);
+// Reference: dense_backward in src/cpu/dense.hpp.
+void dense_backward(float* dx, float* dw, float* db, const float* d, const float* x, const float* w, int n, int I, int O,
+                    cublasHandle_t h, cudaStream_t stream);
 
 // ---- distance and loss (loss.cu) ------------------------------------------------------------
 // emb (2*count, E). One block: per pair d = sqrt(max(|a-b|^2, eps)), the loss term, the
 // gradients w.r.t. both embeddings into g (2*count, E), the batch mean by a fixed-order tree
 // reduction into losses[st->batch]. Labels read at labels + st->first. dist (count) optional.
-void contrastive_loss(const float* emb, int count, int E, const float* labels, const StepState* st, float margin,
-                      float* g, float* losses, float* dist, cudaStream_t stream);
+// Reference: contrastive_loss in src/cpu/loss.hpp (ga, gb there are the two halves of g).
+void contrastive_loss(float* g, float* losses, float* dist, const float* emb, const float* labels, int count, int E,
+                      float margin, const StepState* st, cudaStream_t stream);
 
 // ---- evaluation (eval.cu) -------------------------------------------------------------------
 // d[i] = |emb[a[i]] - emb[b[i]]| (same safe sqrt).
-void pair_distances(const float* emb, int E, const int* a, const int* b, int n, float* d, cudaStream_t stream);
+// Reference: pair_distances in include/siamese/metrics.hpp.
+void pair_distances(float* d, const float* emb, int E, const int* a, const int* b, int n, cudaStream_t stream);
 // ROC AUC of distances d with labels y (1 genuine) on the device: a Thrust sort by distance,
 // then the Mann-Whitney rank sum (ties averaged). Returns NaN when a class is empty.
 double roc_auc_device(const float* d, const float* y, int n, cudaStream_t stream);

@@ -1,6 +1,6 @@
 // Distance + contrastive loss fused: one kernel gives each pair's distance, its loss term, the
 // gradients w.r.t. both embeddings and the batch mean (fixed-order tree reduction in one block,
-// so the loss is bit-identical run to run). Reference: include/siamese/loss.hpp; the
+// so the loss is bit-identical run to run). Reference: src/cpu/loss.hpp; the
 // per-pair rules are those of include/siamese/rules.hpp.
 // Shapes: any count >= 1, any E; one block of 256 threads strides over the pairs.
 #include "check.hpp"
@@ -49,8 +49,8 @@ __global__ void contrastive_loss_kernel(const float* __restrict__ emb, int count
 
 }  // namespace
 
-void contrastive_loss(const float* emb, int count, int E, const float* labels, const StepState* st, float margin,
-                      float* g, float* losses, float* dist, cudaStream_t stream) {
+void contrastive_loss(float* g, float* losses, float* dist, const float* emb, const float* labels, int count, int E,
+                      float margin, const StepState* st, cudaStream_t stream) {
     NvtxRange r("contrastive_loss");
     contrastive_loss_kernel<<<1, kLossThreads, 0, stream>>>(emb, count, E, labels, st, margin, g, losses, dist);
     CUDA_CHECK_LAUNCH();

@@ -106,7 +106,7 @@ TEST_CASE("conv_pool_forward matches the CPU reference", "[cuda][conv]") {
                 auto d_out = poisoned<float>(ref.size());
                 auto d_arg = poisoned<uint8_t>(ref.size());
                 DeviceBuffer<StepState> st;
-                conv_pool_forward(s, n, d_bank.get(), d_gather.get(), d_w.get(), d_b.get(), d_out.get(), d_arg.get(), rate,
+                conv_pool_forward(d_out.get(), d_arg.get(), d_bank.get(), d_w.get(), d_b.get(), s, n, d_gather.get(), rate,
                                   77, 1, device_state(st, 0, 0, 5), nullptr);
                 CUDA_CHECK(cudaDeviceSynchronize());
                 const auto out = d_out.download();
@@ -149,9 +149,9 @@ TEST_CASE("conv backward (weights, bias, input) matches the CPU reference", "[cu
             DeviceBuffer<float> partial(conv_partial_elems(s));
             auto d_wb = poisoned<float>(w.size() + b.size());
             auto d_din = poisoned<float>(bank.size());
-            conv_backward_weights(s, n, d_bank.get(), nullptr, d_geff.get(), d_arg.get(), partial.get(), partial.size(),
-                                  d_wb.get(), nullptr);
-            conv_backward_input(s, n, d_geff.get(), d_arg.get(), d_w.get(), d_din.get(), nullptr);
+            conv_backward_weights(d_wb.get(), d_geff.get(), d_arg.get(), d_bank.get(), s, n, nullptr, partial.get(),
+                                  partial.size(), nullptr);
+            conv_backward_input(d_din.get(), d_geff.get(), d_arg.get(), d_w.get(), s, n, nullptr);
             CUDA_CHECK(cudaDeviceSynchronize());
             const auto wb = d_wb.download();
             const std::vector<float> gw(wb.begin(), wb.begin() + long(w.size())), gb(wb.begin() + long(w.size()), wb.end());
@@ -185,7 +185,7 @@ TEST_CASE("dense forward, relu/dropout backward and dense backward match the CPU
             auto d_y = poisoned<float>(y.size());
             DeviceBuffer<StepState> st;
             StepState* sp = device_state(st, 0, 0, 9);
-            dense_forward(h, d_x.get(), d_w.get(), d_b.get(), d_y.get(), n, I, O, rate, 5, 16, sp, nullptr);
+            siamese::cuda::dense_forward(d_y.get(), d_x.get(), d_w.get(), d_b.get(), n, I, O, rate, 5, 16, sp, h, nullptr);
             CUDA_CHECK(cudaDeviceSynchronize());
             const auto gy = d_y.download();
             REQUIRE(cudatest::all_finite(gy));
@@ -201,7 +201,7 @@ TEST_CASE("dense forward, relu/dropout backward and dense backward match the CPU
             auto d_yref = to_device<float>(gy);
             auto d_dx = poisoned<float>(dx.size()), d_dw = poisoned<float>(dw.size()), d_db = poisoned<float>(db.size());
             relu_dropout_backward(d_d.get(), d_yref.get(), n, O, rate, nullptr);
-            siamese::cuda::dense_backward(h, d_d.get(), d_x.get(), d_w.get(), d_dw.get(), d_db.get(), d_dx.get(), n, I, O, nullptr);
+            siamese::cuda::dense_backward(d_dx.get(), d_dw.get(), d_db.get(), d_d.get(), d_x.get(), d_w.get(), n, I, O, h, nullptr);
             CUDA_CHECK(cudaDeviceSynchronize());
             CHECK(testutil::rel_error(d_d.download(), geff) < 1e-6);
             CHECK(testutil::rel_error(d_dx.download(), dx) < 1e-5);
@@ -227,8 +227,8 @@ TEST_CASE("fused distance + contrastive loss matches the CPU reference", "[cuda]
         auto d_emb = to_device<float>(emb), d_lab = to_device<float>(labels);
         auto d_g = poisoned<float>(g.size()), d_loss = poisoned<float>(4), d_dist = poisoned<float>(count);
         DeviceBuffer<StepState> st;
-        contrastive_loss(d_emb.get(), count, E, d_lab.get(), device_state(st, first, 2, 0), 1.0f, d_g.get(), d_loss.get(),
-                         d_dist.get(), nullptr);
+        siamese::cuda::contrastive_loss(d_g.get(), d_loss.get(), d_dist.get(), d_emb.get(), d_lab.get(), count, E, 1.0f,
+                                        device_state(st, first, 2, 0), nullptr);
         CUDA_CHECK(cudaDeviceSynchronize());
         CHECK(d_loss.download()[2] == Approx(loss).epsilon(1e-5));
         CHECK(testutil::rel_error(d_g.download(), g) < 1e-5);
@@ -276,7 +276,7 @@ TEST_CASE("pair distances and the device ROC AUC match the CPU metrics", "[cuda]
     auto d_a = to_device<int>(pairs.a), d_b = to_device<int>(pairs.b);
     auto d_y = to_device<float>(pairs.label);
     auto d_d = poisoned<float>(n);
-    siamese::cuda::pair_distances(d_emb.get(), E, d_a.get(), d_b.get(), n, d_d.get(), nullptr);
+    siamese::cuda::pair_distances(d_d.get(), d_emb.get(), E, d_a.get(), d_b.get(), n, nullptr);
     CUDA_CHECK(cudaDeviceSynchronize());
     const auto d = d_d.download();
     CHECK(testutil::rel_error(d, ref) < 1e-6);
@@ -309,9 +309,9 @@ TEST_CASE("cuDNN and custom convolution blocks agree", "[cuda][conv][cudnn]") {
         const size_t out_n = size_t(n) * s.out_elems();
         auto o1 = poisoned<float>(out_n), o2 = poisoned<float>(out_n);
         auto a1 = poisoned<uint8_t>(out_n), a2 = poisoned<uint8_t>(out_n);
-        conv_pool_forward(s, n, d_bank.get(), d_gather.get(), d_w.get(), d_b.get(), o1.get(), a1.get(), 0.25f, 4, 0, sp, nullptr);
+        conv_pool_forward(o1.get(), a1.get(), d_bank.get(), d_w.get(), d_b.get(), s, n, d_gather.get(), 0.25f, 4, 0, sp, nullptr);
         CudnnConvBlock block(h, s, n);
-        block.forward(d_bank.get(), d_gather.get(), n, d_w.get(), d_b.get(), o2.get(), a2.get(), 0.25f, 4, 0, sp, nullptr);
+        block.forward(o2.get(), a2.get(), d_bank.get(), d_w.get(), d_b.get(), n, d_gather.get(), 0.25f, 4, 0, sp, nullptr);
         CUDA_CHECK(cudaDeviceSynchronize());
         const auto out1 = o1.download();
         CHECK(testutil::rel_error(o2.download(), out1) < 1e-5);
@@ -324,11 +324,11 @@ TEST_CASE("cuDNN and custom convolution blocks agree", "[cuda][conv][cudnn]") {
         DeviceBuffer<float> partial(conv_partial_elems(s));
         auto g1 = poisoned<float>(w.size() + b.size()), g2 = poisoned<float>(w.size() + b.size());
         auto i1 = poisoned<float>(size_t(n) * s.in_elems()), i2 = poisoned<float>(size_t(n) * s.in_elems());
-        conv_backward_weights(s, n, d_bank.get(), d_gather.get(), d_geff.get(), a1.get(), partial.get(), partial.size(),
-                              g1.get(), nullptr);
+        conv_backward_weights(g1.get(), d_geff.get(), a1.get(), d_bank.get(), s, n, d_gather.get(), partial.get(),
+                              partial.size(), nullptr);
         // The input gradient is per image slot; compare with the gathered layout cuDNN sees.
-        conv_backward_input(s, n, d_geff.get(), a1.get(), d_w.get(), i1.get(), nullptr);
-        block.backward(d_bank.get(), d_gather.get(), n, d_geff.get(), a1.get(), d_w.get(), g2.get(), i2.get(), nullptr);
+        conv_backward_input(i1.get(), d_geff.get(), a1.get(), d_w.get(), s, n, nullptr);
+        block.backward(g2.get(), i2.get(), d_geff.get(), a1.get(), d_bank.get(), d_w.get(), n, d_gather.get(), nullptr);
         CUDA_CHECK(cudaDeviceSynchronize());
         CHECK(testutil::rel_error(g2.download(), g1.download()) < 1e-4);
         CHECK(testutil::rel_error(i2.download(), i1.download()) < 1e-5);
@@ -345,8 +345,8 @@ TEST_CASE("the weight-gradient scratch size holds every batch size, and launcher
         INFO("C" << s.C << " H" << s.H << " W" << s.W << " F" << s.F);
         for (int n = 1; n <= 4096; ++n) REQUIRE(conv_partial_needed(s, n) <= conv_partial_elems(s));
         // The check comes before any launch, so it fires without a GPU too.
-        CHECK_THROWS_AS(conv_backward_weights(s, 256, nullptr, nullptr, nullptr, nullptr, nullptr,
-                                              conv_partial_needed(s, 256) - 1, nullptr, nullptr),
+        CHECK_THROWS_AS(conv_backward_weights(nullptr, nullptr, nullptr, nullptr, s, 256, nullptr, nullptr,
+                                              conv_partial_needed(s, 256) - 1, nullptr),
                         std::logic_error);
     }
 }

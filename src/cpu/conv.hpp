@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cpu/dropout.hpp"
 #include "siamese/network.hpp"
 #include "siamese/rules.hpp"
 
@@ -65,6 +66,17 @@ void relu_maxpool_forward(T* act, uint8_t* argmax, const T* conv, const ConvShap
                 act[i] = relu(best);
                 argmax[i] = uint8_t(arg);
             }
+}
+
+// One whole conv block for one image: conv + bias into `conv` (scratch, F*Ho*W), ReLU + max-pool
+// into act with the argmax, dropout into out with its mask. The CPU twin of cuda/conv.cu's
+// conv_pool_forward, which fuses all of it for n images and keeps neither act nor mask.
+template <class T>
+void conv_pool_forward(T* out, uint8_t* argmax, T* act, T* mask, const T* in, const T* w, const T* b, const ConvShape& s,
+                       T* conv, float rate, uint64_t seed, uint64_t step, uint32_t layer, int image) {
+    conv_forward(conv, in, w, b, s);
+    relu_maxpool_forward(act, argmax, conv, s);
+    dropout_forward(out, mask, act, s.out_elems(), rate, seed, step, layer, image);
 }
 
 // dconv (conv_grad_elems, zeroed here) from d_act: scatter to each window's argmax where act > 0.

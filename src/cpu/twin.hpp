@@ -37,13 +37,11 @@ public:
                 for (int l = 0; l < nconv; ++l) {
                     const ConvShape& s = L_.conv[l];
                     conv_buf.resize(size_t(s.F) * s.Ho * s.W);
-                    conv_forward(conv_buf.data(), x, params + L_.conv_w[l], params + L_.conv_b[l], s);
-                    T* act = conv_act_[l].data() + size_t(i) * s.out_elems();
-                    relu_maxpool_forward(act, conv_arg_[l].data() + size_t(i) * s.out_elems(), conv_buf.data(), s);
-                    T* y = conv_out_[l].data() + size_t(i) * s.out_elems();
-                    T* m = conv_mask_[l].data() + size_t(i) * s.out_elems();
-                    dropout_forward(y, m, act, s.out_elems(), train ? cfg_.conv_dropout : 0.0f, seed, step,
-                                    kConvDropoutId + l, i);
+                    const size_t off = size_t(i) * s.out_elems();
+                    T* y = conv_out_[l].data() + off;
+                    conv_pool_forward(y, conv_arg_[l].data() + off, conv_act_[l].data() + off, conv_mask_[l].data() + off, x,
+                                      params + L_.conv_w[l], params + L_.conv_b[l], s, conv_buf.data(),
+                                      train ? cfg_.conv_dropout : 0.0f, seed, step, kConvDropoutId + l, i);
                     x = y;
                 }
             }
