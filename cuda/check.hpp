@@ -1,5 +1,6 @@
-// Error checks for every CUDA, cuBLAS and cuDNN call: file, line, the failing expression and a
-// hint. Plain C++ (no device code) so tests compiled by g++ can include it.
+// Error checks for every CUDA, cuBLAS and cuDNN call, in one place: file, line, the failing
+// expression and a hint; a failure throws DeviceError (exit status 4). Plain C++ (no device
+// code) so tests compiled by g++ can include it.
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -33,3 +34,15 @@ const char* cublas_status_name(cublasStatus_t s);
             ::siamese::cuda::fail(::siamese::cuda::cublas_status_name(st_), #expr, __FILE__, __LINE__,     \
                                   "cuBLAS failed: check matrix sizes and that the handle's stream is valid"); \
     } while (0)
+
+#if SIAMESE_HAVE_CUDNN
+#include <cudnn.h>
+
+#define CUDNN_CHECK(expr)                                                                                     \
+    do {                                                                                                      \
+        const cudnnStatus_t st_ = (expr);                                                                     \
+        if (st_ != CUDNN_STATUS_SUCCESS)                                                                      \
+            ::siamese::cuda::fail(cudnnGetErrorString(st_), #expr, __FILE__, __LINE__,                         \
+                                  "cuDNN failed: check the cuDNN library matches the toolkit and the shapes"); \
+    } while (0)
+#endif

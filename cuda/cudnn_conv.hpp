@@ -13,14 +13,6 @@
 #include "buffer.hpp"
 #include "kernels.hpp"
 
-#define CUDNN_CHECK(expr)                                                                                     \
-    do {                                                                                                      \
-        const cudnnStatus_t st_ = (expr);                                                                     \
-        if (st_ != CUDNN_STATUS_SUCCESS)                                                                      \
-            ::siamese::cuda::fail(cudnnGetErrorString(st_), #expr, __FILE__, __LINE__,                         \
-                                  "cuDNN failed: check the cuDNN library matches the toolkit and the shapes"); \
-    } while (0)
-
 namespace siamese::cuda {
 
 class CudnnConvBlock {

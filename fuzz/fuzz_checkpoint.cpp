@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <string>
 
-#include "siamese/checkpoint.hpp"
+#include "siamese/files.hpp"
+#include "siamese/model.hpp"
+#include "siamese/safetensors.hpp"
 #include "siamese/common.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

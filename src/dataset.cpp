@@ -132,12 +132,4 @@ ImageBank load_dataset(const std::string& dir, const Preprocess& pp) {
     return bank;
 }
 
-std::string find_orl_dir(const std::string& source_dir) {
-    if (const char* env = std::getenv("SIAMESE_ORL_DIR"); env && *env)
-        return fs::is_directory(env) ? std::string(env) : std::string();
-    const fs::path p = fs::path(source_dir) / ".." / "shared" / "data" / "orl_faces";
-    std::error_code ec;
-    return fs::is_directory(p / "s1", ec) ? fs::canonical(p).string() : std::string();
-}
-
 }  // namespace siamese

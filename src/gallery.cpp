@@ -7,7 +7,9 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "siamese/checkpoint.hpp"
+#include "siamese/files.hpp"
+#include "siamese/model.hpp"
+#include "siamese/safetensors.hpp"
 #include "siamese/common.hpp"
 #include "siamese/dataset.hpp"
 #include "siamese/rules.hpp"

@@ -1,6 +1,7 @@
 // PGM parser written defensively: every malformed header or raster is refused with a message
 // naming the file; sizes are bounded before any allocation.
 #include "siamese/pgm.hpp"
+#include "siamese/files.hpp"
 
 #include <cctype>
 #include <fstream>
@@ -9,15 +10,6 @@
 #include "siamese/common.hpp"
 
 namespace siamese {
-
-std::string read_file_bytes(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw DataError(path + ": cannot open file");
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    if (f.bad()) throw DataError(path + ": read error");
-    return ss.str();
-}
 
 namespace {
 

@@ -5,7 +5,9 @@
 #include <cstdio>
 #include <sstream>
 
-#include "siamese/checkpoint.hpp"
+#include "siamese/files.hpp"
+#include "siamese/model.hpp"
+#include "siamese/safetensors.hpp"
 #include "siamese/metrics.hpp"
 
 namespace siamese {

@@ -10,7 +10,9 @@
 #include <sstream>
 
 #include "siamese/backend.hpp"
-#include "siamese/checkpoint.hpp"
+#include "siamese/files.hpp"
+#include "siamese/model.hpp"
+#include "siamese/safetensors.hpp"
 #include "siamese/common.hpp"
 #include "siamese/report.hpp"
 #include "siamese/synth.hpp"

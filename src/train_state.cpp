@@ -2,7 +2,9 @@
 
 #include <map>
 
-#include "siamese/checkpoint.hpp"
+#include "siamese/files.hpp"
+#include "siamese/model.hpp"
+#include "siamese/safetensors.hpp"
 #include "siamese/common.hpp"
 
 namespace siamese {

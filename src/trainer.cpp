@@ -5,7 +5,9 @@
 #include <cmath>
 #include <numeric>
 
-#include "siamese/checkpoint.hpp"
+#include "siamese/files.hpp"
+#include "siamese/model.hpp"
+#include "siamese/safetensors.hpp"
 #include "siamese/common.hpp"
 #include "siamese/rules.hpp"
 

@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 
-#include "siamese/checkpoint.hpp"
+#include "siamese/files.hpp"
+#include "siamese/model.hpp"
+#include "siamese/safetensors.hpp"
 #include "siamese/common.hpp"
 #include "siamese/pgm.hpp"
 #include <filesystem>

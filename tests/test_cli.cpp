@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "siamese/backend.hpp"
+#include "siamese/files.hpp"
 #include "siamese/common.hpp"
 #include "siamese/pgm.hpp"
 #include <nlohmann/json.hpp>
@@ -31,6 +32,11 @@ TEST_CASE("bad command lines exit 2 with one clear line", "[cli]") {
         {"", "subcommand"},
         {"frobnicate", "frobnicate"},
         {"verify --model m.safetensors onlyone.pgm", "second"},
+        // One validation of the engine options for every command (100000 threads once crashed).
+        {"identify --model m.safetensors --gallery g.safetensors --threads 100000 x.pgm", "threads"},
+        {"enroll --model m.safetensors --out g.safetensors --threads 100000 --data d", "threads"},
+        {"eval --model m.safetensors --data d --threads -1", "threads"},
+        {"verify --model m.safetensors a.pgm b.pgm --device tpu", "device"},
     };
     for (const auto& [args, word] : cases) {
         INFO(args << " -> " << "'" << run_cli(args).out << "'");

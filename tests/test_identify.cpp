@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "siamese/common.hpp"
+#include "siamese/files.hpp"
 #include "siamese/gallery.hpp"
 #include "siamese/pgm.hpp"
 #include "siamese/report.hpp"

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "siamese/backend.hpp"
+#include "siamese/files.hpp"
 #include "siamese/dataset.hpp"
 #include "siamese/synth.hpp"
 #include "siamese/pgm.hpp"
@@ -56,7 +57,7 @@ TEST_CASE("built-in data: the loss falls and unseen people are told apart", "[tr
 }
 
 TEST_CASE("real ORL faces: the reference recipe learns (3 epochs)", "[training][orl]") {
-    const std::string dir = find_orl_dir(SIAMESE_SOURCE_DIR);
+    const std::string dir = testutil::find_orl_dir(SIAMESE_SOURCE_DIR);
     if (dir.empty()) {
         std::printf("SKIPPED: ORL faces not found (set SIAMESE_ORL_DIR or put them in ../shared/data/orl_faces)\n");
         return;

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -33,6 +34,17 @@ double rel_error(const A& a, const B& b) {
         den += double(b[i]) * double(b[i]);
     }
     return std::sqrt(num) / std::max(std::sqrt(den), 1e-300);
+}
+
+// The real ORL faces for the tests that need them: $SIAMESE_ORL_DIR, else
+// ../shared/data/orl_faces beside the source tree; empty when neither exists (the test skips).
+inline std::string find_orl_dir(const std::string& source_dir) {
+    namespace fs = std::filesystem;
+    if (const char* env = std::getenv("SIAMESE_ORL_DIR"); env && *env)
+        return fs::is_directory(env) ? std::string(env) : std::string();
+    const fs::path p = fs::path(source_dir) / ".." / "shared" / "data" / "orl_faces";
+    std::error_code ec;
+    return fs::is_directory(p / "s1", ec) ? fs::canonical(p).string() : std::string();
 }
 
 inline std::vector<double> random_vector(size_t n, std::mt19937_64& r, double lo = -1, double hi = 1) {

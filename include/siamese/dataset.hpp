@@ -44,8 +44,5 @@ bool natural_less(const std::string& a, const std::string& b);
 // images of different sizes; warns (stderr) about skipped non-PGM files.
 ImageBank load_dataset(const std::string& dir, const Preprocess& pp);
 
-// The directory the tests and tools use for the real ORL faces: $SIAMESE_ORL_DIR, else
-// ../shared/data/orl_faces relative to the source tree; empty when neither exists.
-std::string find_orl_dir(const std::string& source_dir);
 
 }  // namespace siamese

@@ -20,6 +20,5 @@ PgmImage read_pgm(const std::string& path);
 // Writes binary P5 (one byte per sample when maxval <= 255, else two, big-endian).
 void write_pgm(const std::string& path, const PgmImage& img);
 
-std::string read_file_bytes(const std::string& path);  // throws DataError naming the path
 
 }  // namespace siamese

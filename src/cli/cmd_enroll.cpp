@@ -14,10 +14,10 @@ namespace siamese::cli {
 Runner add_enroll(CLI::App& app) {
     auto* sub = app.add_subcommand("enroll", "Embed people's photos into a gallery for siamese identify");
     struct Args {
-        std::string model, data, person, out, device = "cpu";
+        EngineArgs engine;
+        std::string model, data, person, out;
         std::vector<std::string> photos;
         bool append = false, replace = false;
-        int threads = 0;
     };
     auto a = std::make_shared<Args>();
     sub->add_option("--model", a->model, "model.safetensors from siamese train")->required();
@@ -27,14 +27,12 @@ Runner add_enroll(CLI::App& app) {
     sub->add_option("--out", a->out, "Gallery file (gallery.safetensors)")->required();
     sub->add_flag("--append", a->append, "Add to the existing gallery --out (people, or --person photos)");
     sub->add_flag("--replace", a->replace, "Replace the photos of people already enrolled instead of refusing");
-    sub->add_option("--device", a->device, "auto, cpu or cuda")->capture_default_str()
-        ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-    sub->add_option("--threads", a->threads, "CPU threads (0: all cores)")->capture_default_str();
+    add_engine_options(sub, a->engine);
     return [a]() {
         if (a->data.empty() == a->person.empty()) throw UsageError("enroll needs either --data DIR or --person NAME FILE...");
         if (!a->person.empty() && a->photos.empty()) throw UsageError("--person needs photo files");
         if (a->data.size() && !a->photos.empty()) throw UsageError("photo files go with --person, not --data");
-        LoadedModel m = open_model(a->model, a->device, a->threads);
+        LoadedModel m = open_model(a->model, a->engine.device, a->engine.threads);
         Gallery g;
         const bool exists = std::filesystem::exists(a->out);
         if (a->append) {

@@ -12,9 +12,10 @@ namespace siamese::cli {
 Runner add_eval(CLI::App& app) {
     auto* sub = app.add_subcommand("eval", "Evaluate a model on all pairs among a folder's people (or --identify)");
     struct Args {
-        std::string model, data, people, gallery_people, probe_people, device = "auto";
+        EngineArgs engine;
+        std::string model, data, people, gallery_people, probe_people;
         bool json = false, identify = false, mean = false;
-        int threads = 0, gallery_images = 1, draws = 20;
+        int gallery_images = 1, draws = 20;
         uint64_t seed = 1;
     };
     auto a = std::make_shared<Args>();
@@ -31,11 +32,9 @@ Runner add_eval(CLI::App& app) {
     sub->add_flag("--mean", a->mean, "--identify: compare with each person's mean embedding");
     sub->add_flag("--json", a->json, "Print one JSON object instead of text");
     sub->add_option("--seed", a->seed, "Seed of the gallery draws")->capture_default_str();
-    sub->add_option("--threads", a->threads, "CPU threads (0: all cores)")->capture_default_str();
-    sub->add_option("--device", a->device, "auto, cpu or cuda")->capture_default_str()
-        ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+    add_engine_options(sub, a->engine);
     return [a]() {
-        LoadedModel m = open_model(a->model, a->device, a->threads);
+        LoadedModel m = open_model(a->model, a->engine.device, a->engine.threads);
         const ImageBank bank = load_dataset(a->data, m.model.pre);
         if (bank.height != m.model.net.in_h || bank.width != m.model.net.in_w)
             throw DataError(a->data + ": images preprocess to " + std::to_string(bank.width) + "x" +

@@ -13,9 +13,10 @@ namespace siamese::cli {
 Runner add_identify(CLI::App& app) {
     auto* sub = app.add_subcommand("identify", "Identify the people on probe photos against a gallery");
     struct Args {
-        std::string model, gallery, device = "cpu";
+        EngineArgs engine;
+        std::string model, gallery;
         std::vector<std::string> probes;
-        int top = 5, threads = 0;
+        int top = 5;
         double threshold = -1;
         bool json = false, mean = false;
     };
@@ -27,11 +28,9 @@ Runner add_identify(CLI::App& app) {
     sub->add_option("--threshold", a->threshold, "Decision threshold (default: the model's)");
     sub->add_flag("--mean", a->mean, "Compare with each person's mean embedding instead of their nearest photo");
     sub->add_flag("--json", a->json, "One JSON line per probe");
-    sub->add_option("--device", a->device, "auto, cpu or cuda")->capture_default_str()
-        ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-    sub->add_option("--threads", a->threads, "CPU threads (0: all cores)")->capture_default_str();
+    add_engine_options(sub, a->engine);
     return [a]() {
-        LoadedModel m = open_model(a->model, a->device, a->threads);
+        LoadedModel m = open_model(a->model, a->engine.device, a->engine.threads);
         const Gallery g = load_gallery(a->gallery);
         if (g.model_checksum != m.checksum)
             throw DataError(a->gallery + ": enrolled with another model than " + a->model);

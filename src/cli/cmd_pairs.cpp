@@ -5,7 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
-#include "siamese/checkpoint.hpp"
+#include "siamese/files.hpp"
+#include "siamese/model.hpp"
+#include "siamese/safetensors.hpp"
 #include "siamese/common.hpp"
 #include "siamese/pairs.hpp"
 

@@ -115,9 +115,8 @@ Runner add_train(CLI::App& app) {
     sub->add_option("--checkpoint-every", a->checkpoint_every,
                     "Also save the training state every N steps (it is always saved at every epoch end)")
         ->capture_default_str()->check(CLI::NonNegativeNumber);
-    sub->add_option("--threads", r->threads, "CPU threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
-    sub->add_option("--device", r->device, "auto, cpu or cuda")->capture_default_str()
-        ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+    auto engine = std::make_shared<EngineArgs>();
+    add_engine_options(sub, *engine);
     sub->add_option("--out", r->out, "Output folder")->capture_default_str();
     sub->add_option("--resume", r->resume, "Continue the run saved in this folder (its state.safetensors); other training options are taken from it");
     sub->add_option("--conv", r->conv, "CUDA convolutions: custom (fused kernels) or cudnn")->capture_default_str()
@@ -127,7 +126,9 @@ Runner add_train(CLI::App& app) {
     sub->add_flag("--quiet", *quiet, "Print only the final figures");
     sub->add_option("--crash-after-steps", r->crash_after_steps, "Testing aid: kill this process (SIGKILL) after N steps")
         ->group("");
-    return [spec, quiet, no_graphs, sub]() {
+    return [spec, engine, quiet, no_graphs, sub]() {
+        spec->device = engine->device;
+        spec->threads = engine->threads;
         if (!spec->resume.empty())
             for (const char* opt : {"--data", "--protocol", "--epochs", "--seed", "--batch", "--lr", "--optimizer"})
                 if (sub->count(opt)) throw UsageError(std::string("--resume takes the run's options from its state; drop ") + opt);

@@ -11,16 +11,16 @@ namespace siamese::cli {
 Runner add_verify(CLI::App& app) {
     auto* sub = app.add_subcommand("verify", "Tell whether two PGM photos show the same person");
     struct Args {
-        std::string model, a, b, device = "cpu";
+        EngineArgs engine;
+        std::string model, a, b;
     };
     auto a = std::make_shared<Args>();
     sub->add_option("--model", a->model, "model.safetensors from siamese train")->required();
     sub->add_option("first", a->a, "First photo (PGM)")->required();
     sub->add_option("second", a->b, "Second photo (PGM)")->required();
-    sub->add_option("--device", a->device, "auto, cpu or cuda")->capture_default_str()
-        ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+    add_engine_options(sub, a->engine);
     return [a]() {
-        LoadedModel m = open_model(a->model, a->device, 1);
+        LoadedModel m = open_model(a->model, a->engine.device, a->engine.threads);
         const std::vector<float> e = embed_files(m, {a->a, a->b});
         const int E = m.backend->embed_dim();
         double s = 0;

@@ -1,5 +1,6 @@
 // The `siamese` subcommands. Each add_*() registers its options on the app and returns a
-// runner called after parsing; runners throw DataError (exit 1) or UsageError (exit 2).
+// runner called after parsing; runners throw DataError (exit 1), UsageError (exit 2) or
+// DeviceError (exit 4).
 #pragma once
 #include <CLI/CLI.hpp>
 #include <functional>
@@ -15,6 +16,14 @@
 namespace siamese::cli {
 
 using Runner = std::function<int()>;
+
+// The engine options every command shares, with one default and one validation:
+// --device auto|cpu|cuda (auto: the GPU when one answers), --threads 0..1024 (0: all cores).
+struct EngineArgs {
+    std::string device = "auto";
+    int threads = 0;
+};
+void add_engine_options(CLI::App* sub, EngineArgs& e);
 
 Runner add_train(CLI::App& app);
 Runner add_eval(CLI::App& app);

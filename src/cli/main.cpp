@@ -5,6 +5,16 @@
 #include "commands.hpp"
 #include "siamese/common.hpp"
 
+namespace siamese::cli {
+
+void add_engine_options(CLI::App* sub, EngineArgs& e) {
+    sub->add_option("--device", e.device, "auto (the GPU when one answers), cpu or cuda")->capture_default_str()
+        ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+    sub->add_option("--threads", e.threads, "CPU threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+}
+
+}  // namespace siamese::cli
+
 int main(int argc, char** argv) {
     CLI::App app{"siamese: a CUDA training engine for Siamese face verification", "siamese"};
     app.require_subcommand(1);

@@ -5,6 +5,7 @@
 
 #include "commands.hpp"
 #include "siamese/common.hpp"
+#include "siamese/files.hpp"
 #include "siamese/dataset.hpp"
 #include "siamese/pgm.hpp"
 

@@ -6,7 +6,9 @@
 #include <vector>
 
 #include "siamese/backend.hpp"
-#include "siamese/checkpoint.hpp"
+#include "siamese/files.hpp"
+#include "siamese/model.hpp"
+#include "siamese/safetensors.hpp"
 
 namespace siamese::cli {
 

@@ -1,0 +1,76 @@
+// Model files: the network configuration, preprocessing, threshold and weights in one
+// safetensors file that PyTorch loads as it is.
+#include "siamese/model.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "siamese/common.hpp"
+#include "siamese/files.hpp"
+#include "siamese/safetensors.hpp"
+
+namespace siamese {
+
+using nlohmann::json;
+
+void save_model(const std::string& path, const Model& m) {
+    const ParamLayout L = make_layout(m.net);
+    if (m.params.size() != L.total) throw DataError(path + ": parameter count does not match the network");
+    std::vector<std::pair<std::string, SafeTensor>> tensors;
+    for (const auto& t : L.tensors)
+        tensors.push_back({t.name, {t.shape, std::vector<float>(m.params.begin() + long(t.offset),
+                                                                m.params.begin() + long(t.offset + t.size))}});
+    std::map<std::string, std::string> meta = m.extra;
+    meta["format"] = "siamese-v1";
+    meta["network"] = m.net.to_json();
+    meta["downsample"] = std::to_string(m.pre.downsample);
+    meta["resize"] = m.pre.mode == ResizeMode::Area ? "area" : "stride";
+    meta["threshold"] = json(m.threshold).dump();
+    meta["margin"] = json(m.margin).dump();
+    write_safetensors(path, tensors, meta);
+}
+
+Model load_model(const std::string& path) { return parse_model(read_file_bytes(path), path); }
+
+Model parse_model(const std::string& bytes, const std::string& path) {
+    std::map<std::string, SafeTensor> tensors;
+    std::map<std::string, std::string> meta;
+    parse_safetensors(bytes, path, tensors, meta);
+    auto fail = [&](const std::string& why) -> DataError { return DataError(path + ": " + why); };
+    for (const char* key : {"network", "downsample", "resize", "threshold", "margin"})
+        if (!meta.count(key)) throw fail(std::string("not a siamese model: metadata '") + key + "' missing");
+    Model m;
+    try {
+        m.net = NetConfig::from_json(meta["network"]);
+        m.pre.downsample = std::stoi(meta["downsample"]);
+        m.pre.mode = meta["resize"] == "area" ? ResizeMode::Area : ResizeMode::Stride;
+        m.threshold = std::stof(meta["threshold"]);
+        m.margin = std::stof(meta["margin"]);
+    } catch (const DataError& e) {
+        throw fail(e.what());
+    } catch (const std::exception&) {
+        throw fail("bad metadata value");
+    }
+    ParamLayout L;
+    try {
+        L = make_layout(m.net);
+    } catch (const UsageError& e) {
+        throw fail(std::string("bad network configuration: ") + e.what());
+    }
+    for (const auto& t : L.tensors) {  // every tensor present with its shape before allocating
+        auto it = tensors.find(t.name);
+        if (it == tensors.end()) throw fail("tensor " + t.name + " missing");
+        if (it->second.shape != t.shape) throw fail("tensor " + t.name + " has the wrong shape for the network");
+    }
+    m.params.assign(L.total, 0.0f);
+    for (const auto& t : L.tensors) {
+        const auto& src = tensors[t.name].data;
+        std::copy(src.begin(), src.end(), m.params.begin() + long(t.offset));
+    }
+    for (const auto& [k, v] : meta)
+        if (k != "network" && k != "downsample" && k != "resize" && k != "threshold" && k != "margin" && k != "format" &&
+            k != "checksum")
+            m.extra[k] = v;
+    return m;
+}
+
+}  // namespace siamese
