@@ -1,5 +1,5 @@
 // The per-element rules of the network, written once as __host__ __device__ functions: the CPU
-// reference (include/siamese/layers.hpp, twin_cpu.hpp, loss.hpp), the evaluation code and the
+// reference (src/cpu/: conv, dense, dropout, loss, twin), the evaluation code and the
 // CUDA kernels (cuda/) all call them, so the engines cannot drift apart on a NaN, a tie, a
 // dropout mask or an epsilon. (The optimizer's rule, optimizer_update, is in optimizer.hpp.)
 #pragma once
