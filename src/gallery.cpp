@@ -84,6 +84,17 @@ Gallery load_gallery(const std::string& path) {
     return g;
 }
 
+void check_gallery_fits(const Gallery& g, const std::string& path, int embed_dim, const std::string& model_checksum,
+                        const std::string& model_path) {
+    if (g.model_checksum != model_checksum)
+        throw DataError(path + ": enrolled with another model than " + model_path + " (enroll into a new gallery)");
+    if (g.embed_dim != embed_dim)
+        throw DataError(path + ": its embeddings are " + std::to_string(g.embed_dim) + " wide, the model's " +
+                        std::to_string(embed_dim) + " (a gallery of another model)");
+    if (g.embeddings.size() != size_t(g.size()) * size_t(g.embed_dim))
+        throw DataError(path + ": embeddings and their owners disagree");
+}
+
 std::vector<PersonMatch> rank_people(const Gallery& g, const float* probe, bool mean) {
     const int P = int(g.people.size()), E = g.embed_dim;
     std::vector<double> best(P, std::numeric_limits<double>::infinity());

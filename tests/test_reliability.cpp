@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "siamese/gallery.hpp"
 #include "siamese/files.hpp"
 #include "siamese/model.hpp"
 #include "siamese/safetensors.hpp"
@@ -194,4 +195,29 @@ TEST_CASE("corrupt model files: eval and verify exit 1 naming the file and the f
             CHECK(r.out.find(cases[k].second) != std::string::npos);
         }
     }
+}
+
+TEST_CASE("a gallery whose embedding width differs from the model's is refused, whatever its metadata claims", "[reliability][gallery]") {
+    // Once: forged model_checksum -> identify ranked with out-of-bounds reads and exit 0.
+    const std::string dir = testutil::temp_dir("gallery_width");
+    faces(dir + "/faces", 4, 3);
+    const std::string common = " --data " + dir + "/faces --protocol people --test-people 3-4 --epochs 1 --device cpu --quiet";
+    REQUIRE(run_cli("train" + common + " --out " + dir + "/a").status == 0);
+    REQUIRE(run_cli("train" + common + " --dense 64,20 --out " + dir + "/b").status == 0);
+    const std::string ga = dir + "/a.gallery";
+    REQUIRE(run_cli("enroll --model " + dir + "/a/model.safetensors --out " + ga + " --data " + dir + "/faces").status == 0);
+    // Forge: gallery A claims model B.
+    siamese::Gallery g = siamese::load_gallery(ga);
+    const siamese::Model b = siamese::load_model(dir + "/b/model.safetensors");
+    g.model_checksum = siamese::fnv1a64_hex(reinterpret_cast<const char*>(b.params.data()), b.params.size() * sizeof(float));
+    siamese::save_gallery(ga, g);
+    const auto id = run_cli("identify --model " + dir + "/b/model.safetensors --gallery " + ga + " " + dir + "/faces/s1");
+    INFO(id.out);
+    CHECK(id.status == 1);
+    CHECK(id.out.find("wide") != std::string::npos);
+    const auto en = run_cli("enroll --append --model " + dir + "/b/model.safetensors --out " + ga + " --person x " + dir +
+                            "/faces/s1/1.pgm");
+    INFO(en.out);
+    CHECK(en.status == 1);
+    CHECK(en.out.find("wide") != std::string::npos);
 }

@@ -26,6 +26,11 @@ struct Gallery {
 
 void save_gallery(const std::string& path, const Gallery& g);  // safetensors, atomic
 Gallery load_gallery(const std::string& path);                 // throws DataError
+// Refuses (DataError naming the file) a gallery that is not usable with a model whose
+// embeddings are embed_dim wide and whose checksum is model_checksum: whatever the metadata
+// claims, the embeddings' width is checked against the model's.
+void check_gallery_fits(const Gallery& g, const std::string& path, int embed_dim, const std::string& model_checksum,
+                        const std::string& model_path);
 
 struct PersonMatch {
     int person;

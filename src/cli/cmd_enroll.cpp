@@ -38,8 +38,7 @@ Runner add_enroll(CLI::App& app) {
         if (a->append) {
             if (!exists) throw DataError(a->out + ": no gallery to append to (leave out --append to create it)");
             g = load_gallery(a->out);
-            if (g.model_checksum != m.checksum)
-                throw DataError(a->out + ": this gallery was made with another model; enroll into a new gallery");
+            check_gallery_fits(g, a->out, m.backend->embed_dim(), m.checksum, a->model);
         } else {
             if (exists) throw DataError(a->out + ": gallery exists (use --append to add to it)");
             g.embed_dim = m.backend->embed_dim();

@@ -32,8 +32,7 @@ Runner add_identify(CLI::App& app) {
     return [a]() {
         LoadedModel m = open_model(a->model, a->engine.device, a->engine.threads);
         const Gallery g = load_gallery(a->gallery);
-        if (g.model_checksum != m.checksum)
-            throw DataError(a->gallery + ": enrolled with another model than " + a->model);
+        check_gallery_fits(g, a->gallery, m.backend->embed_dim(), m.checksum, a->model);
         if (g.size() == 0) throw DataError(a->gallery + ": the gallery is empty");
         std::vector<std::string> files;
         for (const auto& p : a->probes)
@@ -41,7 +40,7 @@ Runner add_identify(CLI::App& app) {
         const std::vector<float> emb = embed_files(m, files);
         const double thr = a->threshold >= 0 ? a->threshold : m.model.threshold;
         for (size_t i = 0; i < files.size(); ++i) {
-            const auto ranking = rank_people(g, emb.data() + i * g.embed_dim, a->mean);
+            const auto ranking = rank_people(g, emb.data() + i * size_t(m.backend->embed_dim()), a->mean);
             const bool known = ranking[0].distance < thr;
             const std::string identity = known ? g.people[ranking[0].person] : "unknown";
             if (a->json) {
