@@ -1,8 +1,15 @@
 // run_training: the whole of `siamese train` but the command line and the printing.
 #include "siamese/run.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
 
 #include <filesystem>
 #include <fstream>
@@ -34,7 +41,106 @@ RecipeOptions recipe_from_json(const std::string& json) {
     }
 }
 
+std::string recipe_problem(const RecipeOptions& r) {
+    auto one_of = [](const std::string& v, std::initializer_list<const char*> ok) {
+        for (const char* o : ok)
+            if (v == o) return true;
+        return false;
+    };
+    auto str = [](double v) {
+        char b[32];
+        std::snprintf(b, sizeof b, "%g", v);
+        return std::string(b);
+    };
+    auto range = [](const char* what, long v, long lo, long hi) {
+        return v < lo || v > hi ? std::string(what) + " " + std::to_string(v) + ": must be " + std::to_string(lo) + ".." +
+                                      std::to_string(hi)
+                                : std::string();
+    };
+    if (!one_of(r.protocol, {"tutorial", "people"})) return "--protocol '" + r.protocol + "': must be tutorial or people";
+    if (!one_of(r.optimizer, {"rmsprop", "adam", "sgd"}))
+        return "--optimizer '" + r.optimizer + "': must be rmsprop, adam or sgd";
+    if (!one_of(r.resize, {"stride", "area"})) return "--resize '" + r.resize + "': must be stride or area";
+    for (std::string p : {range("--epochs", r.epochs, 1, 100000), range("--batch", r.batch, 1, 1 << 20),
+                          range("--downsample", r.downsample, 1, 1024), range("--kernel", r.kernel, 1, 64),
+                          range("--pool", r.pool, 1, 8), range("--checkpoint-every", r.checkpoint_every, 0, 1L << 30)})
+        if (!p.empty()) return p;
+    // Learning rate and margin train in float: finite, positive, and still so as a float.
+    if (!(std::isfinite(r.lr) && r.lr > 0 && std::isfinite(float(r.lr)) && float(r.lr) > 0))
+        return "--lr " + str(r.lr) + ": must be a finite number > 0 that a float can hold (1e-38 .. 3e38)";
+    if (!(std::isfinite(r.margin) && r.margin > 0 && std::isfinite(float(r.margin)) && float(r.margin) > 0))
+        return "--margin " + str(r.margin) + ": must be a finite number > 0 that a float can hold";
+    if (!(r.conv_dropout >= 0 && r.conv_dropout < 1)) return "--conv-dropout " + str(r.conv_dropout) + ": must be in [0, 1)";
+    if (!(r.dense_dropout >= 0 && r.dense_dropout < 1))
+        return "--dense-dropout " + str(r.dense_dropout) + ": must be in [0, 1)";
+    return "";
+}
+
 namespace {
+
+// The recipe options' names as given on the command line, and their keys in the saved JSON.
+std::string json_key(const std::string& option) {
+    std::string k = option.substr(option.rfind('-', 1) == 1 ? 2 : 0);
+    for (char& c : k)
+        if (c == '-') c = '_';
+    return k;
+}
+
+// Refuses a resume whose given options differ from the saved run's, naming the first.
+void check_given_options(const RecipeOptions& given, const RecipeOptions& saved, const std::vector<std::string>& names,
+                         const std::string& dir) {
+    const nlohmann::json g = nlohmann::json(given), s = nlohmann::json(saved);
+    for (const std::string& name : names) {
+        const std::string key = json_key(name);
+        if (key == "checkpoint_every" || !s.contains(key)) continue;  // may change on resume
+        if (g.at(key) != s.at(key))
+            throw UsageError(name + " " + g.at(key).dump() + " differs from the run in " + dir + " (" + s.at(key).dump() +
+                             "); a resumed run keeps its options (start a new run to change them)");
+    }
+}
+
+// A fingerprint of the data a run trains on: its file list and its preprocessed pixels. A
+// resumed run refuses different data (a person deleted, images replaced) instead of training
+// on a mixture.
+std::string data_fingerprint(const ImageBank& bank) {
+    std::string names;
+    for (const auto& f : bank.files) names += f + "\n";
+    return std::to_string(bank.size()) + " images, files " + fnv1a64_hex(names.data(), names.size()) + ", pixels " +
+           fnv1a64_hex(reinterpret_cast<const char*>(bank.pixels.data()), bank.pixels.size() * sizeof(float));
+}
+
+// An exclusive lock on the output folder for the whole run (flock: released by the kernel when
+// the process ends, however it ends). A second run into the same folder is refused, naming the
+// holder.
+class FolderLock {
+public:
+    explicit FolderLock(const std::string& dir) : path_(dir + "/.lock") {
+        fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd_ < 0) throw DataError(path_ + ": cannot create the run's lock file (" + std::strerror(errno) + ")");
+        if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+            char buf[32] = {0};
+            const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+            ::close(fd_);
+            fd_ = -1;
+            const std::string pid = n > 0 ? std::string(buf, size_t(n)) : std::string("unknown");
+            throw UsageError(dir + " is in use by another training run (pid " + pid +
+                             "); wait for it, or choose another --out");
+        }
+        const std::string pid = std::to_string(::getpid());
+        if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+            // The lock holds without the pid; only the message of a second run is poorer.
+        }
+    }
+    ~FolderLock() {
+        if (fd_ >= 0) ::close(fd_);  // releases the lock
+    }
+    FolderLock(const FolderLock&) = delete;
+    FolderLock& operator=(const FolderLock&) = delete;
+
+private:
+    std::string path_;
+    int fd_ = -1;
+};
 
 std::vector<int> parse_int_list(const std::string& s, const std::string& what) {
     std::vector<int> v;
@@ -75,16 +181,37 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     RecipeOptions a = spec.recipe;
     std::string out = spec.out;
     TrainState resumed;
+    nlohmann::json saved_history = nlohmann::json::array();
     const bool resuming = !spec.resume.empty();
+    bool finishing = false;
     if (resuming) {
-        resumed = load_train_state(spec.resume + "/state.safetensors");
+        const std::string state_file = spec.resume + "/state.safetensors";
+        resumed = load_train_state(state_file);
         try {
             a = recipe_from_json(resumed.args_json);
-        } catch (const DataError& e) {
-            throw DataError(spec.resume + "/state.safetensors: " + e.what());
+            saved_history = nlohmann::json::parse(resumed.history_json);
+            if (!saved_history.is_array()) throw DataError("not a list of epochs");
+        } catch (const std::exception& e) {
+            throw DataError(state_file + ": bad saved options or history (" + e.what() + ")");
         }
+        // Options read from a file get the same validation as the command line's.
+        if (const std::string p = recipe_problem(a); !p.empty()) throw DataError(state_file + ": saved options: " + p);
+        if (resumed.progress.epoch < 1 || resumed.progress.next_batch < 0)
+            throw DataError(state_file + ": bad epoch/batch position");
+        check_given_options(spec.recipe, a, spec.given, spec.resume);
+        for (const std::string& g : spec.given)
+            if (g == "--checkpoint-every") a.checkpoint_every = spec.recipe.checkpoint_every;  // may change
         out = spec.resume;
-        if (resumed.progress.epoch > a.epochs) throw UsageError(spec.resume + ": that run already finished");
+        // A run that trained every epoch but was stopped before its model was written (killed,
+        // or a full disk) is finished now: evaluation, model, summary and report.
+        if (resumed.progress.epoch > a.epochs) {
+            std::error_code ec;
+            if (std::filesystem::exists(out + "/model.safetensors", ec) && std::filesystem::exists(out + "/summary.json", ec))
+                throw UsageError(spec.resume + ": that run already finished (its model.safetensors is there)");
+            finishing = true;
+        }
+    } else if (const std::string p = recipe_problem(a); !p.empty()) {
+        throw UsageError(p);
     }
     Preprocess pp;
     pp.downsample = a.downsample;
@@ -118,9 +245,14 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     const ParamLayout layout = make_layout(h.net);
     if (resuming && resumed.params.size() != layout.total)
         throw DataError(spec.resume + "/state.safetensors: weights do not match the network");
-    prepare_out_dir(out);
-
+    const std::string fingerprint = data_fingerprint(bank);
+    if (resuming && !resumed.data_fingerprint.empty() && resumed.data_fingerprint != fingerprint)
+        throw DataError("cannot resume " + spec.resume + ": the data changed since the run started (saved: " +
+                        resumed.data_fingerprint + "; now: " + fingerprint + ")");
+    // The engine before the folder: no GPU must not leave an empty output folder behind.
     auto backend = make_backend(h, engine);
+    prepare_out_dir(out);
+    const FolderLock lock(out);
     backend->upload_images(bank);
     if (resuming) {
         backend->set_params(resumed.params);
@@ -140,6 +272,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     start.test_pairs = split.test.size();
     start.device = backend->name();
     start.resumed = resuming;
+    start.finishing = finishing;
     start.epoch = resuming ? resumed.progress.epoch : 1;
     start.next_batch = resuming ? resumed.progress.next_batch : 0;
     start.step = resuming ? resumed.progress.step : 0;
@@ -148,7 +281,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     observer.started(start);
 
     // metrics.jsonl holds the finished epochs; a resumed run rewrites it from the saved history.
-    nlohmann::json history = resuming ? nlohmann::json::parse(resumed.history_json) : nlohmann::json::array();
+    nlohmann::json history = saved_history;
     const std::string metrics_path = out + "/metrics.jsonl";
     {
         std::string lines;
@@ -166,6 +299,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     TrainCallbacks cb;
     cb.on_batch = [&](int done, int total, uint64_t step) {
         observer.batch(current_epoch, done, total);
+        if (spec.stop && *spec.stop) throw RunInterrupted(int(*spec.stop));
         if (spec.crash_after_steps > 0 && step == uint64_t(spec.crash_after_steps)) ::kill(::getpid(), SIGKILL);
     };
     cb.on_epoch = [&](const EpochStats& s) {
@@ -181,6 +315,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
         st.progress = p;
         st.params = backend->params();
         st.opt_state = backend->opt_state();
+        st.data_fingerprint = fingerprint;
         save_train_state(state_path, st);
     };
     TrainProgress from;

@@ -19,7 +19,8 @@ void save_train_state(const std::string& path, const TrainState& s) {
                                                      {"epoch", std::to_string(s.progress.epoch)},
                                                      {"next_batch", std::to_string(s.progress.next_batch)},
                                                      {"step", std::to_string(s.progress.step)},
-                                                     {"order_checksum", s.progress.order_checksum}};
+                                                     {"order_checksum", s.progress.order_checksum},
+                                                     {"data", s.data_fingerprint}};
     write_safetensors(path, tensors, meta);
 }
 
@@ -43,7 +44,9 @@ TrainState load_train_state(const std::string& path) {
     } catch (const std::logic_error&) {
         throw DataError(path + ": bad epoch/step metadata");
     }
+    if (s.progress.epoch < 1 || s.progress.next_batch < 0) throw DataError(path + ": bad epoch/step metadata");
     s.progress.order_checksum = need("order_checksum");
+    if (auto it = meta.find("data"); it != meta.end()) s.data_fingerprint = it->second;
     for (const char* t : {"params", "opt_state", "epoch_losses"})
         if (!tensors.count(t)) throw DataError(path + ": tensor '" + t + "' missing");
     s.params = tensors["params"].data;

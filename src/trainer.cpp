@@ -41,10 +41,10 @@ std::string order_checksum(const PairSet& order) {
 
 namespace {
 
-[[noreturn]] void diverged(const std::string& where, const std::string& tensor) {
+[[noreturn]] void diverged(const std::string& where, const std::string& tensor, bool saved) {
     throw DataError("training diverged at " + where + ": non-finite " +
-                    (tensor.empty() ? std::string("loss") : "gradient in " + tensor) +
-                    " (lower --lr?); the last checkpoint is kept");
+                    (tensor.empty() ? std::string("loss") : "gradient in " + tensor) + " (lower --lr?); " +
+                    (saved ? "the last checkpoint is kept" : "no checkpoint had been written yet"));
 }
 
 }  // namespace
@@ -56,6 +56,7 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& 
     const int batch = recipe.batch;
     const int batches = (n + batch - 1) / batch;
     uint64_t step = resume.step;
+    bool saved = resume.epoch > 1 || resume.next_batch > 0;  // a checkpoint exists to resume from
     std::vector<float> dval;
     auto check_finite = [&](const std::vector<float>& losses, int epoch) {
         for (size_t b = 0; b < losses.size(); ++b)
@@ -64,7 +65,7 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& 
                 const uint64_t global = uint64_t(epoch - 1) * uint64_t(batches) + b + 1;  // 1-based
                 diverged("step " + std::to_string(global) + " (epoch " + std::to_string(epoch) + ", batch " +
                              std::to_string(b + 1) + ")",
-                         first_nonfinite_tensor(backend.layout(), g.data()));
+                         first_nonfinite_tensor(backend.layout(), g.data()), saved);
             }
     };
     auto checkpoint = [&](const TrainProgress& p, int epoch) {
@@ -74,8 +75,10 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& 
         const std::vector<float> w = backend.params();
         if (const std::string bad = first_nonfinite_tensor(backend.layout(), w.data()); !bad.empty())
             throw DataError("training diverged in epoch " + std::to_string(epoch) + ": non-finite weights in " + bad +
-                            " at step " + std::to_string(p.step) + " (lower --lr?); the last checkpoint is kept");
+                            " at step " + std::to_string(p.step) + " (lower --lr?); " +
+                            (saved ? "the last checkpoint is kept" : "no checkpoint had been written yet"));
         cb.on_checkpoint(p);
+        saved = true;
     };
     for (int epoch = resume.epoch; epoch <= recipe.epochs; ++epoch) {
         const auto t0 = std::chrono::steady_clock::now();

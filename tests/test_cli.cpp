@@ -1,5 +1,6 @@
 // The command line as a user meets it: help, exit statuses and messages.
 #include <catch2/catch.hpp>
+#include <filesystem>
 
 #include "siamese/backend.hpp"
 #include "siamese/files.hpp"
@@ -118,4 +119,5 @@ TEST_CASE("asking for cuda without a usable GPU is a device error (exit 4), not 
     INFO(r.out);
     CHECK(r.status == siamese::kExitDevice);
     CHECK(r.out.find("device error") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir + "/run"));  // the engine is made before the folder
 }

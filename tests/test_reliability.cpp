@@ -1,6 +1,13 @@
 // Crash-safe training, numerical faults and the bad-input matrix, as a user meets them on the
 // command line: one clear message, a non-zero exit status, nothing half-written.
 #include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <tuple>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -159,6 +166,15 @@ TEST_CASE("options out of range: exit 2 before anything is written", "[reliabili
              {"--conv-filters 6,x", "--conv-filters"},
              {"--kernel 40", "--kernel"},
              {"--kernel 9 --pool 8", "too small"},
+             // Silently wrong once: NaN accepted, 1e-50 became 0, -1 and 1e23 became 2^64-1.
+             {"--lr nan", "--lr"},
+             {"--lr 1e-50", "--lr"},
+             {"--margin nan", "--margin"},
+             {"--margin inf", "--margin"},
+             {"--conv-dropout 1", "--conv-dropout"},
+             {"--seed -1", "--seed"},
+             {"--seed 1e23", "--seed"},
+             {"--seed 18446744073709551616", "--seed"},
          }) {
         const auto r = run_cli(base + args);
         INFO(args << ": " << r.out);
@@ -220,4 +236,118 @@ TEST_CASE("a gallery whose embedding width differs from the model's is refused, 
     INFO(en.out);
     CHECK(en.status == 1);
     CHECK(en.out.find("wide") != std::string::npos);
+}
+
+namespace {
+
+// The saved state with one of its options replaced (a forged or damaged state file).
+void forge_state(const std::string& path, const std::string& key, const nlohmann::json& value) {
+    siamese::TrainState st = siamese::load_train_state(path);
+    auto args = nlohmann::json::parse(st.args_json);
+    args[key] = value;
+    st.args_json = args.dump();
+    siamese::save_train_state(path, st);
+}
+
+}  // namespace
+
+TEST_CASE("saved options get the command line validation, and a finished run missing its model is finished on resume", "[reliability][resume]") {
+    const std::string dir = testutil::temp_dir("resume_checks");
+    faces(dir + "/faces", 4, 3);
+    const std::string common = "train --data " + dir + "/faces --protocol people --test-people 3-4 --epochs 2 --device cpu "
+                               "--threads 1 --quiet --checkpoint-every 2 ";
+    REQUIRE(run_cli(common + "--out " + dir + "/full").status == 0);
+    const std::string model = siamese::read_file_bytes(dir + "/full/model.safetensors");
+
+    // Killed between the final state and the model (or a full disk then): resume finishes it.
+    fs::remove(dir + "/full/model.safetensors");
+    fs::remove(dir + "/full/summary.json");
+    const auto fin = run_cli("train --resume " + dir + "/full --threads 1");
+    INFO(fin.out);
+    REQUIRE(fin.status == 0);
+    CHECK(siamese::read_file_bytes(dir + "/full/model.safetensors") == model);
+    CHECK(fs::exists(dir + "/full/summary.json"));
+    CHECK(run_cli("train --resume " + dir + "/full").status == 2);  // now truly finished
+
+    // A run killed mid-way, then resumed with options that differ from the saved ones.
+    REQUIRE(run_cli(common + "--out " + dir + "/part --crash-after-steps 3").status == 128 + 9);
+    auto r = run_cli("train --resume " + dir + "/part --margin 2");
+    CHECK(r.status == 2);
+    CHECK(r.out.find("--margin") != std::string::npos);
+    r = run_cli("train --resume " + dir + "/part --out " + dir + "/elsewhere");
+    CHECK(r.status == 2);
+    // Saved options are validated as the command line's are (batch 0 was a SIGFPE, lr -1 ran).
+    fs::copy(dir + "/part", dir + "/bad", fs::copy_options::recursive);
+    const std::string bad_state = dir + "/bad/state.safetensors";
+    for (const auto& [key, value, word] : std::vector<std::tuple<std::string, nlohmann::json, std::string>>{
+             {"batch", 0, "--batch"}, {"lr", -1.0, "--lr"}, {"epochs", 2000000000, "--epochs"}}) {
+        fs::copy_file(dir + "/part/state.safetensors", bad_state, fs::copy_options::overwrite_existing);
+        forge_state(bad_state, key, value);
+        r = run_cli("train --resume " + dir + "/bad --threads 1");
+        INFO(key << ": " << r.out);
+        CHECK(r.status == 1);
+        CHECK(r.out.find(word) != std::string::npos);
+    }
+    // History that is not JSON: a data error, not an internal one.
+    siamese::TrainState st = siamese::load_train_state(dir + "/part/state.safetensors");
+    st.history_json = "{not json";
+    siamese::save_train_state(bad_state, st);
+    r = run_cli("train --resume " + dir + "/bad --threads 1");
+    CHECK(r.status == 1);
+
+    // The same options given again are fine; changed data is refused, naming it.
+    fs::copy(dir + "/part", dir + "/part2", fs::copy_options::recursive);
+    siamese::SynthOptions other;
+    other.people = 4;
+    other.images = 3;
+    other.seed = 99;  // same people and counts, other pixels
+    siamese::write_synth(dir + "/faces", other);
+    r = run_cli("train --resume " + dir + "/part2 --threads 1");
+    INFO(r.out);
+    CHECK(r.status == 1);
+    CHECK(r.out.find("data changed") != std::string::npos);
+}
+
+TEST_CASE("two runs into one output folder: the second is refused while the first holds it", "[reliability]") {
+    const std::string dir = testutil::temp_dir("lock");
+    faces(dir + "/faces", 4, 3);
+    fs::create_directories(dir + "/run");
+    // Hold the run's lock as a first run would.
+    const int fd = ::open((dir + "/run/.lock").c_str(), O_RDWR | O_CREAT, 0644);
+    REQUIRE(fd >= 0);
+    REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+    REQUIRE(::write(fd, "12345", 5) == 5);
+    const std::string args = "train --data " + dir + "/faces --epochs 1 --device cpu --quiet --out " + dir + "/run";
+    auto r = run_cli(args);
+    INFO(r.out);
+    CHECK(r.status == 2);
+    CHECK(r.out.find("in use") != std::string::npos);
+    CHECK(r.out.find("12345") != std::string::npos);
+    CHECK_FALSE(fs::exists(dir + "/run/model.safetensors"));
+    ::close(fd);  // released: now it runs
+    r = run_cli(args);
+    CHECK(r.status == 0);
+}
+
+TEST_CASE("SIGTERM stops a run with a resume hint and exit 143, keeping its checkpoint", "[reliability][resume]") {
+    const std::string dir = testutil::temp_dir("sigterm");
+    faces(dir + "/faces", 5, 4);
+    const std::string cmd = std::string(SIAMESE_BINARY) + " train --data " + dir +
+                            "/faces --epochs 200 --device cpu --threads 1 --out " + dir + "/run";
+    // Start it in the background; its pid and exit status land in files.
+    const std::string sh = "sh -c '" + cmd + " > " + dir + "/log 2>&1 & echo $! > " + dir + "/pid; wait $!; echo $? > " + dir +
+                           "/rc' &";
+    REQUIRE(std::system(sh.c_str()) == 0);
+    // Wait for the first epoch's checkpoint, then stop it.
+    for (int i = 0; i < 600 && !fs::exists(dir + "/run/state.safetensors"); ++i) ::usleep(50000);
+    REQUIRE(fs::exists(dir + "/run/state.safetensors"));
+    const pid_t pid = std::stoi(siamese::read_file_bytes(dir + "/pid"));
+    REQUIRE(::kill(pid, SIGTERM) == 0);
+    for (int i = 0; i < 600 && !fs::exists(dir + "/rc"); ++i) ::usleep(50000);
+    REQUIRE(fs::exists(dir + "/rc"));
+    CHECK(std::stoi(siamese::read_file_bytes(dir + "/rc")) == 143);
+    const std::string log = siamese::read_file_bytes(dir + "/log");
+    INFO(log);
+    CHECK(log.find("resume with: siamese train --resume") != std::string::npos);
+    CHECK(siamese::load_train_state(dir + "/run/state.safetensors").progress.epoch >= 2);
 }

@@ -3,8 +3,11 @@
 // the report in the output folder. `siamese train` parses its options into a RunSpec, calls
 // run_training and prints what the observer is told; tests call it without the binary.
 #pragma once
+#include <csignal>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "siamese/gallery.hpp"
 #include "siamese/metrics.hpp"
@@ -23,6 +26,9 @@ struct RecipeOptions {
 };
 std::string recipe_to_json(const RecipeOptions& r);
 RecipeOptions recipe_from_json(const std::string& json);  // throws DataError
+// The one validation of recipe options, for the command line and for options read from a saved
+// run alike: "" when good, else what is wrong ("--lr nan: not a finite number > 0", ...).
+std::string recipe_problem(const RecipeOptions& r);
 
 // How this process runs it (not saved): the engine, the folders, a testing aid.
 struct RunSpec {
@@ -33,7 +39,19 @@ struct RunSpec {
     bool graphs = true, profile = false;
     std::string out = "run";
     std::string resume;           // a run folder to continue (then recipe and out come from it)
+    // With resume: the recipe options the user gave (as on the command line, "--lr"); each must
+    // equal the saved value (--checkpoint-every may change) or the run is refused, naming it.
+    std::vector<std::string> given;
     int crash_after_steps = 0;    // testing aid: SIGKILL this process after N steps
+    // Set (by a signal handler) to a signal number to stop at the next batch: RunInterrupted.
+    const volatile std::sig_atomic_t* stop = nullptr;
+};
+
+// Thrown when spec.stop was set: the run stopped at a batch boundary; its last checkpoint (the
+// last epoch end, or --checkpoint-every) is what a resume continues from.
+struct RunInterrupted : std::runtime_error {
+    int signal;
+    explicit RunInterrupted(int sig) : std::runtime_error("interrupted"), signal(sig) {}
 };
 
 // What the run knows once its data, pairs and engine are ready.
@@ -44,6 +62,7 @@ struct RunStart {
     int train_pairs = 0, val_pairs = 0, test_pairs = 0;
     std::string device;
     bool resumed = false;
+    bool finishing = false;  // resumed after the last epoch: only evaluation and files remain
     int epoch = 1, next_batch = 0;
     uint64_t step = 0;
     int epochs = 0, batch = 0;

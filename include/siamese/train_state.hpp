@@ -21,6 +21,7 @@ struct TrainState {
     std::string history_json;      // JSON array of the finished epochs' records
     TrainProgress progress;
     std::vector<float> params, opt_state;
+    std::string data_fingerprint;  // of the data it trains on (empty in states from before it)
 };
 
 void save_train_state(const std::string& path, const TrainState& s);

@@ -31,7 +31,8 @@ Runner add_eval(CLI::App& app) {
         ->check(CLI::Range(1, 100000));
     sub->add_flag("--mean", a->mean, "--identify: compare with each person's mean embedding");
     sub->add_flag("--json", a->json, "Print one JSON object instead of text");
-    sub->add_option("--seed", a->seed, "Seed of the gallery draws")->capture_default_str();
+    sub->add_option("--seed", a->seed, "Seed of the gallery draws")->capture_default_str()
+        ->check(seed_validator());
     add_engine_options(sub, a->engine);
     return [a]() {
         LoadedModel m = open_model(a->model, a->engine.device, a->engine.threads);

@@ -26,7 +26,8 @@ Runner add_pairs(CLI::App& app) {
         ->check(CLI::IsMember({"tutorial", "people"}));
     sub->add_option("--train-people", a->train_people, "People protocol: training people, e.g. 1-30");
     sub->add_option("--test-people", a->test_people, "People protocol: test people, e.g. 31-40");
-    sub->add_option("--seed", a->seed, "Seed")->capture_default_str();
+    sub->add_option("--seed", a->seed, "Seed")->capture_default_str()
+        ->check(seed_validator());
     sub->add_option("--out", a->out, "Output JSON file")->required();
     return [a]() {
         Preprocess pp;

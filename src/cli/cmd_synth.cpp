@@ -13,7 +13,8 @@ Runner add_synth(CLI::App& app) {
     sub->add_option("--out", *out, "Output folder")->required();
     sub->add_option("--people", opt->people, "Number of people")->capture_default_str()->check(CLI::Range(1, 100000));
     sub->add_option("--images", opt->images, "Images per person")->capture_default_str()->check(CLI::Range(1, 10000));
-    sub->add_option("--seed", opt->seed, "Generator seed")->capture_default_str();
+    sub->add_option("--seed", opt->seed, "Generator seed")->capture_default_str()
+        ->check(seed_validator());
     return [opt, out]() {
         write_synth(*out, *opt);
         std::printf("wrote %d people x %d images (%dx%d) to %s\n", opt->people, opt->images, opt->width, opt->height,

@@ -1,4 +1,5 @@
 // siamese train: options -> run_training (src/run.cpp) -> printed progress and figures.
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -111,7 +112,8 @@ Runner add_train(CLI::App& app) {
     sub->add_option("--dense", a->dense, "Dense layer widths (the last is the embedding)")->capture_default_str();
     sub->add_option("--conv-dropout", a->conv_dropout, "Dropout after each conv block")->capture_default_str();
     sub->add_option("--dense-dropout", a->dense_dropout, "Dropout after each dense layer but the last")->capture_default_str();
-    sub->add_option("--seed", a->seed, "Seed of pairs, initialisation, shuffles and dropout")->capture_default_str();
+    sub->add_option("--seed", a->seed, "Seed of pairs, initialisation, shuffles and dropout")->capture_default_str()
+        ->check(seed_validator());
     sub->add_option("--checkpoint-every", a->checkpoint_every,
                     "Also save the training state every N steps (it is always saved at every epoch end)")
         ->capture_default_str()->check(CLI::NonNegativeNumber);
@@ -129,12 +131,38 @@ Runner add_train(CLI::App& app) {
     return [spec, engine, quiet, no_graphs, sub]() {
         spec->device = engine->device;
         spec->threads = engine->threads;
-        if (!spec->resume.empty())
-            for (const char* opt : {"--data", "--protocol", "--epochs", "--seed", "--batch", "--lr", "--optimizer"})
-                if (sub->count(opt)) throw UsageError(std::string("--resume takes the run's options from its state; drop ") + opt);
+        if (!spec->resume.empty()) {
+            // Options given with --resume must agree with the saved run (checked by run_training).
+            for (const char* opt : {"--data", "--protocol", "--train-people", "--test-people", "--epochs", "--batch",
+                                    "--optimizer", "--lr", "--margin", "--downsample", "--resize", "--conv-filters",
+                                    "--kernel", "--pool", "--dense", "--conv-dropout", "--dense-dropout", "--seed",
+                                    "--checkpoint-every"})
+                if (sub->count(opt)) spec->given.push_back(opt);
+            if (sub->count("--out") && spec->out != spec->resume)
+                throw UsageError("--out " + spec->out + " differs from --resume " + spec->resume +
+                                 " (a resumed run writes into its own folder)");
+            if (sub->count("--checkpoint-every"))
+                std::printf("note: --checkpoint-every %d applies from now on\n", spec->recipe.checkpoint_every);
+        }
         spec->graphs = !*no_graphs;
         Printer printer(*quiet, spec->profile);
-        const RunOutcome o = run_training(*spec, printer);
+        // SIGINT/SIGTERM stop the run at the next batch; the last checkpoint stays for --resume.
+        static volatile std::sig_atomic_t stop = 0;
+        struct sigaction sa {};
+        sa.sa_handler = [](int sig) { stop = sig; };
+        sigemptyset(&sa.sa_mask);
+        ::sigaction(SIGINT, &sa, nullptr);
+        ::sigaction(SIGTERM, &sa, nullptr);
+        spec->stop = &stop;
+        RunOutcome o;
+        try {
+            o = run_training(*spec, printer);
+        } catch (const RunInterrupted& e) {
+            const std::string dir = spec->resume.empty() ? spec->out : spec->resume;
+            std::fprintf(stderr, "\nsiamese: stopped by %s; resume with: siamese train --resume %s\n",
+                         e.signal == SIGINT ? "SIGINT" : "SIGTERM", dir.c_str());
+            return 128 + e.signal;
+        }
         if (!*quiet)
             std::printf("wrote %s/: model.safetensors, metrics.jsonl, summary.json, report.html (loss.svg, roc.svg, distances.svg)\n",
                         o.out.c_str());

@@ -24,6 +24,8 @@ struct EngineArgs {
     int threads = 0;
 };
 void add_engine_options(CLI::App* sub, EngineArgs& e);
+// A seed: digits only, 0 .. 2^64-1 ("-1" and "1e23" are refused, not wrapped or rounded).
+CLI::Validator seed_validator();
 
 Runner add_train(CLI::App& app);
 Runner add_eval(CLI::App& app);

@@ -13,6 +13,17 @@ void add_engine_options(CLI::App* sub, EngineArgs& e) {
     sub->add_option("--threads", e.threads, "CPU threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
 }
 
+CLI::Validator seed_validator() {
+    return CLI::Validator(
+        [](std::string& s) -> std::string {
+            const char* msg = "must be a whole number from 0 to 18446744073709551615";
+            if (s.empty() || s.size() > 20 || s.find_first_not_of("0123456789") != std::string::npos) return msg;
+            if (s.size() == 20 && s > "18446744073709551615") return msg;
+            return "";
+        },
+        "UINT64");
+}
+
 }  // namespace siamese::cli
 
 int main(int argc, char** argv) {
