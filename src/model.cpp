@@ -41,15 +41,24 @@ Model parse_model(const std::string& bytes, const std::string& path) {
     Model m;
     try {
         m.net = NetConfig::from_json(meta["network"]);
-        m.pre.downsample = std::stoi(meta["downsample"]);
-        m.pre.mode = meta["resize"] == "area" ? ResizeMode::Area : ResizeMode::Stride;
-        m.threshold = std::stof(meta["threshold"]);
-        m.margin = std::stof(meta["margin"]);
-    } catch (const DataError& e) {
+    } catch (const std::exception& e) {
         throw fail(e.what());
-    } catch (const std::exception&) {
-        throw fail("bad metadata value");
     }
+    // Every value parsed strictly: a bit flip or an edit must not become another valid number.
+    long ds = 0;
+    if (!parse_int_in(meta["downsample"], 1, 1024, &ds))
+        throw fail("metadata downsample '" + meta["downsample"] + "' is not a whole number from 1 to 1024");
+    m.pre.downsample = int(ds);
+    if (meta["resize"] != "stride" && meta["resize"] != "area")
+        throw fail("metadata resize '" + meta["resize"] + "' is not stride or area");
+    m.pre.mode = meta["resize"] == "area" ? ResizeMode::Area : ResizeMode::Stride;
+    double thr = 0, margin = 0;
+    if (!parse_finite(meta["threshold"], &thr) || thr < 0 || thr > 1e30)
+        throw fail("metadata threshold '" + meta["threshold"] + "' is not a finite number >= 0");
+    if (!parse_finite(meta["margin"], &margin) || margin <= 0 || margin > 1e30)
+        throw fail("metadata margin '" + meta["margin"] + "' is not a finite number > 0");
+    m.threshold = float(thr);
+    m.margin = float(margin);
     ParamLayout L;
     try {
         L = make_layout(m.net);

@@ -11,6 +11,22 @@ namespace siamese {
 
 using nlohmann::json;
 
+namespace {
+
+// The checksum covers the whole content: the header (tensor entries and every metadata value,
+// as canonical JSON without the checksum itself) and the data. "v2:" marks this scope; files
+// of the first format had a checksum of the data alone, which let metadata flips through.
+constexpr const char* kChecksumPrefix = "v2:";
+
+std::string content_checksum(json header, const char* data, size_t n) {
+    if (header.contains("__metadata__")) header["__metadata__"].erase("checksum");
+    std::string bytes = header.dump();  // object keys sorted: canonical
+    bytes.append(data, n);
+    return kChecksumPrefix + fnv1a64_hex(bytes.data(), bytes.size());
+}
+
+}  // namespace
+
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, SafeTensor>>& tensors,
                        const std::map<std::string, std::string>& metadata) {
     json header = json::object();
@@ -30,8 +46,9 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
         }
     }
     auto meta = metadata;
-    meta["checksum"] = fnv1a64_hex(data.data(), data.size());
+    meta.erase("checksum");
     header["__metadata__"] = meta;
+    header["__metadata__"]["checksum"] = content_checksum(header, data.data(), data.size());
     std::string h = header.dump();
     while ((h.size() + 8) % 8) h.push_back(' ');  // align the data to 8 bytes
     std::string out;
@@ -108,10 +125,13 @@ void parse_safetensors(const std::string& bytes, const std::string& path, std::m
     } catch (const json::exception& e) {
         throw fail(std::string("bad JSON header: ") + e.what());
     }
-    if (auto it = metadata.find("checksum"); it != metadata.end()) {
-        if (it->second != fnv1a64_hex(bytes.data() + data_start, data_size))
-            throw fail("checksum mismatch: the file is corrupt");
-    }
+    // Every file this program writes carries a checksum; without one it was edited or is not ours.
+    const auto it = metadata.find("checksum");
+    if (it == metadata.end()) throw fail("no checksum: not written by siamese, or edited");
+    if (it->second.rfind(kChecksumPrefix, 0) != 0)
+        throw fail("checksum of an older format (it covered the tensors only): write this file again with this version");
+    if (it->second != content_checksum(header, bytes.data() + data_start, data_size))
+        throw fail("checksum mismatch: the file is corrupt or was edited");
 }
 
 }  // namespace siamese

@@ -37,14 +37,13 @@ TrainState load_train_state(const std::string& path) {
     TrainState s;
     s.args_json = need("args");
     s.history_json = need("history");
-    try {
-        s.progress.epoch = std::stoi(need("epoch"));
-        s.progress.next_batch = std::stoi(need("next_batch"));
-        s.progress.step = std::stoull(need("step"));
-    } catch (const std::logic_error&) {
+    long epoch = 0, next_batch = 0, step = 0;
+    if (!parse_int_in(need("epoch"), 1, 1L << 30, &epoch) || !parse_int_in(need("next_batch"), 0, 1L << 30, &next_batch) ||
+        !parse_int_in(need("step"), 0, 1L << 62, &step))
         throw DataError(path + ": bad epoch/step metadata");
-    }
-    if (s.progress.epoch < 1 || s.progress.next_batch < 0) throw DataError(path + ": bad epoch/step metadata");
+    s.progress.epoch = int(epoch);
+    s.progress.next_batch = int(next_batch);
+    s.progress.step = uint64_t(step);
     s.progress.order_checksum = need("order_checksum");
     if (auto it = meta.find("data"); it != meta.end()) s.data_fingerprint = it->second;
     for (const char* t : {"params", "opt_state", "epoch_losses"})

@@ -85,7 +85,16 @@ TEST_CASE("corrupt model files are refused with a clear error", "[checkpoint]") 
     REQUIRE(at != std::string::npos);
     other.replace(at, 6, "[7,12]");
     testutil::write_bytes(dir + "/shape.safetensors", other);
-    CHECK(error_loading(dir + "/shape.safetensors").find("wrong shape") != std::string::npos);
+    CHECK(error_loading(dir + "/shape.safetensors").find("checksum") != std::string::npos);  // an edit
+    // The same mismatch written with a valid checksum: the shapes are still checked.
+    std::map<std::string, SafeTensor> tensors;
+    std::map<std::string, std::string> meta;
+    read_safetensors(dir + "/m2.safetensors", tensors, meta);
+    const size_t k = meta["network"].find("[6,12]");
+    REQUIRE(k != std::string::npos);
+    meta["network"].replace(k, 6, "[7,12]");
+    write_safetensors(dir + "/shape2.safetensors", {tensors.begin(), tensors.end()}, meta);
+    CHECK(error_loading(dir + "/shape2.safetensors").find("wrong shape") != std::string::npos);
     CHECK(error_loading(dir + "/missing.safetensors").find("cannot open") != std::string::npos);
 }
 

@@ -351,3 +351,44 @@ TEST_CASE("SIGTERM stops a run with a resume hint and exit 143, keeping its chec
     CHECK(log.find("resume with: siamese train --resume") != std::string::npos);
     CHECK(siamese::load_train_state(dir + "/run/state.safetensors").progress.epoch >= 2);
 }
+
+TEST_CASE("the checksum covers the metadata: a flipped or edited value is refused, and so is a missing checksum", "[reliability][checkpoint]") {
+    const std::string dir = testutil::temp_dir("meta_checksum");
+    faces(dir + "/faces", 3, 2);
+    REQUIRE(run_cli("train --data " + dir + "/faces --epochs 1 --device cpu --quiet --out " + dir + "/run").status == 0);
+    const std::string path = dir + "/run/model.safetensors";
+    const std::string good = siamese::read_file_bytes(path);
+    // One bit in the threshold's first digit (0.18 -> 1.18 once turned "different" into "same").
+    const size_t at = good.find("\"threshold\":\"");
+    REQUIRE(at != std::string::npos);
+    std::string flipped = good;
+    flipped[at + 13] ^= 0x01;
+    testutil::write_bytes(dir + "/flipped.safetensors", flipped);
+    auto r = run_cli("verify --model " + dir + "/flipped.safetensors " + dir + "/faces/s1/1.pgm " + dir + "/faces/s1/2.pgm");
+    INFO(r.out);
+    CHECK(r.status == 1);
+    CHECK(r.out.find("checksum") != std::string::npos);
+    // Values edited with a correct checksum are still parsed strictly.
+    std::map<std::string, siamese::SafeTensor> tensors;
+    std::map<std::string, std::string> meta;
+    siamese::read_safetensors(path, tensors, meta);
+    const std::vector<std::pair<std::string, siamese::SafeTensor>> list(tensors.begin(), tensors.end());
+    for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+             {"threshold", "inf"}, {"threshold", "nan"}, {"threshold", "0.5abc"}, {"margin", "-1"}, {"downsample", "0"}}) {
+        auto m = meta;
+        m[key] = value;
+        siamese::write_safetensors(dir + "/edited.safetensors", list, m);
+        CHECK_THROWS_WITH(siamese::load_model(dir + "/edited.safetensors"),
+                          Catch::Contains("edited.safetensors") && Catch::Contains(key));
+    }
+    // Without its checksum (the key deleted, the file otherwise consistent): refused.
+    const uint64_t n = uint64_t(uint8_t(good[0])) | uint64_t(uint8_t(good[1])) << 8 | uint64_t(uint8_t(good[2])) << 16;
+    auto header = nlohmann::json::parse(good.substr(8, n));
+    header["__metadata__"].erase("checksum");
+    std::string h = header.dump();
+    std::string bytes(8, '\0');
+    for (int i = 0; i < 8; ++i) bytes[i] = char((uint64_t(h.size()) >> (8 * i)) & 0xFF);
+    bytes += h + good.substr(8 + n);
+    testutil::write_bytes(dir + "/nosum.safetensors", bytes);
+    CHECK_THROWS_WITH(siamese::load_model(dir + "/nosum.safetensors"), Catch::Contains("no checksum"));
+}

@@ -14,4 +14,9 @@ void write_file_atomic(const std::string& path, const std::string& bytes);
 // FNV-1a 64-bit hash, as 16 hex digits.
 std::string fnv1a64_hex(const char* data, size_t n);
 
+// Strict number parsing for values read from files: the whole text must be the number ("0.5abc",
+// " 1", "" are refused), finite, and, for integers, within [lo, hi]. False when not.
+bool parse_finite(const std::string& s, double* out);
+bool parse_int_in(const std::string& s, long lo, long hi, long* out);
+
 }  // namespace siamese
