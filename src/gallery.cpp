@@ -59,10 +59,12 @@ void save_gallery(const std::string& path, const Gallery& g) {
     write_safetensors(path, {{"embeddings", t}}, meta);
 }
 
-Gallery load_gallery(const std::string& path) {
+Gallery load_gallery(const std::string& path) { return parse_gallery(read_file_bytes(path), path); }
+
+Gallery parse_gallery(const std::string& bytes, const std::string& path) {
     std::map<std::string, SafeTensor> tensors;
     std::map<std::string, std::string> meta;
-    read_safetensors(path, tensors, meta);
+    parse_safetensors(bytes, path, tensors, meta);
     if (meta["format"] != "siamese-gallery-v1") throw DataError(path + ": not a siamese gallery");
     Gallery g;
     try {

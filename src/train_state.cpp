@@ -24,10 +24,12 @@ void save_train_state(const std::string& path, const TrainState& s) {
     write_safetensors(path, tensors, meta);
 }
 
-TrainState load_train_state(const std::string& path) {
+TrainState load_train_state(const std::string& path) { return parse_train_state(read_file_bytes(path), path); }
+
+TrainState parse_train_state(const std::string& bytes, const std::string& path) {
     std::map<std::string, SafeTensor> tensors;
     std::map<std::string, std::string> meta;
-    read_safetensors(path, tensors, meta);
+    parse_safetensors(bytes, path, tensors, meta);
     auto need = [&](const char* key) -> const std::string& {
         auto it = meta.find(key);
         if (it == meta.end()) throw DataError(path + ": not a training state (metadata '" + key + "' missing)");

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Writes the fuzzers' seed corpora into fuzz/corpus/{pgm,checkpoint}: a few valid and broken
-# PGMs, and a tiny model file made by the engine itself.  usage: tools/make_fuzz_corpus.sh BUILD_DIR
+# Writes the fuzzers' seed corpora into fuzz/corpus/{pgm,checkpoint,gallery,train_state}: a few
+# valid and broken PGMs, and a tiny model, gallery and training state made by the engine itself.  usage: tools/make_fuzz_corpus.sh BUILD_DIR
 set -eu
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
-p="$root/fuzz/corpus/pgm"; c="$root/fuzz/corpus/checkpoint"
-mkdir -p "$p" "$c"
+p="$root/fuzz/corpus/pgm"; c="$root/fuzz/corpus/checkpoint"; g="$root/fuzz/corpus/gallery"; s="$root/fuzz/corpus/train_state"
+mkdir -p "$p" "$c" "$g" "$s"
 printf 'P5\n3 2\n255\n\x00\x10\x20\x30\x40\xff' > "$p/p5_8bit.pgm"
 printf 'P5\n2 1\n1000\n\x01\x02\x03\xe8' > "$p/p5_16bit.pgm"
 printf 'P2 # c\n3 2\n15\n1 2 3\n4 5 15\n' > "$p/p2_comments.pgm"
@@ -18,5 +18,9 @@ tmp=$(mktemp -d)
   --device cpu --quiet --out "$tmp/run" > /dev/null
 cp "$tmp/run/model.safetensors" "$c/tiny_model.safetensors"
 head -c 200 "$tmp/run/model.safetensors" > "$c/truncated.safetensors"
+"$build/siamese" enroll --model "$tmp/run/model.safetensors" --data "$tmp/faces" --out "$g/tiny.gallery" --device cpu > /dev/null
+head -c 300 "$g/tiny.gallery" > "$g/truncated.gallery"
+cp "$tmp/run/state.safetensors" "$s/tiny_state.safetensors"
+head -c 300 "$tmp/run/state.safetensors" > "$s/truncated_state.safetensors"
 rm -rf "$tmp"
-ls -la "$p" "$c"
+ls -la "$p" "$c" "$g" "$s"

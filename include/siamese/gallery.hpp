@@ -26,6 +26,7 @@ struct Gallery {
 
 void save_gallery(const std::string& path, const Gallery& g);  // safetensors, atomic
 Gallery load_gallery(const std::string& path);                 // throws DataError
+Gallery parse_gallery(const std::string& bytes, const std::string& name);  // the same, from memory
 // Refuses (DataError naming the file) a gallery that is not usable with a model whose
 // embeddings are embed_dim wide and whose checksum is model_checksum: whatever the metadata
 // claims, the embeddings' width is checked against the model's.

@@ -26,5 +26,6 @@ struct TrainState {
 
 void save_train_state(const std::string& path, const TrainState& s);
 TrainState load_train_state(const std::string& path);  // throws DataError (corrupt, truncated, ...)
+TrainState parse_train_state(const std::string& bytes, const std::string& name);  // the same, from memory
 
 }  // namespace siamese
