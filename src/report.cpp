@@ -157,9 +157,14 @@ void write_run_report(const std::string& dir, const nlohmann::json& summary, con
     const auto pts = roc_points(d, y);
     const double eer = equal_error_rate(d, y);
     Mark eer_mark{eer, 1 - eer, "EER " + num(eer)};
-    for (const auto& p : pts) {
-        roc.x.push_back(p.far);
-        roc.y.push_back(1 - p.frr);
+    // Bounded whatever the number of pairs: a point is drawn once the curve has moved 1/1000 of
+    // the plot (L1) since the last one; the curve's L1 length is at most 2, so <= ~2,000 points.
+    for (size_t i = 0; i < pts.size(); ++i) {
+        const double x = pts[i].far, yv = 1 - pts[i].frr;
+        const bool last = i + 1 == pts.size();
+        if (!roc.x.empty() && !last && std::abs(x - roc.x.back()) + std::abs(yv - roc.y.back()) < 1e-3) continue;
+        roc.x.push_back(x);
+        roc.y.push_back(yv);
     }
     const std::string roc_svg = svg_line_plot("ROC, AUC " + num(roc_auc(d, y)), "false accept rate",
                                               "true accept rate", {roc}, {eer_mark});

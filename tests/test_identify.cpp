@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <regex>
 #include <sstream>
 
@@ -134,6 +135,12 @@ TEST_CASE("enroll, append, replace and identify from the command line", "[identi
     CHECK(j["gallery_people"] == 3);
     CHECK(j["known_probes"] == 6);     // 3 people x (3 - 1 enrolled) photos
     CHECK(j["stranger_probes"] == 6);  // 2 strangers x 3 photos
+    // Every probe photo enrolled: no probe at all is an error, not rates of 0.0000.
+    const auto none = run_cli("eval --identify --model " + model + " --data " + dir +
+                              "/faces --gallery-people 1-3 --probe-people 1-3 --gallery-images 3");
+    INFO(none.out);
+    CHECK(none.status == 2);
+    CHECK(none.out.find("no probe") != std::string::npos);
     CHECK(j["rank5"].get<double>() == Approx(1.0));  // only 3 people: always within 5
 }
 
@@ -177,4 +184,26 @@ TEST_CASE("every run writes SVG plots and a self-contained report", "[identify][
     CHECK(html.find("href=") == std::string::npos);
     CHECK(html.find(summary["test"]["auc"].dump()) != std::string::npos);
     CHECK(html.find(summary["test"]["accuracy"].dump()) != std::string::npos);
+}
+
+TEST_CASE("plots stay small whatever the number of test pairs", "[identify][report]") {
+    // A test person with 10,000 photos once made a 274 MB roc.svg: one point per distinct distance.
+    const std::string dir = testutil::temp_dir("report_scale");
+    std::mt19937_64 r(7);
+    std::uniform_real_distribution<double> u(0, 1);
+    const size_t n = 400000;
+    std::vector<float> d(n), y(n);
+    for (size_t i = 0; i < n; ++i) {
+        y[i] = float(i % 10 == 0);
+        d[i] = float(y[i] > 0.5f ? 0.6 * u(r) : 0.3 + 0.7 * u(r));
+    }
+    const nlohmann::json summary = {{"history", nlohmann::json::array({{{"epoch", 1}, {"loss", 0.5}, {"val_loss", 0.6}}})},
+                                    {"threshold", 0.45}, {"test", {{"auc", 0.9}}}};
+    siamese::write_run_report(dir, summary, d, y);
+    for (const char* f : {"roc.svg", "distances.svg", "report.html"}) {
+        INFO(f);
+        CHECK(std::filesystem::file_size(dir + "/" + f) < 200000);
+    }
+    const std::string roc = siamese::read_file_bytes(dir + "/roc.svg");
+    CHECK(roc.find("EER") != std::string::npos);
 }

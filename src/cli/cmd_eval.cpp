@@ -58,6 +58,10 @@ Runner add_eval(CLI::App& app) {
             const std::vector<int> probes = a->probe_people.empty() ? people : parse_people_list(a->probe_people, n, "--probe-people");
             const IdentifyReport r = identify_on_bank(m.backend->embed_bank(), m.backend->embed_dim(), bank, gallery, probes,
                                                       a->gallery_images, a->draws, a->seed, a->mean);
+            // No probe at all: the rates would read 0.0000 as if measured.
+            if (r.known_probes == 0 && r.stranger_probes == 0)
+                throw UsageError("--identify: no probe photos (every photo of the probe people was enrolled; use fewer "
+                                 "--gallery-images or more --probe-people)");
             if (a->json)
                 std::printf("%s\n", identify_to_json(r).dump().c_str());
             else
