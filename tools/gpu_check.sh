@@ -110,7 +110,8 @@ fi
 gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
 prefix=(); [ -d .deps ] && prefix=("-DCMAKE_PREFIX_PATH=$root/.deps")
 stage configure 120 cmake -S . -B build-gpu "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
-  "-DCMAKE_CUDA_ARCHITECTURES=90-real;90-virtual" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 "${prefix[@]}"
+  "-DCMAKE_CUDA_ARCHITECTURES=90-real;90-virtual" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 "${prefix[@]}" \
+  "-DPython3_EXECUTABLE=$(command -v python3)"  # the python whose site-packages hold the cuDNN wheel
 build_rc=$?
 [ $build_rc = 0 ] && { stage build 300 cmake --build build-gpu -j"$jobs"; build_rc=$?; }
 row "build (sm_90)" "$(status_word $build_rc)"
