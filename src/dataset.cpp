@@ -101,8 +101,13 @@ ImageBank load_dataset(const std::string& dir, const Preprocess& pp) {
     std::vector<std::string> people;
     fs::directory_iterator it(dir, ec);
     if (ec) throw DataError(dir + ": cannot read folder (" + ec.message() + ")");
-    for (const auto& e : it)
-        if (e.is_directory()) people.push_back(e.path().filename().string());
+    for (; it != fs::directory_iterator(); it.increment(ec)) {
+        std::error_code e_ec;
+        if (it->is_directory(e_ec)) people.push_back(it->path().filename().string());
+        else if (e_ec)  // a symlink loop or a dangling link: say so, go on
+            std::fprintf(stderr, "warning: %s: skipped (%s)\n", it->path().c_str(), e_ec.message().c_str());
+    }
+    if (ec) throw DataError(dir + ": cannot read folder (" + ec.message() + ")");
     if (people.empty()) throw DataError(dir + ": no person folders (expected one sub-folder per person)");
     std::sort(people.begin(), people.end(), natural_less);
 
@@ -112,14 +117,21 @@ ImageBank load_dataset(const std::string& dir, const Preprocess& pp) {
         std::vector<std::string> files;
         fs::directory_iterator pit(pdir, ec);
         if (ec) throw DataError(pdir.string() + ": cannot read folder (" + ec.message() + ")");
-        for (const auto& e : pit) {
-            if (!e.is_regular_file()) continue;
-            if (!has_pgm_extension(e.path().string())) {
-                std::fprintf(stderr, "warning: %s: not a .pgm file, skipped\n", e.path().c_str());
+        for (; pit != fs::directory_iterator(); pit.increment(ec)) {
+            std::error_code e_ec;
+            const bool regular = pit->is_regular_file(e_ec);
+            if (e_ec) {  // a symlink loop or a dangling link
+                std::fprintf(stderr, "warning: %s: skipped (%s)\n", pit->path().c_str(), e_ec.message().c_str());
                 continue;
             }
-            files.push_back(e.path().filename().string());
+            if (!regular) continue;  // folders, FIFOs, devices
+            if (!has_pgm_extension(pit->path().string())) {
+                std::fprintf(stderr, "warning: %s: not a .pgm file, skipped\n", pit->path().c_str());
+                continue;
+            }
+            files.push_back(pit->path().filename().string());
         }
+        if (ec) throw DataError(pdir.string() + ": cannot read folder (" + ec.message() + ")");
         if (files.empty()) throw DataError(pdir.string() + ": person folder has no .pgm images");
         std::sort(files.begin(), files.end(), natural_less);
         const int pidx = int(bank.people.size());

@@ -2,6 +2,7 @@
 #include "siamese/files.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -17,7 +18,19 @@
 
 namespace siamese {
 
-std::string read_file_bytes(const std::string& path) {
+uint64_t regular_file_size(const std::string& path) {
+    // Regular files only (after following links): a FIFO or a device would block or never end.
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) throw DataError(path + ": cannot open file (" + std::strerror(errno) + ")");
+    if (!S_ISREG(st.st_mode)) throw DataError(path + ": not a regular file (a folder, FIFO or device)");
+    return uint64_t(st.st_size);
+}
+
+std::string read_file_bytes(const std::string& path, size_t max_bytes) {
+    const uint64_t size = regular_file_size(path);
+    if (size > max_bytes)
+        throw DataError(path + ": " + std::to_string(size) + " bytes, more than the " + std::to_string(max_bytes) +
+                        " its header allows (trailing data, or not what it claims to be)");
     std::ifstream f(path, std::ios::binary);
     if (!f) throw DataError(path + ": cannot open file");
     std::ostringstream ss;

@@ -3,6 +3,7 @@
 #include "siamese/pgm.hpp"
 #include "siamese/files.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <fstream>
 #include <sstream>
@@ -70,14 +71,23 @@ PgmImage parse_pgm(const std::string& bytes, const std::string& name) {
     if (img.maxval == 0) c.fail("maxval 0 (must be 1..65535)");
     const size_t n = size_t(img.width) * size_t(img.height);  // <= 2^28: no overflow
     if (binary) {
-        // Exactly one whitespace byte separates maxval from the raster.
-        if (c.pos >= bytes.size()) c.fail("truncated header: no raster after maxval");
-        ++c.pos;
         const size_t bps = img.maxval > 255 ? 2 : 1;
         const size_t need = n * bps;
+        // One whitespace byte separates maxval from the raster; a comment may come before it
+        // ("255#c\n": the newline ends the header, no comment byte reaches the pixels), and a
+        // CRLF is taken as one line end when the raster then fits exactly.
+        if (c.pos < bytes.size() && bytes[c.pos] == '#')
+            while (c.pos < bytes.size() && bytes[c.pos] != '\n' && bytes[c.pos] != '\r') ++c.pos;
+        if (c.pos >= bytes.size()) c.fail("truncated header: no raster after maxval");
+        if (bytes[c.pos] == '\r' && c.pos + 1 < bytes.size() && bytes[c.pos + 1] == '\n' && bytes.size() - c.pos - 2 == need)
+            ++c.pos;
+        ++c.pos;
         if (bytes.size() - c.pos < need)
             c.fail("truncated raster: " + std::to_string(bytes.size() - c.pos) + " bytes, expected " +
                    std::to_string(need));
+        if (bytes.size() - c.pos - need > kPgmTrailingBytes)
+            c.fail(std::to_string(bytes.size() - c.pos - need) + " bytes after the raster (at most " +
+                   std::to_string(kPgmTrailingBytes) + " allowed): not one image");
         img.samples.resize(n);
         const auto* p = reinterpret_cast<const unsigned char*>(bytes.data() + c.pos);
         for (size_t i = 0; i < n; ++i) {
@@ -105,7 +115,39 @@ PgmImage parse_pgm(const std::string& bytes, const std::string& name) {
     return img;
 }
 
-PgmImage read_pgm(const std::string& path) { return parse_pgm(read_file_bytes(path), path); }
+size_t pgm_max_file_bytes(const std::string& head) {
+    // The largest file the header allows: header + raster (P5: 1 or 2 bytes a sample; P2: at
+    // most 6 characters a sample) + the trailing tolerance. Anything unparsable: a small bound,
+    // parse_pgm then names the fault.
+    const std::string name;
+    Cursor c{head, name};
+    try {
+        if (head.size() < 2 || head[0] != 'P' || (head[1] != '5' && head[1] != '2')) return head.size();
+        const bool binary = head[1] == '5';
+        c.pos = 2;
+        const size_t w = size_t(c.number("width", kPgmMaxSide)), h = size_t(c.number("height", kPgmMaxSide));
+        const size_t maxval = size_t(c.number("maxval", 65535));
+        const size_t per = binary ? (maxval > 255 ? 2 : 1) : 6;
+        return c.pos + 2 + w * h * per + kPgmTrailingBytes + (binary ? 0 : 2);
+    } catch (const DataError&) {
+        return head.size();
+    }
+}
+
+PgmImage read_pgm(const std::string& path) {
+    // Read only what the header implies: a 1 GB file behind a 16x16 header is refused unread.
+    regular_file_size(path);  // before opening: a FIFO named x.pgm must not block
+    std::string head;
+    {
+        std::ifstream f(path, std::ios::binary);
+        if (f) {
+            head.resize(4096);
+            f.read(head.data(), std::streamsize(head.size()));
+            head.resize(size_t(f.gcount()));
+        }
+    }
+    return parse_pgm(read_file_bytes(path, std::max<size_t>(pgm_max_file_bytes(head), head.size())), path);
+}
 
 void write_pgm(const std::string& path, const PgmImage& img) {
     std::ofstream f(path, std::ios::binary);

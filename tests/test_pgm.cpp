@@ -1,6 +1,12 @@
 #include <catch2/catch.hpp>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include "siamese/common.hpp"
+#include "siamese/files.hpp"
 #include "siamese/pgm.hpp"
 #include "test_util.hpp"
 
@@ -104,5 +110,38 @@ TEST_CASE("read_pgm names a missing file and write_pgm round-trips 8 and 16 bit"
         const PgmImage back = read_pgm(dir + "/x.pgm");
         CHECK(back.samples == img.samples);
         CHECK(back.maxval == maxval);
+    }
+}
+
+TEST_CASE("a comment or a CRLF after maxval does not shift the raster, trailing garbage is refused", "[pgm]") {
+    // "255#c\n": the comment ends at the newline, which is the one whitespace byte.
+    PgmImage img = parse_pgm("P5\n2 1\n255#c\n" + std::string("\x07\x08", 2), "c.pgm");
+    CHECK(img.samples == std::vector<uint16_t>{7, 8});
+    // CRLF after maxval (files written on Windows): read, not shifted by one byte.
+    img = parse_pgm("P5\r\n2 1\r\n255\r\n" + std::string("\x07\x08", 2), "crlf.pgm");
+    CHECK(img.samples == std::vector<uint16_t>{7, 8});
+    // A second image's worth of bytes after the raster: not one image.
+    CHECK(error_of(p5_header(4, 4, 255) + std::string(16 + 200, '\x01')).find("after the raster") != std::string::npos);
+    CHECK(error_of(p5_header(4, 4, 255) + std::string(16 + 1, '\x01')).empty());  // a newline is fine
+}
+
+TEST_CASE("only regular files are read, and no more than the header implies", "[pgm][reliability]") {
+    const std::string dir = testutil::temp_dir("pgm_files");
+    // A FIFO named x.pgm once blocked inspect and verify forever.
+    REQUIRE(::mkfifo((dir + "/fifo.pgm").c_str(), 0644) == 0);
+    const std::string cmd = "timeout 20 " + std::string(SIAMESE_BINARY) + " inspect " + dir + "/fifo.pgm > " + dir +
+                            "/out.txt 2>&1";
+    const int st = std::system(cmd.c_str());
+    CHECK(WEXITSTATUS(st) == 1);  // refused, not 124 (timed out)
+    CHECK(read_file_bytes(dir + "/out.txt").find("not a regular file") != std::string::npos);
+    // A 1 GB sparse file behind a 16x16 header: refused from its size, never read into memory.
+    const std::string big = dir + "/big.pgm";
+    testutil::write_bytes(big, p5_header(16, 16, 255) + std::string(256, '\x01'));
+    REQUIRE(::truncate(big.c_str(), off_t(1) << 30) == 0);
+    try {
+        read_pgm(big);
+        FAIL("read");
+    } catch (const DataError& e) {
+        CHECK(std::string(e.what()).find("header allows") != std::string::npos);
     }
 }

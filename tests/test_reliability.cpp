@@ -392,3 +392,17 @@ TEST_CASE("the checksum covers the metadata: a flipped or edited value is refuse
     testutil::write_bytes(dir + "/nosum.safetensors", bytes);
     CHECK_THROWS_WITH(siamese::load_model(dir + "/nosum.safetensors"), Catch::Contains("no checksum"));
 }
+
+TEST_CASE("symlink loops in a data folder are skipped with a warning, not an internal error", "[reliability][badinput]") {
+    const std::string dir = testutil::temp_dir("symloop");
+    faces(dir + "/faces", 4, 3);
+    fs::create_symlink("loop.pgm", dir + "/faces/s1/loop.pgm");  // points at itself
+    fs::create_symlink("s9", dir + "/faces/s9");
+    const auto r = run_cli("inspect " + dir + "/faces/s1/1.pgm");
+    CHECK(r.status == 0);
+    const auto t = run_cli("train --data " + dir + "/faces --epochs 1 --device cpu --quiet --out " + dir + "/run");
+    INFO(t.out);
+    CHECK(t.status == 0);
+    CHECK(t.out.find("skipped") != std::string::npos);
+    CHECK(t.out.find("internal error") == std::string::npos);
+}

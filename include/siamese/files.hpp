@@ -2,11 +2,16 @@
 // FNV-1a checksum the program's own files carry.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace siamese {
 
-std::string read_file_bytes(const std::string& path);  // throws DataError naming the path
+// The size of a regular file; DataError naming the path for anything else (folder, FIFO, device).
+uint64_t regular_file_size(const std::string& path);
+// The whole of a regular file (anything else is refused), at most max_bytes of it (a larger
+// file is refused before reading). Throws DataError naming the path.
+std::string read_file_bytes(const std::string& path, size_t max_bytes = size_t(1) << 31);
 
 // Writes bytes to path atomically (path.tmp, fsync, rename). Throws DataError.
 void write_file_atomic(const std::string& path, const std::string& bytes);

@@ -12,6 +12,7 @@ struct PgmImage {
 };
 
 constexpr int kPgmMaxSide = 16384;  // refuse larger sides: a forged header must not allocate GBs
+constexpr size_t kPgmTrailingBytes = 64;  // bytes tolerated after a P5 raster (a newline or two)
 
 // Parses a whole file's bytes; `name` is used in error messages. Throws DataError.
 PgmImage parse_pgm(const std::string& bytes, const std::string& name);

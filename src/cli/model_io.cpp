@@ -1,6 +1,7 @@
 #include "model_io.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 
 #include "commands.hpp"
@@ -57,7 +58,9 @@ std::vector<std::string> pgm_files_under(const std::string& path) {
     if (!fs::is_directory(path, ec)) return {path};
     std::vector<std::string> files;
     for (fs::recursive_directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
-        if (it->is_regular_file() && has_pgm_extension(it->path().string())) files.push_back(it->path().string());
+        std::error_code e_ec;
+        if (it->is_regular_file(e_ec) && has_pgm_extension(it->path().string())) files.push_back(it->path().string());
+        else if (e_ec) std::fprintf(stderr, "warning: %s: skipped (%s)\n", it->path().c_str(), e_ec.message().c_str());
     }
     if (ec) throw DataError(path + ": cannot read folder (" + ec.message() + ")");
     std::sort(files.begin(), files.end(), natural_less);
