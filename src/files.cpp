@@ -1,6 +1,8 @@
 // Whole-file reads, crash-safe writes and the checksum every file this program writes carries.
 #include "siamese/files.hpp"
 
+#include "siamese/jsonio.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -95,6 +97,66 @@ bool parse_int_in(const std::string& s, long lo, long hi, long* out) {
     if (end != s.c_str() + s.size() || errno == ERANGE || v < lo || v > hi) return false;
     *out = v;
     return true;
+}
+
+bool is_valid_utf8(const std::string& s) {
+    size_t i = 0;
+    while (i < s.size()) {
+        const unsigned char c = static_cast<unsigned char>(s[i]);
+        int len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+        if (len == 0 || i + size_t(len) > s.size()) return false;
+        uint32_t cp = len == 1 ? c : c & (0x7F >> len);
+        for (int k = 1; k < len; ++k) {
+            const unsigned char d = static_cast<unsigned char>(s[i + size_t(k)]);
+            if ((d >> 6) != 0x2) return false;
+            cp = (cp << 6) | (d & 0x3F);
+        }
+        // Overlong forms, surrogates and values past U+10FFFF are invalid too.
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += size_t(len);
+    }
+    return true;
+}
+
+nlohmann::json bytes_to_json(const std::string& s) {
+    if (is_valid_utf8(s)) return s;
+    static const char* hex = "0123456789abcdef";
+    std::string h;
+    for (unsigned char c : s) {
+        h.push_back(hex[c >> 4]);
+        h.push_back(hex[c & 15]);
+    }
+    return nlohmann::json{{"hex", h}};
+}
+
+std::string bytes_from_json(const nlohmann::json& j) {
+    if (j.is_string()) return j.get<std::string>();
+    if (!j.is_object() || !j.contains("hex") || !j.at("hex").is_string()) throw DataError("a name is neither text nor hex bytes");
+    const std::string h = j.at("hex").get<std::string>();
+    if (h.size() % 2) throw DataError("a name's hex bytes have odd length");
+    auto nib = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        throw DataError("a name's hex bytes are not hex");
+    };
+    std::string s;
+    for (size_t i = 0; i < h.size(); i += 2) s.push_back(char(nib(h[i]) * 16 + nib(h[i + 1])));
+    return s;
+}
+
+nlohmann::json strings_to_json(const std::vector<std::string>& v) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& s : v) a.push_back(bytes_to_json(s));
+    return a;
+}
+
+std::vector<std::string> strings_from_json(const nlohmann::json& j) {
+    if (!j.is_array()) throw DataError("expected a list of names");
+    std::vector<std::string> v;
+    for (const auto& e : j) v.push_back(bytes_from_json(e));
+    return v;
 }
 
 }  // namespace siamese

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "siamese/files.hpp"
+#include "siamese/jsonio.hpp"
 #include "siamese/model.hpp"
 #include "siamese/safetensors.hpp"
 #include "siamese/common.hpp"
@@ -53,9 +54,9 @@ void save_gallery(const std::string& path, const Gallery& g) {
     SafeTensor t{{int64_t(g.size()), int64_t(g.embed_dim)}, g.embeddings};
     const std::map<std::string, std::string> meta = {{"format", "siamese-gallery-v1"},
                                                      {"model_checksum", g.model_checksum},
-                                                     {"people", nlohmann::json(g.people).dump()},
+                                                     {"people", strings_to_json(g.people).dump()},
                                                      {"owner", nlohmann::json(g.owner).dump()},
-                                                     {"sources", nlohmann::json(g.sources).dump()}};
+                                                     {"sources", strings_to_json(g.sources).dump()}};
     write_safetensors(path, {{"embeddings", t}}, meta);
 }
 
@@ -69,9 +70,9 @@ Gallery parse_gallery(const std::string& bytes, const std::string& path) {
     Gallery g;
     try {
         g.model_checksum = meta.at("model_checksum");
-        g.people = nlohmann::json::parse(meta.at("people")).get<std::vector<std::string>>();
+        g.people = strings_from_json(nlohmann::json::parse(meta.at("people")));
         g.owner = nlohmann::json::parse(meta.at("owner")).get<std::vector<int>>();
-        g.sources = nlohmann::json::parse(meta.at("sources")).get<std::vector<std::string>>();
+        g.sources = strings_from_json(nlohmann::json::parse(meta.at("sources")));
     } catch (const std::exception& e) {
         throw DataError(path + ": bad gallery metadata (" + e.what() + ")");
     }

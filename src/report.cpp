@@ -1,4 +1,5 @@
 #include "siamese/report.hpp"
+#include "siamese/jsonio.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -183,12 +184,12 @@ void write_run_report(const std::string& dir, const nlohmann::json& summary, con
       << "</head><body>\n<h1>siamese run report</h1>\n<table id=\"summary\">\n";
     for (const char* k : {"protocol", "data", "device", "seed", "epochs", "batch", "optimizer", "train_pairs", "val_pairs",
                           "test_pairs", "threshold"})
-        if (summary.contains(k)) h << "<tr><th>" << k << "</th><td>" << esc(summary[k].dump()) << "</td></tr>\n";
+        if (summary.contains(k)) h << "<tr><th>" << k << "</th><td>" << esc(dump_json(summary[k])) << "</td></tr>\n";
     for (auto it = summary.at("test").begin(); it != summary.at("test").end(); ++it)
-        h << "<tr><th>test " << esc(it.key()) << "</th><td>" << esc(it.value().dump()) << "</td></tr>\n";
+        h << "<tr><th>test " << esc(it.key()) << "</th><td>" << esc(dump_json(it.value())) << "</td></tr>\n";
     if (summary.contains("identification"))
         for (auto it = summary["identification"].begin(); it != summary["identification"].end(); ++it)
-            h << "<tr><th>identification " << esc(it.key()) << "</th><td>" << esc(it.value().dump()) << "</td></tr>\n";
+            h << "<tr><th>identification " << esc(it.key()) << "</th><td>" << esc(dump_json(it.value())) << "</td></tr>\n";
     h << "</table>\n<p>tutorial_metric is the reference tutorial's \"accuracy\": the precision of the genuine decision "
          "at d &lt; 0.5, not accuracy.</p>\n<div class=\"plots\">\n"
       << loss_svg << roc_svg << hist_svg << "</div>\n</body></html>\n";

@@ -1,5 +1,6 @@
 // run_training: the whole of `siamese train` but the command line and the printing.
 #include "siamese/run.hpp"
+#include "siamese/jsonio.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -31,11 +32,21 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(RecipeOptions, data, protocol, train_people, 
                                    dense, epochs, batch, downsample, kernel, pool, checkpoint_every, lr, margin,
                                    conv_dropout, dense_dropout, seed)
 
-std::string recipe_to_json(const RecipeOptions& r) { return nlohmann::json(r).dump(); }
+// The data folder is the user's bytes (not always UTF-8): written reversibly (jsonio.hpp).
+std::string recipe_to_json(const RecipeOptions& r) {
+    nlohmann::json j = r;
+    j["data"] = bytes_to_json(r.data);
+    return j.dump();
+}
 
 RecipeOptions recipe_from_json(const std::string& json) {
     try {
-        return nlohmann::json::parse(json).get<RecipeOptions>();
+        nlohmann::json j = nlohmann::json::parse(json);
+        const std::string data = j.contains("data") ? bytes_from_json(j["data"]) : std::string();
+        j["data"] = "";
+        RecipeOptions r = j.get<RecipeOptions>();
+        r.data = data;
+        return r;
     } catch (const nlohmann::json::exception& e) {
         throw DataError(std::string("bad saved options (") + e.what() + ")");
     }
@@ -285,7 +296,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     const std::string metrics_path = out + "/metrics.jsonl";
     {
         std::string lines;
-        for (const auto& e : history) lines += e.dump() + "\n";
+        for (const auto& e : history) lines += dump_json(e) + "\n";
         write_file_atomic(metrics_path, lines);
     }
     std::ofstream metrics(metrics_path, std::ios::app);
@@ -311,7 +322,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     cb.on_checkpoint = [&](const TrainProgress& p) {
         TrainState st;
         st.args_json = args_json;
-        st.history_json = history.dump();
+        st.history_json = dump_json(history);
         st.progress = p;
         st.params = backend->params();
         st.opt_state = backend->opt_state();
@@ -366,7 +377,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
                               {"test", report_to_json(outcome.test)}};
     if (outcome.identified) summary["identification"] = identify_to_json(outcome.identification);
     for (const auto& e : history) summary["epoch_seconds"].push_back(e["seconds"]);
-    write_file_atomic(out + "/summary.json", summary.dump(2) + "\n");
+    write_file_atomic(out + "/summary.json", dump_json(summary, 2) + "\n");
     write_run_report(out, summary, test_d, split.test.label);
     return outcome;
 }

@@ -7,6 +7,7 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <sstream>
 #include <tuple>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -16,6 +17,7 @@
 #include "siamese/model.hpp"
 #include "siamese/safetensors.hpp"
 #include "siamese/pgm.hpp"
+#include "siamese/run.hpp"
 #include "siamese/synth.hpp"
 #include "siamese/train_state.hpp"
 #include "test_util.hpp"
@@ -405,4 +407,37 @@ TEST_CASE("symlink loops in a data folder are skipped with a warning, not an int
     CHECK(t.status == 0);
     CHECK(t.out.find("skipped") != std::string::npos);
     CHECK(t.out.find("internal error") == std::string::npos);
+}
+
+TEST_CASE("file and person names that are not UTF-8 are carried as bytes, never an internal error", "[reliability][badinput]") {
+    const std::string dir = testutil::temp_dir("nonutf8");
+    faces(dir + "/faces", 4, 3);
+    const std::string odd = std::string("s\xff", 2);  // not UTF-8
+    fs::rename(dir + "/faces/s4", dir + "/faces/" + odd);
+    fs::rename(dir + "/faces/" + odd + "/1.pgm", dir + "/faces/" + odd + "/\xfe" "1.pgm");
+    const std::string faces_dir = dir + "/faces";
+    auto r = run_cli("train --data " + faces_dir + " --protocol people --test-people 3-4 --epochs 1 --device cpu --quiet --out " +
+                     dir + "/run");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    CHECK(r.out.find("internal error") == std::string::npos);
+    CHECK(nlohmann::json::parse(siamese::read_file_bytes(dir + "/run/summary.json")).contains("test"));
+    r = run_cli("enroll --model " + dir + "/run/model.safetensors --data " + faces_dir + " --out " + dir + "/g.gallery");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    const siamese::Gallery g = siamese::load_gallery(dir + "/g.gallery");
+    CHECK(g.find_person(odd) >= 0);  // the name exactly as written
+    r = run_cli("identify --json --model " + dir + "/run/model.safetensors --gallery " + dir + "/g.gallery " + faces_dir + "/" +
+                odd);
+    REQUIRE(r.status == 0);
+    size_t lines = 0;
+    std::istringstream in(r.out);
+    for (std::string line; std::getline(in, line); ++lines) CHECK_NOTHROW(nlohmann::json::parse(line));
+    CHECK(lines == 3);
+    r = run_cli("inspect " + faces_dir + "/" + odd + "/\xfe" "1.pgm");
+    CHECK(r.status == 0);
+    CHECK_NOTHROW(nlohmann::json::parse(r.out));
+    CHECK(run_cli("pairs --data " + faces_dir + " --out " + dir + "/pairs.json").status == 0);
+    // A resume reads the data folder back from the state, bytes intact.
+    CHECK(siamese::recipe_from_json(siamese::load_train_state(dir + "/run/state.safetensors").args_json).data == faces_dir);
 }

@@ -5,6 +5,7 @@
 #include "commands.hpp"
 #include "model_io.hpp"
 #include "siamese/common.hpp"
+#include "siamese/jsonio.hpp"
 #include "siamese/trainer.hpp"
 
 namespace siamese::cli {
@@ -63,7 +64,7 @@ Runner add_eval(CLI::App& app) {
                 throw UsageError("--identify: no probe photos (every photo of the probe people was enrolled; use fewer "
                                  "--gallery-images or more --probe-people)");
             if (a->json)
-                std::printf("%s\n", identify_to_json(r).dump().c_str());
+                std::printf("%s\n", dump_json(identify_to_json(r)).c_str());
             else
                 print_identify(r);
             return 0;
@@ -76,7 +77,7 @@ Runner add_eval(CLI::App& app) {
             nlohmann::json j = report_to_json(r);
             j["threshold"] = m.model.threshold;
             j["people"] = people.size();
-            std::printf("%s\n", j.dump().c_str());
+            std::printf("%s\n", dump_json(j).c_str());
         } else {
             std::printf("%zu people, model threshold %.4f\n", people.size(), m.model.threshold);
             print_report(r, m.model.threshold);

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "siamese/jsonio.hpp"
 #include "model_io.hpp"
 #include "siamese/common.hpp"
 #include "siamese/gallery.hpp"
@@ -47,8 +48,9 @@ Runner add_identify(CLI::App& app) {
                 nlohmann::json top = nlohmann::json::array();
                 for (size_t k = 0; k < ranking.size() && int(k) < a->top; ++k)
                     top.push_back({{"person", g.people[ranking[k].person]}, {"distance", ranking[k].distance}});
-                std::printf("%s\n", nlohmann::json{{"probe", files[i]}, {"identity", identity},
-                                                   {"distance", ranking[0].distance}, {"top", top}}.dump().c_str());
+                std::printf("%s\n", dump_json(nlohmann::json{{"probe", files[i]}, {"identity", identity},
+                                                             {"distance", ranking[0].distance}, {"top", top}})
+                                         .c_str());
             } else {
                 std::printf("%s: %s (distance %.4f, threshold %.4f)", files[i].c_str(), identity.c_str(),
                             ranking[0].distance, thr);

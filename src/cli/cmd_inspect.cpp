@@ -4,6 +4,7 @@
 
 #include "commands.hpp"
 #include "siamese/common.hpp"
+#include "siamese/jsonio.hpp"
 #include "siamese/pgm.hpp"
 
 namespace siamese::cli {
@@ -27,7 +28,7 @@ Runner add_inspect(CLI::App& app) {
                 nlohmann::json j = {{"file", f},      {"width", img.width}, {"height", img.height},
                                     {"maxval", img.maxval}, {"min", lo},        {"max", hi},
                                     {"mean", sum / double(img.samples.size())}};
-                std::printf("%s\n", j.dump().c_str());
+                std::printf("%s\n", dump_json(j).c_str());
             } catch (const DataError& e) {
                 std::fprintf(stderr, "siamese: error: %s\n", e.what());
                 status = 1;

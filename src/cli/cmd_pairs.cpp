@@ -6,6 +6,7 @@
 
 #include "commands.hpp"
 #include "siamese/files.hpp"
+#include "siamese/jsonio.hpp"
 #include "siamese/model.hpp"
 #include "siamese/safetensors.hpp"
 #include "siamese/common.hpp"
@@ -39,7 +40,7 @@ Runner add_pairs(CLI::App& app) {
         nlohmann::json j = {{"protocol", a->protocol}, {"seed", a->seed},          {"files", rel},
                             {"person", bank.person},   {"train", pairs(split.train)}, {"val", pairs(split.val)},
                             {"test", pairs(split.test)}, {"test_people", split.test_people}};
-        write_file_atomic(a->out, j.dump() + "\n");
+        write_file_atomic(a->out, dump_json(j) + "\n");
         std::printf("wrote %s: %d train, %d validation, %d test pairs\n", a->out.c_str(), split.train.size(),
                     split.val.size(), split.test.size());
         return 0;
