@@ -154,11 +154,16 @@ nlohmann::json report_to_json(const TestReport& r) {
         j["oneshot_accuracy"] = r.oneshot_accuracy;
         j["oneshot_draws"] = r.oneshot_draws;
     }
+    if (r.sampled_from > 0) j["pairs_sampled_from"] = r.sampled_from;
     return j;
 }
 
 void print_report(const TestReport& r, double threshold) {
-    std::printf("test pairs %d (%d genuine)\n", r.pairs, r.genuine);
+    if (r.sampled_from > 0)
+        std::printf("test pairs %d (%d genuine), a seeded uniform sample of all %lld\n", r.pairs, r.genuine,
+                    r.sampled_from);
+    else
+        std::printf("test pairs %d (%d genuine)\n", r.pairs, r.genuine);
     std::printf("  accuracy at d < 0.5          %.4f\n", r.accuracy);
     std::printf("  accuracy at threshold %.3f   %.4f\n", threshold, r.accuracy_at_threshold);
     std::printf("  ROC AUC                      %.4f\n", r.auc);

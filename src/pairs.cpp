@@ -86,13 +86,28 @@ PairSplit make_tutorial_pairs(const ImageBank& bank, uint64_t seed, int genuine_
     return out;
 }
 
-PairSet all_pairs(const ImageBank& bank, const std::vector<int>& people) {
+PairSet all_pairs(const ImageBank& bank, const std::vector<int>& people, uint64_t seed, long long max_pairs) {
     std::vector<int> imgs;
     for (int p : people) imgs.insert(imgs.end(), bank.images_of[p].begin(), bank.images_of[p].end());
+    const long long n = (long long)imgs.size(), total = n * (n - 1) / 2;
     PairSet s;
-    for (size_t i = 0; i < imgs.size(); ++i)
-        for (size_t j = i + 1; j < imgs.size(); ++j)
-            s.push(imgs[i], imgs[j], bank.person[imgs[i]] == bank.person[imgs[j]] ? 1.0f : 0.0f);
+    if (total <= max_pairs) {
+        for (size_t i = 0; i < imgs.size(); ++i)
+            for (size_t j = i + 1; j < imgs.size(); ++j)
+                s.push(imgs[i], imgs[j], bank.person[imgs[i]] == bank.person[imgs[j]] ? 1.0f : 0.0f);
+        return s;
+    }
+    // Uniform over unordered pairs (with replacement: repeats are rare at this size and do not
+    // bias the rates); the class mix is that of all pairs, so AUC and EER stay unbiased.
+    Rng r(seed ^ 0xA11FA125ull);
+    for (long long k = 0; k < max_pairs; ++k) {
+        const int i = int(r.below(uint64_t(n)));
+        int j = int(r.below(uint64_t(n - 1)));
+        if (j >= i) ++j;
+        s.push(imgs[size_t(std::min(i, j))], imgs[size_t(std::max(i, j))],
+               bank.person[imgs[size_t(i)]] == bank.person[imgs[size_t(j)]] ? 1.0f : 0.0f);
+    }
+    s.sampled_from = total;
     return s;
 }
 
@@ -120,7 +135,7 @@ PairSplit make_people_pairs(const ImageBank& bank, const std::vector<int>& train
     }
     PairSplit out;
     split_shuffled(all, r, 0.0, out);
-    out.test = all_pairs(bank, test_people);
+    out.test = all_pairs(bank, test_people, seed);
     out.train_people = train_people;
     out.test_people = test_people;
     return out;

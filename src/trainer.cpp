@@ -129,6 +129,7 @@ TestReport evaluate_model(Backend& backend, const ImageBank& bank, const PairSet
     const int E = backend.embed_dim();
     const std::vector<float> d = backend.distances(emb, pairs);
     TestReport r = evaluate_pairs(d, pairs.label, threshold);
+    r.sampled_from = pairs.sampled_from;
     if (!oneshot_people.empty()) {
         r.oneshot_accuracy = oneshot_accuracy(emb, E, bank, oneshot_people, draws, seed);
         r.oneshot_draws = draws;

@@ -39,6 +39,7 @@ double oneshot_accuracy(const std::vector<float>& emb, int E, const ImageBank& b
 
 struct TestReport {
     int pairs = 0, genuine = 0;
+    long long sampled_from = 0;  // > 0: the pairs are a seeded sample of this many
     double accuracy = 0, accuracy_at_threshold = 0, auc = 0, eer = 0, tutorial_metric = 0;
     double oneshot_accuracy = -1;  // < 0: not computed (tutorial protocol)
     int oneshot_draws = 0;         // gallery draws the one-shot figure is the mean of

@@ -12,6 +12,7 @@ namespace siamese {
 struct PairSet {
     std::vector<int32_t> a, b;  // bank indices of the two images
     std::vector<float> label;   // 1 = same person (genuine), 0 = impostor
+    long long sampled_from = 0; // > 0: a seeded uniform sample of this many pairs (all_pairs)
     int size() const { return int(a.size()); }
     void push(int32_t i, int32_t j, float y) { a.push_back(i); b.push_back(j); label.push_back(y); }
     void append(const PairSet& o, int first, int count);
@@ -40,7 +41,12 @@ PairSplit make_split(const ImageBank& bank, const std::string& protocol, const s
                      const std::string& test_people, uint64_t seed);
 
 // All pairs (i < j) of images of the given people.
-PairSet all_pairs(const ImageBank& bank, const std::vector<int>& people);
+// Every pair of images of `people`; beyond max_pairs, a seeded uniform sample of max_pairs of
+// them (with sampled_from set to how many there are), so that evaluation over a huge test set
+// never holds every pair and its distance at once.
+constexpr long long kMaxEvalPairs = 2000000;
+PairSet all_pairs(const ImageBank& bank, const std::vector<int>& people, uint64_t seed = 1,
+                  long long max_pairs = kMaxEvalPairs);
 
 // Parses "1-30", "1,3,5-9" (1-based, inclusive) into sorted 0-based indices < n. Throws
 // UsageError for bad syntax, out-of-range or repeated entries; `what` names the option.

@@ -70,7 +70,7 @@ Runner add_eval(CLI::App& app) {
             return 0;
         }
         if (people.size() < 2) throw UsageError("--people must name at least two people");
-        const PairSet pairs = all_pairs(bank, people);
+        const PairSet pairs = all_pairs(bank, people, a->seed);
         const TestReport r = evaluate_model(*m.backend, bank, pairs, m.model.threshold, people, a->seed, nullptr, nullptr,
                                               a->draws);
         if (a->json) {
