@@ -339,8 +339,9 @@ TEST_CASE("SIGTERM stops a run with a resume hint and exit 143, keeping its chec
                             "/faces --protocol people --test-people 3-4 --epochs 200 --checkpoint-every 1 --device cpu "
                             "--threads 1 --out " + dir + "/run";
     // Start it in the background; its pid and exit status land in files.
+    // The wrapper's own output goes to /dev/null too: it must not hold the test's pipe open.
     const std::string sh = "sh -c '" + cmd + " > " + dir + "/log 2>&1 & echo $! > " + dir + "/pid; wait $!; echo $? > " + dir +
-                           "/rc' &";
+                           "/rc' > /dev/null 2>&1 &";
     REQUIRE(std::system(sh.c_str()) == 0);
     // Wait (up to 5 minutes) for the first checkpoint, then stop it.
     for (int i = 0; i < 6000 && !fs::exists(dir + "/run/state.safetensors"); ++i) ::usleep(50000);
