@@ -319,7 +319,8 @@ TEST_CASE("two runs into one output folder: the second is refused while the firs
     REQUIRE(fd >= 0);
     REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
     REQUIRE(::write(fd, "12345", 5) == 5);
-    const std::string args = "train --data " + dir + "/faces --epochs 1 --device cpu --quiet --out " + dir + "/run";
+    const std::string args = "train --data " + dir + "/faces --protocol people --test-people 3-4 --epochs 1 --device cpu "
+                             "--quiet --out " + dir + "/run";
     auto r = run_cli(args);
     INFO(r.out);
     CHECK(r.status == 2);
@@ -362,8 +363,9 @@ TEST_CASE("SIGTERM stops a run with a resume hint and exit 143, keeping its chec
 
 TEST_CASE("the checksum covers the metadata: a flipped or edited value is refused, and so is a missing checksum", "[reliability][checkpoint]") {
     const std::string dir = testutil::temp_dir("meta_checksum");
-    faces(dir + "/faces", 3, 2);
-    REQUIRE(run_cli("train --data " + dir + "/faces --epochs 1 --device cpu --quiet --out " + dir + "/run").status == 0);
+    faces(dir + "/faces", 4, 2);
+    REQUIRE(run_cli("train --data " + dir + "/faces --protocol people --test-people 3-4 --epochs 1 --device cpu --quiet --out " +
+                    dir + "/run").status == 0);
     const std::string path = dir + "/run/model.safetensors";
     const std::string good = siamese::read_file_bytes(path);
     // One bit in the threshold's first digit (0.18 -> 1.18 once turned "different" into "same").
@@ -408,7 +410,8 @@ TEST_CASE("symlink loops in a data folder are skipped with a warning, not an int
     fs::create_symlink("s9", dir + "/faces/s9");
     const auto r = run_cli("inspect " + dir + "/faces/s1/1.pgm");
     CHECK(r.status == 0);
-    const auto t = run_cli("train --data " + dir + "/faces --epochs 1 --device cpu --quiet --out " + dir + "/run");
+    const auto t = run_cli("train --data " + dir + "/faces --protocol people --test-people 3-4 --epochs 1 --device cpu "
+                           "--quiet --out " + dir + "/run");
     INFO(t.out);
     CHECK(t.status == 0);
     CHECK(t.out.find("skipped") != std::string::npos);
