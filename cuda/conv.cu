@@ -30,8 +30,7 @@ __global__ void conv_pool_forward_kernel(ConvShape s, int n, const float* __rest
     if (idx >= long(n) * groups) return;
     const int i = int(idx / groups), g = int(idx % groups);
     const float* x = in + size_t(gather ? gather[i] : i) * s.C * s.H * s.W;
-    const unsigned keep = dropout_keep_mask4(seed, rate > 0.0f ? st->step : 0, layer_id, uint32_t(i), uint32_t(g), rate);
-    const float scale = dropout_keep_scale(rate);
+    const DropoutGroup drop = dropout_group(seed, rate > 0.0f ? st->step : 0, layer_id, uint32_t(i), uint32_t(g), rate);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
         const int e = 4 * g + j;
@@ -39,10 +38,10 @@ __global__ void conv_pool_forward_kernel(ConvShape s, int n, const float* __rest
         const int f = e / per_image, pos = e % per_image;
         const int py = pos / s.Wp, px = pos % s.Wp;
         const float* wf = w + size_t(f) * s.C * s.K * s.K;
-        float best = -INFINITY;
         int arg = 0;
-        for (int dy = 0; dy < s.P; ++dy)
-            for (int dx = 0; dx < s.P; ++dx) {
+        const float best = pool_window_max(
+            s.P,
+            [&](int dy, int dx) {
                 const int oy = py * s.P + dy, ox = px * s.P + dx;
                 float acc = b[f];
                 for (int c = 0; c < s.C; ++c)
@@ -51,13 +50,11 @@ __global__ void conv_pool_forward_kernel(ConvShape s, int n, const float* __rest
                         const float* wr = wf + (c * s.K + ky) * s.K;
                         for (int kx = 0; kx < s.K; ++kx) acc += wr[kx] * xr[kx];
                     }
-                if (pool_takes(acc, best)) {
-                    best = acc;
-                    arg = dy * s.P + dx;
-                }
-            }
+                return acc;
+            },
+            arg);
         const size_t o = size_t(i) * elems + e;
-        out[o] = relu(best) * ((keep >> j) & 1u ? scale : 0.0f);
+        out[o] = relu(best) * drop.factor(j);
         argmax[o] = uint8_t(arg);
     }
 }

@@ -58,8 +58,7 @@ __global__ void pool_forward_kernel(ConvShape s, int n, const float* __restrict_
     const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
     if (idx >= long(n) * groups) return;
     const int i = int(idx / groups), g = int(idx % groups);
-    const unsigned keep = dropout_keep_mask4(seed, rate > 0.0f ? st->step : 0, layer_id, uint32_t(i), uint32_t(g), rate);
-    const float scale = dropout_keep_scale(rate);
+    const DropoutGroup drop = dropout_group(seed, rate > 0.0f ? st->step : 0, layer_id, uint32_t(i), uint32_t(g), rate);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
         const int e = 4 * g + j;
@@ -67,18 +66,11 @@ __global__ void pool_forward_kernel(ConvShape s, int n, const float* __restrict_
         const int f = e / per_image, pos = e % per_image;
         const int py = pos / s.Wp, px = pos % s.Wp;
         const float* c = conv + (size_t(i) * s.F + f) * s.Ho * s.Wo;
-        float best = -INFINITY;
         int arg = 0;
-        for (int dy = 0; dy < s.P; ++dy)
-            for (int dx = 0; dx < s.P; ++dx) {
-                const float v = c[(py * s.P + dy) * s.Wo + px * s.P + dx];
-                if (pool_takes(v, best)) {
-                    best = v;
-                    arg = dy * s.P + dx;
-                }
-            }
+        const float best =
+            pool_window_max(s.P, [&](int dy, int dx) { return c[(py * s.P + dy) * s.Wo + px * s.P + dx]; }, arg);
         const size_t o = size_t(i) * elems + e;
-        out[o] = relu(best) * ((keep >> j) & 1u ? scale : 0.0f);
+        out[o] = relu(best) * drop.factor(j);
         argmax[o] = uint8_t(arg);
     }
 }

@@ -22,14 +22,13 @@ __global__ void bias_relu_dropout_kernel(float* __restrict__ y, const float* __r
     const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
     if (idx >= long(n) * groups) return;
     const int i = int(idx / groups), g = int(idx % groups);
-    const unsigned keep = dropout_keep_mask4(seed, rate > 0.0f ? st->step : 0, layer_id, uint32_t(i), uint32_t(g), rate);
-    const float scale = dropout_keep_scale(rate);
+    const DropoutGroup drop = dropout_group(seed, rate > 0.0f ? st->step : 0, layer_id, uint32_t(i), uint32_t(g), rate);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
         const int o = 4 * g + j;
         if (o >= O) break;
         float& v = y[size_t(i) * O + o];
-        v = relu(v + b[o]) * ((keep >> j) & 1u ? scale : 0.0f);
+        v = relu(v + b[o]) * drop.factor(j);
     }
 }
 

@@ -37,6 +37,35 @@ SIAMESE_HD unsigned dropout_keep_mask4(uint64_t seed, uint64_t step, uint32_t la
 template <class T = float>
 SIAMESE_HD T dropout_keep_scale(float rate) { return rate > 0.0f ? T(1) / (T(1) - T(rate)) : T(1); }
 
+// The dropout factors (0, or the keep scale) of units 4*group .. 4*group+3 of one image slot:
+// what a kernel thread that owns those four units multiplies them by.
+struct DropoutGroup {
+    unsigned keep;
+    float scale;
+    SIAMESE_HD float factor(int j) const { return (keep >> j) & 1u ? scale : 0.0f; }
+};
+SIAMESE_HD DropoutGroup dropout_group(uint64_t seed, uint64_t step, uint32_t layer, uint32_t image, uint32_t group,
+                                      float rate) {
+    return DropoutGroup{dropout_keep_mask4(seed, step, layer, image, group, rate), dropout_keep_scale(rate)};
+}
+
+// Max over a P x P pool window of value(dy, dx), with the position (dy*P + dx) of the first
+// maximum; NaN propagates (pool_takes).
+template <class F>
+SIAMESE_HD float pool_window_max(int P, F value, int& arg) {
+    float best = -INFINITY;
+    arg = 0;
+    for (int dy = 0; dy < P; ++dy)
+        for (int dx = 0; dx < P; ++dx) {
+            const float v = value(dy, dx);
+            if (pool_takes(v, best)) {
+                best = v;
+                arg = dy * P + dx;
+            }
+        }
+    return best;
+}
+
 // ---- distance and contrastive loss
 //   d = sqrt(max(|a-b|^2, eps))                  Keras' safe sqrt: a finite gradient at d = 0
 //   term = y d^2 + (1-y) max(margin - d, 0)^2    the loss is the batch mean of the terms
