@@ -86,9 +86,15 @@ TEST_CASE("a diverging run stops naming the step and keeps the last good checkpo
     CHECK(r.status == 1);
     CHECK(r.out.find("non-finite") != std::string::npos);
     CHECK(r.out.find("step") != std::string::npos);
+    CHECK(r.out.find("the last checkpoint is kept") != std::string::npos);
     const siamese::TrainState st = siamese::load_train_state(dir + "/run/state.safetensors");
     for (float v : st.params) REQUIRE(std::isfinite(v));
     CHECK_FALSE(fs::exists(dir + "/run/model.safetensors"));
+    // Diverging before any checkpoint: the message must not promise one.
+    const auto r2 = run_cli("train --data " + dir + "/faces --protocol people --test-people 3-4 --epochs 2 --lr 1e30 "
+                            "--device cpu --out " + dir + "/run2");
+    CHECK(r2.status == 1);
+    CHECK(r2.out.find("no checkpoint had been written yet") != std::string::npos);
 }
 
 TEST_CASE("bad data folders: one clear message, exit 1, no output folder", "[reliability][badinput]") {
@@ -177,11 +183,13 @@ TEST_CASE("options out of range: exit 2 before anything is written", "[reliabili
              {"--seed -1", "--seed"},
              {"--seed 1e23", "--seed"},
              {"--seed 18446744073709551616", "--seed"},
+             {"--lr 1e400", "--lr"},  // once printed a 300-digit maximum
          }) {
         const auto r = run_cli(base + args);
         INFO(args << ": " << r.out);
         CHECK(r.status == 2);
         CHECK(r.out.find(words) != std::string::npos);
+        CHECK(r.out.size() < 300);  // one readable line
         CHECK(absent_or_empty(dir + "/out"));
     }
 }

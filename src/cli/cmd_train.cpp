@@ -101,8 +101,8 @@ Runner add_train(CLI::App& app) {
     sub->add_option("--batch", a->batch, "Pairs per batch")->capture_default_str()->check(CLI::Range(1, 1 << 20));
     sub->add_option("--optimizer", a->optimizer, "rmsprop, adam or sgd")->capture_default_str()
         ->check(CLI::IsMember({"rmsprop", "adam", "sgd"}));
-    sub->add_option("--lr", a->lr, "Learning rate")->capture_default_str()->check(CLI::PositiveNumber);
-    sub->add_option("--margin", a->margin, "Contrastive margin")->capture_default_str()->check(CLI::PositiveNumber);
+    sub->add_option("--lr", a->lr, "Learning rate (a finite number > 0)")->capture_default_str();  // checked by run_training
+    sub->add_option("--margin", a->margin, "Contrastive margin (a finite number > 0)")->capture_default_str();
     sub->add_option("--downsample", a->downsample, "Downsampling factor")->capture_default_str()->check(CLI::Range(1, 1024));
     sub->add_option("--resize", a->resize, "stride (img[::f, ::f], the recipe) or area (mean of f x f blocks)")
         ->capture_default_str()->check(CLI::IsMember({"stride", "area"}));
