@@ -62,13 +62,6 @@ public:
         for (const ConvShape& s : L_.conv) partial = std::max(partial, conv_partial_elems(s));
         partial_.resize(partial);  // enough for any batch: the chunk count is capped per shape
     }
-    ~CudaBackend() override {
-        graphs_.clear();
-#if SIAMESE_HAVE_CUDNN
-        conv_blocks_.clear();
-#endif
-    }
-
     std::string name() const override {
 #if SIAMESE_HAVE_CUDNN
         if (!conv_blocks_.empty()) {

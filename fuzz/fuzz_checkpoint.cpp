@@ -4,9 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "siamese/files.hpp"
 #include "siamese/model.hpp"
-#include "siamese/safetensors.hpp"
 #include "siamese/common.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

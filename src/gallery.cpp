@@ -9,7 +9,6 @@
 
 #include "siamese/files.hpp"
 #include "siamese/jsonio.hpp"
-#include "siamese/model.hpp"
 #include "siamese/safetensors.hpp"
 #include "siamese/common.hpp"
 #include "siamese/dataset.hpp"

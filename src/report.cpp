@@ -7,8 +7,6 @@
 #include <sstream>
 
 #include "siamese/files.hpp"
-#include "siamese/model.hpp"
-#include "siamese/safetensors.hpp"
 #include "siamese/metrics.hpp"
 
 namespace siamese {

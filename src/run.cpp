@@ -20,7 +20,6 @@
 #include "siamese/backend.hpp"
 #include "siamese/files.hpp"
 #include "siamese/model.hpp"
-#include "siamese/safetensors.hpp"
 #include "siamese/common.hpp"
 #include "siamese/report.hpp"
 #include "siamese/synth.hpp"
@@ -319,12 +318,12 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
         metrics << epoch_json(s).dump() << "\n" << std::flush;
         current_epoch = s.epoch + 1;
     };
-    cb.on_checkpoint = [&](const TrainProgress& p) {
+    cb.on_checkpoint = [&](const TrainProgress& p, const std::vector<float>& params) {
         TrainState st;
         st.args_json = args_json;
         st.history_json = dump_json(history);
         st.progress = p;
-        st.params = backend->params();
+        st.params = params;
         st.opt_state = backend->opt_state();
         st.data_fingerprint = fingerprint;
         save_train_state(state_path, st);

@@ -3,7 +3,6 @@
 #include <map>
 
 #include "siamese/files.hpp"
-#include "siamese/model.hpp"
 #include "siamese/safetensors.hpp"
 #include "siamese/common.hpp"
 

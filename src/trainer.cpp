@@ -6,8 +6,6 @@
 #include <numeric>
 
 #include "siamese/files.hpp"
-#include "siamese/model.hpp"
-#include "siamese/safetensors.hpp"
 #include "siamese/common.hpp"
 #include "siamese/rules.hpp"
 
@@ -77,7 +75,7 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& 
             throw DataError("training diverged in epoch " + std::to_string(epoch) + ": non-finite weights in " + bad +
                             " at step " + std::to_string(p.step) + " (lower --lr?); " +
                             (saved ? "the last checkpoint is kept" : "no checkpoint had been written yet"));
-        cb.on_checkpoint(p);
+        cb.on_checkpoint(p, w);
         saved = true;
     };
     for (int epoch = resume.epoch; epoch <= recipe.epochs; ++epoch) {

@@ -28,7 +28,8 @@ struct EpochStats {
 struct TrainCallbacks {
     std::function<void(int, int, uint64_t)> on_batch;
     std::function<void(const EpochStats&)> on_epoch;
-    std::function<void(const TrainProgress&)> on_checkpoint;
+    // With the weights at that point, already checked finite (no second download).
+    std::function<void(const TrainProgress&, const std::vector<float>& params)> on_checkpoint;
 };
 
 struct TrainResult {

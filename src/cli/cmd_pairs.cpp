@@ -7,8 +7,6 @@
 #include "commands.hpp"
 #include "siamese/files.hpp"
 #include "siamese/jsonio.hpp"
-#include "siamese/model.hpp"
-#include "siamese/safetensors.hpp"
 #include "siamese/common.hpp"
 #include "siamese/pairs.hpp"
 

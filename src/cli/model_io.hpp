@@ -6,9 +6,7 @@
 #include <vector>
 
 #include "siamese/backend.hpp"
-#include "siamese/files.hpp"
 #include "siamese/model.hpp"
-#include "siamese/safetensors.hpp"
 
 namespace siamese::cli {
 
