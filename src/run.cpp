@@ -90,7 +90,7 @@ namespace {
 
 // The recipe options' names as given on the command line, and their keys in the saved JSON.
 std::string json_key(const std::string& option) {
-    std::string k = option.substr(option.rfind('-', 1) == 1 ? 2 : 0);
+    std::string k = option.rfind("--", 0) == 0 ? option.substr(2) : option;  // "--conv-filters" -> conv_filters
     for (char& c : k)
         if (c == '-') c = '_';
     return k;
