@@ -101,30 +101,16 @@ public:
         expected_first_ = -1;  // force a StepState upload at the first batch
     }
 
-    void do_train_batch(int first, int count, uint64_t step) override {
-        ensure_capacity(2 * count);
-        require_elems(losses_.size(), size_t(batches_) + 1, "train_batch: batch losses");
-        if (first != expected_first_ || step != expected_step_) {
-            const StepState s{first, batches_, step};
-            state_.upload(&s, 1, stream_.get());  // issued on the stream, then waited for
-        }
-        if (e_.graphs && !e_.profile) {
-            if (!graphs_valid()) graphs_.clear();
-            auto it = graphs_.find(count);
-            if (it == graphs_.end()) {
-                warm_up(count);  // cuBLAS/cuDNN first-use setup must not happen inside a capture
-                it = graphs_.emplace(count, capture_step(count)).first;
-                captured_ = device_pointers();
-            }
-            NvtxRange r("train_step (graph)");
-            CUDA_CHECK(cudaGraphLaunch(it->second.get(), stream_.get()));
-        } else {
-            run_step(count);
-        }
-        expected_first_ = first + count;
-        expected_step_ = step + 1;
-        ++batches_;
+    void do_begin_epoch_groups(const GroupOrder& order) override {
+        NvtxRange r("begin_epoch_groups");
+        order_a_.upload(order.image.data(), order.image.size(), stream_.get());
+        order_ids_.upload(order.person.data(), order.person.size(), stream_.get());
+        losses_.resize(std::max<size_t>(1, order.image.size()));
+        batches_ = 0;
+        expected_first_ = -1;
     }
+    void do_train_batch(int first, int count, uint64_t step) override { step_at(first, count, step, false); }
+    void do_train_group(int first, int count, uint64_t step) override { step_at(first, count, step, true); }
 
     std::vector<float> batch_losses() override {
         std::vector<float> all = losses_.download(stream_.get());
@@ -185,13 +171,49 @@ private:
         return d.download(stream_.get());
     }
 
+    // One step of either sampler at (first, step): the StepState uploaded only when the
+    // position is not where the last step left it, then the captured graph of this sampler and
+    // batch size replayed (captured after one eager warm-up step the first time).
+    void step_at(int first, int count, uint64_t step, bool groups) {
+        ensure_capacity(groups ? count : 2 * count);
+        require_elems(losses_.size(), size_t(batches_) + 1, "train step: batch losses");
+        if (first != expected_first_ || step != expected_step_) {
+            const StepState s{first, batches_, step};
+            state_.upload(&s, 1, stream_.get());  // issued on the stream, then waited for
+        }
+        if (e_.graphs && !e_.profile) {
+            if (!graphs_valid()) graphs_.clear();
+            const int key = 2 * count + (groups ? 1 : 0);
+            auto it = graphs_.find(key);
+            if (it == graphs_.end()) {
+                warm_up(count, groups);  // cuBLAS/cuDNN first-use setup must not happen inside a capture
+                it = graphs_.emplace(key, capture_step(count, groups)).first;
+                captured_ = device_pointers();
+            }
+            NvtxRange r("train_step (graph)");
+            CUDA_CHECK(cudaGraphLaunch(it->second.get(), stream_.get()));
+        } else {
+            run_any_step(count, groups);
+        }
+        expected_first_ = first + count;
+        expected_step_ = step + 1;
+        ++batches_;
+    }
+    void run_any_step(int count, bool groups) {
+        if (groups)
+            run_group_step(count);
+        else
+            run_step(count);
+    }
+
     // Every device buffer a captured training step reads or writes. A graph holds raw pointers:
     // when any of them moved (a reallocation in begin_epoch, upload_images, ensure_capacity...)
     // every graph is dropped and the step captured again.
     std::vector<const void*> device_pointers() const {
         std::vector<const void*> p = {bank_.get(),   params_.get(),  grad_.get(),    opt_state_.get(), order_a_.get(),
                                       order_b_.get(), order_y_.get(), losses_.get(), partial_.get(),   gather_.get(),
-                                      state_.get(),   cublas_ws_.get()};
+                                      state_.get(),   cublas_ws_.get(), order_ids_.get(), aug_.get(),  rows_.get(),
+                                      emb_.get(),     norm_.get()};
         for (const auto* v : {&conv_out_, &conv_d_, &dense_out_, &dense_d_})
             for (const auto& b : *v) p.push_back(b.get());
         for (const auto& b : conv_arg_) p.push_back(b.get());
@@ -207,13 +229,13 @@ private:
     // back: weights, optimizer state, the StepState (position, batch and step counters) and the
     // batch's loss slot. cuBLAS and cuDNN do their first-use setup (allocations, kernel
     // selection, module loading) here, where it is legal, not inside the capture.
-    void warm_up(int count) {
+    void warm_up(int count, bool groups) {
         NvtxRange r("warm_up");
         saved_params_.copy_from(params_, stream_.get());
         saved_opt_.copy_from(opt_state_, stream_.get());
         saved_state_.copy_from(state_, stream_.get());
         saved_losses_.copy_from(losses_, stream_.get());
-        run_step(count);
+        run_any_step(count, groups);
         params_.copy_from(saved_params_, stream_.get());
         opt_state_.copy_from(saved_opt_, stream_.get());
         state_.copy_from(saved_state_, stream_.get());
@@ -241,6 +263,12 @@ private:
             dense_d_[l].resize(size_t(n) * L_.dense[l].out);
         }
         gather_.resize(n);
+        rows_.resize(n);
+        if (r_.augment.enabled && r_.sampler == Recipe::Sampler::PK) aug_.resize(size_t(n) * r_.net.in_h * r_.net.in_w);
+        if (r_.net.l2_normalize) {
+            emb_.resize(size_t(n) * L_.embed_dim());
+            norm_.resize(n);
+        }
 #if SIAMESE_HAVE_CUDNN
         conv_blocks_.clear();
         if (cudnn_)
@@ -260,6 +288,10 @@ private:
         for (size_t l = 0; l < L_.dense.size(); ++l) {
             require_elems(dense_out_[l].size(), size_t(n) * L_.dense[l].out, "dense output");
             require_elems(dense_d_[l].size(), size_t(n) * L_.dense[l].out, "dense gradient");
+        }
+        if (r_.net.l2_normalize) {
+            require_elems(emb_.size(), size_t(n) * L_.embed_dim(), "normalised embedding");
+            require_elems(norm_.size(), size_t(n), "embedding norms");
         }
     }
 
@@ -315,12 +347,16 @@ private:
             const float rate = train && !last ? r_.net.dense_dropout : 0.0f;
             phase("dense forward", [&] {
                 dense_forward(dense_out_[l].get(), x, params_.get() + L_.dense_w[l], params_.get() + L_.dense_b[l], n,
-                              L_.dense[l].in, L_.dense[l].out, rate, r_.seed, kDenseDropoutId + uint32_t(l), state_.get(),
-                              cublas_.get(), stream);
+                              L_.dense[l].in, L_.dense[l].out, !last || r_.net.embed_relu, rate, r_.seed,
+                              kDenseDropoutId + uint32_t(l), state_.get(), cublas_.get(), stream);
             });
             x = dense_out_[l].get();
         }
+        if (r_.net.l2_normalize)
+            phase("l2 normalize", [&] { l2_normalize_forward(emb_.get(), norm_.get(), x, n, L_.embed_dim(), stream); });
     }
+    // The embeddings of the last forward: (n, E).
+    const float* embedding() const { return r_.net.l2_normalize ? emb_.get() : dense_out_.back().get(); }
 
     // One training step on `count` pairs at the device-side StepState.
     void run_step(int count) {
@@ -328,29 +364,70 @@ private:
         cudaStream_t stream = stream_.get();
         const int n = 2 * count, E = L_.embed_dim();
         require_elems(gather_.size(), size_t(n), "gather");
-        const int nd = int(L_.dense.size()), nc = int(L_.conv.size());
         phase("gather", [&] { build_gather(order_a_.get(), order_b_.get(), state_.get(), count, gather_.get(), stream); });
         forward(bank_.get(), gather_.get(), n, true);
         phase("distance+loss", [&] {
-            contrastive_loss(dense_d_[nd - 1].get(), losses_.get(), nullptr, dense_out_[nd - 1].get(), order_y_.get(), count,
-                             E, r_.margin, state_.get(), stream);
+            contrastive_loss(dense_d_.back().get(), losses_.get(), nullptr, embedding(), order_y_.get(), count, E, r_.margin,
+                             state_.get(), stream);
         });
+        backward_and_update(n, bank_.get(), gather_.get(), count);
+    }
+
+    // One P-K step on `count` images of the epoch's group order: gathered (and augmented) from
+    // the bank, the loss over every pair in the batch.
+    void run_group_step(int count) {
+        NvtxRange r("train_group_step");
+        cudaStream_t stream = stream_.get();
+        const int E = L_.embed_dim(), H = r_.net.in_h, W = r_.net.in_w;
+        const float* in = bank_.get();
+        const int* gather = gather_.get();
+        if (r_.augment.enabled) {
+            require_elems(aug_.size(), size_t(count) * H * W, "augmented images");
+            phase("augment", [&] {
+                augment_images(aug_.get(), bank_.get(), order_a_.get(), count, H, W, r_.augment, r_.seed, state_.get(),
+                               stream);
+            });
+            in = aug_.get();
+            gather = nullptr;
+        } else {
+            require_elems(gather_.size(), size_t(count), "gather");
+            phase("gather", [&] { build_gather_images(order_a_.get(), state_.get(), count, gather_.get(), stream); });
+        }
+        forward(in, gather, count, true);
+        phase("batch loss", [&] {
+            batch_contrastive_loss(dense_d_.back().get(), losses_.get(), embedding(), order_ids_.get(), count, E, r_.margin,
+                                   r_.mining, rows_.get(), rows_.size(), state_.get(), stream);
+        });
+        backward_and_update(count, in, gather, count);
+    }
+
+    // From the embedding gradient in dense_d_.back() (n, E) down to the weights, the update, and
+    // the StepState's advance by `advance` items of the order.
+    void backward_and_update(int n, const float* images, const int* gather0, int advance) {
+        cudaStream_t stream = stream_.get();
+        const int nd = int(L_.dense.size()), nc = int(L_.conv.size());
+        if (r_.net.l2_normalize)
+            phase("l2 normalize", [&] {
+                l2_normalize_backward(dense_d_.back().get(), dense_d_.back().get(), emb_.get(), norm_.get(), n,
+                                      L_.embed_dim(), stream);
+            });
         for (int l = nd - 1; l >= 0; --l) {
             const bool last = l + 1 == nd;
             const DenseShape& d = L_.dense[l];
             float* dx = l > 0 ? dense_d_[l - 1].get() : conv_d_[nc - 1].get();
             const float* x = l > 0 ? dense_out_[l - 1].get() : conv_out_[nc - 1].get();
             phase("dense backward", [&] {
-                relu_dropout_backward(dense_d_[l].get(), dense_out_[l].get(), n, d.out, last ? 0.0f : r_.net.dense_dropout,
-                                      stream);
+                if (!last || r_.net.embed_relu)  // a linear embedding layer has no ReLU (and no dropout)
+                    relu_dropout_backward(dense_d_[l].get(), dense_out_[l].get(), n, d.out,
+                                          last ? 0.0f : r_.net.dense_dropout, stream);
                 dense_backward(dx, grad_.get() + L_.dense_w[l], grad_.get() + L_.dense_b[l], dense_d_[l].get(), x,
                                params_.get() + L_.dense_w[l], n, d.in, d.out, cublas_.get(), stream);
             });
         }
         for (int l = nc - 1; l >= 0; --l) {
             const ConvShape& s = L_.conv[l];
-            const float* in = l > 0 ? conv_out_[l - 1].get() : bank_.get();
-            const int* gather = l > 0 ? nullptr : gather_.get();
+            const float* in = l > 0 ? conv_out_[l - 1].get() : images;
+            const int* gather = l > 0 ? nullptr : gather0;
             float* din = l > 0 ? conv_d_[l - 1].get() : nullptr;
             phase(l == 0 ? "conv1 backward" : "conv2+ backward", [&] {
                 relu_dropout_backward(conv_d_[l].get(), conv_out_[l].get(), n, s.out_elems(), r_.net.conv_dropout, stream);
@@ -373,15 +450,15 @@ private:
         phase("optimizer", [&] {
             optimizer_step(r_.opt, params_.get(), grad_.get(), opt_state_.get(), L_.total, state_.get(), stream);
         });
-        advance_state(state_.get(), count, stream);
+        advance_state(state_.get(), advance, stream);
     }
 
-    GraphExec capture_step(int count) {
+    GraphExec capture_step(int count, bool groups) {
         NvtxRange r("capture_step");
         cudaGraph_t graph = nullptr;
         CUDA_CHECK(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal));
         try {
-            run_step(count);
+            run_any_step(count, groups);
         } catch (...) {
             cudaStreamEndCapture(stream_.get(), &graph);  // leave the stream usable
             if (graph) cudaGraphDestroy(graph);
@@ -404,7 +481,7 @@ private:
         for (int s = 0; s < n; s += cap_) {
             const int m = std::min(cap_, n - s);
             forward(images + s * elems, nullptr, m, false);
-            CUDA_CHECK(cudaMemcpyAsync(dst + size_t(s) * E, dense_out_.back().get(), size_t(m) * E * sizeof(float),
+            CUDA_CHECK(cudaMemcpyAsync(dst + size_t(s) * E, embedding(), size_t(m) * E * sizeof(float),
                                        cudaMemcpyDeviceToDevice, stream_.get()));
         }
     }
@@ -436,9 +513,9 @@ private:
 #if SIAMESE_HAVE_CUDNN
     Owned<cudnnHandle_t, CudnnDestroy> cudnn_;
 #endif
-    DeviceBuffer<float> bank_, params_, grad_, opt_state_, order_y_, losses_, partial_;
+    DeviceBuffer<float> bank_, params_, grad_, opt_state_, order_y_, losses_, partial_, aug_, rows_, emb_, norm_;
     DeviceBuffer<float> saved_params_, saved_opt_, saved_losses_;
-    DeviceBuffer<int> order_a_, order_b_, gather_;
+    DeviceBuffer<int> order_a_, order_b_, order_ids_, gather_;
     DeviceBuffer<StepState> state_, saved_state_;
     std::vector<DeviceBuffer<float>> conv_out_, conv_d_, dense_out_, dense_d_;
     std::vector<DeviceBuffer<uint8_t>> conv_arg_;

@@ -14,9 +14,11 @@ namespace siamese::cuda {
 
 namespace {
 
-// One thread per group of four consecutive outputs of one row: bias, ReLU (NaN kept), and the
+// One thread per group of four consecutive outputs of one row: bias, ReLU (NaN kept; none for a
+// linear embedding layer), and the
 // group's dropout mask from one Philox call (the CPU's stream: unit o of image slot i).
-__global__ void bias_relu_dropout_kernel(float* __restrict__ y, const float* __restrict__ b, int n, int O, float rate,
+__global__ void bias_relu_dropout_kernel(float* __restrict__ y, const float* __restrict__ b, int n, int O, bool use_relu,
+                                         float rate,
                                          uint64_t seed, uint32_t layer_id, const StepState* __restrict__ st) {
     const int groups = (O + 3) / 4;
     const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -28,7 +30,7 @@ __global__ void bias_relu_dropout_kernel(float* __restrict__ y, const float* __r
         const int o = 4 * g + j;
         if (o >= O) break;
         float& v = y[size_t(i) * O + o];
-        v = relu(v + b[o]) * drop.factor(j);
+        v = (use_relu ? relu(v + b[o]) : v + b[o]) * drop.factor(j);
     }
 }
 
@@ -66,14 +68,16 @@ void column_sums(float* out, const float* m, int rows, int cols, cudaStream_t st
     CUDA_CHECK_LAUNCH();
 }
 
-void dense_forward(float* y, const float* x, const float* w, const float* b, int n, int I, int O, float rate,
-                   uint64_t seed, uint32_t layer_id, const StepState* st, cublasHandle_t h, cudaStream_t stream) {
+void dense_forward(float* y, const float* x, const float* w, const float* b, int n, int I, int O, bool relu,
+                   float rate, uint64_t seed, uint32_t layer_id, const StepState* st, cublasHandle_t h,
+                   cudaStream_t stream) {
     NvtxRange r("dense_forward");
     const float one = 1.0f, zero = 0.0f;
     require_stream(h, stream);
     // y^T (O, n) = W (O, I) . x^T (I, n)
     CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, O, n, I, &one, w, I, x, I, &zero, y, O));
-    bias_relu_dropout_kernel<<<blocks_for(long(n) * ((O + 3) / 4)), kThreads, 0, stream>>>(y, b, n, O, rate, seed, layer_id, st);
+    bias_relu_dropout_kernel<<<blocks_for(long(n) * ((O + 3) / 4)), kThreads, 0, stream>>>(y, b, n, O, relu, rate, seed,
+                                                                                           layer_id, st);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -13,8 +13,10 @@
 
 #include <cstdint>
 
+#include "siamese/augment.hpp"
 #include "siamese/network.hpp"
 #include "siamese/optimizer.hpp"
+#include "siamese/rules.hpp"
 
 namespace siamese::cuda {
 
@@ -64,11 +66,12 @@ void conv_backward_input(float* din, const float* geff, const uint8_t* argmax, c
 // out (cols) = sums of the rows of m (rows, cols), each column summed in row order
 // (deterministic): the bias gradient, and the conv weight gradient's chunk partials.
 void column_sums(float* out, const float* m, int rows, int cols, cudaStream_t stream);
-// y (n, O) = x (n, I) . W^T (cuBLAS, FP32), then bias + ReLU + dropout in place. The cuBLAS
-// handle must be bound to `stream` already (set once at its creation; checked).
-// Reference: dense_forward (ReLU on) then dropout_forward, src/cpu/dense.hpp and dropout.hpp.
-void dense_forward(float* y, const float* x, const float* w, const float* b, int n, int I, int O, float rate,
-                   uint64_t seed, uint32_t layer_id, const StepState* st, cublasHandle_t h, cudaStream_t stream);
+// y (n, O) = x (n, I) . W^T (cuBLAS, FP32), then bias + ReLU (when relu) + dropout in place.
+// The cuBLAS handle must be bound to `stream` already (set once at its creation; checked).
+// Reference: dense_forward then dropout_forward, src/cpu/dense.hpp and dropout.hpp.
+void dense_forward(float* y, const float* x, const float* w, const float* b, int n, int I, int O, bool relu,
+                   float rate, uint64_t seed, uint32_t layer_id, const StepState* st, cublasHandle_t h,
+                   cudaStream_t stream);
 // d (n, elems) = y > 0 ? d * 1/(1-rate) : 0: through dropout and ReLU. y = relu(v) * mask is
 // positive exactly where the unit was kept and active, so no mask is regenerated.
 // Reference: relu_dropout_backward in src/cpu/dropout.hpp (which keeps the mask).
@@ -85,6 +88,24 @@ void dense_backward(float* dx, float* dw, float* db, const float* d, const float
 // Reference: contrastive_loss in src/cpu/loss.hpp (ga, gb there are the two halves of g).
 void contrastive_loss(float* g, float* losses, float* dist, const float* emb, const float* labels, int count, int E,
                       float margin, const StepState* st, cudaStream_t stream);
+
+// ---- the P-K sampler (augment.cu, batch_loss.cu) ----------------------------------------------
+// out (n, H, W): slot i is a random view of bank image order[st->first + i], drawn from
+// (seed, st->step, i). Reference: augment_images in src/cpu/augment.hpp (gather = order + first).
+void augment_images(float* out, const float* bank, const int* order, int n, int H, int W, const AugmentConfig& c,
+                    uint64_t seed, const StepState* st, cudaStream_t stream);
+// gather[s] = order[st->first + s] for s < count (the P-K batch without augmentation).
+void build_gather_images(const int* order, const StepState* st, int count, int* gather, cudaStream_t stream);
+// The loss over every pair of n embeddings (ids read at ids + st->first) into losses[st->batch],
+// g (n, E) its gradient; rows (n) is scratch. Reference: batch_contrastive_loss in
+// src/cpu/batch_loss.hpp.
+void batch_contrastive_loss(float* g, float* losses, const float* emb, const int* ids, int n, int E, float margin,
+                            Mining mining, float* rows, size_t rows_elems, const StepState* st, cudaStream_t stream);
+// z = e / max(|e|, eps) per row, norm (n) kept; de = (dz - z (z.dz)) / norm (de may alias dz).
+// Reference: src/cpu/embed_head.hpp.
+void l2_normalize_forward(float* z, float* norm, const float* e, int n, int E, cudaStream_t stream);
+void l2_normalize_backward(float* de, const float* dz, const float* z, const float* norm, int n, int E,
+                           cudaStream_t stream);
 
 // ---- evaluation (eval.cu) -------------------------------------------------------------------
 // d[i] = |emb[a[i]] - emb[b[i]]| (same safe sqrt).

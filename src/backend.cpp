@@ -13,14 +13,31 @@ namespace siamese {
 void Backend::begin_epoch(const PairSet& ordered) {
     do_begin_epoch(ordered);
     epoch_pairs_ = ordered.size();
+    epoch_images_ = -1;
+}
+
+void Backend::begin_epoch_groups(const GroupOrder& order) {
+    if (order.image.size() != order.person.size()) throw std::logic_error("begin_epoch_groups: images and people differ in count");
+    do_begin_epoch_groups(order);
+    epoch_images_ = order.size();
+    epoch_pairs_ = -1;
+}
+
+void Backend::check_range(const char* what, int first, int count, long size) const {
+    if (size < 0) throw std::logic_error(std::string(what) + " before its begin_epoch");
+    if (first < 0 || count < 1 || long(first) + count > size)
+        throw std::logic_error(std::string(what) + ": [" + std::to_string(first) + ", " + std::to_string(long(first) + count) +
+                               ") outside the epoch's " + std::to_string(size));
 }
 
 void Backend::train_batch(int first, int count, uint64_t step) {
-    if (epoch_pairs_ < 0) throw std::logic_error("train_batch before begin_epoch");
-    if (first < 0 || count < 1 || long(first) + count > epoch_pairs_)
-        throw std::logic_error("train_batch: pairs [" + std::to_string(first) + ", " + std::to_string(long(first) + count) +
-                               ") outside the epoch's " + std::to_string(epoch_pairs_) + " pairs");
+    check_range("train_batch (pairs)", first, count, epoch_pairs_);
     do_train_batch(first, count, step);
+}
+
+void Backend::train_group(int first, int count, uint64_t step) {
+    check_range("train_group (images)", first, count, epoch_images_);
+    do_train_group(first, count, step);
 }
 
 std::vector<float> Backend::bank_pair_distances(const PairSet& pairs) { return distances(embed_bank(), pairs); }

@@ -111,6 +111,13 @@ double equal_error_rate(const std::vector<float>& d, const std::vector<float>& y
     return eer;
 }
 
+double tar_at_far(const std::vector<float>& d, const std::vector<float>& y, double far) {
+    double best = 0;
+    for (const auto& p : roc_points(d, y))
+        if (p.far <= far) best = std::max(best, 1.0 - p.frr);
+    return best;
+}
+
 double tutorial_metric(const std::vector<float>& d, const std::vector<float>& y) {
     long called = 0, right = 0;
     for (size_t i = 0; i < d.size(); ++i)
@@ -138,6 +145,8 @@ TestReport evaluate_pairs(const std::vector<float>& d, const std::vector<float>&
     r.accuracy_at_threshold = accuracy_at(d, y, threshold);
     r.auc = roc_auc(d, y);
     r.eer = equal_error_rate(d, y);
+    r.tar_far1 = tar_at_far(d, y, 1e-2);
+    r.tar_far01 = tar_at_far(d, y, 1e-3);
     r.tutorial_metric = tutorial_metric(d, y);
     return r;
 }
@@ -149,6 +158,8 @@ nlohmann::json report_to_json(const TestReport& r) {
                         {"accuracy_at_threshold", r.accuracy_at_threshold},
                         {"auc", r.auc},
                         {"eer", r.eer},
+                        {"tar_at_far_1pct", r.tar_far1},
+                        {"tar_at_far_0.1pct", r.tar_far01},
                         {"tutorial_metric", r.tutorial_metric}};
     if (r.oneshot_accuracy >= 0) {
         j["oneshot_accuracy"] = r.oneshot_accuracy;
@@ -168,6 +179,8 @@ void print_report(const TestReport& r, double threshold) {
     std::printf("  accuracy at threshold %.3f   %.4f\n", threshold, r.accuracy_at_threshold);
     std::printf("  ROC AUC                      %.4f\n", r.auc);
     std::printf("  EER                          %.4f\n", r.eer);
+    std::printf("  TAR at FAR 1%% / 0.1%%         %.4f / %.4f  (genuine pairs accepted when 1%% / 0.1%% of impostors are)\n",
+                r.tar_far1, r.tar_far01);
     std::printf("  tutorial_metric              %.4f  (precision of 'genuine' at d < 0.5, the tutorial's \"accuracy\")\n",
                 r.tutorial_metric);
     if (r.oneshot_accuracy >= 0)

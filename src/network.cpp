@@ -12,6 +12,10 @@ std::string NetConfig::to_json() const {
                         {"conv_filters", conv_filters}, {"kernel", kernel},
                         {"pool", pool},     {"conv_dropout", conv_dropout},
                         {"dense", dense},   {"dense_dropout", dense_dropout}};
+    // The head's keys only when they differ from the reference recipe: its model files stay
+    // byte-identical to those written before the head became configurable.
+    if (!embed_relu) j["embed_activation"] = "none";
+    if (l2_normalize) j["l2_normalize"] = true;
     return j.dump();
 }
 
@@ -44,6 +48,16 @@ NetConfig NetConfig::from_json(const std::string& s) {
         c.conv_dropout = rate_of(j.at("conv_dropout"), "conv_dropout");
         c.dense = ints_of(j.at("dense"), "dense");
         c.dense_dropout = rate_of(j.at("dense_dropout"), "dense_dropout");
+        if (j.contains("embed_activation")) {
+            const auto& v = j.at("embed_activation");
+            if (!v.is_string() || (v != "relu" && v != "none"))
+                throw DataError("'embed_activation' must be \"relu\" or \"none\"");
+            c.embed_relu = v == "relu";
+        }
+        if (j.contains("l2_normalize")) {
+            if (!j.at("l2_normalize").is_boolean()) throw DataError("'l2_normalize' must be true or false");
+            c.l2_normalize = j.at("l2_normalize").get<bool>();
+        }
         c.validate();
         return c;
     } catch (const nlohmann::json::exception& e) {

@@ -83,6 +83,7 @@ PairSplit make_tutorial_pairs(const ImageBank& bank, uint64_t seed, int genuine_
     }
     PairSplit out;
     split_shuffled(all, r, 0.25, out);
+    out.person = bank.person;
     return out;
 }
 
@@ -138,6 +139,7 @@ PairSplit make_people_pairs(const ImageBank& bank, const std::vector<int>& train
     out.test = all_pairs(bank, test_people, seed);
     out.train_people = train_people;
     out.test_people = test_people;
+    out.person = bank.person;
     return out;
 }
 

@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -22,14 +23,18 @@
 #include "siamese/model.hpp"
 #include "siamese/common.hpp"
 #include "siamese/report.hpp"
+#include "siamese/sampler.hpp"
 #include "siamese/synth.hpp"
 #include "siamese/train_state.hpp"
 
 namespace siamese {
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(RecipeOptions, data, protocol, train_people, test_people, optimizer, resize, conv_filters,
-                                   dense, epochs, batch, downsample, kernel, pool, checkpoint_every, lr, margin,
-                                   conv_dropout, dense_dropout, seed)
+// With defaults: a run saved before an option existed resumes with that option's default.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RecipeOptions, data, protocol, train_people, test_people, optimizer, resize,
+                                                conv_filters, dense, epochs, batch, downsample, kernel, pool,
+                                                checkpoint_every, lr, margin, conv_dropout, dense_dropout, seed, recipe,
+                                                embed_activation, l2_normalize, sampler, pk_people, pk_images, mine,
+                                                augment, schedule, warmup)
 
 // The data folder is the user's bytes (not always UTF-8): written reversibly (jsonio.hpp).
 std::string recipe_to_json(const RecipeOptions& r) {
@@ -50,6 +55,27 @@ RecipeOptions recipe_from_json(const std::string& json) {
         throw DataError(std::string("bad saved options (") + e.what() + ")");
     }
 }
+
+namespace {
+
+std::vector<int> parse_int_list(const std::string& s, const std::string& what) {
+    std::vector<int> v;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        try {
+            size_t used = 0;
+            v.push_back(std::stoi(item, &used));
+            if (used != item.size()) throw std::invalid_argument(item);
+        } catch (const std::exception&) {
+            throw UsageError(what + " '" + s + "': expected comma-separated integers");
+        }
+    }
+    if (v.empty()) throw UsageError(what + " is empty");
+    return v;
+}
+
+}  // namespace
 
 std::string recipe_problem(const RecipeOptions& r) {
     auto one_of = [](const std::string& v, std::initializer_list<const char*> ok) {
@@ -83,7 +109,84 @@ std::string recipe_problem(const RecipeOptions& r) {
     if (!(r.conv_dropout >= 0 && r.conv_dropout < 1)) return "--conv-dropout " + str(r.conv_dropout) + ": must be in [0, 1)";
     if (!(r.dense_dropout >= 0 && r.dense_dropout < 1))
         return "--dense-dropout " + str(r.dense_dropout) + ": must be in [0, 1)";
+    if (!one_of(r.recipe, {"tutorial", "strong"})) return "--recipe '" + r.recipe + "': must be tutorial or strong";
+    if (!one_of(r.embed_activation, {"relu", "none"}))
+        return "--embed-activation '" + r.embed_activation + "': must be relu or none";
+    if (!one_of(r.sampler, {"pairs", "pk"})) return "--sampler '" + r.sampler + "': must be pairs or pk";
+    if (!one_of(r.mine, {"all", "balanced"})) return "--mine '" + r.mine + "': must be all or balanced";
+    if (!one_of(r.schedule, {"constant", "cosine"})) return "--schedule '" + r.schedule + "': must be constant or cosine";
+    for (std::string p : {range("--pk-people", r.pk_people, 2, 4096), range("--pk-images", r.pk_images, 1, 4096)})
+        if (!p.empty()) return p;
+    if (long(r.pk_people) * r.pk_images > 4096)
+        return "--pk-people x --pk-images = " + std::to_string(long(r.pk_people) * r.pk_images) + ": at most 4096 images a batch";
+    if (r.augment && r.sampler != "pk") return "--augment needs --sampler pk";
+    if (!(r.warmup >= 0 && r.warmup < 1)) return "--warmup " + str(r.warmup) + ": must be a fraction in [0, 1)";
     return "";
+}
+
+void apply_strong_recipe(RecipeOptions& r, const std::vector<std::string>& given) {
+    auto unless_given = [&](const char* name, auto& field, auto value) {
+        if (std::find(given.begin(), given.end(), std::string(name)) == given.end()) field = value;
+    };
+    r.recipe = "strong";
+    // Why each value: docs/strong-recipe.md (measured by `siamese cv` on unseen ORL people).
+    unless_given("--embed-activation", r.embed_activation, std::string("none"));
+    unless_given("--l2-normalize", r.l2_normalize, true);
+    unless_given("--sampler", r.sampler, std::string("pk"));
+    unless_given("--pk-people", r.pk_people, 16);
+    unless_given("--pk-images", r.pk_images, 8);
+    unless_given("--mine", r.mine, std::string("all"));
+    unless_given("--augment", r.augment, true);
+    unless_given("--optimizer", r.optimizer, std::string("adam"));
+    unless_given("--lr", r.lr, 1e-3);
+    unless_given("--schedule", r.schedule, std::string("cosine"));
+    unless_given("--margin", r.margin, 0.5);
+    unless_given("--conv-dropout", r.conv_dropout, 0.0);
+    unless_given("--dense-dropout", r.dense_dropout, 0.0);
+    unless_given("--epochs", r.epochs, 200);
+}
+
+Preprocess preprocess_of(const RecipeOptions& a) {
+    Preprocess pp;
+    pp.downsample = a.downsample;
+    pp.mode = a.resize == "area" ? ResizeMode::Area : ResizeMode::Stride;
+    return pp;
+}
+
+int steps_per_epoch(const RecipeOptions& a, const PairSplit& split) {
+    if (a.sampler == "pk") return group_batches(group_source(split), a.pk_people, a.pk_images);
+    return (split.train.size() + a.batch - 1) / a.batch;
+}
+
+Recipe make_recipe(const RecipeOptions& a, int in_h, int in_w, int steps) {
+    Recipe h;
+    h.net.in_h = in_h;
+    h.net.in_w = in_w;
+    h.net.conv_filters = parse_int_list(a.conv_filters, "--conv-filters");
+    h.net.dense = parse_int_list(a.dense, "--dense");
+    h.net.kernel = a.kernel;
+    h.net.pool = a.pool;
+    h.net.conv_dropout = float(a.conv_dropout);
+    h.net.dense_dropout = float(a.dense_dropout);
+    h.net.embed_relu = a.embed_activation == "relu";
+    h.net.l2_normalize = a.l2_normalize;
+    h.net.validate();
+    h.opt.kind = parse_optimizer(a.optimizer);
+    h.opt.lr = float(a.lr);
+    if (a.schedule == "cosine") {
+        h.opt.decay_steps = uint64_t(std::max(1, steps)) * uint64_t(a.epochs);
+        h.opt.warmup_steps = uint64_t(std::llround(a.warmup * double(h.opt.decay_steps)));
+    }
+    h.margin = float(a.margin);
+    h.seed = a.seed;
+    h.epochs = a.epochs;
+    h.batch = a.batch;
+    h.sampler = a.sampler == "pk" ? Recipe::Sampler::PK : Recipe::Sampler::Pairs;
+    h.P = a.pk_people;
+    h.K = a.pk_images;
+    h.mining = a.mine == "balanced" ? Mining::Balanced : Mining::All;
+    h.augment.enabled = a.augment;
+    return h;
 }
 
 namespace {
@@ -152,23 +255,6 @@ private:
     int fd_ = -1;
 };
 
-std::vector<int> parse_int_list(const std::string& s, const std::string& what) {
-    std::vector<int> v;
-    std::stringstream ss(s);
-    std::string item;
-    while (std::getline(ss, item, ',')) {
-        try {
-            size_t used = 0;
-            v.push_back(std::stoi(item, &used));
-            if (used != item.size()) throw std::invalid_argument(item);
-        } catch (const std::exception&) {
-            throw UsageError(what + " '" + s + "': expected comma-separated integers");
-        }
-    }
-    if (v.empty()) throw UsageError(what + " is empty");
-    return v;
-}
-
 // Creates the output folder and proves it writable before any training starts.
 void prepare_out_dir(const std::string& dir) {
     std::error_code ec;
@@ -223,22 +309,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     } else if (const std::string p = recipe_problem(a); !p.empty()) {
         throw UsageError(p);
     }
-    Preprocess pp;
-    pp.downsample = a.downsample;
-    pp.mode = a.resize == "area" ? ResizeMode::Area : ResizeMode::Stride;
-    Recipe h;
-    h.net.conv_filters = parse_int_list(a.conv_filters, "--conv-filters");
-    h.net.dense = parse_int_list(a.dense, "--dense");
-    h.net.kernel = a.kernel;
-    h.net.pool = a.pool;
-    h.net.conv_dropout = float(a.conv_dropout);
-    h.net.dense_dropout = float(a.dense_dropout);
-    h.opt.kind = parse_optimizer(a.optimizer);
-    h.opt.lr = float(a.lr);
-    h.margin = float(a.margin);
-    h.seed = a.seed;
-    h.epochs = a.epochs;
-    h.batch = a.batch;
+    const Preprocess pp = preprocess_of(a);
     EngineOptions engine;
     engine.device = spec.device;
     engine.threads = spec.threads;
@@ -248,10 +319,8 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
 
     // Everything that can be wrong with the input is found before the output folder is touched.
     const ImageBank bank = a.data.empty() ? synth_bank(SynthOptions{}, pp) : load_dataset(a.data, pp);
-    h.net.in_h = bank.height;
-    h.net.in_w = bank.width;
-    h.net.validate();
     const PairSplit split = make_split(bank, a.protocol, a.train_people, a.test_people, a.seed);
+    const Recipe h = make_recipe(a, bank.height, bank.width, steps_per_epoch(a, split));
     const ParamLayout layout = make_layout(h.net);
     if (resuming && resumed.params.size() != layout.total)
         throw DataError(spec.resume + "/state.safetensors: weights do not match the network");
@@ -287,7 +356,8 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     start.next_batch = resuming ? resumed.progress.next_batch : 0;
     start.step = resuming ? resumed.progress.step : 0;
     start.epochs = a.epochs;
-    start.batch = a.batch;
+    start.batch = h.sampler == Recipe::Sampler::PK ? group_batch_images(group_source(split), h.P, h.K) : a.batch;
+    start.recipe = a.recipe;
     observer.started(start);
 
     // metrics.jsonl holds the finished epochs; a resumed run rewrites it from the saved history.
@@ -358,6 +428,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     m.params = backend->params();
     m.extra = {{"protocol", a.protocol}, {"seed", std::to_string(a.seed)}, {"epochs", std::to_string(a.epochs)},
                {"optimizer", a.optimizer}};
+    if (a.recipe != "tutorial") m.extra["recipe"] = a.recipe;  // the reference's files stay as they were
     save_model(out + "/model.safetensors", m);
 
     nlohmann::json summary = {{"protocol", a.protocol},
@@ -374,6 +445,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
                               {"epoch_seconds", nlohmann::json::array()},
                               {"history", history},
                               {"test", report_to_json(outcome.test)}};
+    if (a.recipe != "tutorial") summary["recipe"] = nlohmann::json::parse(recipe_to_json(a));
     if (outcome.identified) summary["identification"] = identify_to_json(outcome.identification);
     for (const auto& e : history) summary["epoch_seconds"].push_back(e["seconds"]);
     write_file_atomic(out + "/summary.json", dump_json(summary, 2) + "\n");

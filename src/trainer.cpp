@@ -50,9 +50,12 @@ namespace {
 TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& recipe, const TrainOptions& opt,
                         const TrainCallbacks& cb, const TrainProgress& resume) {
     TrainResult result;
-    const int n = split.train.size();
-    const int batch = recipe.batch;
-    const int batches = (n + batch - 1) / batch;
+    const bool groups = recipe.sampler == Recipe::Sampler::PK;
+    const GroupSource source = groups ? group_source(split) : GroupSource{};
+    // An epoch is `batches` batches of `per` items (pairs, or P-K images); the last may be short.
+    const int per = groups ? group_batch_images(source, recipe.P, recipe.K) : recipe.batch;
+    const int n = groups ? group_batches(source, recipe.P, recipe.K) * per : split.train.size();
+    const int batches = (n + per - 1) / per;
     uint64_t step = resume.step;
     bool saved = resume.epoch > 1 || resume.next_batch > 0;  // a checkpoint exists to resume from
     std::vector<float> dval;
@@ -80,16 +83,27 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& 
     };
     for (int epoch = resume.epoch; epoch <= recipe.epochs; ++epoch) {
         const auto t0 = std::chrono::steady_clock::now();
-        const PairSet order = epoch_order(split.train, recipe.seed, epoch);
-        const std::string checksum = order_checksum(order);
+        std::string checksum;
+        if (groups) {
+            const GroupOrder order = group_epoch_order(source, recipe.P, recipe.K, recipe.seed, epoch);
+            if (order.size() != n) throw std::logic_error("train_model: P-K epoch size changed");
+            checksum = group_order_checksum(order);
+            backend.begin_epoch_groups(order);
+        } else {
+            const PairSet order = epoch_order(split.train, recipe.seed, epoch);
+            checksum = order_checksum(order);
+            backend.begin_epoch(order);
+        }
         const bool resumed = epoch == resume.epoch && resume.next_batch > 0;
         if (resumed && checksum != resume.order_checksum)
             throw DataError("cannot resume: the epoch's pair order differs from the saved one (different data or version?)");
         std::vector<float> earlier = resumed ? resume.losses : std::vector<float>{};
-        backend.begin_epoch(order);
         for (int b = resumed ? resume.next_batch : 0; b < batches; ++b) {
-            const int first = b * batch;
-            backend.train_batch(first, std::min(batch, n - first), step++);
+            const int first = b * per;
+            if (groups)
+                backend.train_group(first, std::min(per, n - first), step++);
+            else
+                backend.train_batch(first, std::min(per, n - first), step++);
             if (cb.on_batch) cb.on_batch(b + 1, batches, step);
             if (opt.checkpoint_every > 0 && step % uint64_t(opt.checkpoint_every) == 0 && b + 1 < batches && cb.on_checkpoint) {
                 std::vector<float> losses = earlier;
@@ -104,7 +118,7 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& 
         EpochStats st;
         st.epoch = epoch;
         double s = 0;  // sample-weighted mean of the batch losses, as Keras reports it
-        for (int b = 0; b < int(losses.size()); ++b) s += double(losses[b]) * std::min(batch, n - b * batch);
+        for (int b = 0; b < int(losses.size()); ++b) s += double(losses[b]) * std::min(per, n - b * per);
         st.train_loss = s / n;
         // Validation from inference embeddings: every bank image once, then pair distances.
         dval = backend.bank_pair_distances(split.val);

@@ -185,7 +185,7 @@ TEST_CASE("dense forward, relu/dropout backward and dense backward match the CPU
             auto d_y = poisoned<float>(y.size());
             DeviceBuffer<StepState> st;
             StepState* sp = device_state(st, 0, 0, 9);
-            siamese::cuda::dense_forward(d_y.get(), d_x.get(), d_w.get(), d_b.get(), n, I, O, rate, 5, 16, sp, h, nullptr);
+            siamese::cuda::dense_forward(d_y.get(), d_x.get(), d_w.get(), d_b.get(), n, I, O, true, rate, 5, 16, sp, h, nullptr);
             CUDA_CHECK(cudaDeviceSynchronize());
             const auto gy = d_y.download();
             REQUIRE(cudatest::all_finite(gy));

@@ -7,10 +7,13 @@
 #include <string>
 #include <vector>
 
+#include "siamese/augment.hpp"
 #include "siamese/dataset.hpp"
 #include "siamese/network.hpp"
 #include "siamese/optimizer.hpp"
 #include "siamese/pairs.hpp"
+#include "siamese/rules.hpp"
+#include "siamese/sampler.hpp"
 
 namespace siamese {
 
@@ -22,7 +25,13 @@ struct Recipe {
     float margin = 1.0f;
     uint64_t seed = 1;  // pairs, initialisation, epoch shuffles and the dropout stream (Philox key)
     int epochs = 13;
-    int batch = 128;    // pairs per step
+    int batch = 128;    // pairs per step (the pair sampler)
+    // How batches are made: the epoch's shuffled pair list (the reference recipe), or P people
+    // x K images with the loss over every pair in the batch (sampler.hpp, batch_loss.hpp).
+    enum class Sampler { Pairs, PK } sampler = Sampler::Pairs;
+    int P = 16, K = 8;
+    Mining mining = Mining::All;
+    AugmentConfig augment;  // P-K batches: a fresh random view of every image at every step
 };
 
 enum class ConvAlgo { Custom, Cudnn };  // CUDA convolutions: the fused kernels, or cuDNN
@@ -59,6 +68,12 @@ public:
     // A range outside the epoch's order (or before any begin_epoch) is refused with
     // std::logic_error on every backend: a kernel would otherwise read past the order's end.
     void train_batch(int first, int count, uint64_t step);
+    // The P-K sampler's epoch: its images in batch order (resets the batch-loss list), then one
+    // step on images [first, first+count): a forward of the batch's images (augmented when the
+    // recipe asks), the in-batch loss over all their pairs, backward and update. Ranges are
+    // checked as train_batch's.
+    void begin_epoch_groups(const GroupOrder& order);
+    void train_group(int first, int count, uint64_t step);
     // Mean losses of this epoch's batches so far, in order (waits for the device). A step whose
     // loss or gradient was not finite reports NaN; backends never decide about divergence
     // themselves: the trainer does (train_model), naming the tensor from last_gradient().
@@ -78,9 +93,13 @@ public:
 protected:
     virtual void do_begin_epoch(const PairSet& ordered) = 0;
     virtual void do_train_batch(int first, int count, uint64_t step) = 0;  // range already checked
+    virtual void do_begin_epoch_groups(const GroupOrder& order) = 0;
+    virtual void do_train_group(int first, int count, uint64_t step) = 0;  // range already checked
 
 private:
-    long epoch_pairs_ = -1;  // pairs in the current epoch's order; -1 before the first epoch
+    void check_range(const char* what, int first, int count, long size) const;
+    long epoch_pairs_ = -1;   // pairs in the current epoch's order; -1 before the first epoch
+    long epoch_images_ = -1;  // images in the current epoch's group order; -1 before one
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const Recipe& r, const EngineOptions& e);

@@ -41,9 +41,14 @@ struct TestReport {
     int pairs = 0, genuine = 0;
     long long sampled_from = 0;  // > 0: the pairs are a seeded sample of this many
     double accuracy = 0, accuracy_at_threshold = 0, auc = 0, eer = 0, tutorial_metric = 0;
+    double tar_far1 = 0, tar_far01 = 0;  // true accept rate at a false accept rate of 1% / 0.1%
     double oneshot_accuracy = -1;  // < 0: not computed (tutorial protocol)
     int oneshot_draws = 0;         // gallery draws the one-shot figure is the mean of
 };
+
+// The largest fraction of genuine pairs accepted (d < t) by a threshold that accepts at most a
+// fraction `far` of the impostor pairs (0 when even the lowest threshold accepts more).
+double tar_at_far(const std::vector<float>& d, const std::vector<float>& y, double far);
 
 TestReport evaluate_pairs(const std::vector<float>& d, const std::vector<float>& y, double threshold);
 

@@ -6,6 +6,8 @@
 //   for each conv block l: conv F_l@KxK valid -> ReLU -> maxpool P -> dropout   [6, 12; K=3; P=2; .25]
 //   flatten (C,H,W) -> for each dense layer: linear -> ReLU -> dropout (none after the last)
 //                                                                   [128 (.1), 50]
+//   the embedding head: the last layer's ReLU (embed_relu; off: a linear embedding), then an
+//   optional L2 normalisation (l2_normalize)                          [ReLU, none]
 #pragma once
 #include <cstdint>
 #include <string>
@@ -21,6 +23,8 @@ struct NetConfig {
     float conv_dropout = 0.25f;
     std::vector<int> dense{128, 50};
     float dense_dropout = 0.1f;  // after every dense layer but the last
+    bool embed_relu = true;      // ReLU after the last dense layer (the reference recipe's)
+    bool l2_normalize = false;   // embedding / |embedding| (distances then lie in [0, 2])
 
     std::string to_json() const;
     static NetConfig from_json(const std::string& s);  // throws DataError

@@ -22,26 +22,46 @@ struct OptimizerConfig {
     float beta1 = 0.9f, beta2 = 0.999f;  // adam
     float momentum = 0.9f;   // sgd
     float eps = 1e-7f;       // Keras' default epsilon
+    // Learning-rate schedule: 0 = constant lr (the reference recipe). Otherwise a linear warm-up
+    // over warmup_steps, then a cosine decay from lr to 0 at step decay_steps.
+    uint64_t decay_steps = 0, warmup_steps = 0;
 };
 
 OptKind parse_optimizer(const std::string& name);  // throws UsageError
 std::string optimizer_name(OptKind k);
 
-// Per-step scalars: Adam's bias corrections for step t (1-based), in double, on the host loop
-// and in the CUDA kernel alike.
+// Per-step scalars: the step's learning rate and Adam's bias corrections for step t (1-based),
+// in double, on the host loop and in the CUDA kernel alike.
 struct OptStepScalars {
-    float bc1 = 1, bc2 = 1;
+    float lr = 0, bc1 = 1, bc2 = 1;
 };
+SIAMESE_HD double hd_pow(double a, double b) {
+#if defined(__CUDA_ARCH__)
+    return pow(a, b);
+#else
+    return std::pow(a, b);
+#endif
+}
+SIAMESE_HD double hd_cos(double a) {
+#if defined(__CUDA_ARCH__)
+    return cos(a);
+#else
+    return std::cos(a);
+#endif
+}
+// The learning rate of step t (1-based): c.lr itself when there is no schedule (bit for bit).
+SIAMESE_HD float scheduled_lr(const OptimizerConfig& c, uint64_t t) {
+    if (c.decay_steps == 0) return c.lr;
+    const double warm = c.warmup_steps > 0 && t < c.warmup_steps ? double(t) / double(c.warmup_steps) : 1.0;
+    const double done = t >= c.decay_steps ? 1.0 : double(t - 1) / double(c.decay_steps);
+    return float(double(c.lr) * warm * 0.5 * (1.0 + hd_cos(3.141592653589793 * done)));
+}
 SIAMESE_HD OptStepScalars opt_scalars(const OptimizerConfig& c, uint64_t t) {
     OptStepScalars s;
+    s.lr = scheduled_lr(c, t);
     if (c.kind == OptKind::Adam) {
-#if defined(__CUDA_ARCH__)
-        s.bc1 = float(1.0 - pow(double(c.beta1), double(t)));
-        s.bc2 = float(1.0 - pow(double(c.beta2), double(t)));
-#else
-        s.bc1 = float(1.0 - std::pow(double(c.beta1), double(t)));
-        s.bc2 = float(1.0 - std::pow(double(c.beta2), double(t)));
-#endif
+        s.bc1 = float(1.0 - hd_pow(double(c.beta1), double(t)));
+        s.bc2 = float(1.0 - hd_pow(double(c.beta2), double(t)));
     }
     return s;
 }
@@ -50,14 +70,14 @@ SIAMESE_HD OptStepScalars opt_scalars(const OptimizerConfig& c, uint64_t t) {
 SIAMESE_HD void optimizer_update(const OptimizerConfig& c, OptStepScalars k, float& p, float g, float& s1, float& s2) {
     if (c.kind == OptKind::RMSprop) {
         s1 = c.rho * s1 + (1.0f - c.rho) * g * g;
-        p -= c.lr * g / (sqrtf(s1) + c.eps);
+        p -= k.lr * g / (sqrtf(s1) + c.eps);
     } else if (c.kind == OptKind::Adam) {
         s1 = c.beta1 * s1 + (1.0f - c.beta1) * g;
         s2 = c.beta2 * s2 + (1.0f - c.beta2) * g * g;
-        p -= c.lr * (s1 / k.bc1) / (sqrtf(s2 / k.bc2) + c.eps);
+        p -= k.lr * (s1 / k.bc1) / (sqrtf(s2 / k.bc2) + c.eps);
     } else {
         s1 = c.momentum * s1 + g;
-        p -= c.lr * s1;
+        p -= k.lr * s1;
     }
 }
 

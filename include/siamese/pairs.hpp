@@ -22,6 +22,7 @@ struct PairSet {
 struct PairSplit {
     PairSet train, val, test;
     std::vector<int> train_people, test_people;  // 0-based; the people protocol only
+    std::vector<int> person;                     // person of every bank image (the P-K sampler's groups)
 };
 
 // The reference recipe: per person `genuine_per_person` pairs of two different random images;

@@ -99,4 +99,31 @@ SIAMESE_HD T contrastive_grad_coef(T d, T y, T margin, bool clamped, int count) 
     return clamped ? T(0) : (T(2) * y * d - T(2) * (T(1) - y) * contrastive_hinge(d, margin)) / (T(count) * d);
 }
 
+// ---- L2-normalised embedding head
+//   z = e / max(|e|, eps);  dz/de = (I - z z^T) / |e|   (dz/de = I / eps where clamped)
+constexpr double kL2Eps = 1e-6;  // a dead (all-zero) embedding keeps a finite gradient
+template <class T>
+SIAMESE_HD T l2_norm_clamped(T sq) { return hd_sqrt(sq) < T(kL2Eps) ? T(kL2Eps) : hd_sqrt(sq); }
+
+// ---- in-batch pair weights (the P-K sampler's loss, src/cpu/batch_loss.hpp)
+enum class Mining : int { All = 0, Balanced = 1 };
+struct PairWeights {
+    double genuine, impostor;  // the weight of one pair's term
+};
+// The weights of a batch of n embeddings with `genuine` genuine pairs i < j: `all`, the mean
+// over every pair; `balanced`, half the loss to each class (an empty class gets weight 0).
+SIAMESE_HD PairWeights pair_weights(long genuine, int n, Mining m) {
+    const long pairs = long(n) * (n - 1) / 2, impostor = pairs - genuine;
+    if (pairs == 0) return PairWeights{0, 0};
+    if (m == Mining::All) return PairWeights{1.0 / double(pairs), 1.0 / double(pairs)};
+    return PairWeights{genuine ? 0.5 / double(genuine) : 0.0, impostor ? 0.5 / double(impostor) : 0.0};
+}
+// The same, counting the genuine pairs (equal ids) of the batch.
+SIAMESE_HD PairWeights batch_pair_weights(const int* id, int n, Mining m) {
+    long genuine = 0;
+    for (int i = 0; i < n; ++i)
+        for (int j = i + 1; j < n; ++j) genuine += id[i] == id[j];
+    return pair_weights(genuine, n, m);
+}
+
 }  // namespace siamese

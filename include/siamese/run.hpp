@@ -23,7 +23,27 @@ struct RecipeOptions {
     int epochs = 13, batch = 128, downsample = 2, kernel = 3, pool = 2, checkpoint_every = 0;
     double lr = 1e-3, margin = 1.0, conv_dropout = 0.25, dense_dropout = 0.1;
     uint64_t seed = 1;
+    // Beyond the reference recipe (its values are the defaults; `--recipe strong` sets others).
+    std::string recipe = "tutorial";       // tutorial or strong: the defaults below come from it
+    std::string embed_activation = "relu";  // relu or none: the embedding layer's activation
+    bool l2_normalize = false;              // L2-normalise the embedding
+    std::string sampler = "pairs";         // pairs (the epoch's pair list) or pk (P people x K images)
+    int pk_people = 16, pk_images = 8;      // P and K of the pk sampler
+    std::string mine = "all";              // pk: every pair weighs alike (all) or each class half (balanced)
+    bool augment = false;                   // pk: random shift/rotation/zoom/flip/brightness per image and step
+    std::string schedule = "constant";     // constant, or cosine (decay to 0 over the run after a warm-up)
+    double warmup = 0.05;                   // cosine: warm-up as a fraction of the run's steps
 };
+// `--recipe strong`: sets every recipe option the user did not give (named as on the command
+// line in `given`) to the strong recipe's value; options given keep theirs.
+void apply_strong_recipe(RecipeOptions& r, const std::vector<std::string>& given);
+// The recipe options as the engine's Recipe (network, optimizer, sampler, augmentation) for
+// images of in_h x in_w; steps_per_epoch sizes the cosine schedule.
+Recipe make_recipe(const RecipeOptions& r, int in_h, int in_w, int steps_per_epoch);
+// Steps per epoch of the options' sampler over a split.
+int steps_per_epoch(const RecipeOptions& r, const PairSplit& split);
+// Preprocessing of the options (downsampling factor and method).
+Preprocess preprocess_of(const RecipeOptions& r);
 std::string recipe_to_json(const RecipeOptions& r);
 RecipeOptions recipe_from_json(const std::string& json);  // throws DataError
 // The one validation of recipe options, for the command line and for options read from a saved
@@ -65,7 +85,8 @@ struct RunStart {
     bool finishing = false;  // resumed after the last epoch: only evaluation and files remain
     int epoch = 1, next_batch = 0;
     uint64_t step = 0;
-    int epochs = 0, batch = 0;
+    int epochs = 0, batch = 0;  // batch: pairs (pair sampler) or images (P-K) per step
+    std::string recipe;
 };
 
 struct RunOutcome {

@@ -92,28 +92,7 @@ Runner add_train(CLI::App& app) {
     auto quiet = std::make_shared<bool>(false), no_graphs = std::make_shared<bool>(false);
     RecipeOptions* a = &spec->recipe;
     RunSpec* r = spec.get();
-    sub->add_option("--data", a->data, "Folder with one sub-folder of PGM images per person (default: built-in synthetic faces)");
-    sub->add_option("--protocol", a->protocol, "tutorial (the reference recipe's pairs) or people (unseen test people)")
-        ->capture_default_str()->check(CLI::IsMember({"tutorial", "people"}));
-    sub->add_option("--train-people", a->train_people, "People protocol: training people, 1-based, e.g. 1-30 (default: all but the test people)");
-    sub->add_option("--test-people", a->test_people, "People protocol: test people, e.g. 31-40 (default: the last quarter)");
-    sub->add_option("--epochs", a->epochs, "Epochs")->capture_default_str()->check(CLI::Range(1, 100000));
-    sub->add_option("--batch", a->batch, "Pairs per batch")->capture_default_str()->check(CLI::Range(1, 1 << 20));
-    sub->add_option("--optimizer", a->optimizer, "rmsprop, adam or sgd")->capture_default_str()
-        ->check(CLI::IsMember({"rmsprop", "adam", "sgd"}));
-    sub->add_option("--lr", a->lr, "Learning rate (a finite number > 0)")->capture_default_str();  // checked by run_training
-    sub->add_option("--margin", a->margin, "Contrastive margin (a finite number > 0)")->capture_default_str();
-    sub->add_option("--downsample", a->downsample, "Downsampling factor")->capture_default_str()->check(CLI::Range(1, 1024));
-    sub->add_option("--resize", a->resize, "stride (img[::f, ::f], the recipe) or area (mean of f x f blocks)")
-        ->capture_default_str()->check(CLI::IsMember({"stride", "area"}));
-    sub->add_option("--conv-filters", a->conv_filters, "Filters per conv layer")->capture_default_str();
-    sub->add_option("--kernel", a->kernel, "Conv kernel size")->capture_default_str();
-    sub->add_option("--pool", a->pool, "Max-pool size")->capture_default_str();
-    sub->add_option("--dense", a->dense, "Dense layer widths (the last is the embedding)")->capture_default_str();
-    sub->add_option("--conv-dropout", a->conv_dropout, "Dropout after each conv block")->capture_default_str();
-    sub->add_option("--dense-dropout", a->dense_dropout, "Dropout after each dense layer but the last")->capture_default_str();
-    sub->add_option("--seed", a->seed, "Seed of pairs, initialisation, shuffles and dropout")->capture_default_str()
-        ->check(seed_validator());
+    add_recipe_options(sub, *a);
     sub->add_option("--checkpoint-every", a->checkpoint_every,
                     "Also save the training state every N steps (it is always saved at every epoch end)")
         ->capture_default_str()->check(CLI::NonNegativeNumber);
@@ -131,13 +110,12 @@ Runner add_train(CLI::App& app) {
     return [spec, engine, quiet, no_graphs, sub]() {
         spec->device = engine->device;
         spec->threads = engine->threads;
+        const std::vector<std::string> given = given_recipe_options(sub);
+        if (spec->recipe.recipe == "strong" && spec->resume.empty()) apply_strong_recipe(spec->recipe, given);
         if (!spec->resume.empty()) {
             // Options given with --resume must agree with the saved run (checked by run_training).
-            for (const char* opt : {"--data", "--protocol", "--train-people", "--test-people", "--epochs", "--batch",
-                                    "--optimizer", "--lr", "--margin", "--downsample", "--resize", "--conv-filters",
-                                    "--kernel", "--pool", "--dense", "--conv-dropout", "--dense-dropout", "--seed",
-                                    "--checkpoint-every"})
-                if (sub->count(opt)) spec->given.push_back(opt);
+            spec->given = given;
+            if (sub->count("--checkpoint-every")) spec->given.push_back("--checkpoint-every");
             if (sub->count("--out") && spec->out != spec->resume)
                 throw UsageError("--out " + spec->out + " differs from --resume " + spec->resume +
                                  " (a resumed run writes into its own folder)");

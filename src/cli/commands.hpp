@@ -6,12 +6,14 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "siamese/backend.hpp"
 #include "siamese/gallery.hpp"
 #include "siamese/metrics.hpp"
+#include "siamese/run.hpp"
 
 namespace siamese::cli {
 
@@ -27,7 +29,12 @@ void add_engine_options(CLI::App* sub, EngineArgs& e);
 // A seed: digits only, 0 .. 2^64-1 ("-1" and "1e23" are refused, not wrapped or rounded).
 CLI::Validator seed_validator();
 
+// The recipe options of `train` and `cv`, and which of them the command line gave.
+void add_recipe_options(CLI::App* sub, RecipeOptions& a);
+std::vector<std::string> given_recipe_options(CLI::App* sub);
+
 Runner add_train(CLI::App& app);
+Runner add_cv(CLI::App& app);
 Runner add_eval(CLI::App& app);
 Runner add_verify(CLI::App& app);
 Runner add_inspect(CLI::App& app);

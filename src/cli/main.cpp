@@ -33,12 +33,13 @@ int main(int argc, char** argv) {
         {"train", siamese::cli::add_train(app)},     {"eval", siamese::cli::add_eval(app)},
         {"verify", siamese::cli::add_verify(app)},   {"inspect", siamese::cli::add_inspect(app)},
         {"synth", siamese::cli::add_synth(app)},     {"pairs", siamese::cli::add_pairs(app)},
-        {"enroll", siamese::cli::add_enroll(app)},   {"identify", siamese::cli::add_identify(app)}};
+        {"enroll", siamese::cli::add_enroll(app)},   {"identify", siamese::cli::add_identify(app)},
+        {"cv", siamese::cli::add_cv(app)}};
     if (argc > 1 && argv[1][0] != '-') {
         bool known = false;
         for (const auto& c : commands) known |= c.first == argv[1];
         if (!known) {
-            std::fprintf(stderr, "siamese: error: unknown command '%s' (commands: train, eval, verify, inspect, synth, pairs, enroll, identify; see --help)\n", argv[1]);
+            std::fprintf(stderr, "siamese: error: unknown command '%s' (commands: train, cv, eval, verify, inspect, synth, pairs, enroll, identify; see --help)\n", argv[1]);
             return 2;
         }
     }

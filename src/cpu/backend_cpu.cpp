@@ -7,6 +7,8 @@
 #include "siamese/common.hpp"
 
 #include "siamese/backend.hpp"
+#include "cpu/augment.hpp"
+#include "cpu/batch_loss.hpp"
 #include "cpu/loss.hpp"
 #include "cpu/optimizer.hpp"
 #include "siamese/metrics.hpp"
@@ -66,16 +68,32 @@ public:
         const float* emb = twin_.embeddings();
         const float loss = contrastive_loss<float>(demb_.data(), demb_.data() + size_t(count) * E, nullptr, emb,
                                                    emb + size_t(count) * E, order_.label.data() + first, count, E, r_.margin);
-        twin_.backward(demb_.data(), params_.data(), grad_.data());
-        // A NaN or infinity would poison every weight it reaches: this step is reported as NaN
-        // and the weights are not updated.
-        if (!std::isfinite(loss) || !first_nonfinite_tensor(L_, grad_.data()).empty()) {
-            diverged_ = true;
+        finish_step(loss, step);
+    }
+    void do_begin_epoch_groups(const GroupOrder& order) override {
+        group_ = order;
+        losses_.clear();
+    }
+    void do_train_group(int first, int count, uint64_t step) override {
+        if (diverged_) {
             losses_.push_back(std::numeric_limits<float>::quiet_NaN());
             return;
         }
-        optimizer_step(r_.opt, params_.data(), grad_.data(), state_.data(), L_.total, step + 1);
-        losses_.push_back(loss);
+        const int E = L_.embed_dim(), H = r_.net.in_h, W = r_.net.in_w;
+        ptrs_.resize(size_t(count));
+        if (r_.augment.enabled) {
+            aug_.resize(size_t(count) * H * W);
+            augment_images(aug_.data(), bank_->pixels.data(), group_.image.data() + first, count, H, W, r_.augment, r_.seed,
+                           step);
+            for (int i = 0; i < count; ++i) ptrs_[i] = aug_.data() + size_t(i) * H * W;
+        } else {
+            for (int i = 0; i < count; ++i) ptrs_[i] = bank_->image(group_.image[first + i]);
+        }
+        twin_.forward(ptrs_.data(), count, params_.data(), true, r_.seed, step);
+        demb_.resize(size_t(count) * E);
+        const float loss = batch_contrastive_loss<float>(demb_.data(), twin_.embeddings(), group_.person.data() + first,
+                                                         count, E, r_.margin, r_.mining);
+        finish_step(loss, step);
     }
     std::vector<float> batch_losses() override { return losses_; }
     std::vector<float> embed_bank() override { return embed(bank_->pixels.data(), bank_->size()); }
@@ -94,13 +112,28 @@ public:
     }
 
 private:
+    // Backward from demb_, then the update, unless the loss or the gradient is not finite: a NaN
+    // or infinity would poison every weight it reaches, so the step is reported as NaN and the
+    // weights are not updated.
+    void finish_step(float loss, uint64_t step) {
+        twin_.backward(demb_.data(), params_.data(), grad_.data());
+        if (!std::isfinite(loss) || !first_nonfinite_tensor(L_, grad_.data()).empty()) {
+            diverged_ = true;
+            losses_.push_back(std::numeric_limits<float>::quiet_NaN());
+            return;
+        }
+        optimizer_step(r_.opt, params_.data(), grad_.data(), state_.data(), L_.total, step + 1);
+        losses_.push_back(loss);
+    }
+
     Recipe r_;
     CpuTwin<float> twin_;
     const ParamLayout& L_;
     const ImageBank* bank_ = nullptr;
-    std::vector<float> params_, grad_, state_, demb_, losses_;
+    std::vector<float> params_, grad_, state_, demb_, losses_, aug_;
     std::vector<const float*> ptrs_;
     PairSet order_;
+    GroupOrder group_;
     bool diverged_ = false;
 };
 

@@ -9,6 +9,7 @@
 #include "cpu/conv.hpp"
 #include "cpu/dense.hpp"
 #include "cpu/dropout.hpp"
+#include "cpu/embed_head.hpp"
 #include "siamese/network.hpp"
 #include "siamese/rules.hpp"
 
@@ -21,7 +22,8 @@ public:
 
     const ParamLayout& layout() const { return L_; }
     int n() const { return n_; }
-    const T* embeddings() const { return dense_out_.back().data(); }
+    // (n, E): the last dense layer's output, L2-normalised when the recipe asks for it.
+    const T* embeddings() const { return cfg_.l2_normalize ? emb_.data() : dense_out_.back().data(); }
 
     // images[i] points at image i, (in_h, in_w). With train=true dropout is drawn from
     // Philox(seed, step); otherwise dropout is the identity.
@@ -49,8 +51,9 @@ public:
         const T* x = conv_out_.back().data();
         for (size_t l = 0; l < L_.dense.size(); ++l) {
             const DenseShape& d = L_.dense[l];
-            dense_forward(dense_act_[l].data(), x, params + L_.dense_w[l], params + L_.dense_b[l], n, d.in, d.out, true);
             const bool last = l + 1 == L_.dense.size();
+            dense_forward(dense_act_[l].data(), x, params + L_.dense_w[l], params + L_.dense_b[l], n, d.in, d.out,
+                          !last || cfg_.embed_relu);
             const float rate = train && !last ? cfg_.dense_dropout : 0.0f;
 #pragma omp parallel for schedule(static)
             for (int i = 0; i < n; ++i)
@@ -59,6 +62,7 @@ public:
                                 kDenseDropoutId + uint32_t(l), i);
             x = dense_out_[l].data();
         }
+        if (cfg_.l2_normalize) l2_normalize_forward(emb_.data(), norm_.data(), x, n, L_.embed_dim());
         images_.assign(images, images + n);
     }
 
@@ -67,10 +71,13 @@ public:
         const int n = n_;
         const int nd = int(L_.dense.size());
         std::vector<T> dy(demb, demb + size_t(n) * L_.embed_dim()), dx;
+        if (cfg_.l2_normalize) l2_normalize_backward(dy.data(), dy.data(), emb_.data(), norm_.data(), n, L_.embed_dim());
         for (int l = nd - 1; l >= 0; --l) {
             const DenseShape& d = L_.dense[l];
-            // Through dropout and ReLU: the output is zero where either zeroed it.
-            relu_dropout_backward(dy.data(), dense_act_[l].data(), dense_mask_[l].data(), int(dy.size()));
+            // Through dropout and ReLU: the output is zero where either zeroed it (a linear
+            // embedding layer has neither).
+            if (l + 1 < nd || cfg_.embed_relu)
+                relu_dropout_backward(dy.data(), dense_act_[l].data(), dense_mask_[l].data(), int(dy.size()));
             const T* x = l > 0 ? dense_out_[l - 1].data() : conv_out_.back().data();
             dx.resize(size_t(n) * d.in);
             dense_backward(dx.data(), grad + L_.dense_w[l], grad + L_.dense_b[l], dy.data(), x,
@@ -129,6 +136,10 @@ private:
             const size_t e = size_t(n) * L_.dense[l].out;
             dense_act_[l].resize(e); dense_out_[l].resize(e); dense_mask_[l].resize(e);
         }
+        if (cfg_.l2_normalize) {
+            emb_.resize(size_t(n) * L_.embed_dim());
+            norm_.resize(size_t(n));
+        }
     }
 
     NetConfig cfg_;
@@ -138,7 +149,7 @@ private:
     std::vector<std::vector<T>> conv_act_, conv_out_, conv_mask_;
     std::vector<std::vector<uint8_t>> conv_arg_;
     std::vector<std::vector<T>> dense_act_, dense_out_, dense_mask_;
-    std::vector<T> partial_;
+    std::vector<T> partial_, emb_, norm_;
 };
 
 }  // namespace siamese

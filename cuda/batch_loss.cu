@@ -1,0 +1,138 @@
+// The P-K sampler's in-batch contrastive loss over every pair of a batch of n embeddings, and
+// the L2-normalised embedding head. Reference: src/cpu/batch_loss.hpp and
+// src/cpu/embed_head.hpp; the per-pair and per-row rules are those of include/siamese/rules.hpp.
+//
+// Loss: one block per row i (anchor). The block counts the batch's genuine pairs (for the
+// weights), computes d_ij for every j into shared memory, the gradient of row i as a fixed-order
+// sum over j per embedding unit, and the row's share of the loss (terms j > i) by a fixed-order
+// tree; a one-block kernel then sums the rows in order into losses[st->batch]. Deterministic.
+#include "check.hpp"
+#include "kernels.hpp"
+#include "launch.hpp"
+#include "nvtx.hpp"
+#include "siamese/rules.hpp"
+
+namespace siamese::cuda {
+
+namespace {
+
+constexpr int kRowThreads = 128;
+
+// Dynamic shared memory: coef[n] (the gradient coefficient of each pair (i, j)).
+__global__ void batch_loss_rows_kernel(float* __restrict__ g, float* __restrict__ rows, const float* __restrict__ emb,
+                                       const int* __restrict__ ids, const StepState* __restrict__ st, int n, int E,
+                                       float margin, Mining mining) {
+    extern __shared__ float coef[];
+    __shared__ float red[kRowThreads];
+    __shared__ long long gen[kRowThreads];
+    const int* id = ids + (st ? st->first : 0);
+    const int i = blockIdx.x;
+    // Genuine pairs of the batch (the weights need the class counts).
+    long long cnt = 0;
+    for (int a = threadIdx.x; a < n; a += blockDim.x)
+        for (int b = a + 1; b < n; ++b) cnt += id[a] == id[b];
+    gen[threadIdx.x] = cnt;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s /= 2) {
+        if (threadIdx.x < s) gen[threadIdx.x] += gen[threadIdx.x + s];
+        __syncthreads();
+    }
+    const PairWeights w = pair_weights(long(gen[0]), n, mining);
+    const float* a = emb + size_t(i) * E;
+    float part = 0.0f;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        float c = 0.0f;
+        if (j != i) {
+            const float* b = emb + size_t(j) * E;
+            float s = 0.0f;
+            for (int k = 0; k < E; ++k) s += (a[k] - b[k]) * (a[k] - b[k]);
+            const bool genuine = id[i] == id[j];
+            const float y = genuine ? 1.0f : 0.0f;
+            const float wt = float(genuine ? w.genuine : w.impostor);
+            const float d = safe_distance(s);
+            if (j > i) part += wt * contrastive_term(d, y, margin);
+            c = wt * contrastive_grad_coef(d, y, margin, distance_clamped(s), 1);
+        }
+        coef[j] = c;
+    }
+    red[threadIdx.x] = part;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s /= 2) {
+        if (threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) rows[i] = red[0];
+    for (int k = threadIdx.x; k < E; k += blockDim.x) {
+        float acc = 0.0f;
+        for (int j = 0; j < n; ++j) acc += coef[j] * (a[k] - emb[size_t(j) * E + k]);
+        g[size_t(i) * E + k] = acc;
+    }
+}
+
+__global__ void sum_rows_kernel(float* __restrict__ losses, const float* __restrict__ rows, int n,
+                                const StepState* __restrict__ st) {
+    float acc = 0.0f;
+    for (int i = 0; i < n; ++i) acc += rows[i];
+    losses[st ? st->batch : 0] = acc;
+}
+
+// One warp per row: the squared norm by a fixed shuffle tree, then the scaled row.
+__global__ void l2_forward_kernel(float* __restrict__ z, float* __restrict__ norm, const float* __restrict__ e, int n,
+                                  int E) {
+    const int row = int((long(blockIdx.x) * blockDim.x + threadIdx.x) / 32), lane = threadIdx.x % 32;
+    if (row >= n) return;
+    const float* x = e + size_t(row) * E;
+    float sq = 0.0f;
+    for (int k = lane; k < E; k += 32) sq += x[k] * x[k];
+    for (int o = 16; o > 0; o /= 2) sq += __shfl_xor_sync(0xffffffffu, sq, o);
+    const float r = l2_norm_clamped(sq);
+    if (lane == 0) norm[row] = r;
+    for (int k = lane; k < E; k += 32) z[size_t(row) * E + k] = x[k] / r;
+}
+
+__global__ void l2_backward_kernel(float* de, const float* dz, const float* __restrict__ z,
+                                   const float* __restrict__ norm, int n, int E) {
+    const int row = int((long(blockIdx.x) * blockDim.x + threadIdx.x) / 32), lane = threadIdx.x % 32;
+    if (row >= n) return;
+    const float* g = dz + size_t(row) * E;
+    const float* y = z + size_t(row) * E;
+    const bool clamped = norm[row] <= float(kL2Eps);
+    float dot = 0.0f;
+    if (!clamped)
+        for (int k = lane; k < E; k += 32) dot += y[k] * g[k];
+    for (int o = 16; o > 0; o /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+    // Every lane has read its g[k] (and dot is reduced) before any lane writes de (may alias dz).
+    __syncwarp();
+    for (int k = lane; k < E; k += 32) {
+        const float v = (g[k] - y[k] * dot) / norm[row];
+        de[size_t(row) * E + k] = v;
+    }
+}
+
+}  // namespace
+
+void batch_contrastive_loss(float* g, float* losses, const float* emb, const int* ids, int n, int E, float margin,
+                            Mining mining, float* rows, size_t rows_elems, const StepState* st, cudaStream_t stream) {
+    NvtxRange r("batch_contrastive_loss");
+    require_elems(rows_elems, size_t(n), "batch_contrastive_loss: row scratch");
+    batch_loss_rows_kernel<<<n, kRowThreads, size_t(n) * sizeof(float), stream>>>(g, rows, emb, ids, st, n, E, margin,
+                                                                                  mining);
+    CUDA_CHECK_LAUNCH();
+    sum_rows_kernel<<<1, 1, 0, stream>>>(losses, rows, n, st);
+    CUDA_CHECK_LAUNCH();
+}
+
+void l2_normalize_forward(float* z, float* norm, const float* e, int n, int E, cudaStream_t stream) {
+    NvtxRange r("l2_normalize_forward");
+    l2_forward_kernel<<<blocks_for(32L * n), kThreads, 0, stream>>>(z, norm, e, n, E);
+    CUDA_CHECK_LAUNCH();
+}
+
+void l2_normalize_backward(float* de, const float* dz, const float* z, const float* norm, int n, int E,
+                           cudaStream_t stream) {
+    NvtxRange r("l2_normalize_backward");
+    l2_backward_kernel<<<blocks_for(32L * n), kThreads, 0, stream>>>(de, dz, z, norm, n, E);
+    CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace siamese::cuda

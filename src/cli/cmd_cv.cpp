@@ -1,0 +1,150 @@
+// siamese cv: cross-validation over people (src/cv.cpp): per fold and mean +- sd, the learned
+// model beside the pixel and eigenface baselines.
+#include <cmath>
+#include <cstdio>
+#include <map>
+
+#include "commands.hpp"
+#include "siamese/common.hpp"
+#include "siamese/cv.hpp"
+#include "siamese/jsonio.hpp"
+
+namespace siamese::cli {
+
+namespace {
+
+struct Figure {
+    const char* name;
+    double (*get)(const CvMethod&);
+};
+const Figure kFigures[] = {
+    {"auc", [](const CvMethod& m) { return m.test.auc; }},
+    {"eer", [](const CvMethod& m) { return m.test.eer; }},
+    {"tar_far1", [](const CvMethod& m) { return m.test.tar_far1; }},
+    {"tar_far01", [](const CvMethod& m) { return m.test.tar_far01; }},
+    {"oneshot", [](const CvMethod& m) { return m.test.oneshot_accuracy; }},
+    {"rank1", [](const CvMethod& m) { return m.ident.rank1; }},
+    {"dir_far1", [](const CvMethod& m) { return m.ident.dir_far1; }},
+};
+
+struct MeanSd {
+    double mean = 0, sd = 0;
+};
+MeanSd mean_sd(const std::vector<double>& v) {
+    MeanSd r;
+    if (v.empty()) return r;
+    for (double x : v) r.mean += x;
+    r.mean /= double(v.size());
+    if (v.size() > 1) {
+        for (double x : v) r.sd += (x - r.mean) * (x - r.mean);
+        r.sd = std::sqrt(r.sd / double(v.size() - 1));
+    }
+    return r;
+}
+
+std::string people_range(const std::vector<int>& p) {
+    return p.empty() ? "" : std::to_string(p.front() + 1) + "-" + std::to_string(p.back() + 1);
+}
+
+class Printer final : public CvObserver {
+public:
+    explicit Printer(bool quiet) : quiet_(quiet) {}
+    void fold_started(int fold, int folds, const std::vector<int>& people) override {
+        if (!quiet_) std::printf("fold %d/%d: test people %s (never seen in training)\n", fold, folds, people_range(people).c_str());
+        std::fflush(stdout);
+    }
+    void epoch(int, const EpochStats& s) override {
+        if (quiet_) return;
+        std::printf("\r\033[K  epoch %d  loss %.4f  val_loss %.4f  %.2fs", s.epoch, s.train_loss, s.val_loss, s.seconds);
+        std::fflush(stdout);
+    }
+    void fold_done(const CvFold& f) override {
+        if (quiet_) return;
+        std::printf("\r\033[K");
+        for (const CvMethod& m : f.methods)
+            std::printf("  %-11s AUC %.4f  EER %.4f  TAR@FAR1%% %.4f  one-shot %.4f  rank-1 %.4f  DIR@FAR1%% %.4f\n",
+                        m.name.c_str(), m.test.auc, m.test.eer, m.test.tar_far1, m.test.oneshot_accuracy, m.ident.rank1,
+                        m.ident.dir_far1);
+        std::printf("  %.2f s/epoch on %s\n", f.seconds_per_epoch, f.device.c_str());
+        std::fflush(stdout);
+    }
+
+private:
+    bool quiet_;
+};
+
+}  // namespace
+
+Runner add_cv(CLI::App& app) {
+    auto* sub = app.add_subcommand("cv", "Cross-validate a recipe over people: train on the other folds' people, test on each fold's unseen people");
+    auto spec = std::make_shared<CvSpec>();
+    auto json = std::make_shared<bool>(false), quiet = std::make_shared<bool>(false), no_baselines = std::make_shared<bool>(false);
+    add_recipe_options(sub, spec->recipe);
+    sub->add_option("--folds", spec->folds, "Folds of people (contiguous in natural order; e.g. 4 on ORL: 1-10, 11-20, 21-30, 31-40)")
+        ->capture_default_str()->check(CLI::Range(2, 1000));
+    sub->add_flag("--no-baselines", *no_baselines, "Skip the pixel and eigenface baselines");
+    sub->add_option("--pca-components", spec->pca_components, "Eigenface baseline: principal components")
+        ->capture_default_str()->check(CLI::Range(1, 4096));
+    auto engine = std::make_shared<EngineArgs>();
+    add_engine_options(sub, *engine);
+    sub->add_option("--conv", spec->conv, "CUDA convolutions: custom (fused kernels) or cudnn")->capture_default_str()
+        ->check(CLI::IsMember({"custom", "cudnn"}));
+    sub->add_flag("--json", *json, "Print one JSON object (per fold and mean/sd of every figure) instead of the table");
+    sub->add_flag("--quiet", *quiet, "Print only the summary");
+    return [spec, engine, json, quiet, no_baselines, sub]() {
+        spec->device = engine->device;
+        spec->threads = engine->threads;
+        spec->baselines = !*no_baselines;
+        if (sub->count("--protocol") || sub->count("--train-people") || sub->count("--test-people"))
+            throw UsageError("cv chooses the train and test people itself (--folds); --protocol/--train-people/--test-people do not apply");
+        if (spec->recipe.recipe == "strong") apply_strong_recipe(spec->recipe, given_recipe_options(sub));
+        Printer printer(*quiet || *json);
+        const std::vector<CvFold> folds = run_cv(*spec, printer);
+        // method -> figure -> per-fold values
+        std::vector<std::string> order;
+        std::map<std::string, std::map<std::string, std::vector<double>>> values;
+        for (const CvFold& f : folds)
+            for (const CvMethod& m : f.methods) {
+                if (!values.count(m.name)) order.push_back(m.name);
+                for (const Figure& fig : kFigures) values[m.name][fig.name].push_back(fig.get(m));
+            }
+        std::vector<double> spe;
+        for (const CvFold& f : folds) spe.push_back(f.seconds_per_epoch);
+        if (*json) {
+            nlohmann::json j = {{"recipe", nlohmann::json::parse(recipe_to_json(spec->recipe))}, {"folds", nlohmann::json::array()}};
+            for (const CvFold& f : folds) {
+                nlohmann::json jf = {{"fold", f.fold}, {"test_people", people_range(f.test_people)},
+                                     {"seconds_per_epoch", f.seconds_per_epoch}, {"device", f.device}};
+                for (const CvMethod& m : f.methods)
+                    jf[m.name] = {{"test", report_to_json(m.test)}, {"identification", identify_to_json(m.ident)}};
+                j["folds"].push_back(jf);
+            }
+            for (const std::string& name : order)
+                for (const Figure& fig : kFigures) {
+                    const MeanSd ms = mean_sd(values[name][fig.name]);
+                    j["mean"][name][fig.name] = ms.mean;
+                    j["sd"][name][fig.name] = ms.sd;
+                }
+            j["mean"]["seconds_per_epoch"] = mean_sd(spe).mean;
+            std::printf("%s\n", dump_json(j, 2).c_str());
+            return 0;
+        }
+        std::printf("\n%d-fold cross-validation over people (mean +- sd over folds; test people never seen in training)\n",
+                    int(folds.size()));
+        std::printf("%-11s %-17s %-17s %-17s %-17s %-17s %-17s\n", "method", "AUC", "EER", "TAR@FAR1%", "one-shot",
+                    "rank-1 (open set)", "DIR@FAR1%");
+        for (const std::string& name : order) {
+            std::printf("%-11s", name.c_str());
+            for (const char* fig : {"auc", "eer", "tar_far1", "oneshot", "rank1", "dir_far1"}) {
+                const MeanSd ms = mean_sd(values[name][fig]);
+                std::printf(" %.4f +- %.4f  ", ms.mean, ms.sd);
+            }
+            std::printf("\n");
+        }
+        std::printf("training: %.2f s/epoch (mean over folds), %d epochs, device %s\n", mean_sd(spe).mean,
+                    spec->recipe.epochs, folds.empty() ? "" : folds.front().device.c_str());
+        return 0;
+    };
+}
+
+}  // namespace siamese::cli

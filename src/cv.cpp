@@ -1,0 +1,93 @@
+#include "siamese/cv.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include "siamese/backend.hpp"
+#include "siamese/baselines.hpp"
+#include "siamese/common.hpp"
+#include "siamese/synth.hpp"
+
+namespace siamese {
+
+std::vector<int> cv_fold_people(int n, int folds, int f) {
+    std::vector<int> v;
+    for (int p = int(long(f) * n / folds); p < int(long(f + 1) * n / folds); ++p) v.push_back(p);
+    return v;
+}
+
+CvMethod evaluate_embeddings(const std::string& name, const std::vector<float>& emb, int E, const ImageBank& bank,
+                             const PairSplit& split, double threshold, uint64_t seed) {
+    CvMethod m;
+    m.name = name;
+    const std::vector<float> d = pair_distances(emb, E, split.test);
+    m.test = evaluate_pairs(d, split.test.label, threshold);
+    m.test.sampled_from = split.test.sampled_from;
+    m.test.oneshot_accuracy = oneshot_accuracy(emb, E, bank, split.test_people, kDefaultDraws, seed);
+    m.test.oneshot_draws = kDefaultDraws;
+    const std::vector<int> gallery(split.test_people.begin(), split.test_people.begin() + (split.test_people.size() + 1) / 2);
+    m.ident = identify_on_bank(emb, E, bank, gallery, split.test_people, 1, kDefaultDraws, seed, false);
+    return m;
+}
+
+std::vector<CvFold> run_cv(const CvSpec& spec, CvObserver& observer) {
+    RecipeOptions a = spec.recipe;
+    a.protocol = "people";
+    a.train_people.clear();
+    a.test_people.clear();
+    if (const std::string p = recipe_problem(a); !p.empty()) throw UsageError(p);
+    const Preprocess pp = preprocess_of(a);
+    const ImageBank bank = a.data.empty() ? synth_bank(SynthOptions{}, pp) : load_dataset(a.data, pp);
+    const int n = int(bank.people.size());
+    if (spec.folds < 2 || spec.folds > n / 2)
+        throw UsageError("--folds " + std::to_string(spec.folds) + ": must be 2.." + std::to_string(n / 2) + " for " +
+                         std::to_string(n) + " people (at least two test people a fold)");
+    EngineOptions engine;
+    engine.device = spec.device;
+    engine.threads = spec.threads;
+    engine.conv = parse_conv_algo(spec.conv);
+    engine.graphs = spec.graphs;
+    std::vector<CvFold> out;
+    for (int f = 0; f < spec.folds; ++f) {
+        CvFold fold;
+        fold.fold = f + 1;
+        fold.test_people = cv_fold_people(n, spec.folds, f);
+        std::vector<int> train;
+        for (int p = 0; p < n; ++p)
+            if (std::find(fold.test_people.begin(), fold.test_people.end(), p) == fold.test_people.end()) train.push_back(p);
+        observer.fold_started(f + 1, spec.folds, fold.test_people);
+        const PairSplit split = make_people_pairs(bank, train, fold.test_people, a.seed);
+        const Recipe h = make_recipe(a, bank.height, bank.width, steps_per_epoch(a, split));
+        auto backend = make_backend(h, engine);
+        fold.device = backend->name();
+        backend->upload_images(bank);
+        backend->set_params(glorot_init(backend->layout(), a.seed));
+        TrainCallbacks cb;
+        double seconds = 0;
+        cb.on_epoch = [&](const EpochStats& s) {
+            seconds += s.seconds;
+            observer.epoch(f + 1, s);
+        };
+        const TrainResult res = train_model(*backend, split, h, TrainOptions{}, cb);
+        fold.seconds_per_epoch = seconds / std::max(1, a.epochs);
+        const std::vector<float> emb = backend->embed_bank();
+        fold.methods.push_back(evaluate_embeddings("learned", emb, backend->embed_dim(), bank, split, res.threshold, a.seed));
+        if (spec.baselines) {
+            // Thresholds of the baselines from the same validation pairs (training people).
+            auto with_threshold = [&](const std::string& name, const std::vector<float>& e, int E) {
+                const std::vector<float> dv = pair_distances(e, E, split.val);
+                const double t = dv.empty() ? 0.5 : best_threshold(dv, split.val.label);
+                fold.methods.push_back(evaluate_embeddings(name, e, E, bank, split, t, a.seed));
+            };
+            with_threshold("pixels", pixel_embeddings(bank), bank.image_elems());
+            int k = 0;
+            const std::vector<float> eig = eigenface_embeddings(bank, train, spec.pca_components, &k);
+            with_threshold("eigenfaces", eig, k);
+        }
+        observer.fold_done(fold);
+        out.push_back(std::move(fold));
+    }
+    return out;
+}
+
+}  // namespace siamese
