@@ -94,7 +94,7 @@ TEST_CASE("the first CUDA step's gradient matches the CPU reference, every tenso
         INFO(conv);
         Recipe h = hyper(10);
         auto cpu = make_cpu_backend(h, EngineOptions{});
-        auto gpu = make_cuda_backend(h, engine());
+        auto gpu = make_cuda_backend(h, engine(conv));
         run_steps(*cpu, s, 1, 16, 10);
         run_steps(*gpu, s, 1, 16, 10);
         const auto gc = cpu->last_gradient(), gg = gpu->last_gradient();
@@ -118,7 +118,7 @@ TEST_CASE("three CUDA training steps match the CPU reference, every parameter", 
         INFO(conv);
         Recipe h = hyper(11);
         auto cpu = make_cpu_backend(h, EngineOptions{});
-        auto gpu = make_cuda_backend(h, engine());
+        auto gpu = make_cuda_backend(h, engine(conv));
         const auto pc = run_steps(*cpu, s, 3, 16, 11);
         const auto pg = run_steps(*gpu, s, 3, 16, 11);
         REQUIRE(cudatest::all_finite(pg));

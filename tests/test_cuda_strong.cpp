@@ -1,0 +1,195 @@
+// The strong recipe's CUDA kernels against the CPU reference in double (outputs poisoned first),
+// and P-K training steps of the CUDA engine against the CPU engine: the gradient of the first
+// step, bit-identical repeats, graphs equal to eager launches across epoch ends.
+#include <cstring>
+#include <random>
+
+#include "cuda_test_util.hpp"
+#include "kernels.hpp"
+#include "cpu/augment.hpp"
+#include "cpu/batch_loss.hpp"
+#include "cpu/embed_head.hpp"
+#include "siamese/synth.hpp"
+#include "siamese/trainer.hpp"
+#include "test_util.hpp"
+
+using namespace siamese;
+using namespace siamese::cuda;
+using cudatest::poisoned;
+using cudatest::to_device;
+
+namespace {
+
+StepState* device_state(DeviceBuffer<StepState>& buf, int first, int batch, uint64_t step) {
+    const StepState s{first, batch, step};
+    buf.upload(&s, 1);
+    return buf.get();
+}
+
+}  // namespace
+
+TEST_CASE("L2 head kernels match the CPU reference", "[cuda][strong]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(31);
+    for (auto [n, E] : std::vector<std::pair<int, int>>{{1, 50}, {3, 7}, {257, 128}, {128, 33}}) {
+        INFO("n " << n << " E " << E);
+        auto e = testutil::random_vector(size_t(n) * E, r);
+        const auto dz = testutil::random_vector(e.size(), r);
+        std::vector<double> z(e.size()), norm(n), de(e.size());
+        l2_normalize_forward(z.data(), norm.data(), e.data(), n, E);
+        l2_normalize_backward(de.data(), dz.data(), z.data(), norm.data(), n, E);
+        auto d_e = to_device<float>(e), d_dz = to_device<float>(dz);
+        auto d_z = poisoned<float>(e.size()), d_norm = poisoned<float>(n);
+        l2_normalize_forward(d_z.get(), d_norm.get(), d_e.get(), n, E, nullptr);
+        l2_normalize_backward(d_dz.get(), d_dz.get(), d_z.get(), d_norm.get(), n, E, nullptr);  // in place, as the engine does
+        CUDA_CHECK(cudaDeviceSynchronize());
+        // fp32 sums of up to 128 squares: ~1e-7 relative.
+        CHECK(testutil::rel_error(d_z.download(), z) < 1e-6);
+        CHECK(testutil::rel_error(d_norm.download(), norm) < 1e-6);
+        CHECK(testutil::rel_error(d_dz.download(), de) < 1e-5);
+    }
+}
+
+TEST_CASE("in-batch contrastive loss kernel matches the CPU reference", "[cuda][strong]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(32);
+    for (Mining m : {Mining::All, Mining::Balanced})
+        for (auto [n, E] : std::vector<std::pair<int, int>>{{2, 5}, {5, 50}, {128, 50}, {257, 17}}) {
+            INFO("mining " << int(m) << " n " << n << " E " << E);
+            // The ids sit at an offset in the epoch's order (st->first), as in training.
+            const int first = 7;
+            std::vector<int> ids(first + n, -1);
+            for (int i = 0; i < n; ++i) ids[first + i] = (i / 4) % 40;  // K = 4 images a person
+            // Unit-ish embeddings so both hinge branches occur at margin 0.5.
+            const auto emb = testutil::random_vector(size_t(n) * E, r, -0.3, 0.3);
+            std::vector<double> g(emb.size());
+            const double loss = batch_contrastive_loss<double>(g.data(), emb.data(), ids.data() + first, n, E, 0.5, m);
+            auto d_emb = to_device<float>(emb);
+            auto d_ids = to_device<int>(ids);
+            auto d_g = poisoned<float>(emb.size()), d_losses = poisoned<float>(4), d_rows = poisoned<float>(n);
+            DeviceBuffer<StepState> st;
+            batch_contrastive_loss(d_g.get(), d_losses.get(), d_emb.get(), d_ids.get(), n, E, 0.5f, m, d_rows.get(), n,
+                                   device_state(st, first, 2, 0), nullptr);
+            CUDA_CHECK(cudaDeviceSynchronize());
+            // fp32 over n^2/2 pair terms in another order: 1e-5 relative.
+            CHECK(double(d_losses.download()[2]) == Approx(loss).epsilon(1e-5));
+            CHECK(testutil::rel_error(d_g.download(), g) < 1e-5);
+        }
+}
+
+TEST_CASE("augmentation kernel matches the CPU reference", "[cuda][strong]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(33);
+    const int H = 56, W = 46, images = 10, n = 13, first = 3;
+    const auto bank = testutil::random_vector(size_t(images) * H * W, r, 0, 1);
+    const std::vector<float> bankf(bank.begin(), bank.end());
+    std::vector<int> order(first + n);
+    for (auto& v : order) v = int(r() % images);
+    AugmentConfig c;
+    c.enabled = true;
+    std::vector<float> ref(size_t(n) * H * W);
+    augment_images(ref.data(), bankf.data(), order.data() + first, n, H, W, c, 9, 4);
+    auto d_bank = to_device<float>(bank);
+    auto d_order = to_device<int>(order);
+    auto d_out = poisoned<float>(ref.size());
+    DeviceBuffer<StepState> st;
+    augment_images(d_out.get(), d_bank.get(), d_order.get(), n, H, W, c, 9, device_state(st, first, 0, 4), nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    // Same float rule on both sides; FMA contraction and sincosf differ by an ulp or two, which
+    // bilinear weights turn into ~1e-6 of a pixel.
+    CHECK(testutil::rel_error(d_out.download(), ref) < 1e-5);
+}
+
+namespace {
+
+struct PkSetup {
+    ImageBank bank;
+    PairSplit split;
+    GroupSource src;
+    PkSetup() {
+        SynthOptions so;
+        so.people = 10;
+        so.images = 6;
+        bank = synth_bank(so, Preprocess{});
+        split = make_people_pairs(bank, {0, 1, 2, 3, 4, 5, 6, 7}, {8, 9}, 4, 20);
+        src = group_source(split);
+    }
+};
+
+Recipe strong_recipe(uint64_t seed, bool augment) {
+    Recipe h;
+    h.seed = seed;
+    h.net.embed_relu = false;
+    h.net.l2_normalize = true;
+    h.net.conv_dropout = 0.0f;
+    h.net.dense_dropout = 0.0f;
+    h.opt.kind = OptKind::Adam;
+    h.opt.decay_steps = 20;
+    h.opt.warmup_steps = 2;
+    h.margin = 0.5f;
+    h.sampler = Recipe::Sampler::PK;
+    h.P = 3;
+    h.K = 4;
+    h.augment.enabled = augment;
+    return h;
+}
+
+// `steps` P-K steps walking through epochs (the engine's group path).
+std::vector<float> run_group_steps(Backend& be, const PkSetup& s, const Recipe& h, int steps) {
+    be.upload_images(s.bank);
+    be.set_params(glorot_init(be.layout(), h.seed));
+    const int per = group_batch_images(s.src, h.P, h.K);
+    int epoch = 1, first = 0, size = 0;
+    for (int k = 0; k < steps; ++k) {
+        if (first >= size) {
+            if (k > 0) {
+                be.batch_losses();
+                be.embed_bank();  // validation between epochs, as in training
+            }
+            const GroupOrder o = group_epoch_order(s.src, h.P, h.K, h.seed, epoch++);
+            be.begin_epoch_groups(o);
+            size = o.size();
+            first = 0;
+        }
+        be.train_group(first, per, uint64_t(k));
+        first += per;
+    }
+    be.batch_losses();
+    return be.params();
+}
+
+}  // namespace
+
+TEST_CASE("P-K CUDA steps (augmented, L2 head) match the CPU: first gradient, then determinism and graphs", "[cuda][strong][training]") {
+    SKIP_WITHOUT_CUDA();
+    const PkSetup s;
+    for (bool augment : {false, true}) {
+        INFO("augment " << augment);
+        const Recipe h = strong_recipe(21, augment);
+        auto cpu = make_cpu_backend(h, EngineOptions{});
+        auto gpu = make_cuda_backend(h, EngineOptions{});
+        run_group_steps(*cpu, s, h, 1);
+        run_group_steps(*gpu, s, h, 1);
+        const auto gc = cpu->last_gradient(), gg = gpu->last_gradient();
+        REQUIRE(cudatest::all_finite(gg));
+        const ParamLayout L = make_layout(h.net);
+        for (const auto& t : L.tensors) {
+            INFO(t.name);
+            const std::vector<float> a(gg.begin() + long(t.offset), gg.begin() + long(t.offset + t.size));
+            const std::vector<float> b(gc.begin() + long(t.offset), gc.begin() + long(t.offset + t.size));
+            CHECK(testutil::rel_error(a, b) < 1e-4);  // fp32, different summation orders
+        }
+        // 9 steps cross epoch ends (2 batches an epoch here): graphs twice, and eager.
+        EngineOptions eager;
+        eager.graphs = false;
+        auto g1 = make_cuda_backend(h, EngineOptions{});
+        auto g2 = make_cuda_backend(h, EngineOptions{});
+        auto g3 = make_cuda_backend(h, eager);
+        const auto p1 = run_group_steps(*g1, s, h, 9), p2 = run_group_steps(*g2, s, h, 9), p3 = run_group_steps(*g3, s, h, 9);
+        CHECK(std::memcmp(p1.data(), p2.data(), p1.size() * sizeof(float)) == 0);
+        CHECK(std::memcmp(p1.data(), p3.data(), p1.size() * sizeof(float)) == 0);
+        // And near the CPU after 9 Adam steps (Adam's first steps amplify tiny differences).
+        const auto pc = run_group_steps(*cpu, s, h, 9);
+        CHECK(testutil::rel_error(p1, pc) < 1e-3);
+    }
+}

@@ -1,0 +1,319 @@
+// The strong recipe's operations on the CPU: the L2 embedding head and the linear embedding
+// layer, the in-batch all-pairs loss (gradient checks in double), the augmentation warp, the
+// P-K sampler, the cosine schedule, the eigenface baseline, TAR at FAR, and `cv`/`train
+// --recipe strong` end to end on tiny generated data.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "cpu/augment.hpp"
+#include "cpu/batch_loss.hpp"
+#include "cpu/embed_head.hpp"
+#include "cpu/twin.hpp"
+#include "grad_check.hpp"
+#include "siamese/baselines.hpp"
+#include "siamese/cv.hpp"
+#include "siamese/metrics.hpp"
+#include "siamese/optimizer.hpp"
+#include "siamese/sampler.hpp"
+#include "siamese/synth.hpp"
+#include "test_util.hpp"
+
+using namespace siamese;
+
+namespace {
+
+// The in-batch loss written plainly from its definition (pairs i < j, each class weighted), as
+// an independent check of the row-wise form batch_contrastive_loss uses.
+double loss_by_definition(const std::vector<double>& emb, const std::vector<int>& id, int E, double margin, Mining m) {
+    const int n = int(id.size());
+    long genuine = 0, pairs = 0;
+    for (int i = 0; i < n; ++i)
+        for (int j = i + 1; j < n; ++j) {
+            ++pairs;
+            genuine += id[i] == id[j];
+        }
+    double sg = 0, si = 0;
+    for (int i = 0; i < n; ++i)
+        for (int j = i + 1; j < n; ++j) {
+            double s = 0;
+            for (int k = 0; k < E; ++k) s += (emb[size_t(i) * E + k] - emb[size_t(j) * E + k]) * (emb[size_t(i) * E + k] - emb[size_t(j) * E + k]);
+            const double d = std::sqrt(std::max(s, 1e-7));
+            if (id[i] == id[j])
+                sg += d * d;
+            else
+                si += std::pow(std::max(margin - d, 0.0), 2);
+        }
+    if (m == Mining::All) return (sg + si) / double(pairs);
+    return (genuine ? 0.5 * sg / double(genuine) : 0.0) + (pairs - genuine ? 0.5 * si / double(pairs - genuine) : 0.0);
+}
+
+SynthOptions faces(int people, int images) {
+    SynthOptions o;
+    o.people = people;
+    o.images = images;
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("in-batch contrastive loss equals its definition and its gradient matches finite differences", "[strong][gradcheck]") {
+    std::mt19937_64 r(5);
+    for (Mining m : {Mining::All, Mining::Balanced})
+        for (int n : {2, 5, 12}) {
+            INFO("mining " << int(m) << " n " << n);
+            const int E = 7;
+            std::vector<int> id(n);
+            for (int i = 0; i < n; ++i) id[i] = i % 3;  // several images per person
+            auto emb = testutil::random_vector(size_t(n) * E, r, -0.4, 0.4);
+            std::vector<double> g(emb.size(), std::nan(""));
+            const double loss = batch_contrastive_loss<double>(g.data(), emb.data(), id.data(), n, E, 1.0, m);
+            CHECK(std::fabs(loss - loss_by_definition(emb, id, E, 1.0, m)) < 1e-12 * std::max(1.0, std::fabs(loss)));
+            const auto fd = testutil::numeric_gradient(
+                emb, [&] { return batch_contrastive_loss<double>(nullptr, emb.data(), id.data(), n, E, 1.0, m); });
+            CHECK(testutil::rel_error(g, fd) < 1e-6);  // central differences in double: ~1e-9 truncation
+        }
+}
+
+TEST_CASE("L2 head: unit rows, gradient matches finite differences, clamped rows stay finite", "[strong][gradcheck]") {
+    std::mt19937_64 r(6);
+    const int n = 4, E = 9;
+    auto e = testutil::random_vector(size_t(n) * E, r);
+    std::vector<double> z(e.size()), norm(n);
+    l2_normalize_forward(z.data(), norm.data(), e.data(), n, E);
+    for (int i = 0; i < n; ++i) {
+        double s = 0;
+        for (int k = 0; k < E; ++k) s += z[size_t(i) * E + k] * z[size_t(i) * E + k];
+        CHECK(std::fabs(s - 1.0) < 1e-12);
+    }
+    // A loss of z: sum_k c_k z_k; dL/de by the head's backward against finite differences.
+    const auto c = testutil::random_vector(e.size(), r);
+    auto loss = [&] {
+        std::vector<double> zz(e.size()), nn(n);
+        l2_normalize_forward(zz.data(), nn.data(), e.data(), n, E);
+        double s = 0;
+        for (size_t k = 0; k < zz.size(); ++k) s += c[k] * zz[k];
+        return s;
+    };
+    std::vector<double> de(e.size());
+    l2_normalize_backward(de.data(), c.data(), z.data(), norm.data(), n, E);
+    CHECK(testutil::rel_error(de, testutil::numeric_gradient(e, loss)) < 1e-7);
+    // An all-zero embedding (a dead unit set) is clamped: finite output and gradient.
+    std::vector<double> zero(E, 0.0), z0(E), n0(1), d0(E);
+    l2_normalize_forward(z0.data(), n0.data(), zero.data(), 1, E);
+    l2_normalize_backward(d0.data(), c.data(), z0.data(), n0.data(), 1, E);
+    for (int k = 0; k < E; ++k) CHECK((std::isfinite(z0[k]) && std::isfinite(d0[k])));
+}
+
+TEST_CASE("strong twin (linear + L2 embedding) with the in-batch loss: gradient matches finite differences", "[strong][gradcheck]") {
+    NetConfig cfg;
+    cfg.in_h = 14;
+    cfg.in_w = 12;
+    cfg.conv_filters = {3, 4};
+    cfg.dense = {8, 5};
+    cfg.conv_dropout = 0.0f;
+    cfg.dense_dropout = 0.0f;
+    cfg.embed_relu = false;
+    cfg.l2_normalize = true;
+    CpuTwin<double> twin(cfg);
+    const ParamLayout& L = twin.layout();
+    std::mt19937_64 r(8);
+    const auto p32 = glorot_init(L, 4);
+    std::vector<double> params(p32.begin(), p32.end());
+    for (auto& v : params) v += 0.05 * std::uniform_real_distribution<double>(-1, 1)(r);
+    const int n = 6, E = L.embed_dim();
+    std::vector<std::vector<double>> imgs;
+    for (int i = 0; i < n; ++i) imgs.push_back(testutil::random_vector(size_t(cfg.in_h) * cfg.in_w, r, 0, 1));
+    std::vector<const double*> ptr;
+    for (auto& im : imgs) ptr.push_back(im.data());
+    const std::vector<int> id = {0, 0, 1, 1, 2, 2};
+    auto loss = [&](std::vector<double>* demb) {
+        twin.forward(ptr.data(), n, params.data(), true, 3, 1);
+        if (demb) demb->assign(size_t(n) * E, 0.0);
+        return batch_contrastive_loss<double>(demb ? demb->data() : nullptr, twin.embeddings(), id.data(), n, E, 0.5,
+                                              Mining::All);
+    };
+    std::vector<double> demb, grad(L.total, std::nan(""));
+    loss(&demb);
+    // The embeddings are unit vectors, and the last layer is linear (negative values survive).
+    bool negative = false;
+    for (int i = 0; i < n; ++i) {
+        double s = 0;
+        for (int k = 0; k < E; ++k) {
+            s += twin.embeddings()[size_t(i) * E + k] * twin.embeddings()[size_t(i) * E + k];
+            negative |= twin.embeddings()[size_t(i) * E + k] < 0;
+        }
+        CHECK(std::fabs(s - 1.0) < 1e-12);
+    }
+    CHECK(negative);
+    twin.backward(demb.data(), params.data(), grad.data());
+    const auto fd = testutil::numeric_gradient(params, [&] { return loss(nullptr); });
+    for (const auto& t : L.tensors) {
+        INFO(t.name);
+        std::vector<double> a(grad.begin() + long(t.offset), grad.begin() + long(t.offset + t.size));
+        std::vector<double> f(fd.begin() + long(t.offset), fd.begin() + long(t.offset + t.size));
+        CHECK(testutil::rel_error(a, f) < 1e-5);
+    }
+}
+
+TEST_CASE("augmentation: zero strengths are the identity, flip mirrors, views differ by slot and step", "[strong]") {
+    std::mt19937_64 r(9);
+    const int H = 9, W = 7;
+    const auto src = testutil::random_vector(size_t(H) * W, r, 0, 1);
+    const std::vector<float> bank(src.begin(), src.end());
+    const int32_t gather[2] = {0, 0};
+    AugmentConfig none;
+    none.enabled = true;
+    none.shift = none.rotate = none.scale = none.brightness = none.contrast = 0.0f;
+    none.flip = false;
+    std::vector<float> out(2 * size_t(H) * W);
+    augment_images(out.data(), bank.data(), gather, 2, H, W, none, 1, 0);
+    for (size_t k = 0; k < size_t(H) * W; ++k) CHECK(std::fabs(out[k] - bank[k]) < 1e-6f);
+    // Flip only: some slot/step is mirrored exactly (probability 1/2 each; 8 slots).
+    AugmentConfig flip = none;
+    flip.flip = true;
+    const std::vector<int32_t> g8(8, 0);
+    std::vector<float> o8(8 * size_t(H) * W);
+    augment_images(o8.data(), bank.data(), g8.data(), 8, H, W, flip, 1, 0);
+    int mirrored = 0, same = 0;
+    for (int s = 0; s < 8; ++s) {
+        bool is_mirror = true, is_same = true;
+        for (int y = 0; y < H; ++y)
+            for (int x = 0; x < W; ++x) {
+                const float v = o8[size_t(s) * H * W + size_t(y) * W + x];
+                is_mirror &= std::fabs(v - bank[size_t(y) * W + (W - 1 - x)]) < 1e-5f;
+                is_same &= std::fabs(v - bank[size_t(y) * W + x]) < 1e-5f;
+            }
+        mirrored += is_mirror;
+        same += is_same;
+    }
+    CHECK(mirrored + same == 8);
+    CHECK(mirrored > 0);
+    CHECK(same > 0);
+    // The default jitter: different slots and steps see different views; the same key, the same.
+    AugmentConfig c;
+    c.enabled = true;
+    std::vector<float> a(2 * size_t(H) * W), b(2 * size_t(H) * W), s2(2 * size_t(H) * W);
+    augment_images(a.data(), bank.data(), gather, 2, H, W, c, 1, 5);
+    augment_images(b.data(), bank.data(), gather, 2, H, W, c, 1, 5);
+    augment_images(s2.data(), bank.data(), gather, 2, H, W, c, 1, 6);
+    CHECK(a == b);
+    CHECK(!std::equal(a.begin(), a.begin() + H * W, a.begin() + H * W));  // slot 0 vs slot 1
+    CHECK(a != s2);
+}
+
+TEST_CASE("P-K sampler: P different people x K of their images per batch, only training images, seeded", "[strong]") {
+    const ImageBank bank = synth_bank(faces(12, 5), Preprocess{4, ResizeMode::Stride});
+    const PairSplit split = make_people_pairs(bank, {0, 1, 2, 3, 4, 5, 6, 7}, {8, 9, 10, 11}, 3);
+    const GroupSource src = group_source(split);
+    for (int32_t i : src.image) CHECK(bank.person[i] < 8);
+    const int P = 3, K = 4;
+    const GroupOrder o = group_epoch_order(src, P, K, 7, 1);
+    const int per = group_batch_images(src, P, K);
+    REQUIRE(per == P * K);
+    REQUIRE(o.size() == group_batches(src, P, K) * per);
+    for (int b = 0; b < o.size() / per; ++b) {
+        std::set<int> people;
+        for (int k = 0; k < per; ++k) {
+            const int at = b * per + k;
+            CHECK(o.person[at] == bank.person[o.image[at]]);
+            people.insert(o.person[at]);
+        }
+        CHECK(int(people.size()) == P);
+        for (int p : people) CHECK(std::count(o.person.begin() + b * per, o.person.begin() + (b + 1) * per, p) == K);
+    }
+    CHECK(group_order_checksum(o) == group_order_checksum(group_epoch_order(src, P, K, 7, 1)));
+    CHECK(group_order_checksum(o) != group_order_checksum(group_epoch_order(src, P, K, 7, 2)));
+    // P above the number of training people is capped.
+    CHECK(group_batch_images(src, 50, 2) == 8 * 2);
+}
+
+TEST_CASE("cosine schedule: warm-up, decay to zero; no schedule is the exact lr", "[strong]") {
+    OptimizerConfig c;
+    c.lr = 1e-3f;
+    CHECK(scheduled_lr(c, 1) == c.lr);
+    CHECK(scheduled_lr(c, 1000000) == c.lr);
+    c.decay_steps = 100;
+    c.warmup_steps = 10;
+    CHECK(scheduled_lr(c, 1) == Approx(1e-4 * 0.5 * (1 + std::cos(0.0))).epsilon(1e-6));
+    CHECK(scheduled_lr(c, 5) < scheduled_lr(c, 10));
+    CHECK(scheduled_lr(c, 51) == Approx(0.5e-3).epsilon(1e-5));  // half way: cos(pi/2) = 0
+    CHECK(scheduled_lr(c, 100) == 0.0f);
+    for (uint64_t t = 11; t < 100; ++t) CHECK(scheduled_lr(c, t + 1) <= scheduled_lr(c, t));
+}
+
+TEST_CASE("eigenfaces: full-rank PCA keeps the fit images' distances; symmetric_eigen diagonalises", "[strong][baselines]") {
+    std::vector<double> a = {4, 1, 0, 1, 3, 1, 0, 1, 2}, w, v;
+    const std::vector<double> a0 = a;
+    symmetric_eigen(a, 3, w, v);
+    REQUIRE(w.size() == 3);
+    CHECK(w[0] >= w[1]);
+    CHECK(w[1] >= w[2]);
+    for (int c = 0; c < 3; ++c)  // A v = w v
+        for (int i = 0; i < 3; ++i) {
+            double s = 0;
+            for (int k = 0; k < 3; ++k) s += a0[size_t(i) * 3 + k] * v[size_t(k) * 3 + c];
+            CHECK(s == Approx(w[c] * v[size_t(i) * 3 + c]).margin(1e-10));
+        }
+    const ImageBank bank = synth_bank(faces(6, 3), Preprocess{8, ResizeMode::Stride});
+    int k = 0;
+    // 3 people x 3 images: 9 fit images span 8 dimensions after the mean: every one kept.
+    const std::vector<float> e = eigenface_embeddings(bank, {0, 1, 2}, 50, &k);
+    REQUIRE(k == 8);
+    const std::vector<float> px = pixel_embeddings(bank);
+    const int D = bank.image_elems();
+    for (int i = 0; i < 9; ++i)
+        for (int j = i + 1; j < 9; ++j) {
+            double dp = 0, de = 0;
+            for (int d = 0; d < D; ++d) dp += std::pow(double(px[size_t(i) * D + d]) - px[size_t(j) * D + d], 2);
+            for (int c = 0; c < k; ++c) de += std::pow(double(e[size_t(i) * k + c]) - e[size_t(j) * k + c], 2);
+            CHECK(std::sqrt(de) == Approx(std::sqrt(dp)).epsilon(1e-4));  // float projections of float pixels
+        }
+}
+
+TEST_CASE("TAR at FAR: the genuine pairs accepted below the threshold that admits the given impostor share", "[metrics]") {
+    // 4 genuine at 0.1..0.4, 10 impostors at 0.35, 0.5..1.3: at FAR 0 the threshold stops at
+    // 0.35 (three genuine below it); at FAR 10% the impostor at 0.35 is admitted (all four).
+    std::vector<float> d = {0.1f, 0.2f, 0.3f, 0.4f, 0.35f};
+    std::vector<float> y = {1, 1, 1, 1, 0};
+    for (int k = 0; k < 9; ++k) {
+        d.push_back(0.5f + 0.1f * k);
+        y.push_back(0);
+    }
+    CHECK(tar_at_far(d, y, 0.0) == Approx(0.75));
+    CHECK(tar_at_far(d, y, 0.1) == Approx(1.0));
+}
+
+TEST_CASE("cv and train --recipe strong run end to end on tiny generated faces", "[strong][cli]") {
+    const std::string dir = testutil::temp_dir("strong");
+    REQUIRE(testutil::run_cli("synth --out " + dir + "/faces --people 8 --images 4").status == 0);
+    const auto t = testutil::run_cli("train --recipe strong --data " + dir + "/faces --protocol people --test-people 7-8 "
+                                     "--epochs 2 --pk-people 3 --pk-images 4 --downsample 4 --device cpu --threads 2 --quiet --out " +
+                                     dir + "/run");
+    INFO(t.out);
+    REQUIRE(t.status == 0);
+    const auto v = testutil::run_cli("verify --model " + dir + "/run/model.safetensors " + dir + "/faces/s1/1.pgm " + dir +
+                                     "/faces/s1/2.pgm");
+    INFO(v.out);
+    CHECK(v.status == 0);
+    // The model records its head: a linear, L2-normalised embedding (distances at most 2).
+    CHECK(testutil::run_cli("eval --model " + dir + "/run/model.safetensors --data " + dir + "/faces --people 7-8 --json")
+              .status == 0);
+    const auto cv = testutil::run_cli("cv --recipe strong --data " + dir + "/faces --folds 2 --epochs 1 --pk-people 3 "
+                                      "--pk-images 4 --downsample 4 --device cpu --threads 2 --json");
+    INFO(cv.out);
+    REQUIRE(cv.status == 0);
+    const auto j = nlohmann::json::parse(cv.out.substr(cv.out.find('{')));
+    REQUIRE(j["folds"].size() == 2);
+    for (const char* m : {"learned", "pixels", "eigenfaces"}) {
+        INFO(m);
+        CHECK(j["folds"][0].contains(m));
+        CHECK(j["mean"][m]["auc"].get<double>() > 0.0);
+    }
+    CHECK(j["recipe"]["sampler"] == "pk");
+    CHECK(testutil::run_cli("cv --data " + dir + "/faces --folds 9").status == 2);  // 8 people: at most 4 folds
+    CHECK(testutil::run_cli("train --sampler pairs --augment true --epochs 1 --out " + dir + "/x").status == 2);
+}
