@@ -300,8 +300,13 @@ TEST_CASE("cv and train --recipe strong run end to end on tiny generated faces",
     INFO(v.out);
     CHECK(v.status == 0);
     // The model records its head: a linear, L2-normalised embedding (distances at most 2).
-    CHECK(testutil::run_cli("eval --model " + dir + "/run/model.safetensors --data " + dir + "/faces --people 7-8 --json")
-              .status == 0);
+    const auto ev = testutil::run_cli("eval --model " + dir + "/run/model.safetensors --data " + dir +
+                                      "/faces --people 7-8 --baselines --json");
+    INFO(ev.out);
+    REQUIRE(ev.status == 0);
+    const auto je = nlohmann::json::parse(ev.out.substr(ev.out.find('{')));
+    CHECK(je["baselines"]["pixels"]["auc"].get<double>() > 0.0);
+    CHECK(je["baselines"]["eigenfaces"]["auc"].get<double>() > 0.0);  // fit on people 1-6
     const auto cv = testutil::run_cli("cv --recipe strong --data " + dir + "/faces --folds 2 --epochs 1 --pk-people 3 "
                                       "--pk-images 4 --downsample 4 --device cpu --threads 2 --json");
     INFO(cv.out);

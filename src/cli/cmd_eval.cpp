@@ -1,9 +1,11 @@
 // siamese eval: the test figures of a trained model on any folder of people (all pairs among
 // them, with one-shot identification), or with --identify the open-set identification figures.
+#include <algorithm>
 #include <cstdio>
 
 #include "commands.hpp"
 #include "model_io.hpp"
+#include "siamese/baselines.hpp"
 #include "siamese/common.hpp"
 #include "siamese/jsonio.hpp"
 #include "siamese/trainer.hpp"
@@ -15,7 +17,8 @@ Runner add_eval(CLI::App& app) {
     struct Args {
         EngineArgs engine;
         std::string model, data, people, gallery_people, probe_people;
-        bool json = false, identify = false, mean = false;
+        bool json = false, identify = false, mean = false, baselines = false;
+        std::string fit_people;
         int gallery_images = 1, draws = 20;
         uint64_t seed = 1;
     };
@@ -31,6 +34,10 @@ Runner add_eval(CLI::App& app) {
     sub->add_option("--draws", a->draws, "Seeded random draws averaged (one-shot and --identify)")->capture_default_str()
         ->check(CLI::Range(1, 100000));
     sub->add_flag("--mean", a->mean, "--identify: compare with each person's mean embedding");
+    sub->add_flag("--baselines", a->baselines,
+                  "Also the same figures for nearest neighbour on raw pixels and on eigenfaces (PCA-50 fit on --fit-people)");
+    sub->add_option("--fit-people", a->fit_people,
+                    "--baselines: people the eigenfaces are fit on (default: every person of the folder not in --people)");
     sub->add_flag("--json", a->json, "Print one JSON object instead of text");
     sub->add_option("--seed", a->seed, "Seed of the gallery draws")->capture_default_str()
         ->check(seed_validator());
@@ -73,14 +80,47 @@ Runner add_eval(CLI::App& app) {
         const PairSet pairs = all_pairs(bank, people, a->seed);
         const TestReport r = evaluate_model(*m.backend, bank, pairs, m.model.threshold, people, a->seed, nullptr, nullptr,
                                               a->draws);
+        // Baselines on the same pairs and draws: no threshold of their own (accuracy at the
+        // model's is meaningless for them), so their AUC, EER, TAR and one-shot are the figures.
+        std::vector<std::pair<std::string, TestReport>> base;
+        std::string eigen_note;
+        if (a->baselines) {
+            auto report_of = [&](const std::vector<float>& emb, int E) {
+                TestReport b = evaluate_pairs(pair_distances(emb, E, pairs), pairs.label, m.model.threshold);
+                b.sampled_from = pairs.sampled_from;
+                b.oneshot_accuracy = oneshot_accuracy(emb, E, bank, people, a->draws, a->seed);
+                b.oneshot_draws = a->draws;
+                return b;
+            };
+            base.push_back({"pixels", report_of(pixel_embeddings(bank), bank.image_elems())});
+            std::vector<int> fit;
+            if (!a->fit_people.empty())
+                fit = parse_people_list(a->fit_people, n, "--fit-people");
+            else
+                for (int p = 0; p < n; ++p)
+                    if (std::find(people.begin(), people.end(), p) == people.end()) fit.push_back(p);
+            if (fit.empty()) {
+                eigen_note = "eigenfaces skipped: no people left to fit them on (give --fit-people, e.g. the training people)";
+            } else {
+                int k = 0;
+                const std::vector<float> eig = eigenface_embeddings(bank, fit, 50, &k);
+                base.push_back({"eigenfaces", report_of(eig, k)});
+            }
+        }
         if (a->json) {
             nlohmann::json j = report_to_json(r);
             j["threshold"] = m.model.threshold;
             j["people"] = people.size();
+            for (const auto& [name, b] : base) j["baselines"][name] = report_to_json(b);
+            if (!eigen_note.empty()) j["baselines"]["note"] = eigen_note;
             std::printf("%s\n", dump_json(j).c_str());
         } else {
             std::printf("%zu people, model threshold %.4f\n", people.size(), m.model.threshold);
             print_report(r, m.model.threshold);
+            for (const auto& [name, b] : base)
+                std::printf("baseline %-10s ROC AUC %.4f  EER %.4f  TAR at FAR 1%% %.4f  one-shot %.4f\n", name.c_str(), b.auc,
+                            b.eer, b.tar_far1, b.oneshot_accuracy);
+            if (!eigen_note.empty()) std::printf("%s\n", eigen_note.c_str());
         }
         return 0;
     };
