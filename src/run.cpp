@@ -19,6 +19,7 @@
 #include <sstream>
 
 #include "siamese/backend.hpp"
+#include "siamese/baselines.hpp"
 #include "siamese/files.hpp"
 #include "siamese/model.hpp"
 #include "siamese/common.hpp"
@@ -446,6 +447,33 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
                               {"history", history},
                               {"test", report_to_json(outcome.test)}};
     if (a.recipe != "tutorial") summary["recipe"] = nlohmann::json::parse(recipe_to_json(a));
+    summary["recipe_name"] = a.recipe;
+    if (!spec.command.empty()) summary["command"] = spec.command;
+    {
+        std::vector<double> secs;
+        for (const auto& e : history) secs.push_back(e["seconds"].get<double>());
+        std::sort(secs.begin(), secs.end());
+        if (!secs.empty()) summary["seconds_per_epoch"] = secs[secs.size() / 2];  // median: the first epoch warms up
+    }
+    // What no learning gets on the same test pairs and one-shot draws: nearest neighbour on the
+    // pixels and on eigenfaces fit on the training people (every person for the tutorial
+    // protocol, whose test pairs reuse the training images anyway).
+    {
+        std::vector<int> fit = split.train_people;
+        if (fit.empty())
+            for (int p = 0; p < int(bank.people.size()); ++p) fit.push_back(p);
+        auto figures = [&](const std::vector<float>& e, int E) {
+            const TestReport b = evaluate_pairs(pair_distances(e, E, split.test), split.test.label, res.threshold);
+            nlohmann::json j = {{"auc", b.auc}, {"eer", b.eer}, {"tar_at_far_1pct", b.tar_far1}};
+            if (!oneshot_people.empty())
+                j["oneshot_accuracy"] = oneshot_accuracy(e, E, bank, oneshot_people, kDefaultDraws, a.seed);
+            return j;
+        };
+        summary["baselines"]["pixels"] = figures(pixel_embeddings(bank), bank.image_elems());
+        int k = 0;
+        const std::vector<float> eig = eigenface_embeddings(bank, fit, 50, &k);
+        summary["baselines"]["eigenfaces"] = figures(eig, k);
+    }
     if (outcome.identified) summary["identification"] = identify_to_json(outcome.identification);
     for (const auto& e : history) summary["epoch_seconds"].push_back(e["seconds"]);
     write_file_atomic(out + "/summary.json", dump_json(summary, 2) + "\n");

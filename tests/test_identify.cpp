@@ -179,11 +179,25 @@ TEST_CASE("every run writes SVG plots and a self-contained report", "[identify][
     CHECK(hist.find(thr) != std::string::npos);
     const std::string html = read_file_bytes(dir + "/run/report.html");
     CHECK(html.find("<!DOCTYPE html>") == 0);
-    CHECK(count_of(html, "<svg") == 3);
+    CHECK(count_of(html, "<svg") == 4);  // loss, ROC, DET, distances
     CHECK(html.find("src=") == std::string::npos);   // no external assets
     CHECK(html.find("href=") == std::string::npos);
-    CHECK(html.find(summary["test"]["auc"].dump()) != std::string::npos);
-    CHECK(html.find(summary["test"]["accuracy"].dump()) != std::string::npos);
+    // Figures rounded to four decimals, labels without JSON quotes, the baselines beside them.
+    std::smatch am;
+    REQUIRE(std::regex_search(html, am, std::regex("<th>test auc</th><td>([^<]*)</td>")));
+    CHECK(am[1].str().size() <= 6);  // "0.9876" or "1"
+    CHECK(std::stod(am[1].str()) == Approx(summary["test"]["auc"].get<double>()).margin(5e-5));
+    CHECK(html.find("<th>protocol</th><td>tutorial</td>") != std::string::npos);
+    CHECK(html.find("<th>baseline pixels auc</th>") != std::string::npos);
+    CHECK(html.find("<th>baseline eigenfaces auc</th>") != std::string::npos);
+    // Ticks at round values: every tick label of the ROC is a multiple of its step (0.2 here).
+    const std::regex tick("class=\"xtick\"[^>]*>([^<]*)<");
+    for (auto it = std::sregex_iterator(roc.begin(), roc.end(), tick); it != std::sregex_iterator(); ++it) {
+        const double v = std::stod((*it)[1].str());
+        CHECK(std::fabs(v * 5 - std::round(v * 5)) < 1e-9);
+    }
+    const std::string det = read_file_bytes(dir + "/run/det.svg");
+    CHECK(det.find("DET") != std::string::npos);
 }
 
 TEST_CASE("plots stay small whatever the number of test pairs", "[identify][report]") {

@@ -58,6 +58,7 @@ struct RunSpec {
     std::string conv = "custom";  // CUDA convolutions: custom or cudnn
     bool graphs = true, profile = false;
     std::string out = "run";
+    std::string command;          // as typed, for summary.json and the report (informational)
     std::string resume;           // a run folder to continue (then recipe and out come from it)
     // With resume: the recipe options the user gave (as on the command line, "--lr"); each must
     // equal the saved value (--checkpoint-every may change) or the run is refused, naming it.

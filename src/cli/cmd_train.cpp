@@ -123,6 +123,7 @@ Runner add_train(CLI::App& app) {
                 std::printf("note: --checkpoint-every %d applies from now on\n", spec->recipe.checkpoint_every);
         }
         spec->graphs = !*no_graphs;
+        spec->command = command_line();
         Printer printer(*quiet, spec->profile);
         // SIGINT/SIGTERM stop the run at the next batch; the last checkpoint stays for --resume.
         static volatile std::sig_atomic_t stop = 0;

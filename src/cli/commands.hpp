@@ -26,6 +26,8 @@ struct EngineArgs {
     int threads = 0;
 };
 void add_engine_options(CLI::App* sub, EngineArgs& e);
+// The command line this process was started with (shell-quoted), for summaries and reports.
+std::string& command_line();
 // A seed: digits only, 0 .. 2^64-1 ("-1" and "1e23" are refused, not wrapped or rounded).
 CLI::Validator seed_validator();
 

@@ -13,6 +13,11 @@ void add_engine_options(CLI::App* sub, EngineArgs& e) {
     sub->add_option("--threads", e.threads, "CPU threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
 }
 
+std::string& command_line() {
+    static std::string line;
+    return line;
+}
+
 CLI::Validator seed_validator() {
     return CLI::Validator(
         [](std::string& s) -> std::string {
@@ -27,6 +32,16 @@ CLI::Validator seed_validator() {
 }  // namespace siamese::cli
 
 int main(int argc, char** argv) {
+    // The command as typed (shell-quoted where needed), for the run's summary and report.
+    for (int i = 0; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a.empty() || a.find_first_of(" \t'\"$\\") != std::string::npos) {
+            std::string q = "'";
+            for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+            a = q + "'";
+        }
+        siamese::cli::command_line() += (i ? " " : "") + a;
+    }
     CLI::App app{"siamese: a CUDA training engine for Siamese face verification", "siamese"};
     app.require_subcommand(1);
     const std::vector<std::pair<std::string, siamese::cli::Runner>> commands = {
