@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "buffer.hpp"
+#include "kernels.hpp"
 #include "siamese/backend.hpp"
 
 // Ends the test case early, printing the marker CTest's SKIP_REGULAR_EXPRESSION looks for.
@@ -36,6 +37,14 @@ siamese::cuda::DeviceBuffer<T> poisoned(size_t n) {
     siamese::cuda::DeviceBuffer<T> d(n);
     d.fill_bytes(0xFF);
     return d;
+}
+
+// A device StepState at (first, batch, step), as a captured training step would find it.
+inline siamese::cuda::StepState* device_state(siamese::cuda::DeviceBuffer<siamese::cuda::StepState>& buf, int first,
+                                             int batch, uint64_t step) {
+    const siamese::cuda::StepState s{first, batch, step};
+    buf.upload(&s, 1);
+    return buf.get();
 }
 
 template <class T>

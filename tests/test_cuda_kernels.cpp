@@ -22,6 +22,7 @@
 using namespace siamese;
 using namespace siamese::cuda;
 using cudatest::poisoned;
+using cudatest::device_state;
 using cudatest::to_device;
 
 namespace {
@@ -43,11 +44,6 @@ long argmax_mismatches(const std::vector<uint8_t>& got, const std::vector<uint8_
     return diff;
 }
 
-StepState* device_state(DeviceBuffer<StepState>& buf, int first, int batch, uint64_t step) {
-    const StepState s{first, batch, step};
-    buf.upload(&s, 1);
-    return buf.get();
-}
 
 // CPU forward of one conv block in double: pooled, dropped output and argmax per image, and each
 // window's gap between its two largest conv values (for the near-tie rule above).

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "cuda_test_util.hpp"
+#include "tensor_check.hpp"
 #include "kernels.hpp"
 #include "cpu/augment.hpp"
 #include "cpu/batch_loss.hpp"
@@ -16,15 +17,11 @@
 using namespace siamese;
 using namespace siamese::cuda;
 using cudatest::poisoned;
+using cudatest::device_state;
 using cudatest::to_device;
 
 namespace {
 
-StepState* device_state(DeviceBuffer<StepState>& buf, int first, int batch, uint64_t step) {
-    const StepState s{first, batch, step};
-    buf.upload(&s, 1);
-    return buf.get();
-}
 
 }  // namespace
 
@@ -172,13 +169,7 @@ TEST_CASE("P-K CUDA steps (augmented, L2 head) match the CPU: first gradient, th
         run_group_steps(*gpu, s, h, 1);
         const auto gc = cpu->last_gradient(), gg = gpu->last_gradient();
         REQUIRE(cudatest::all_finite(gg));
-        const ParamLayout L = make_layout(h.net);
-        for (const auto& t : L.tensors) {
-            INFO(t.name);
-            const std::vector<float> a(gg.begin() + long(t.offset), gg.begin() + long(t.offset + t.size));
-            const std::vector<float> b(gc.begin() + long(t.offset), gc.begin() + long(t.offset + t.size));
-            CHECK(testutil::rel_error(a, b) < 1e-4);  // fp32, different summation orders
-        }
+        testutil::check_per_tensor(make_layout(h.net), gg, gc, 1e-4);  // fp32, different summation orders
         // 9 steps cross epoch ends (2 batches an epoch here): graphs twice, and eager.
         EngineOptions eager;
         eager.graphs = false;

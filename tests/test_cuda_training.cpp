@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "cuda_test_util.hpp"
+#include "tensor_check.hpp"
 #include "siamese/synth.hpp"
 #include "siamese/trainer.hpp"
 #include "test_util.hpp"
@@ -101,13 +102,7 @@ TEST_CASE("the first CUDA step's gradient matches the CPU reference, every tenso
         REQUIRE(cudatest::all_finite(gg));
         // fp32 on both sides with different summation orders over up to 32 images x 594
         // positions: 1e-4 relative per tensor.
-        const ParamLayout L = make_layout(h.net);
-        for (const auto& t : L.tensors) {
-            INFO(t.name);
-            const std::vector<float> a(gg.begin() + long(t.offset), gg.begin() + long(t.offset + t.size));
-            const std::vector<float> b(gc.begin() + long(t.offset), gc.begin() + long(t.offset + t.size));
-            CHECK(testutil::rel_error(a, b) < 1e-4);
-        }
+        testutil::check_per_tensor(make_layout(h.net), gg, gc, 1e-4);
     }
 }
 
@@ -124,13 +119,7 @@ TEST_CASE("three CUDA training steps match the CPU reference, every parameter", 
         REQUIRE(cudatest::all_finite(pg));
         // Per tensor: fp32 on both sides, different summation orders; RMSprop divides by
         // sqrt(v), so early steps amplify tiny gradient differences: 1e-3 relative.
-        const ParamLayout L = make_layout(h.net);
-        for (const auto& t : L.tensors) {
-            INFO(t.name);
-            const std::vector<float> a(pg.begin() + long(t.offset), pg.begin() + long(t.offset + t.size));
-            const std::vector<float> b(pc.begin() + long(t.offset), pc.begin() + long(t.offset + t.size));
-            CHECK(testutil::rel_error(a, b) < 1e-3);
-        }
+        testutil::check_per_tensor(make_layout(h.net), pg, pc, 1e-3);
     }
 }
 

@@ -14,6 +14,7 @@
 #include "cpu/embed_head.hpp"
 #include "cpu/twin.hpp"
 #include "grad_check.hpp"
+#include "tensor_check.hpp"
 #include "siamese/baselines.hpp"
 #include "siamese/cv.hpp"
 #include "siamese/metrics.hpp"
@@ -151,12 +152,7 @@ TEST_CASE("strong twin (linear + L2 embedding) with the in-batch loss: gradient 
     CHECK(negative);
     twin.backward(demb.data(), params.data(), grad.data());
     const auto fd = testutil::numeric_gradient(params, [&] { return loss(nullptr); });
-    for (const auto& t : L.tensors) {
-        INFO(t.name);
-        std::vector<double> a(grad.begin() + long(t.offset), grad.begin() + long(t.offset + t.size));
-        std::vector<double> f(fd.begin() + long(t.offset), fd.begin() + long(t.offset + t.size));
-        CHECK(testutil::rel_error(a, f) < 1e-5);
-    }
+    testutil::check_per_tensor(L, grad, fd, 1e-5);
 }
 
 TEST_CASE("augmentation: zero strengths are the identity, flip mirrors, views differ by slot and step", "[strong]") {

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "grad_check.hpp"
+#include "tensor_check.hpp"
 #include "cpu/loss.hpp"
 #include "cpu/twin.hpp"
 #include "test_util.hpp"
@@ -50,13 +51,7 @@ TEST_CASE("whole twin network gradient matches finite differences (double, dropo
     twin_loss(twin, imgs, params.data(), y, true, &demb);
     twin.backward(demb.data(), params.data(), grad.data());
     const auto fd = testutil::numeric_gradient(params, [&] { return twin_loss<double>(twin, imgs, params.data(), y, true, nullptr); });
-    // Per tensor, so a wrong layer is named.
-    for (const auto& t : L.tensors) {
-        INFO(t.name);
-        std::vector<double> a(grad.begin() + long(t.offset), grad.begin() + long(t.offset + t.size));
-        std::vector<double> n(fd.begin() + long(t.offset), fd.begin() + long(t.offset + t.size));
-        CHECK(testutil::rel_error(a, n) < 1e-5);
-    }
+    testutil::check_per_tensor(L, grad, fd, 1e-5);
 }
 
 TEST_CASE("float twin agrees with the double twin", "[twin]") {
