@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one GPU check (issue 8). In order of what matters most if time runs out: record the
 # environment; build for sm_90; the whole test suite with every [cuda] test; the reference recipe
-# trained on the GPU (custom and cuDNN convolutions) and on the CPU, compared; PyTorch on the GPU
+# trained on the GPU (custom and cuDNN convolutions) and on the CPU, compared; the strong recipe
+# on both engines (30 epochs, unseen people), compared; PyTorch on the GPU
 # on the same pairs (eager); compute-sanitizer memcheck on a 2-epoch GPU training and on every
 # [cuda] test; racecheck on the kernels that use shared memory; --profile's per-phase table;
 # PyTorch with torch.compile(mode="reduce-overhead") (CUDA graphs). Without a GPU it runs the
@@ -140,6 +141,14 @@ else
   echo "SKIPPED: no GPU" > "$logs/train_cuda_cudnn.log"
 fi
 train cpu 150 --device cpu
+# The strong recipe (P-K batches, augmentation, L2 head) on unseen people, 30 epochs, both engines.
+strong() {  # name limit args...
+  local name=$1 limit=$2; shift 2
+  stage "train_$name" "$limit" "$bin" train "${data_args[@]}" --recipe strong --protocol people --train-people 1-30 \
+    --test-people 31-40 --epochs 30 --seed 1 --out "$logs/run_$name" "$@"
+}
+if [ $have_gpu = 1 ]; then strong strong_cuda 60 --device cuda; else echo "SKIPPED: no GPU" > "$logs/train_strong_cuda.log"; fi
+strong strong_cpu 60 --device cpu
 
 # 4. PyTorch on the same pairs, eager (compiled at the end: it is the slowest)
 py=python3; timeout 60 python3 -c 'import torch' 2>/dev/null || py=/usr/bin/python3  # Debian's, on a CPU machine
@@ -166,7 +175,7 @@ if [ $have_gpu = 1 ] && command -v compute-sanitizer >/dev/null; then
   stage memcheck_train 120 "${cs[@]}" --tool memcheck "$bin" train "${data_args[@]}" --epochs 2 --device cuda --quiet \
     --out "$logs/run_memcheck"
   stage memcheck_tests 150 "${cs[@]}" --tool memcheck build-gpu/tests/siamese_cuda_tests "[cuda]"
-  stage racecheck 90 "${cs[@]}" --tool racecheck build-gpu/tests/siamese_cuda_tests "[loss],[eval]"
+  stage racecheck 90 "${cs[@]}" --tool racecheck build-gpu/tests/siamese_cuda_tests "[loss],[eval],[strong]"
 else
   for s in memcheck_train memcheck_tests racecheck; do
     echo "SKIPPED: $( [ $have_gpu = 1 ] && echo 'compute-sanitizer not found' || echo 'no GPU')" > "$logs/$s.log"

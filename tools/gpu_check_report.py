@@ -76,7 +76,7 @@ def steady(e):
 
 
 runs = {}
-for name in ("cuda", "cuda_cudnn", "cpu"):
+for name in ("cuda", "cuda_cudnn", "cpu", "strong_cuda", "strong_cpu"):
     s = summary(name)
     if s is None:
         row(f"train {name}", why_not(f"train_{name}") or "no summary.json")
@@ -89,16 +89,18 @@ for name in ("cuda", "cuda_cudnn", "cpu"):
 res["runs"] = runs
 if "cuda_cudnn" in runs:
     row("cuDNN algorithms", runs["cuda_cudnn"]["device"][:300])
-if "cpu" in runs:
-    for name in ("cuda", "cuda_cudnn"):
-        if name not in runs:
-            continue
-        a, c = runs[name], runs["cpu"]
-        dauc = abs(a["test"]["auc"] - c["test"]["auc"])
-        dloss = abs(a["epoch_losses"][0] - c["epoch_losses"][0]) / abs(c["epoch_losses"][0])
-        ok = dauc <= 0.005 and dloss <= 1e-3
-        res[f"agreement_{name}"] = {"auc_diff": dauc, "epoch1_loss_rel_diff": dloss, "ok": ok}
-        row(f"{name} vs cpu", f"{'AGREE' if ok else 'DISAGREE'}: |dAUC| {dauc:.5f} (<= 0.005), epoch-1 loss rel {dloss:.2e} (<= 1e-3)")
+# Agreement with the CPU: the same recipe, seed and pairs; fp32 rounding differs, so the first
+# epoch's loss within 1e-3 and the test AUC within 0.005 (0.02 for the strong recipe: 90 Adam
+# steps on augmented views amplify rounding differences more than 13 RMSprop epochs do).
+for name, ref, auc_tol in (("cuda", "cpu", 0.005), ("cuda_cudnn", "cpu", 0.005), ("strong_cuda", "strong_cpu", 0.02)):
+    if name not in runs or ref not in runs:
+        continue
+    a, c = runs[name], runs[ref]
+    dauc = abs(a["test"]["auc"] - c["test"]["auc"])
+    dloss = abs(a["epoch_losses"][0] - c["epoch_losses"][0]) / abs(c["epoch_losses"][0])
+    ok = dauc <= auc_tol and dloss <= 1e-3
+    res[f"agreement_{name}"] = {"auc_diff": dauc, "epoch1_loss_rel_diff": dloss, "ok": ok}
+    row(f"{name} vs {ref}", f"{'AGREE' if ok else 'DISAGREE'}: |dAUC| {dauc:.5f} (<= {auc_tol}), epoch-1 loss rel {dloss:.2e} (<= 1e-3)")
 
 # ---- PyTorch
 torch_runs = {}
