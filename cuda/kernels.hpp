@@ -6,7 +6,8 @@
 // device-side StepState, the library handle, the stream.
 //
 // Batch layout: a batch of `count` pairs is 2*count images; image slot s < count is pair s's
-// left image, slot count + s its right one. Activations are (2*count, elems) row-major.
+// left image, slot count + s its right one. Activations are (2*count, elems) row-major. A P-K
+// batch (the strong recipe) is simply its `count` images in the epoch's group order.
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
