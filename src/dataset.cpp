@@ -1,4 +1,5 @@
 #include "siamese/dataset.hpp"
+#include "siamese/image_io.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -94,7 +95,7 @@ bool has_pgm_extension(const std::string& path) {
     return ext == ".pgm";
 }
 
-ImageBank load_dataset(const std::string& dir, const Preprocess& pp) {
+ImageBank load_dataset(const std::string& dir, const Preprocess& pp, int raw_width, int raw_height) {
     std::error_code ec;
     if (!fs::exists(dir, ec)) throw DataError(dir + ": data folder does not exist");
     if (!fs::is_directory(dir, ec)) throw DataError(dir + ": not a folder");
@@ -112,6 +113,7 @@ ImageBank load_dataset(const std::string& dir, const Preprocess& pp) {
     std::sort(people.begin(), people.end(), natural_less);
 
     ImageBank bank;
+    int resized = 0;
     for (const auto& name : people) {
         const fs::path pdir = fs::path(dir) / name;
         std::vector<std::string> files;
@@ -125,22 +127,35 @@ ImageBank load_dataset(const std::string& dir, const Preprocess& pp) {
                 continue;
             }
             if (!regular) continue;  // folders, FIFOs, devices
-            if (!has_pgm_extension(pit->path().string())) {
-                std::fprintf(stderr, "warning: %s: not a .pgm file, skipped\n", pit->path().c_str());
+            if (!has_image_extension(pit->path().string())) {
+                std::fprintf(stderr, "warning: %s: not a .pgm, .png or .jpg file, skipped\n", pit->path().c_str());
                 continue;
             }
             files.push_back(pit->path().filename().string());
         }
         if (ec) throw DataError(pdir.string() + ": cannot read folder (" + ec.message() + ")");
-        if (files.empty()) throw DataError(pdir.string() + ": person folder has no .pgm images");
+        if (files.empty()) throw DataError(pdir.string() + ": person folder has no images (.pgm, .png, .jpg)");
         std::sort(files.begin(), files.end(), natural_less);
         const int pidx = int(bank.people.size());
         bank.people.push_back(name);
         for (const auto& f : files) {
             const std::string path = (pdir / f).string();
-            bank.add(read_pgm(path), pidx, path, pp);
+            PgmImage img = read_image(path);  // PGM, PNG or JPEG, by content
+            // Photos of another size than the first are brought to it (centre crop to its
+            // aspect, then area averaging or bilinear), and counted for one warning.
+            const int want_w = raw_width > 0 ? raw_width : bank.person.empty() ? img.width : bank.raw_width;
+            const int want_h = raw_height > 0 ? raw_height : bank.person.empty() ? img.height : bank.raw_height;
+            if (img.width != want_w || img.height != want_h) {
+                img = fit_image(img, want_w, want_h, Fit::Crop);
+                ++resized;
+            }
+            bank.add(img, pidx, path, pp);
         }
     }
+    if (resized > 0)
+        std::fprintf(stderr, "warning: %s: %d of %d images were not %dx%d (%s) and were resized to it\n", dir.c_str(), resized,
+                     bank.size(), bank.raw_width, bank.raw_height,
+                     raw_width > 0 ? "the model's input" : ("the size of the first, " + bank.files.front()).c_str());
     return bank;
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Writes the fuzzers' seed corpora into fuzz/corpus/{pgm,checkpoint,gallery,train_state}: a few
+# Writes the fuzzers' seed corpora into fuzz/corpus/{pgm,checkpoint,gallery,train_state,png,jpeg}: a few
 # valid and broken PGMs, and a tiny model, gallery and training state made by the engine itself.  usage: tools/make_fuzz_corpus.sh BUILD_DIR
 set -eu
 build=${1:-build}
@@ -22,5 +22,9 @@ head -c 200 "$tmp/run/model.safetensors" > "$c/truncated.safetensors"
 head -c 300 "$g/tiny.gallery" > "$g/truncated.gallery"
 cp "$tmp/run/state.safetensors" "$s/tiny_state.safetensors"
 head -c 300 "$tmp/run/state.safetensors" > "$s/truncated_state.safetensors"
+# PNG and JPEG seeds, written with the test writers (libpng, libjpeg-turbo).
+mkdir -p "$root/fuzz/corpus/png" "$root/fuzz/corpus/jpeg"
+g++ -O1 -o "$tmp/make_image_seeds" "$root/tools/make_image_seeds.cpp" -lpng -ljpeg
+"$tmp/make_image_seeds" "$root/fuzz/corpus/png" "$root/fuzz/corpus/jpeg"
 rm -rf "$tmp"
-ls -la "$p" "$c" "$g" "$s"
+ls -la "$p" "$c" "$g" "$s" "$root/fuzz/corpus/png" "$root/fuzz/corpus/jpeg"

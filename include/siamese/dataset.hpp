@@ -40,9 +40,11 @@ bool has_pgm_extension(const std::string& path);
 // Natural ordering of names: "s2" < "s10".
 bool natural_less(const std::string& a, const std::string& b);
 
-// Loads DIR/<person>/<image>.pgm. Throws DataError for missing or empty folders, no people,
-// images of different sizes; warns (stderr) about skipped non-PGM files.
-ImageBank load_dataset(const std::string& dir, const Preprocess& pp);
+// Loads DIR/<person>/<image> (.pgm, .png, .jpg/.jpeg; read by content, image_io.hpp). Throws
+// DataError for missing or empty folders, no people, a bad image (naming it); warns (stderr)
+// about skipped files. Images of another size than raw_width x raw_height (default: the first
+// image's) are fit to it (centre crop, then resampled), with one warning saying how many.
+ImageBank load_dataset(const std::string& dir, const Preprocess& pp, int raw_width = 0, int raw_height = 0);
 
 
 }  // namespace siamese

@@ -15,7 +15,7 @@ Runner add_enroll(CLI::App& app) {
     auto* sub = app.add_subcommand("enroll", "Embed people's photos into a gallery for siamese identify");
     struct Args {
         EngineArgs engine;
-        std::string model, data, person, out;
+        std::string model, data, person, out, fit = "crop";
         std::vector<std::string> photos;
         bool append = false, replace = false;
     };
@@ -27,6 +27,7 @@ Runner add_enroll(CLI::App& app) {
     sub->add_option("--out", a->out, "Gallery file (gallery.safetensors)")->required();
     sub->add_flag("--append", a->append, "Add to the existing gallery --out (people, or --person photos)");
     sub->add_flag("--replace", a->replace, "Replace the photos of people already enrolled instead of refusing");
+    add_fit_option(sub, a->fit);
     add_engine_options(sub, a->engine);
     return [a]() {
         if (a->data.empty() == a->person.empty()) throw UsageError("enroll needs either --data DIR or --person NAME FILE...");
@@ -68,7 +69,7 @@ Runner add_enroll(CLI::App& app) {
                             throw DataError(f + ": already enrolled for '" + name + "' (use --replace)");
             }
             if (known && a->replace) g.remove_person(name);
-            const std::vector<float> emb = embed_files(m, files);
+            const std::vector<float> emb = embed_files(m, files, parse_fit(a->fit));
             for (size_t i = 0; i < files.size(); ++i) g.add(name, emb.data() + i * g.embed_dim, files[i]);
             added_people += !known;
             added_photos += int(files.size());

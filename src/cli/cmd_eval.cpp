@@ -44,7 +44,9 @@ Runner add_eval(CLI::App& app) {
     add_engine_options(sub, a->engine);
     return [a]() {
         LoadedModel m = open_model(a->model, a->engine.device, a->engine.threads);
-        const ImageBank bank = load_dataset(a->data, m.model.pre);
+        // Photos of another size are fit to the model's input (centre crop, then resampled).
+        const int f = m.model.pre.downsample;
+        const ImageBank bank = load_dataset(a->data, m.model.pre, m.model.net.in_w * f, m.model.net.in_h * f);
         if (bank.height != m.model.net.in_h || bank.width != m.model.net.in_w)
             throw DataError(a->data + ": images preprocess to " + std::to_string(bank.width) + "x" +
                             std::to_string(bank.height) + " but the model takes " + std::to_string(m.model.net.in_w) +

@@ -15,7 +15,7 @@ Runner add_identify(CLI::App& app) {
     auto* sub = app.add_subcommand("identify", "Identify the people on probe photos against a gallery");
     struct Args {
         EngineArgs engine;
-        std::string model, gallery;
+        std::string model, gallery, fit = "crop";
         std::vector<std::string> probes;
         int top = 5;
         double threshold = -1;
@@ -29,6 +29,7 @@ Runner add_identify(CLI::App& app) {
     sub->add_option("--threshold", a->threshold, "Decision threshold (default: the model's)");
     sub->add_flag("--mean", a->mean, "Compare with each person's mean embedding instead of their nearest photo");
     sub->add_flag("--json", a->json, "One JSON line per probe");
+    add_fit_option(sub, a->fit);
     add_engine_options(sub, a->engine);
     return [a]() {
         LoadedModel m = open_model(a->model, a->engine.device, a->engine.threads);
@@ -37,8 +38,8 @@ Runner add_identify(CLI::App& app) {
         if (g.size() == 0) throw DataError(a->gallery + ": the gallery is empty");
         std::vector<std::string> files;
         for (const auto& p : a->probes)
-            for (auto& f : pgm_files_under(p)) files.push_back(f);
-        const std::vector<float> emb = embed_files(m, files);
+            for (auto& f : image_files_under(p)) files.push_back(f);
+        const std::vector<float> emb = embed_files(m, files, parse_fit(a->fit));
         const double thr = a->threshold >= 0 ? a->threshold : m.model.threshold;
         for (size_t i = 0; i < files.size(); ++i) {
             const auto ranking = rank_people(g, emb.data() + i * size_t(m.backend->embed_dim()), a->mean);

@@ -8,6 +8,7 @@
 #include "siamese/common.hpp"
 #include "siamese/files.hpp"
 #include "siamese/dataset.hpp"
+#include "siamese/image_io.hpp"
 #include "siamese/pgm.hpp"
 
 namespace fs = std::filesystem;
@@ -29,8 +30,22 @@ LoadedModel open_model(const std::string& path, const std::string& device, int t
     return m;
 }
 
-std::vector<float> embed_files(LoadedModel& m, const std::vector<std::string>& files) {
+Fit parse_fit(const std::string& s) {
+    if (s == "crop") return Fit::Crop;
+    if (s == "stretch") return Fit::Stretch;
+    throw UsageError("--fit must be crop or stretch, not '" + s + "'");
+}
+
+void add_fit_option(CLI::App* sub, std::string& fit) {
+    sub->add_option("--fit", fit,
+                    "Photos of another size than the model's input: crop (centre crop to its aspect, then resample) or stretch")
+        ->capture_default_str()->check(CLI::IsMember({"crop", "stretch"}));
+}
+
+std::vector<float> embed_files(LoadedModel& m, const std::vector<std::string>& files, Fit fit) {
     const int batch = 512, E = m.backend->embed_dim();
+    const int f = m.model.pre.downsample, raw_w = m.model.net.in_w * f, raw_h = m.model.net.in_h * f;
+    int resized = 0;
     std::vector<float> out;
     out.reserve(files.size() * size_t(E));
     std::vector<float> images;
@@ -39,32 +54,38 @@ std::vector<float> embed_files(LoadedModel& m, const std::vector<std::string>& f
         const size_t e = std::min(files.size(), s + batch);
         for (size_t i = s; i < e; ++i) {
             int h, w;
-            const std::vector<float> img = preprocess(read_pgm(files[i]), m.model.pre, &h, &w);
-            if (h != m.model.net.in_h || w != m.model.net.in_w)
-                throw DataError(files[i] + ": image preprocesses to " + std::to_string(w) + "x" + std::to_string(h) +
-                                " but the model takes " + std::to_string(m.model.net.in_w) + "x" +
-                                std::to_string(m.model.net.in_h));
+            PgmImage raw = read_image(files[i]);
+            std::vector<float> img = preprocess(raw, m.model.pre, &h, &w);
+            if (h != m.model.net.in_h || w != m.model.net.in_w) {
+                // Another size than the model's: brought to the raw size its preprocessing
+                // turns into the model's input (a centre crop to that aspect, or a stretch).
+                img = preprocess(fit_image(raw, raw_w, raw_h, fit), m.model.pre, &h, &w);
+                ++resized;
+            }
             images.insert(images.end(), img.begin(), img.end());
         }
         const std::vector<float> emb = m.backend->embed(images.data(), int(e - s));
         out.insert(out.end(), emb.begin(), emb.end());
     }
+    if (resized > 0)
+        std::fprintf(stderr, "note: %d of %zu photos resized to %dx%d, the model's input (%s)\n", resized, files.size(),
+                     raw_w, raw_h, fit == Fit::Crop ? "centre crop to its aspect, then resampled" : "stretched");
     return out;
 }
 
-std::vector<std::string> pgm_files_under(const std::string& path) {
+std::vector<std::string> image_files_under(const std::string& path) {
     std::error_code ec;
     if (!fs::exists(path, ec)) throw DataError(path + ": no such file or folder");
     if (!fs::is_directory(path, ec)) return {path};
     std::vector<std::string> files;
     for (fs::recursive_directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
         std::error_code e_ec;
-        if (it->is_regular_file(e_ec) && has_pgm_extension(it->path().string())) files.push_back(it->path().string());
+        if (it->is_regular_file(e_ec) && has_image_extension(it->path().string())) files.push_back(it->path().string());
         else if (e_ec) std::fprintf(stderr, "warning: %s: skipped (%s)\n", it->path().c_str(), e_ec.message().c_str());
     }
     if (ec) throw DataError(path + ": cannot read folder (" + ec.message() + ")");
     std::sort(files.begin(), files.end(), natural_less);
-    if (files.empty()) throw DataError(path + ": no .pgm files in this folder");
+    if (files.empty()) throw DataError(path + ": no .pgm, .png or .jpg files in this folder");
     return files;
 }
 
