@@ -35,7 +35,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RecipeOptions, data, protocol, t
                                                 conv_filters, dense, epochs, batch, downsample, kernel, pool,
                                                 checkpoint_every, lr, margin, conv_dropout, dense_dropout, seed, recipe,
                                                 embed_activation, l2_normalize, sampler, pk_people, pk_images, mine,
-                                                augment, schedule, warmup)
+                                                augment, augment_strength, schedule, warmup)
 
 // The data folder is the user's bytes (not always UTF-8): written reversibly (jsonio.hpp).
 std::string recipe_to_json(const RecipeOptions& r) {
@@ -122,6 +122,8 @@ std::string recipe_problem(const RecipeOptions& r) {
         return "--pk-people x --pk-images = " + std::to_string(long(r.pk_people) * r.pk_images) + ": at most 4096 images a batch";
     if (r.augment && r.sampler != "pk") return "--augment needs --sampler pk";
     if (!(r.warmup >= 0 && r.warmup < 1)) return "--warmup " + str(r.warmup) + ": must be a fraction in [0, 1)";
+    if (!(r.augment_strength >= 0 && r.augment_strength <= 5))
+        return "--augment-strength " + str(r.augment_strength) + ": must be in [0, 5]";
     return "";
 }
 
@@ -187,6 +189,12 @@ Recipe make_recipe(const RecipeOptions& a, int in_h, int in_w, int steps) {
     h.K = a.pk_images;
     h.mining = a.mine == "balanced" ? Mining::Balanced : Mining::All;
     h.augment.enabled = a.augment;
+    const float k = float(a.augment_strength);
+    h.augment.shift *= k;
+    h.augment.rotate *= k;
+    h.augment.scale *= k;
+    h.augment.brightness *= k;
+    h.augment.contrast *= k;
     return h;
 }
 

@@ -31,6 +31,7 @@ struct RecipeOptions {
     int pk_people = 16, pk_images = 8;      // P and K of the pk sampler
     std::string mine = "all";              // pk: every pair weighs alike (all) or each class half (balanced)
     bool augment = false;                   // pk: random shift/rotation/zoom/flip/brightness per image and step
+    double augment_strength = 1.0;          // scales every jitter range of the augmentation
     std::string schedule = "constant";     // constant, or cosine (decay to 0 over the run after a warm-up)
     double warmup = 0.05;                   // cosine: warm-up as a fraction of the run's steps
 };

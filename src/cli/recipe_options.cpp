@@ -9,7 +9,7 @@ const char* const kRecipeOptionNames[] = {
     "--data", "--protocol", "--train-people", "--test-people", "--epochs", "--batch", "--optimizer", "--lr", "--margin",
     "--downsample", "--resize", "--conv-filters", "--kernel", "--pool", "--dense", "--conv-dropout", "--dense-dropout",
     "--seed", "--recipe", "--embed-activation", "--l2-normalize", "--sampler", "--pk-people", "--pk-images", "--mine",
-    "--augment", "--schedule", "--warmup"};
+    "--augment", "--augment-strength", "--schedule", "--warmup"};
 }  // namespace
 
 std::vector<std::string> given_recipe_options(CLI::App* sub) {
@@ -57,6 +57,9 @@ void add_recipe_options(CLI::App* sub, RecipeOptions& a) {
     sub->add_option("--mine", a.mine, "pk: all (every pair weighs alike) or balanced (genuine and impostor pairs half each)")
         ->capture_default_str()->check(CLI::IsMember({"all", "balanced"}));
     sub->add_option("--augment", a.augment, "pk: a random shift/rotation/zoom/flip/brightness view of every image at every step (true/false)")
+        ->capture_default_str();
+    sub->add_option("--augment-strength", a.augment_strength,
+                    "pk: scales every jitter range of --augment (1: shift 6%, rotation 8 degrees, zoom 8%, brightness 0.1, contrast 15%)")
         ->capture_default_str();
     sub->add_option("--schedule", a.schedule, "Learning rate: constant, or cosine (warm-up, then decay to 0)")
         ->capture_default_str()->check(CLI::IsMember({"constant", "cosine"}));
