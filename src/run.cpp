@@ -367,6 +367,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     start.epochs = a.epochs;
     start.batch = h.sampler == Recipe::Sampler::PK ? group_batch_images(group_source(split), h.P, h.K) : a.batch;
     start.recipe = a.recipe;
+    start.batch_unit = h.sampler == Recipe::Sampler::PK ? "images" : "pairs";
     observer.started(start);
 
     // metrics.jsonl holds the finished epochs; a resumed run rewrites it from the saved history.

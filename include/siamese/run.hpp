@@ -88,6 +88,7 @@ struct RunStart {
     int epoch = 1, next_batch = 0;
     uint64_t step = 0;
     int epochs = 0, batch = 0;  // batch: pairs (pair sampler) or images (P-K) per step
+    const char* batch_unit = "pairs";  // "pairs" or "images"
     std::string recipe;
 };
 

@@ -17,7 +17,8 @@ namespace {
 class Progress {
 public:
     explicit Progress(bool enabled) : enabled_(enabled) {}
-    void batch(int epoch, int epochs, int done, int total, int batch_pairs) {
+    // `batch_items` pairs (pair sampler) or images (P-K sampler) per batch, named by `unit`.
+    void batch(int epoch, int epochs, int done, int total, int batch_items, const char* unit) {
         if (!enabled_) return;
         const auto now = std::chrono::steady_clock::now();
         if (done == 1 || epoch != epoch_) {
@@ -30,10 +31,10 @@ public:
         last_ = now;
         const double secs = std::chrono::duration<double>(now - start_).count();
         const int counted = done - first_done_;
-        const double rate = secs > 0 ? counted * double(batch_pairs) / secs : 0.0;
+        const double rate = secs > 0 ? counted * double(batch_items) / secs : 0.0;
         const double eta = counted > 0 ? secs / counted * (total - done) : 0.0;
-        std::fprintf(stdout, "\r\033[K  epoch %d/%d  batch %d/%d  %.0f pairs/s  ETA %.1fs", epoch, epochs, done, total,
-                     rate, eta);
+        std::fprintf(stdout, "\r\033[K  epoch %d/%d  batch %d/%d  %.0f %s/s  ETA %.1fs", epoch, epochs, done, total, rate,
+                     unit, eta);
         std::fflush(stdout);
     }
     void clear() {
@@ -53,6 +54,7 @@ public:
     void started(const RunStart& s) override {
         epochs_ = s.epochs;
         batch_ = s.batch;
+        unit_ = s.batch_unit;
         if (quiet_) return;
         std::printf("data %s: %d people, %d images %dx%d; protocol %s: %d train, %d validation, %d test pairs; device %s\n",
                     s.data.c_str(), s.people, s.images, s.width, s.height, s.protocol.c_str(), s.train_pairs, s.val_pairs,
@@ -62,7 +64,7 @@ public:
                         static_cast<unsigned long long>(s.step));
         std::fflush(stdout);
     }
-    void batch(int epoch, int done, int total) override { progress_.batch(epoch, epochs_, done, total, batch_); }
+    void batch(int epoch, int done, int total) override { progress_.batch(epoch, epochs_, done, total, batch_, unit_); }
     void epoch(const EpochStats& s) override {
         progress_.clear();
         if (quiet_) return;
@@ -82,6 +84,7 @@ private:
     bool quiet_, profile_;
     Progress progress_;
     int epochs_ = 0, batch_ = 0;
+    const char* unit_ = "pairs";
 };
 
 }  // namespace
