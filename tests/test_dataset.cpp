@@ -71,7 +71,7 @@ TEST_CASE("dataset folders load in natural order with every image once", "[datas
     CHECK(bank.person[4] == 1);
 }
 
-TEST_CASE("dataset errors name the folder or file", "[dataset]") {
+TEST_CASE("dataset errors name the folder or file, and other sizes are resized", "[dataset]") {
     const std::string dir = testutil::temp_dir("dataset_bad");
     CHECK(expect_data_error([&] { load_dataset(dir + "/nope", Preprocess{}); }).find("does not exist") != std::string::npos);
     CHECK(expect_data_error([&] { load_dataset(dir, Preprocess{}); }).find("no person folders") != std::string::npos);
@@ -79,10 +79,12 @@ TEST_CASE("dataset errors name the folder or file", "[dataset]") {
     std::filesystem::create_directories(dir + "/b");
     write_pgm(dir + "/a/1.pgm", ramp(8, 6));
     CHECK(expect_data_error([&] { load_dataset(dir, Preprocess{}); }).find(dir + "/b") != std::string::npos);
+    // An image of another size is not an error: it is fit to the first image's size.
     write_pgm(dir + "/b/1.pgm", ramp(8, 8));
-    const std::string odd = expect_data_error([&] { load_dataset(dir, Preprocess{}); });
-    CHECK(odd.find("b/1.pgm") != std::string::npos);
-    CHECK(odd.find("8x8") != std::string::npos);
+    const ImageBank bank = load_dataset(dir, Preprocess{1, ResizeMode::Stride});
+    CHECK(bank.size() == 2);
+    CHECK(bank.width == 8);
+    CHECK(bank.height == 6);
 }
 
 TEST_CASE("built-in synthetic faces: ORL-shaped, deterministic, varied", "[dataset][synth]") {

@@ -105,7 +105,7 @@ TEST_CASE("PNG: grey, 16-bit, alpha, RGB, RGBA, palette, 1-bit and interlaced de
     CHECK(std::vector<unsigned>(img.samples.begin(), img.samples.end()) == want);
 }
 
-TEST_CASE("JPEG: grey, colour and progressive decode close to the source; CMYK is refused", "[image]") {
+TEST_CASE("JPEG: grey, colour and progressive decode close to the source, and CMYK is refused", "[image]") {
     const std::string dir = testutil::temp_dir("jpeg");
     const int w = 32, h = 24;
     // A smooth picture (JPEG is lossy: smooth content survives quality 95 within a few levels).
@@ -203,7 +203,7 @@ TEST_CASE("fit_image: identity, area averaging, bilinear growth, centre crop", "
     for (uint16_t v : fit_image(flat, 9, 5, Fit::Stretch).samples) CHECK(v == 123);
 }
 
-TEST_CASE("the same photo as PGM and as PNG gives the same distance; JPEGs of any size and colour verify", "[image][cli]") {
+TEST_CASE("the same photo as PGM and as PNG gives the same distance, and JPEGs of any size and colour verify", "[image][cli]") {
     const std::string dir = testutil::temp_dir("photos");
     SynthOptions o;
     o.people = 3;

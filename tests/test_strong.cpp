@@ -227,7 +227,7 @@ TEST_CASE("P-K sampler: P different people x K of their images per batch, only t
     CHECK(group_batch_images(src, 50, 2) == 8 * 2);
 }
 
-TEST_CASE("cosine schedule: warm-up, decay to zero; no schedule is the exact lr", "[strong]") {
+TEST_CASE("cosine schedule: warm-up, decay to zero, and no schedule is the exact lr", "[strong]") {
     OptimizerConfig c;
     c.lr = 1e-3f;
     CHECK(scheduled_lr(c, 1) == c.lr);
@@ -241,7 +241,7 @@ TEST_CASE("cosine schedule: warm-up, decay to zero; no schedule is the exact lr"
     for (uint64_t t = 11; t < 100; ++t) CHECK(scheduled_lr(c, t + 1) <= scheduled_lr(c, t));
 }
 
-TEST_CASE("eigenfaces: full-rank PCA keeps the fit images' distances; symmetric_eigen diagonalises", "[strong][baselines]") {
+TEST_CASE("eigenfaces: full-rank PCA keeps the fit images' distances, and symmetric_eigen diagonalises", "[strong][baselines]") {
     std::vector<double> a = {4, 1, 0, 1, 3, 1, 0, 1, 2}, w, v;
     const std::vector<double> a0 = a;
     symmetric_eigen(a, 3, w, v);
