@@ -21,6 +21,8 @@
 #include "siamese/optimizer.hpp"
 #include "siamese/sampler.hpp"
 #include "siamese/synth.hpp"
+#include "siamese/train_state.hpp"
+#include "siamese/files.hpp"
 #include "test_util.hpp"
 
 using namespace siamese;
@@ -317,4 +319,23 @@ TEST_CASE("cv and train --recipe strong run end to end on tiny generated faces",
     CHECK(j["recipe"]["sampler"] == "pk");
     CHECK(testutil::run_cli("cv --data " + dir + "/faces --folds 9").status == 2);  // 8 people: at most 4 folds
     CHECK(testutil::run_cli("train --sampler pairs --augment true --epochs 1 --out " + dir + "/x").status == 2);
+}
+
+TEST_CASE("a strong (P-K, augmented) run killed mid-epoch resumes to a bit-identical model, on any thread count", "[strong][resume]") {
+    const std::string dir = testutil::temp_dir("strong_resume");
+    REQUIRE(testutil::run_cli("synth --out " + dir + "/faces --people 6 --images 4").status == 0);
+    // 4 training people x 4 images, P-K 3 x 4: 2 batches an epoch. Checkpoints every step; the
+    // kill comes in step 4's progress callback, before its checkpoint: the last one is step 3,
+    // mid-epoch 2.
+    const std::string common = "train --recipe strong --data " + dir + "/faces --protocol people --test-people 5-6 "
+                               "--epochs 3 --pk-people 3 --pk-images 4 --downsample 4 --checkpoint-every 1 --device cpu --quiet ";
+    REQUIRE(testutil::run_cli(common + "--threads 2 --out " + dir + "/full").status == 0);
+    CHECK(testutil::run_cli(common + "--threads 1 --out " + dir + "/part --crash-after-steps 4").status == 128 + 9);
+    const TrainState st = load_train_state(dir + "/part/state.safetensors");
+    CHECK(st.progress.step == 3);
+    CHECK(st.progress.next_batch == 1);
+    const auto resumed = testutil::run_cli("train --resume " + dir + "/part --device cpu --quiet --threads 1");
+    INFO(resumed.out);
+    REQUIRE(resumed.status == 0);
+    CHECK(read_file_bytes(dir + "/part/model.safetensors") == read_file_bytes(dir + "/full/model.safetensors"));
 }
