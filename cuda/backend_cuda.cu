@@ -266,7 +266,7 @@ private:
             dense_d_[l].resize(size_t(n) * L_.dense[l].out);
         }
         gather_.resize(n);
-        rows_.resize(n);
+        rows_.resize(batch_loss_scratch_elems(n));
         if (r_.augment.enabled && r_.sampler == Recipe::Sampler::PK) aug_.resize(size_t(n) * r_.net.in_h * r_.net.in_w);
         if (r_.net.l2_normalize) {
             emb_.resize(size_t(n) * L_.embed_dim());

@@ -2,9 +2,9 @@
 // the L2-normalised embedding head. Reference: src/cpu/batch_loss.hpp and
 // src/cpu/embed_head.hpp; the per-pair and per-row rules are those of include/siamese/rules.hpp.
 //
-// Loss: one block per row i (anchor). The block counts the batch's genuine pairs (for the
-// weights), computes d_ij for every j into shared memory, the gradient of row i as a fixed-order
-// sum over j per embedding unit, and the row's share of the loss (terms j > i) by a fixed-order
+// Loss: one block counts the batch's genuine pairs and writes the two pair weights; then one
+// block per row i (anchor) computes d_ij for every j, the gradient of row i as a fixed-order sum
+// over j per embedding unit, and the row's share of the loss (terms j > i) by a fixed-order
 // tree; a one-block kernel then sums the rows in order into losses[st->batch]. Deterministic.
 #include "check.hpp"
 #include "kernels.hpp"
@@ -18,16 +18,12 @@ namespace {
 
 constexpr int kRowThreads = 128;
 
-// Dynamic shared memory: coef[n] (the gradient coefficient of each pair (i, j)).
-__global__ void batch_loss_rows_kernel(float* __restrict__ g, float* __restrict__ rows, const float* __restrict__ emb,
-                                       const int* __restrict__ ids, const StepState* __restrict__ st, int n, int E,
-                                       float margin, Mining mining) {
-    extern __shared__ float coef[];
-    __shared__ float red[kRowThreads];
+// One block: the genuine pairs i < j of the batch (equal ids), then the weights of a genuine and
+// of an impostor term (pair_weights, rules.hpp) into weights[0], weights[1].
+__global__ void pair_weights_kernel(float* __restrict__ weights, const int* __restrict__ ids,
+                                    const StepState* __restrict__ st, int n, Mining mining) {
     __shared__ long long gen[kRowThreads];
     const int* id = ids + (st ? st->first : 0);
-    const int i = blockIdx.x;
-    // Genuine pairs of the batch (the weights need the class counts).
     long long cnt = 0;
     for (int a = threadIdx.x; a < n; a += blockDim.x)
         for (int b = a + 1; b < n; ++b) cnt += id[a] == id[b];
@@ -37,7 +33,22 @@ __global__ void batch_loss_rows_kernel(float* __restrict__ g, float* __restrict_
         if (threadIdx.x < s) gen[threadIdx.x] += gen[threadIdx.x + s];
         __syncthreads();
     }
-    const PairWeights w = pair_weights(long(gen[0]), n, mining);
+    if (threadIdx.x == 0) {
+        const PairWeights w = pair_weights(long(gen[0]), n, mining);
+        weights[0] = float(w.genuine);
+        weights[1] = float(w.impostor);
+    }
+}
+
+// Dynamic shared memory: coef[n] (the gradient coefficient of each pair (i, j)).
+__global__ void batch_loss_rows_kernel(float* __restrict__ g, float* __restrict__ rows, const float* __restrict__ emb,
+                                       const int* __restrict__ ids, const float* __restrict__ weights,
+                                       const StepState* __restrict__ st, int n, int E, float margin) {
+    extern __shared__ float coef[];
+    __shared__ float red[kRowThreads];
+    const int* id = ids + (st ? st->first : 0);
+    const int i = blockIdx.x;
+    const float w_genuine = weights[0], w_impostor = weights[1];
     const float* a = emb + size_t(i) * E;
     float part = 0.0f;
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
@@ -48,7 +59,7 @@ __global__ void batch_loss_rows_kernel(float* __restrict__ g, float* __restrict_
             for (int k = 0; k < E; ++k) s += (a[k] - b[k]) * (a[k] - b[k]);
             const bool genuine = id[i] == id[j];
             const float y = genuine ? 1.0f : 0.0f;
-            const float wt = float(genuine ? w.genuine : w.impostor);
+            const float wt = genuine ? w_genuine : w_impostor;
             const float d = safe_distance(s);
             if (j > i) part += wt * contrastive_term(d, y, margin);
             c = wt * contrastive_grad_coef(d, y, margin, distance_clamped(s), 1);
@@ -114,9 +125,12 @@ __global__ void l2_backward_kernel(float* de, const float* dz, const float* __re
 void batch_contrastive_loss(float* g, float* losses, const float* emb, const int* ids, int n, int E, float margin,
                             Mining mining, float* rows, size_t rows_elems, const StepState* st, cudaStream_t stream) {
     NvtxRange r("batch_contrastive_loss");
-    require_elems(rows_elems, size_t(n), "batch_contrastive_loss: row scratch");
-    batch_loss_rows_kernel<<<n, kRowThreads, size_t(n) * sizeof(float), stream>>>(g, rows, emb, ids, st, n, E, margin,
-                                                                                  mining);
+    require_elems(rows_elems, batch_loss_scratch_elems(n), "batch_contrastive_loss: scratch");
+    float* weights = rows + n;  // the two pair weights after the n row losses
+    pair_weights_kernel<<<1, kRowThreads, 0, stream>>>(weights, ids, st, n, mining);
+    CUDA_CHECK_LAUNCH();
+    batch_loss_rows_kernel<<<n, kRowThreads, size_t(n) * sizeof(float), stream>>>(g, rows, emb, ids, weights, st, n, E,
+                                                                                  margin);
     CUDA_CHECK_LAUNCH();
     sum_rows_kernel<<<1, 1, 0, stream>>>(losses, rows, n, st);
     CUDA_CHECK_LAUNCH();

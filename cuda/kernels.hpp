@@ -98,8 +98,9 @@ void augment_images(float* out, const float* bank, const int* order, int n, int 
 // gather[s] = order[st->first + s] for s < count (the P-K batch without augmentation).
 void build_gather_images(const int* order, const StepState* st, int count, int* gather, cudaStream_t stream);
 // The loss over every pair of n embeddings (ids read at ids + st->first) into losses[st->batch],
-// g (n, E) its gradient; rows (n) is scratch. Reference: batch_contrastive_loss in
-// src/cpu/batch_loss.hpp.
+// g (n, E) its gradient; rows is scratch of batch_loss_scratch_elems(n) floats (the row losses
+// and the two pair weights). Reference: batch_contrastive_loss in src/cpu/batch_loss.hpp.
+inline size_t batch_loss_scratch_elems(int n) { return size_t(n) + 2; }
 void batch_contrastive_loss(float* g, float* losses, const float* emb, const int* ids, int n, int E, float margin,
                             Mining mining, float* rows, size_t rows_elems, const StepState* st, cudaStream_t stream);
 // z = e / max(|e|, eps) per row, norm (n) kept; de = (dz - z (z.dz)) / norm (de may alias dz).

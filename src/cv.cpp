@@ -20,11 +20,7 @@ CvMethod evaluate_embeddings(const std::string& name, const std::vector<float>& 
                              const PairSplit& split, double threshold, uint64_t seed) {
     CvMethod m;
     m.name = name;
-    const std::vector<float> d = pair_distances(emb, E, split.test);
-    m.test = evaluate_pairs(d, split.test.label, threshold);
-    m.test.sampled_from = split.test.sampled_from;
-    m.test.oneshot_accuracy = oneshot_accuracy(emb, E, bank, split.test_people, kDefaultDraws, seed);
-    m.test.oneshot_draws = kDefaultDraws;
+    m.test = embedding_report(emb, E, bank, split.test, threshold, split.test_people, kDefaultDraws, seed);
     const std::vector<int> gallery(split.test_people.begin(), split.test_people.begin() + (split.test_people.size() + 1) / 2);
     m.ident = identify_on_bank(emb, E, bank, gallery, split.test_people, 1, kDefaultDraws, seed, false);
     return m;

@@ -89,12 +89,6 @@ void ImageBank::add(const PgmImage& raw, int person_index, const std::string& fi
     files.push_back(file);
 }
 
-bool has_pgm_extension(const std::string& path) {
-    std::string ext = fs::path(path).extension().string();
-    for (auto& ch : ext) ch = char(std::tolower(static_cast<unsigned char>(ch)));
-    return ext == ".pgm";
-}
-
 ImageBank load_dataset(const std::string& dir, const Preprocess& pp, int raw_width, int raw_height) {
     std::error_code ec;
     if (!fs::exists(dir, ec)) throw DataError(dir + ": data folder does not exist");

@@ -26,13 +26,15 @@ ImageFormat sniff_image_format(const std::string& head) {
 
 namespace {
 
-void check_size(long w, long h, const std::string& name) {
+// What is wrong with a header's size ("" when it is fine): checked before any pixel is allocated.
+std::string size_problem(long w, long h, const std::string& name) {
     if (w < 1 || h < 1 || w > kPgmMaxSide || h > kPgmMaxSide)
-        throw DataError(name + ": image size " + std::to_string(w) + "x" + std::to_string(h) + " (sides must be 1.." +
-                        std::to_string(kPgmMaxSide) + ")");
+        return name + ": image size " + std::to_string(w) + "x" + std::to_string(h) + " (sides must be 1.." +
+               std::to_string(kPgmMaxSide) + ")";
     if (size_t(w) * size_t(h) > kMaxImagePixels)
-        throw DataError(name + ": image of " + std::to_string(w) + "x" + std::to_string(h) + " pixels is over the " +
-                        std::to_string(kMaxImagePixels >> 20) + "-megapixel limit");
+        return name + ": image of " + std::to_string(w) + "x" + std::to_string(h) + " pixels is over the " +
+               std::to_string(kMaxImagePixels >> 20) + "-megapixel limit";
+    return "";
 }
 
 // BT.601 luma of one RGB sample triple, rounded (in double: exact for 8 and 16 bits).
@@ -84,10 +86,9 @@ PgmImage decode_png(const std::string& bytes, const std::string& name) {
     png_read_info(png, info);
     const png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
     const int depth = png_get_bit_depth(png, info), type = png_get_color_type(png, info);
-    if (w < 1 || h < 1 || w > png_uint_32(kPgmMaxSide) || h > png_uint_32(kPgmMaxSide) ||
-        size_t(w) * size_t(h) > kMaxImagePixels) {
+    if (const std::string bad = size_problem(long(w), long(h), name); !bad.empty()) {
         png_destroy_read_struct(&png, &info, nullptr);
-        check_size(long(w), long(h), name);
+        throw DataError(bad);
     }
     if (type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (type == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
@@ -169,11 +170,9 @@ PgmImage decode_jpeg(const std::string& bytes, const std::string& name) {
         jpeg_destroy_decompress(&cinfo);
         throw DataError(name + ": CMYK JPEG images are not supported (save it as RGB or grey)");
     }
-    if (cinfo.image_width < 1 || cinfo.image_height < 1 || cinfo.image_width > JDIMENSION(kPgmMaxSide) ||
-        cinfo.image_height > JDIMENSION(kPgmMaxSide) || size_t(cinfo.image_width) * cinfo.image_height > kMaxImagePixels) {
-        const long w = long(cinfo.image_width), h = long(cinfo.image_height);
+    if (const std::string bad = size_problem(long(cinfo.image_width), long(cinfo.image_height), name); !bad.empty()) {
         jpeg_destroy_decompress(&cinfo);
-        check_size(w, h, name);
+        throw DataError(bad);
     }
     cinfo.out_color_space = JCS_GRAYSCALE;  // libjpeg's Y: the BT.601 luma
     jpeg_start_decompress(&cinfo);

@@ -151,6 +151,17 @@ TestReport evaluate_pairs(const std::vector<float>& d, const std::vector<float>&
     return r;
 }
 
+TestReport embedding_report(const std::vector<float>& emb, int E, const ImageBank& bank, const PairSet& pairs,
+                            double threshold, const std::vector<int>& oneshot_people, int draws, uint64_t seed) {
+    TestReport r = evaluate_pairs(pair_distances(emb, E, pairs), pairs.label, threshold);
+    r.sampled_from = pairs.sampled_from;
+    if (!oneshot_people.empty()) {
+        r.oneshot_accuracy = oneshot_accuracy(emb, E, bank, oneshot_people, draws, seed);
+        r.oneshot_draws = draws;
+    }
+    return r;
+}
+
 nlohmann::json report_to_json(const TestReport& r) {
     nlohmann::json j = {{"pairs", r.pairs},
                         {"genuine_pairs", r.genuine},

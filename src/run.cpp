@@ -472,10 +472,9 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
         if (fit.empty())
             for (int p = 0; p < int(bank.people.size()); ++p) fit.push_back(p);
         auto figures = [&](const std::vector<float>& e, int E) {
-            const TestReport b = evaluate_pairs(pair_distances(e, E, split.test), split.test.label, res.threshold);
+            const TestReport b = embedding_report(e, E, bank, split.test, res.threshold, oneshot_people, kDefaultDraws, a.seed);
             nlohmann::json j = {{"auc", b.auc}, {"eer", b.eer}, {"tar_at_far_1pct", b.tar_far1}};
-            if (!oneshot_people.empty())
-                j["oneshot_accuracy"] = oneshot_accuracy(e, E, bank, oneshot_people, kDefaultDraws, a.seed);
+            if (!oneshot_people.empty()) j["oneshot_accuracy"] = b.oneshot_accuracy;
             return j;
         };
         summary["baselines"]["pixels"] = figures(pixel_embeddings(bank), bank.image_elems());

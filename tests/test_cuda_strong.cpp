@@ -63,9 +63,10 @@ TEST_CASE("in-batch contrastive loss kernel matches the CPU reference", "[cuda][
             const double loss = batch_contrastive_loss<double>(g.data(), emb.data(), ids.data() + first, n, E, 0.5, m);
             auto d_emb = to_device<float>(emb);
             auto d_ids = to_device<int>(ids);
-            auto d_g = poisoned<float>(emb.size()), d_losses = poisoned<float>(4), d_rows = poisoned<float>(n);
+            const size_t scratch = batch_loss_scratch_elems(n);
+            auto d_g = poisoned<float>(emb.size()), d_losses = poisoned<float>(4), d_rows = poisoned<float>(scratch);
             DeviceBuffer<StepState> st;
-            batch_contrastive_loss(d_g.get(), d_losses.get(), d_emb.get(), d_ids.get(), n, E, 0.5f, m, d_rows.get(), n,
+            batch_contrastive_loss(d_g.get(), d_losses.get(), d_emb.get(), d_ids.get(), n, E, 0.5f, m, d_rows.get(), scratch,
                                    device_state(st, first, 2, 0), nullptr);
             CUDA_CHECK(cudaDeviceSynchronize());
             // fp32 over n^2/2 pair terms in another order: 1e-5 relative.

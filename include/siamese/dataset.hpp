@@ -34,9 +34,6 @@ struct ImageBank {
 // Preprocess one raw image into [0,1] floats (out has (h/f) x (w/f) or ceil for stride).
 std::vector<float> preprocess(const PgmImage& raw, const Preprocess& pp, int* out_h, int* out_w);
 
-// True for a file name ending in .pgm (any case).
-bool has_pgm_extension(const std::string& path);
-
 // Natural ordering of names: "s2" < "s10".
 bool natural_less(const std::string& a, const std::string& b);
 

@@ -52,6 +52,12 @@ double tar_at_far(const std::vector<float>& d, const std::vector<float>& y, doub
 
 TestReport evaluate_pairs(const std::vector<float>& d, const std::vector<float>& y, double threshold);
 
+// The test figures of embeddings (n_images, E) of the bank on `pairs` (host distances), with
+// one-shot over `oneshot_people` (none when empty) from `draws` seeded gallery draws: how `cv`,
+// `eval --baselines` and a run's summary rate the learned model and the no-learning baselines.
+TestReport embedding_report(const std::vector<float>& emb, int E, const ImageBank& bank, const PairSet& pairs,
+                            double threshold, const std::vector<int>& oneshot_people, int draws, uint64_t seed);
+
 // The test figures as the "test" object of summary.json (and `eval --json`), and as printed lines.
 nlohmann::json report_to_json(const TestReport& r);
 void print_report(const TestReport& r, double threshold);

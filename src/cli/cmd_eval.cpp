@@ -88,11 +88,7 @@ Runner add_eval(CLI::App& app) {
         std::string eigen_note;
         if (a->baselines) {
             auto report_of = [&](const std::vector<float>& emb, int E) {
-                TestReport b = evaluate_pairs(pair_distances(emb, E, pairs), pairs.label, m.model.threshold);
-                b.sampled_from = pairs.sampled_from;
-                b.oneshot_accuracy = oneshot_accuracy(emb, E, bank, people, a->draws, a->seed);
-                b.oneshot_draws = a->draws;
-                return b;
+                return embedding_report(emb, E, bank, pairs, m.model.threshold, people, a->draws, a->seed);
             };
             base.push_back({"pixels", report_of(pixel_embeddings(bank), bank.image_elems())});
             std::vector<int> fit;
