@@ -23,12 +23,7 @@ Model sample_model() {
     return m;
 }
 std::string error_loading(const std::string& path) {
-    try {
-        load_model(path);
-    } catch (const DataError& e) {
-        return e.what();
-    }
-    return "(loaded)";
+    return testutil::expect_data_error([&] { load_model(path); });
 }
 }  // namespace
 

@@ -17,14 +17,6 @@ PgmImage ramp(int w, int h) {
     for (int i = 0; i < w * h; ++i) img.samples.push_back(uint16_t(i % 256));
     return img;
 }
-std::string expect_data_error(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const DataError& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
 }  // namespace
 
 TEST_CASE("natural order sorts numbers by value", "[dataset]") {
@@ -73,12 +65,12 @@ TEST_CASE("dataset folders load in natural order with every image once", "[datas
 
 TEST_CASE("dataset errors name the folder or file, and other sizes are resized", "[dataset]") {
     const std::string dir = testutil::temp_dir("dataset_bad");
-    CHECK(expect_data_error([&] { load_dataset(dir + "/nope", Preprocess{}); }).find("does not exist") != std::string::npos);
-    CHECK(expect_data_error([&] { load_dataset(dir, Preprocess{}); }).find("no person folders") != std::string::npos);
+    CHECK(testutil::expect_data_error([&] { load_dataset(dir + "/nope", Preprocess{}); }).find("does not exist") != std::string::npos);
+    CHECK(testutil::expect_data_error([&] { load_dataset(dir, Preprocess{}); }).find("no person folders") != std::string::npos);
     std::filesystem::create_directories(dir + "/a");
     std::filesystem::create_directories(dir + "/b");
     write_pgm(dir + "/a/1.pgm", ramp(8, 6));
-    CHECK(expect_data_error([&] { load_dataset(dir, Preprocess{}); }).find(dir + "/b") != std::string::npos);
+    CHECK(testutil::expect_data_error([&] { load_dataset(dir, Preprocess{}); }).find(dir + "/b") != std::string::npos);
     // An image of another size is not an error: it is fit to the first image's size.
     write_pgm(dir + "/b/1.pgm", ramp(8, 8));
     const ImageBank bank = load_dataset(dir, Preprocess{1, ResizeMode::Stride});

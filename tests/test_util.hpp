@@ -6,12 +6,25 @@
 #include <cstdlib>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "siamese/common.hpp"
+
 namespace testutil {
+
+// The message of the DataError f() throws, or "(no error)".
+inline std::string expect_data_error(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const siamese::DataError& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
 
 inline std::string temp_dir(const std::string& name) {
     const auto p = std::filesystem::temp_directory_path() / ("siamese_test_" + name + "_" + std::to_string(::getpid()));
