@@ -18,6 +18,10 @@ namespace {
 
 constexpr int kRowThreads = 128;
 
+// coef's length: n rounded up to a multiple of 4, plus 4, so that a vector load starting at any
+// j < n stays inside the allocation.
+__host__ __device__ inline int coef_slots(int n) { return (n + 3) / 4 * 4 + 4; }
+
 // One block: the genuine pairs i < j of the batch (equal ids), then the weights of a genuine and
 // of an impostor term (pair_weights, rules.hpp) into weights[0], weights[1].
 __global__ void pair_weights_kernel(float* __restrict__ weights, const int* __restrict__ ids,
@@ -40,7 +44,9 @@ __global__ void pair_weights_kernel(float* __restrict__ weights, const int* __re
     }
 }
 
-// Dynamic shared memory: coef[n] (the gradient coefficient of each pair (i, j)).
+// Dynamic shared memory: coef[coef_slots(n)] (the gradient coefficient of each pair (i, j)), the
+// tail past n zeroed: compute-sanitizer caught sm_90 code reading coef[n-1..n+1] as one 12-byte
+// load in the unrolled sum below (gpu_check, 2026-11-29, n = 257).
 __global__ void batch_loss_rows_kernel(float* __restrict__ g, float* __restrict__ rows, const float* __restrict__ emb,
                                        const int* __restrict__ ids, const float* __restrict__ weights,
                                        const StepState* __restrict__ st, int n, int E, float margin) {
@@ -66,6 +72,7 @@ __global__ void batch_loss_rows_kernel(float* __restrict__ g, float* __restrict_
         }
         coef[j] = c;
     }
+    for (int j = n + threadIdx.x; j < coef_slots(n); j += blockDim.x) coef[j] = 0.0f;
     red[threadIdx.x] = part;
     __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s /= 2) {
@@ -129,7 +136,7 @@ void batch_contrastive_loss(float* g, float* losses, const float* emb, const int
     float* weights = rows + n;  // the two pair weights after the n row losses
     pair_weights_kernel<<<1, kRowThreads, 0, stream>>>(weights, ids, st, n, mining);
     CUDA_CHECK_LAUNCH();
-    batch_loss_rows_kernel<<<n, kRowThreads, size_t(n) * sizeof(float), stream>>>(g, rows, emb, ids, weights, st, n, E,
+    batch_loss_rows_kernel<<<n, kRowThreads, size_t(coef_slots(n)) * sizeof(float), stream>>>(g, rows, emb, ids, weights, st, n, E,
                                                                                   margin);
     CUDA_CHECK_LAUNCH();
     sum_rows_kernel<<<1, 1, 0, stream>>>(losses, rows, n, st);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <random>
 
 #include "cuda_test_util.hpp"
 #include "tensor_check.hpp"
@@ -29,9 +30,11 @@ struct Setup {
 // `steps` optimisation steps of `batch` pairs, walking through as many epochs as that takes
 // (each epoch's last batch is the short remainder: the engine's second captured graph). With
 // embed_between, the bank is embedded at every epoch end, as validation does in real training.
-std::vector<float> run_steps(Backend& be, const Setup& s, int steps, int batch, uint64_t seed, bool embed_between = false) {
+// `init` replaces the Glorot initialisation when given.
+std::vector<float> run_steps(Backend& be, const Setup& s, int steps, int batch, uint64_t seed, bool embed_between = false,
+                             const std::vector<float>* init = nullptr) {
     be.upload_images(s.bank);
-    be.set_params(glorot_init(be.layout(), seed));
+    be.set_params(init ? *init : glorot_init(be.layout(), seed));
     const int n = s.split.train.size();
     int epoch = 1, first = n;
     for (int k = 0; k < steps; ++k) {
@@ -107,19 +110,45 @@ TEST_CASE("the first CUDA step's gradient matches the CPU reference, every tenso
 }
 
 TEST_CASE("three CUDA training steps match the CPU reference, every parameter", "[cuda][training]") {
+    // RMSprop's early steps amplify rounding: measured on the CPU reference alone, weights nudged
+    // by 1e-7 relative give fc2.bias 4e-3..7e-3 apart after three steps (other tensors <= 1e-4),
+    // and the H200 was 8.3e-3 from the CPU there (2026-11-29). So each tensor's tolerance is what
+    // the reference itself does under such nudges: 4x the largest of four, and at least 1e-3
+    // (fp32, different summation orders). A wrong step 2 or 3 (optimizer state, dropout step)
+    // moves every tensor by far more.
     SKIP_WITHOUT_CUDA();
     const Setup s;
     for (const char* conv : conv_kinds()) {
         INFO(conv);
         Recipe h = hyper(11);
+        const ParamLayout L = make_layout(h.net);
         auto cpu = make_cpu_backend(h, EngineOptions{});
         auto gpu = make_cuda_backend(h, engine(conv));
         const auto pc = run_steps(*cpu, s, 3, 16, 11);
         const auto pg = run_steps(*gpu, s, 3, 16, 11);
         REQUIRE(cudatest::all_finite(pg));
-        // Per tensor: fp32 on both sides, different summation orders; RMSprop divides by
-        // sqrt(v), so early steps amplify tiny gradient differences: 1e-3 relative.
-        testutil::check_per_tensor(make_layout(h.net), pg, pc, 1e-3);
+        std::vector<double> spread(L.tensors.size(), 0.0);
+        for (uint64_t nudge = 0; nudge < 4; ++nudge) {
+            std::vector<float> init = glorot_init(L, 11);
+            std::mt19937_64 r(100 + nudge);
+            std::uniform_real_distribution<double> u(-1e-7, 1e-7);
+            for (float& x : init) x = float(x * (1.0 + u(r)));
+            auto again = make_cpu_backend(h, EngineOptions{});
+            const auto pn = run_steps(*again, s, 3, 16, 11, false, &init);
+            for (size_t t = 0; t < L.tensors.size(); ++t) {
+                const auto& T = L.tensors[t];
+                const std::vector<double> a(pn.begin() + long(T.offset), pn.begin() + long(T.offset + T.size));
+                const std::vector<double> b(pc.begin() + long(T.offset), pc.begin() + long(T.offset + T.size));
+                spread[t] = std::max(spread[t], testutil::rel_error(a, b));
+            }
+        }
+        for (size_t t = 0; t < L.tensors.size(); ++t) {
+            const auto& T = L.tensors[t];
+            INFO(T.name << ": the reference's own spread " << spread[t]);
+            const std::vector<double> a(pg.begin() + long(T.offset), pg.begin() + long(T.offset + T.size));
+            const std::vector<double> b(pc.begin() + long(T.offset), pc.begin() + long(T.offset + T.size));
+            CHECK(testutil::rel_error(a, b) < std::max(1e-3, 4.0 * spread[t]));
+        }
     }
 }
 

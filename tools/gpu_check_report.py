@@ -89,18 +89,22 @@ for name in ("cuda", "cuda_cudnn", "cpu", "strong_cuda", "strong_cpu"):
 res["runs"] = runs
 if "cuda_cudnn" in runs:
     row("cuDNN algorithms", runs["cuda_cudnn"]["device"][:300])
-# Agreement with the CPU: the same recipe, seed and pairs; fp32 rounding differs, so the first
-# epoch's loss within 1e-3 and the test AUC within 0.005 (0.02 for the strong recipe: 90 Adam
-# steps on augmented views amplify rounding differences more than 13 RMSprop epochs do).
-for name, ref, auc_tol in (("cuda", "cpu", 0.005), ("cuda_cudnn", "cpu", 0.005), ("strong_cuda", "strong_cpu", 0.02)):
+# Agreement with the CPU: the same recipe, seed and pairs; fp32 rounding differs, so the test AUC
+# within 0.005 (0.02 for the strong recipe: 90 Adam steps on augmented views amplify rounding
+# differences more than 13 RMSprop epochs do) and the first epoch's mean loss within 3e-2 for the
+# reference recipe: its 117 RMSprop steps amplify rounding, and weights nudged by 1e-7 relative
+# moved the CPU's own epoch-1 loss by 0.7% to 1.4% (four nudges, ORL, seed 1, 2026-11-29). The
+# strong recipe's first epoch is two Adam steps: 1e-3.
+for name, ref, auc_tol, loss_tol in (("cuda", "cpu", 0.005, 3e-2), ("cuda_cudnn", "cpu", 0.005, 3e-2),
+                                     ("strong_cuda", "strong_cpu", 0.02, 1e-3)):
     if name not in runs or ref not in runs:
         continue
     a, c = runs[name], runs[ref]
     dauc = abs(a["test"]["auc"] - c["test"]["auc"])
     dloss = abs(a["epoch_losses"][0] - c["epoch_losses"][0]) / abs(c["epoch_losses"][0])
-    ok = dauc <= auc_tol and dloss <= 1e-3
+    ok = dauc <= auc_tol and dloss <= loss_tol
     res[f"agreement_{name}"] = {"auc_diff": dauc, "epoch1_loss_rel_diff": dloss, "ok": ok}
-    row(f"{name} vs {ref}", f"{'AGREE' if ok else 'DISAGREE'}: |dAUC| {dauc:.5f} (<= {auc_tol}), epoch-1 loss rel {dloss:.2e} (<= 1e-3)")
+    row(f"{name} vs {ref}", f"{'AGREE' if ok else 'DISAGREE'}: |dAUC| {dauc:.5f} (<= {auc_tol}), epoch-1 loss rel {dloss:.2e} (<= {loss_tol:g})")
 
 # ---- PyTorch
 torch_runs = {}
@@ -116,24 +120,30 @@ for mode in ("eager", "compile"):
         f"acc@thr {r['accuracy_at_threshold']:.4f}  (torch {r['torch']})")
 res["pytorch"] = torch_runs
 if runs and torch_runs:
+    # PyTorch trains the reference recipe on the same pairs: the ratio is against our fastest
+    # engine on that recipe (the strong runs are shown, not compared).
+    same = [k for k in ("cuda", "cuda_cudnn", "cpu") if k in runs]
     ours = {k: v["seconds_per_epoch"] for k, v in runs.items() if k != "cpu"} or {"cpu": runs["cpu"]["seconds_per_epoch"]}
     parts = [f"ours {k} {v:.4f}" for k, v in ours.items()]
-    best = min(ours.values())
+    best_name = min(same, key=lambda k: runs[k]["seconds_per_epoch"]) if same else min(ours, key=ours.get)
+    best = runs[best_name]["seconds_per_epoch"] if same else ours[best_name]
     for mode, r in torch_runs.items():
         t = steady(r["epoch_seconds"])
-        parts.append(f"torch {mode} {t:.4f} ({t / best:.1f}x ours)")
+        parts.append(f"torch {mode} {t:.4f} ({t / best:.1f}x ours {best_name})")
     row("s/epoch, median of 2..", " | ".join(parts))
 
 # ---- compute-sanitizer
 for name in ("memcheck_train", "memcheck_tests", "racecheck"):
     text = read(name + ".log")
     refused = re.search(r"(?im)^.*(not supported|unsupported|unable to|could not|failed to initialize).*$", text)
-    summ = re.findall(r"ERROR SUMMARY: (\d+) error", text)
+    # memcheck ends with "ERROR SUMMARY: N errors", racecheck with "RACECHECK SUMMARY: N hazards
+    # displayed (E errors, W warnings)".
+    summ = re.findall(r"ERROR SUMMARY: (\d+) error", text) + re.findall(r"RACECHECK SUMMARY: \d+ hazards displayed \((\d+) error", text)
     st = stages.get(name, {}).get("status")
     if st is None or st == "skipped":
         v = why_not(name)
     elif summ and all(x == "0" for x in summ) and st == "0":
-        v = "clean (ERROR SUMMARY: 0 errors)"
+        v = "clean (0 errors)"
     elif summ and any(x != "0" for x in summ):
         first = re.search(r"(?m)^=+ (Invalid|Race|.*Error).*$", text)
         v = f"{sum(int(x) for x in summ)} ERRORS: " + (first.group(0)[:150] if first else "see log")
