@@ -10,6 +10,7 @@
 //   pooled      (F, Hp, Wp) dense, with the argmax of each window (dy*P + dx) as one byte.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -26,9 +27,21 @@ inline int conv_grad_pad(const ConvShape& s) { return (s.K - 1) * s.W + (s.K - 1
 // Floats in the conv-gradient buffer: pad + H*W (zero beyond the span too).
 inline int conv_grad_elems(const ConvShape& s) { return conv_grad_pad(s) + s.H * s.W; }
 
-// out (F, Ho, W-stride) = conv(in, w) + b. in (C,H,W), w (F,C,K,K), b (F).
+// c + a*b in one rounding where the target has FMA (as the compiler contracts `c += a*b` there),
+// so the plain and the blocked loops below give the same bits; two roundings elsewhere.
 template <class T>
-void conv_forward(T* out, const T* in, const T* w, const T* b, const ConvShape& s) {
+inline T madd(T a, T b, T c) {
+#ifdef __FMA__
+    return std::fma(a, b, c);
+#else
+    return c + a * b;
+#endif
+}
+
+// out (F, Ho, W-stride) = conv(in, w) + b. in (C,H,W), w (F,C,K,K), b (F). The readable form:
+// one tap at a time, an axpy over the whole span. conv_forward computes exactly this, blocked.
+template <class T>
+void conv_forward_plain(T* out, const T* in, const T* w, const T* b, const ConvShape& s) {
     const int span = conv_span(s), K = s.K, W = s.W;
     for (int f = 0; f < s.F; ++f) {
         T* o = out + size_t(f) * s.Ho * W;
@@ -36,22 +49,71 @@ void conv_forward(T* out, const T* in, const T* w, const T* b, const ConvShape& 
         for (int c = 0; c < s.C; ++c) {
             const T* x = in + size_t(c) * s.H * W;
             const T* wk = w + (size_t(f) * s.C + c) * K * K;
-            // One tap at a time: an axpy over the whole span, which vectorizes cleanly.
             for (int ky = 0; ky < K; ++ky)
                 for (int kx = 0; kx < K; ++kx) {
                     const T wv = wk[ky * K + kx];
                     const T* xs = x + ky * W + kx;
 #pragma omp simd
-                    for (int p = 0; p < span; ++p) o[p] += wv * xs[p];
+                    for (int p = 0; p < span; ++p) o[p] = madd(wv, xs[p], o[p]);
                 }
         }
     }
 }
 
-// act (F,Hp,Wp) = relu(maxpool(conv)); argmax per window. ReLU commutes with max, so the
-// gradient flows to the argmax position only where act > 0.
+// FB filters x V positions from p0 on, accumulated in registers over every (c, ky, kx) in the
+// plain loop's order, so each output sees the same chain of roundings.
+template <int FB, int V, class T>
+inline void conv_forward_tile(T* out, const T* in, const T* w, const T* b, const ConvShape& s, int f0, int p0) {
+    T acc[FB][V];
+    for (int fb = 0; fb < FB; ++fb)
+#pragma omp simd
+        for (int v = 0; v < V; ++v) acc[fb][v] = b[f0 + fb];
+    const int K = s.K, W = s.W;
+    for (int c = 0; c < s.C; ++c) {
+        const T* x = in + size_t(c) * s.H * W + p0;
+        for (int ky = 0; ky < K; ++ky)
+            for (int kx = 0; kx < K; ++kx) {
+                const T* xs = x + ky * W + kx;
+#pragma GCC unroll 16
+                for (int fb = 0; fb < FB; ++fb) {
+                    const T wv = w[((size_t(f0 + fb) * s.C + c) * K + ky) * K + kx];
+#pragma omp simd
+                    for (int v = 0; v < V; ++v) acc[fb][v] = madd(wv, xs[v], acc[fb][v]);
+                }
+            }
+    }
+    for (int fb = 0; fb < FB; ++fb)
+#pragma omp simd
+        for (int v = 0; v < V; ++v) out[size_t(f0 + fb) * s.Ho * W + p0 + v] = acc[fb][v];
+}
+
+template <int FB, class T>
+void conv_forward_blocked(T* out, const T* in, const T* w, const T* b, const ConvShape& s) {
+    constexpr int V = 64 / sizeof(T);  // one AVX-512 register of T (two AVX2 ones)
+    const int span = conv_span(s);
+    for (int f0 = 0; f0 < s.F; f0 += FB) {
+        int p0 = 0;
+        for (; p0 + V <= span; p0 += V) conv_forward_tile<FB, V>(out, in, w, b, s, f0, p0);
+        for (; p0 < span; ++p0) conv_forward_tile<FB, 1>(out, in, w, b, s, f0, p0);
+    }
+}
+
+// conv_forward_plain's result (the same bits), 2-3x faster: several filters' outputs are kept in
+// registers while each input vector is loaded once for all of them (measured in
+// docs/cpu-speed.md; tests/test_fast_paths.cpp checks the bits).
 template <class T>
-void relu_maxpool_forward(T* act, uint8_t* argmax, const T* conv, const ConvShape& s) {
+void conv_forward(T* out, const T* in, const T* w, const T* b, const ConvShape& s) {
+    if (s.F % 12 == 0) conv_forward_blocked<12>(out, in, w, b, s);
+    else if (s.F % 8 == 0) conv_forward_blocked<8>(out, in, w, b, s);
+    else if (s.F % 6 == 0) conv_forward_blocked<6>(out, in, w, b, s);
+    else if (s.F % 4 == 0) conv_forward_blocked<4>(out, in, w, b, s);
+    else conv_forward_blocked<1>(out, in, w, b, s);
+}
+
+// act (F,Hp,Wp) = relu(maxpool(conv)); argmax per window. ReLU commutes with max, so the
+// gradient flows to the argmax position only where act > 0. The readable form, any P.
+template <class T>
+void relu_maxpool_forward_plain(T* act, uint8_t* argmax, const T* conv, const ConvShape& s) {
     const int P = s.P;
     for (int f = 0; f < s.F; ++f)
         for (int py = 0; py < s.Hp; ++py)
@@ -66,6 +128,37 @@ void relu_maxpool_forward(T* act, uint8_t* argmax, const T* conv, const ConvShap
                 act[i] = relu(best);
                 argmax[i] = uint8_t(arg);
             }
+}
+
+// The same result; for P = 2 (the recipe's) the window scan is written as selects over a row of
+// windows, which vectorizes (3x faster than the branches).
+template <class T>
+void relu_maxpool_forward(T* act, uint8_t* argmax, const T* conv, const ConvShape& s) {
+    if (s.P != 2) return relu_maxpool_forward_plain(act, argmax, conv, s);
+    for (int f = 0; f < s.F; ++f)
+        for (int py = 0; py < s.Hp; ++py) {
+            const T* r0 = conv + (size_t(f) * s.Ho + py * 2) * s.W;
+            const T* r1 = r0 + s.W;
+            T* a = act + (size_t(f) * s.Hp + py) * s.Wp;
+            uint8_t* g = argmax + (size_t(f) * s.Hp + py) * s.Wp;
+#pragma omp simd
+            for (int px = 0; px < s.Wp; ++px) {
+                T best = r0[2 * px];
+                int arg = 0;
+                const T v1 = r0[2 * px + 1], v2 = r1[2 * px], v3 = r1[2 * px + 1];
+                bool t = pool_takes(v1, best);
+                best = t ? v1 : best;
+                arg = t ? 1 : arg;
+                t = pool_takes(v2, best);
+                best = t ? v2 : best;
+                arg = t ? 2 : arg;
+                t = pool_takes(v3, best);
+                best = t ? v3 : best;
+                arg = t ? 3 : arg;
+                a[px] = relu(best);
+                g[px] = uint8_t(arg);
+            }
+        }
 }
 
 // One whole conv block for one image: conv + bias into `conv` (scratch, F*Ho*W), ReLU + max-pool
@@ -122,8 +215,9 @@ void conv_backward_weights(T* dw, T* db, const T* dconv, const T* in, const Conv
 }
 
 // din (C,H,W) = transposed convolution of dconv, in gather form over the zero-padded buffer.
+// The readable form; conv_backward_input computes exactly this, blocked.
 template <class T>
-void conv_backward_input(T* din, const T* dconv, const T* w, const ConvShape& s) {
+void conv_backward_input_plain(T* din, const T* dconv, const T* w, const ConvShape& s) {
     const int K = s.K, W = s.W, HW = s.H * s.W, pad = conv_grad_pad(s);
     for (int c = 0; c < s.C; ++c) {
         T* d = din + size_t(c) * HW;
@@ -136,10 +230,57 @@ void conv_backward_input(T* din, const T* dconv, const T* w, const ConvShape& s)
                     const T wv = wk[ky * K + kx];
                     const T* gs = g - ky * W - kx;
 #pragma omp simd
-                    for (int q = 0; q < HW; ++q) d[q] += wv * gs[q];
+                    for (int q = 0; q < HW; ++q) d[q] = madd(wv, gs[q], d[q]);
                 }
         }
     }
+}
+
+// CB input channels x V positions from q0 on, in registers over every (f, ky, kx) in the plain
+// loop's order.
+template <int CB, int V, class T>
+inline void conv_backward_input_tile(T* din, const T* dconv, const T* w, const ConvShape& s, int c0, int q0) {
+    T acc[CB][V];
+    for (int cb = 0; cb < CB; ++cb)
+#pragma omp simd
+        for (int v = 0; v < V; ++v) acc[cb][v] = T(0);
+    const int K = s.K, W = s.W, pad = conv_grad_pad(s);
+    for (int f = 0; f < s.F; ++f) {
+        const T* g = dconv + size_t(f) * conv_grad_elems(s) + pad + q0;
+        for (int ky = 0; ky < K; ++ky)
+            for (int kx = 0; kx < K; ++kx) {
+                const T* gs = g - ky * W - kx;
+#pragma GCC unroll 16
+                for (int cb = 0; cb < CB; ++cb) {
+                    const T wv = w[((size_t(f) * s.C + c0 + cb) * K + ky) * K + kx];
+#pragma omp simd
+                    for (int v = 0; v < V; ++v) acc[cb][v] = madd(wv, gs[v], acc[cb][v]);
+                }
+            }
+    }
+    for (int cb = 0; cb < CB; ++cb)
+#pragma omp simd
+        for (int v = 0; v < V; ++v) din[size_t(c0 + cb) * s.H * W + q0 + v] = acc[cb][v];
+}
+
+template <int CB, class T>
+void conv_backward_input_blocked(T* din, const T* dconv, const T* w, const ConvShape& s) {
+    constexpr int V = 64 / sizeof(T);
+    const int HW = s.H * s.W;
+    for (int c0 = 0; c0 < s.C; c0 += CB) {
+        int q0 = 0;
+        for (; q0 + V <= HW; q0 += V) conv_backward_input_tile<CB, V>(din, dconv, w, s, c0, q0);
+        for (; q0 < HW; ++q0) conv_backward_input_tile<CB, 1>(din, dconv, w, s, c0, q0);
+    }
+}
+
+// conv_backward_input_plain's result (the same bits), with several channels in registers.
+template <class T>
+void conv_backward_input(T* din, const T* dconv, const T* w, const ConvShape& s) {
+    if (s.C % 8 == 0) conv_backward_input_blocked<8>(din, dconv, w, s);
+    else if (s.C % 6 == 0) conv_backward_input_blocked<6>(din, dconv, w, s);
+    else if (s.C % 4 == 0) conv_backward_input_blocked<4>(din, dconv, w, s);
+    else conv_backward_input_blocked<1>(din, dconv, w, s);
 }
 
 }  // namespace siamese

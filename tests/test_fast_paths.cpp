@@ -1,0 +1,88 @@
+// The CPU engine's fast paths against the readable loops they replace: register-blocked
+// convolution (forward and input gradient) and the vectorized 2x2 pool give the SAME BITS as
+// the plain loops (same chain of roundings per output), on shapes with and without a tail,
+// filter counts of every blocking, in float (training) and double (the gradient checks).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "cpu/conv.hpp"
+#include "test_util.hpp"
+
+using namespace siamese;
+
+namespace {
+
+template <class T>
+std::vector<T> random_of(size_t n, std::mt19937_64& r, double lo = -1, double hi = 1) {
+    const auto v = testutil::random_vector(n, r, lo, hi);
+    return std::vector<T>(v.begin(), v.end());
+}
+
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+// C, H, W, F: the recipe's two blocks, wider ones (F 16, 32), odd filter counts (blocking 1),
+// and spans that are and are not multiples of a vector.
+const std::vector<ConvShape> kShapes = {conv_shape(1, 56, 46, 6, 3, 2),  conv_shape(6, 27, 22, 12, 3, 2),
+                                        conv_shape(1, 56, 46, 16, 3, 2), conv_shape(16, 27, 22, 32, 3, 2),
+                                        conv_shape(3, 9, 11, 5, 3, 2),   conv_shape(4, 7, 7, 8, 2, 2),
+                                        conv_shape(2, 6, 5, 3, 2, 1)};
+
+template <class T>
+void check_conv_shapes() {
+    std::mt19937_64 r(sizeof(T) * 1000 + 7);
+    for (const ConvShape& s : kShapes) {
+        INFO("C" << s.C << " H" << s.H << " W" << s.W << " F" << s.F << " K" << s.K << " T" << sizeof(T));
+        const auto in = random_of<T>(s.in_elems(), r), w = random_of<T>(size_t(s.F) * s.C * s.K * s.K, r),
+                   b = random_of<T>(s.F, r);
+        // Poisoned outputs: every position of the span is written by both.
+        std::vector<T> plain(size_t(s.F) * s.Ho * s.W, T(-7)), fast(plain.size(), T(-7));
+        conv_forward_plain(plain.data(), in.data(), w.data(), b.data(), s);
+        conv_forward(fast.data(), in.data(), w.data(), b.data(), s);
+        CHECK(same_bits(plain, fast));
+
+        std::vector<T> dconv(size_t(s.F) * conv_grad_elems(s), T(0));
+        for (int f = 0; f < s.F; ++f)
+            for (int y = 0; y < s.Ho; ++y)
+                for (int x = 0; x < s.Wo; ++x)
+                    if (r() % 4 == 0) dconv[f * conv_grad_elems(s) + conv_grad_pad(s) + y * s.W + x] = T(double(r() % 2001) / 1000.0 - 1.0);
+        std::vector<T> din_plain(s.in_elems(), std::numeric_limits<T>::quiet_NaN()), din_fast(din_plain);
+        conv_backward_input_plain(din_plain.data(), dconv.data(), w.data(), s);
+        conv_backward_input(din_fast.data(), dconv.data(), w.data(), s);
+        CHECK(same_bits(din_plain, din_fast));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("blocked convolution gives the plain loops' bits, forward and input gradient", "[layers][fast]") {
+    check_conv_shapes<float>();
+    check_conv_shapes<double>();
+}
+
+TEST_CASE("the vectorized 2x2 pool gives the plain loop's values and argmax, NaN and ties included", "[layers][fast]") {
+    std::mt19937_64 r(91);
+    for (const ConvShape& s : {conv_shape(1, 56, 46, 6, 3, 2), conv_shape(6, 27, 22, 12, 3, 2), conv_shape(2, 9, 12, 3, 2, 2)}) {
+        INFO("H" << s.H << " W" << s.W << " F" << s.F);
+        auto conv = random_of<float>(size_t(s.F) * s.Ho * s.W, r);
+        // Ties (the first position in scan order wins), NaN (taken wherever it is) and
+        // all-negative windows (ReLU gives 0).
+        for (size_t k = 0; k < conv.size(); ++k) {
+            const auto u = r() % 50;
+            if (u == 0) conv[k] = std::numeric_limits<float>::quiet_NaN();
+            else if (u < 10) conv[k] = 0.25f;
+            else if (u < 15) conv[k] = -std::fabs(conv[k]);
+        }
+        std::vector<float> a_plain(s.out_elems(), -1.0f), a_fast(a_plain);
+        std::vector<uint8_t> g_plain(s.out_elems(), 99), g_fast(g_plain);
+        relu_maxpool_forward_plain(a_plain.data(), g_plain.data(), conv.data(), s);
+        relu_maxpool_forward(a_fast.data(), g_fast.data(), conv.data(), s);
+        CHECK(same_bits(a_plain, a_fast));
+        CHECK(g_plain == g_fast);
+    }
+}
