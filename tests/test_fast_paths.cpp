@@ -1,5 +1,6 @@
 // The CPU engine's fast paths against the readable loops they replace: register-blocked
-// convolution (forward and input gradient) and the vectorized 2x2 pool give the SAME BITS as
+// convolution (forward and input gradient), the convolution and pool fused by bands of rows,
+// and the vectorized 2x2 pool give the SAME BITS as
 // the plain loops (same chain of roundings per output), on shapes with and without a tail,
 // filter counts of every blocking, in float (training) and double (the gradient checks).
 #include <catch2/catch.hpp>
@@ -31,7 +32,7 @@ bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
 const std::vector<ConvShape> kShapes = {conv_shape(1, 56, 46, 6, 3, 2),  conv_shape(6, 27, 22, 12, 3, 2),
                                         conv_shape(1, 56, 46, 16, 3, 2), conv_shape(16, 27, 22, 32, 3, 2),
                                         conv_shape(3, 9, 11, 5, 3, 2),   conv_shape(4, 7, 7, 8, 2, 2),
-                                        conv_shape(2, 6, 5, 3, 2, 1)};
+                                        conv_shape(2, 6, 5, 3, 2, 1),    conv_shape(2, 11, 10, 3, 3, 3)};
 
 template <class T>
 void check_conv_shapes() {
@@ -45,6 +46,13 @@ void check_conv_shapes() {
         conv_forward_plain(plain.data(), in.data(), w.data(), b.data(), s);
         conv_forward(fast.data(), in.data(), w.data(), b.data(), s);
         CHECK(same_bits(plain, fast));
+        // Convolution and pool fused a band of rows at a time.
+        std::vector<T> act_plain(s.out_elems(), T(-3)), act_fused(act_plain), band(conv_band_elems(s));
+        std::vector<uint8_t> arg_plain(s.out_elems(), 99), arg_fused(arg_plain);
+        relu_maxpool_forward_plain(act_plain.data(), arg_plain.data(), plain.data(), s);
+        conv_relu_maxpool_forward(act_fused.data(), arg_fused.data(), in.data(), w.data(), b.data(), s, band.data());
+        CHECK(same_bits(act_plain, act_fused));
+        CHECK(arg_plain == arg_fused);
 
         std::vector<T> dconv(size_t(s.F) * conv_grad_elems(s), T(0));
         for (int f = 0; f < s.F; ++f)

@@ -61,9 +61,11 @@ void conv_forward_plain(T* out, const T* in, const T* w, const T* b, const ConvS
 }
 
 // FB filters x V positions from p0 on, accumulated in registers over every (c, ky, kx) in the
-// plain loop's order, so each output sees the same chain of roundings.
+// plain loop's order, so each output sees the same chain of roundings. Filter f0+fb's value at
+// position p0+v goes to out[fb * fstride + v].
 template <int FB, int V, class T>
-inline void conv_forward_tile(T* out, const T* in, const T* w, const T* b, const ConvShape& s, int f0, int p0) {
+inline void conv_forward_tile(T* out, size_t fstride, const T* in, const T* w, const T* b, const ConvShape& s, int f0,
+                              int p0) {
     T acc[FB][V];
     for (int fb = 0; fb < FB; ++fb)
 #pragma omp simd
@@ -84,30 +86,43 @@ inline void conv_forward_tile(T* out, const T* in, const T* w, const T* b, const
     }
     for (int fb = 0; fb < FB; ++fb)
 #pragma omp simd
-        for (int v = 0; v < V; ++v) out[size_t(f0 + fb) * s.Ho * W + p0 + v] = acc[fb][v];
+        for (int v = 0; v < V; ++v) out[fb * fstride + v] = acc[fb][v];
 }
 
+// Positions [p_begin, p_end) of every filter; filter f's position p goes to
+// out[f * fstride + p - p_begin].
 template <int FB, class T>
-void conv_forward_blocked(T* out, const T* in, const T* w, const T* b, const ConvShape& s) {
+void conv_forward_range(T* out, size_t fstride, const T* in, const T* w, const T* b, const ConvShape& s, int p_begin,
+                        int p_end) {
     constexpr int V = 64 / sizeof(T);  // one AVX-512 register of T (two AVX2 ones)
-    const int span = conv_span(s);
     for (int f0 = 0; f0 < s.F; f0 += FB) {
-        int p0 = 0;
-        for (; p0 + V <= span; p0 += V) conv_forward_tile<FB, V>(out, in, w, b, s, f0, p0);
-        for (; p0 < span; ++p0) conv_forward_tile<FB, 1>(out, in, w, b, s, f0, p0);
+        T* o = out + f0 * fstride;
+        int p0 = p_begin;
+        for (; p0 + V <= p_end; p0 += V) conv_forward_tile<FB, V>(o + (p0 - p_begin), fstride, in, w, b, s, f0, p0);
+        // The tail in halving widths: a scalar tile costs as much as a full-width one.
+        if constexpr (V >= 16) if (p0 + 8 <= p_end) { conv_forward_tile<FB, 8>(o + (p0 - p_begin), fstride, in, w, b, s, f0, p0); p0 += 8; }
+        if (p0 + 4 <= p_end) { conv_forward_tile<FB, 4>(o + (p0 - p_begin), fstride, in, w, b, s, f0, p0); p0 += 4; }
+        if (p0 + 2 <= p_end) { conv_forward_tile<FB, 2>(o + (p0 - p_begin), fstride, in, w, b, s, f0, p0); p0 += 2; }
+        if (p0 < p_end) conv_forward_tile<FB, 1>(o + (p0 - p_begin), fstride, in, w, b, s, f0, p0);
     }
 }
 
+template <class T>
+void conv_forward_range(T* out, size_t fstride, const T* in, const T* w, const T* b, const ConvShape& s, int p_begin,
+                        int p_end) {
+    if (s.F % 12 == 0) conv_forward_range<12>(out, fstride, in, w, b, s, p_begin, p_end);
+    else if (s.F % 8 == 0) conv_forward_range<8>(out, fstride, in, w, b, s, p_begin, p_end);
+    else if (s.F % 6 == 0) conv_forward_range<6>(out, fstride, in, w, b, s, p_begin, p_end);
+    else if (s.F % 4 == 0) conv_forward_range<4>(out, fstride, in, w, b, s, p_begin, p_end);
+    else conv_forward_range<1>(out, fstride, in, w, b, s, p_begin, p_end);
+}
+
 // conv_forward_plain's result (the same bits), 2-3x faster: several filters' outputs are kept in
-// registers while each input vector is loaded once for all of them (measured in
-// docs/cpu-speed.md; tests/test_fast_paths.cpp checks the bits).
+// registers while each input vector is loaded once for all of them (docs/cpu-speed.md;
+// tests/test_fast_paths.cpp checks the bits).
 template <class T>
 void conv_forward(T* out, const T* in, const T* w, const T* b, const ConvShape& s) {
-    if (s.F % 12 == 0) conv_forward_blocked<12>(out, in, w, b, s);
-    else if (s.F % 8 == 0) conv_forward_blocked<8>(out, in, w, b, s);
-    else if (s.F % 6 == 0) conv_forward_blocked<6>(out, in, w, b, s);
-    else if (s.F % 4 == 0) conv_forward_blocked<4>(out, in, w, b, s);
-    else conv_forward_blocked<1>(out, in, w, b, s);
+    conv_forward_range(out, size_t(s.Ho) * s.W, in, w, b, s, 0, conv_span(s));
 }
 
 // act (F,Hp,Wp) = relu(maxpool(conv)); argmax per window. ReLU commutes with max, so the
@@ -130,45 +145,99 @@ void relu_maxpool_forward_plain(T* act, uint8_t* argmax, const T* conv, const Co
             }
 }
 
-// The same result; for P = 2 (the recipe's) the window scan is written as selects over a row of
-// windows, which vectorizes (3x faster than the branches).
+// One row of 2x2 windows: rows r0, r1 of the conv output into act/argmax [0, Wp). The window
+// scan of the plain loop written as selects over chunks of 16 windows copied out first: a
+// fixed trip count, so the whole chunk is vector code (a row of 22 windows otherwise ran
+// mostly in the scalar remainder, with branches: 3.6x slower on the ORL block).
+template <class T>
+inline void relu_maxpool2_row(T* a, uint8_t* g, const T* r0, const T* r1, int Wp) {
+    constexpr int C = 16;
+    for (int x0 = 0; x0 < Wp; x0 += C) {
+        const int m = std::min(C, Wp - x0);
+        alignas(64) T q0[2 * C], q1[2 * C], best_of[C];
+        alignas(64) uint8_t arg_of[C];
+        std::fill(std::copy(r0 + 2 * x0, r0 + 2 * (x0 + m), q0), q0 + 2 * C, T(0));
+        std::fill(std::copy(r1 + 2 * x0, r1 + 2 * (x0 + m), q1), q1 + 2 * C, T(0));
+#pragma omp simd
+        for (int px = 0; px < C; ++px) {
+            T best = q0[2 * px];
+            int arg = 0;
+            const T v1 = q0[2 * px + 1], v2 = q1[2 * px], v3 = q1[2 * px + 1];
+            bool t = pool_takes(v1, best);
+            best = t ? v1 : best;
+            arg = t ? 1 : arg;
+            t = pool_takes(v2, best);
+            best = t ? v2 : best;
+            arg = t ? 2 : arg;
+            t = pool_takes(v3, best);
+            best = t ? v3 : best;
+            arg = t ? 3 : arg;
+            best_of[px] = relu(best);
+            arg_of[px] = uint8_t(arg);
+        }
+        std::copy(best_of, best_of + m, a + x0);
+        std::copy(arg_of, arg_of + m, g + x0);
+    }
+}
+
+// The plain loop's result; P = 2 (the recipe's) by relu_maxpool2_row.
 template <class T>
 void relu_maxpool_forward(T* act, uint8_t* argmax, const T* conv, const ConvShape& s) {
     if (s.P != 2) return relu_maxpool_forward_plain(act, argmax, conv, s);
     for (int f = 0; f < s.F; ++f)
         for (int py = 0; py < s.Hp; ++py) {
             const T* r0 = conv + (size_t(f) * s.Ho + py * 2) * s.W;
-            const T* r1 = r0 + s.W;
-            T* a = act + (size_t(f) * s.Hp + py) * s.Wp;
-            uint8_t* g = argmax + (size_t(f) * s.Hp + py) * s.Wp;
-#pragma omp simd
-            for (int px = 0; px < s.Wp; ++px) {
-                T best = r0[2 * px];
-                int arg = 0;
-                const T v1 = r0[2 * px + 1], v2 = r1[2 * px], v3 = r1[2 * px + 1];
-                bool t = pool_takes(v1, best);
-                best = t ? v1 : best;
-                arg = t ? 1 : arg;
-                t = pool_takes(v2, best);
-                best = t ? v2 : best;
-                arg = t ? 2 : arg;
-                t = pool_takes(v3, best);
-                best = t ? v3 : best;
-                arg = t ? 3 : arg;
-                a[px] = relu(best);
-                g[px] = uint8_t(arg);
-            }
+            const size_t i = (size_t(f) * s.Hp + py) * s.Wp;
+            relu_maxpool2_row(act + i, argmax + i, r0, r0 + s.W, s.Wp);
         }
 }
 
-// One whole conv block for one image: conv + bias into `conv` (scratch, F*Ho*W), ReLU + max-pool
-// into act with the argmax, dropout into out with its mask. The CPU twin of cuda/conv.cu's
-// conv_pool_forward, which fuses all of it for n images and keeps neither act nor mask.
+// Pool rows per band in conv_relu_maxpool_forward.
+constexpr int kBandRows = 4;
+
+// conv_forward then relu_maxpool_forward, one band of kBandRows x P conv rows at a time: the
+// band stays in the L1 cache between the convolution writing it and the pool reading it, where
+// the whole conv output (60 KB for the first block) did not. The same bits.
+template <class T>
+void conv_relu_maxpool_forward(T* act, uint8_t* argmax, const T* in, const T* w, const T* b, const ConvShape& s,
+                               T* band) {
+    const int P = s.P, W = s.W;
+    const size_t fstride = size_t(kBandRows) * P * W;
+    for (int py0 = 0; py0 < s.Hp; py0 += kBandRows) {
+        const int rows = std::min(kBandRows, s.Hp - py0), p_begin = py0 * P * W;
+        conv_forward_range(band, fstride, in, w, b, s, p_begin, p_begin + (rows * P - 1) * W + s.Wo);
+        for (int f = 0; f < s.F; ++f)
+            for (int py = py0; py < py0 + rows; ++py) {
+                const T* r = band + f * fstride + size_t(py - py0) * P * W;
+                const size_t i = (size_t(f) * s.Hp + py) * s.Wp;
+                if (P == 2) {
+                    relu_maxpool2_row(act + i, argmax + i, r, r + W, s.Wp);
+                    continue;
+                }
+                for (int px = 0; px < s.Wp; ++px) {
+                    T best = r[px * P];
+                    int arg = 0;
+                    for (int dy = 0; dy < P; ++dy)
+                        for (int dx = 0; dx < P; ++dx)
+                            if (pool_takes(r[dy * W + px * P + dx], best)) { best = r[dy * W + px * P + dx]; arg = dy * P + dx; }
+                    act[i + px] = relu(best);
+                    argmax[i + px] = uint8_t(arg);
+                }
+            }
+    }
+}
+
+// Floats of conv_pool_forward's scratch: one band of conv rows of every filter.
+inline size_t conv_band_elems(const ConvShape& s) { return size_t(s.F) * kBandRows * s.P * s.W; }
+
+// One whole conv block for one image: conv + bias a band at a time into `band` (scratch,
+// conv_band_elems), ReLU + max-pool into act with the argmax, dropout into out with its mask.
+// The CPU twin of cuda/conv.cu's conv_pool_forward, which fuses all of it for n images and
+// keeps neither act nor mask.
 template <class T>
 void conv_pool_forward(T* out, uint8_t* argmax, T* act, T* mask, const T* in, const T* w, const T* b, const ConvShape& s,
-                       T* conv, float rate, uint64_t seed, uint64_t step, uint32_t layer, int image) {
-    conv_forward(conv, in, w, b, s);
-    relu_maxpool_forward(act, argmax, conv, s);
+                       T* band, float rate, uint64_t seed, uint64_t step, uint32_t layer, int image) {
+    conv_relu_maxpool_forward(act, argmax, in, w, b, s, band);
     dropout_forward(out, mask, act, s.out_elems(), rate, seed, step, layer, image);
 }
 

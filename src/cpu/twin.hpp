@@ -38,7 +38,7 @@ public:
                 const T* x = images[i];
                 for (int l = 0; l < nconv; ++l) {
                     const ConvShape& s = L_.conv[l];
-                    conv_buf.resize(size_t(s.F) * s.Ho * s.W);
+                    conv_buf.resize(conv_band_elems(s));
                     const size_t off = size_t(i) * s.out_elems();
                     T* y = conv_out_[l].data() + off;
                     conv_pool_forward(y, conv_arg_[l].data() + off, conv_act_[l].data() + off, conv_mask_[l].data() + off, x,
