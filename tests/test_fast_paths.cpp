@@ -5,11 +5,14 @@
 // filter counts of every blocking, in float (training) and double (the gradient checks).
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
 
 #include "cpu/conv.hpp"
+#include "cpu/dense.hpp"
+#include "cpu/dropout.hpp"
 #include "test_util.hpp"
 
 using namespace siamese;
@@ -92,5 +95,60 @@ TEST_CASE("the vectorized 2x2 pool gives the plain loop's values and argmax, NaN
         relu_maxpool_forward(a_fast.data(), g_fast.data(), conv.data(), s);
         CHECK(same_bits(a_plain, a_fast));
         CHECK(g_plain == g_fast);
+    }
+}
+
+namespace {
+
+template <class T>
+void check_dense_shapes() {
+    std::mt19937_64 r(sizeof(T) * 31 + 5);
+    for (auto [N, I, O] : std::vector<std::array<int, 3>>{{256, 1440, 128}, {256, 128, 50}, {7, 37, 5}, {3, 1, 2}}) {
+        INFO("N" << N << " I" << I << " O" << O << " T" << sizeof(T));
+        const auto X = random_of<T>(size_t(N) * I, r), Wt = random_of<T>(size_t(O) * I, r);
+        auto dY = random_of<T>(size_t(N) * O, r);
+        for (auto& g : dY)
+            if (r() % 2) g = T(0);  // a ReLU zeroes about half
+        const T nan = std::numeric_limits<T>::quiet_NaN();
+        std::vector<T> dx_p(size_t(N) * I, nan), dw_p(size_t(O) * I, nan), db_p(O, nan);
+        std::vector<T> dx_f(dx_p), dw_f(dw_p), db_f(db_p);
+        dense_backward_plain(dx_p.data(), dw_p.data(), db_p.data(), dY.data(), X.data(), Wt.data(), N, I, O);
+        dense_backward(dx_f.data(), dw_f.data(), db_f.data(), dY.data(), X.data(), Wt.data(), N, I, O);
+        CHECK(same_bits(dx_p, dx_f));
+        CHECK(same_bits(dw_p, dw_f));
+        CHECK(same_bits(db_p, db_f));
+        std::fill(dw_f.begin(), dw_f.end(), nan);
+        dense_backward<T>(nullptr, dw_f.data(), db_f.data(), dY.data(), X.data(), Wt.data(), N, I, O);
+        CHECK(same_bits(dw_p, dw_f));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("blocked dense backward gives the plain loops' bits", "[layers][fast]") {
+    check_dense_shapes<float>();
+    check_dense_shapes<double>();
+}
+
+TEST_CASE("vectorized dropout draws each unit's own keep bit, across chunks and odd counts", "[layers][fast][dropout]") {
+    std::mt19937_64 r(77);
+    for (int count : {1, 7, 50, 1024, 1025, 3564}) {
+        for (float rate : {0.0f, 0.1f, 0.25f, 0.9f}) {
+            INFO("count " << count << " rate " << rate);
+            const uint64_t seed = r(), step = (uint64_t(1) << 33) + r() % 1000;  // a step past 2^32 uses the key's high half
+            const uint32_t layer = uint32_t(r() % 20);
+            const int image = int(r() % 512);
+            const auto x = random_of<float>(size_t(count), r);
+            std::vector<float> y(count, -9.0f), mask(count, -9.0f);
+            dropout_forward(y.data(), mask.data(), x.data(), count, rate, seed, step, layer, image);
+            const float scale = dropout_keep_scale<float>(rate);
+            int wrong = 0;
+            for (int k = 0; k < count; ++k) {
+                const bool kept = rate <= 0.0f || dropout_keep(seed, step, layer, uint32_t(image), uint32_t(k), rate);
+                const float m = kept ? scale : 0.0f;
+                wrong += mask[k] != m || y[k] != x[k] * m;
+            }
+            CHECK(wrong == 0);
+        }
     }
 }

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "cpu/dropout.hpp"
+#include "cpu/madd.hpp"
 #include "siamese/network.hpp"
 #include "siamese/rules.hpp"
 
@@ -26,17 +27,6 @@ inline int conv_span(const ConvShape& s) { return (s.Ho - 1) * s.W + s.Wo; }
 inline int conv_grad_pad(const ConvShape& s) { return (s.K - 1) * s.W + (s.K - 1); }
 // Floats in the conv-gradient buffer: pad + H*W (zero beyond the span too).
 inline int conv_grad_elems(const ConvShape& s) { return conv_grad_pad(s) + s.H * s.W; }
-
-// c + a*b in one rounding where the target has FMA (as the compiler contracts `c += a*b` there),
-// so the plain and the blocked loops below give the same bits; two roundings elsewhere.
-template <class T>
-inline T madd(T a, T b, T c) {
-#ifdef __FMA__
-    return std::fma(a, b, c);
-#else
-    return c + a * b;
-#endif
-}
 
 // out (F, Ho, W-stride) = conv(in, w) + b. in (C,H,W), w (F,C,K,K), b (F). The readable form:
 // one tap at a time, an axpy over the whole span. conv_forward computes exactly this, blocked.

@@ -3,6 +3,9 @@
 #pragma once
 #include <algorithm>
 #include <cstddef>
+#include <type_traits>
+
+#include "cpu/madd.hpp"
 
 #include "siamese/rules.hpp"
 
@@ -34,9 +37,10 @@ void dense_forward(T* Y, const T* X, const T* Wt, const T* b, int N, int I, int 
 }
 
 // dX (N,I) = dY . W (skipped when dX is null); dW (O,I) = dY^T . X and db (O) = sum_n dY,
-// both OVERWRITTEN. Parallel over rows; every sum runs in a fixed order (deterministic).
+// both OVERWRITTEN. The readable form; dense_backward computes exactly this, blocked. Every sum
+// runs in a fixed order (deterministic); zero gradients (most rows after a ReLU) are skipped.
 template <class T>
-void dense_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt, int N, int I, int O) {
+void dense_backward_plain(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt, int N, int I, int O) {
     if (dX) {
 #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; ++n) {
@@ -44,10 +48,10 @@ void dense_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt, i
             std::fill(dx, dx + I, T(0));
             for (int o = 0; o < O; ++o) {
                 const T g = dY[size_t(n) * O + o];
-                if (g == T(0)) continue;  // most rows after a ReLU
+                if (g == T(0)) continue;
                 const T* w = Wt + size_t(o) * I;
 #pragma omp simd
-                for (int i = 0; i < I; ++i) dx[i] += g * w[i];
+                for (int i = 0; i < I; ++i) dx[i] = madd(g, w[i], dx[i]);
             }
         }
     }
@@ -62,8 +66,79 @@ void dense_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt, i
             if (g == T(0)) continue;
             const T* x = X + size_t(n) * I;
 #pragma omp simd
-            for (int i = 0; i < I; ++i) dw[i] += g * x[i];
+            for (int i = 0; i < I; ++i) dw[i] = madd(g, x[i], dw[i]);
         }
+        db[o] = sb;
+    }
+}
+
+// out[r][v] = sum over k of a[r*a_row + k*a_k] * b[k*b_k + v], k in order: the plain loops'
+// chain for RB rows x IC columns, held in registers (a is dY or its transpose, b is W or X).
+// No branch on zero coefficients (half of them, at random: the mispredictions cost more than
+// the work): for finite b, fma(0, b, acc) is acc exactly (acc is never -0: it starts at +0 and
+// an exact zero sum rounds to +0), so the bits are the plain loops'. A non-finite b makes the
+// step non-finite either way, which the divergence check reports.
+template <int RB, int IC, class T>
+inline void dense_grad_tile(T* out, size_t out_stride, const T* a, size_t a_row, size_t a_k, const T* b, size_t b_k,
+                            int K) {
+    T acc[RB][IC];
+    for (int r = 0; r < RB; ++r)
+#pragma omp simd
+        for (int v = 0; v < IC; ++v) acc[r][v] = T(0);
+    for (int k = 0; k < K; ++k) {
+        const T* bk = b + size_t(k) * b_k;
+#pragma GCC unroll 8
+        for (int r = 0; r < RB; ++r) {
+            const T g = a[r * a_row + size_t(k) * a_k];
+#pragma omp simd
+            for (int v = 0; v < IC; ++v) acc[r][v] = madd(g, bk[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < RB; ++r)
+#pragma omp simd
+        for (int v = 0; v < IC; ++v) out[r * out_stride + v] = acc[r][v];
+}
+
+// Rows [0, R) x columns [0, C) of such a product, in tiles of 4 rows x 4 vectors, then
+// narrower ones at the edges; tiles in parallel (each output is one tile's: any thread count
+// gives the same bits).
+template <class T>
+void dense_grad(T* out, const T* a, size_t a_row, size_t a_k, const T* b, size_t b_k, int R, int C, int K) {
+    constexpr int V = 64 / sizeof(T), IC = 4 * V;
+    const int rb = (R + 3) / 4, cb = (C + IC - 1) / IC;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < rb * cb; ++t) {
+        const int r0 = (t / cb) * 4, c0 = (t % cb) * IC, rows = std::min(4, R - r0);
+        for (int r = r0; r < r0 + rows; r += (rows == 4 ? 4 : 1)) {
+            int c = c0;
+            const int c_end = std::min(c0 + IC, C);
+            auto tile = [&](auto rb_c, auto ic_c) {
+                constexpr int RBt = decltype(rb_c)::value, ICt = decltype(ic_c)::value;
+                dense_grad_tile<RBt, ICt>(out + size_t(r) * C + c, C, a + r * a_row, a_row, a_k, b + c, b_k, K);
+            };
+            if (rows == 4) {
+                if (c + IC <= c_end) { tile(std::integral_constant<int, 4>{}, std::integral_constant<int, IC>{}); c += IC; }
+                for (; c + V <= c_end; c += V) tile(std::integral_constant<int, 4>{}, std::integral_constant<int, V>{});
+                for (; c < c_end; ++c) tile(std::integral_constant<int, 4>{}, std::integral_constant<int, 1>{});
+            } else {
+                if (c + IC <= c_end) { tile(std::integral_constant<int, 1>{}, std::integral_constant<int, IC>{}); c += IC; }
+                for (; c + V <= c_end; c += V) tile(std::integral_constant<int, 1>{}, std::integral_constant<int, V>{});
+                for (; c < c_end; ++c) tile(std::integral_constant<int, 1>{}, std::integral_constant<int, 1>{});
+            }
+        }
+    }
+}
+
+// dense_backward_plain's result (the same bits), with the sums kept in registers: dX = dY . W
+// over o, dW = dY^T . X over n, each in the plain loops' order.
+template <class T>
+void dense_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt, int N, int I, int O) {
+    if (dX) dense_grad(dX, dY, size_t(O), size_t(1), Wt, size_t(I), N, I, O);
+    dense_grad(dW, dY, size_t(1), size_t(O), X, size_t(I), O, I, N);
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < O; ++o) {
+        T sb = 0;
+        for (int n = 0; n < N; ++n) sb += dY[size_t(n) * O + o];
         db[o] = sb;
     }
 }

@@ -11,27 +11,37 @@
 namespace siamese {
 
 // Inverted dropout of one image slot's `count` units: y = x * mask, mask = 1/(1-rate) for kept
-// units and 0 otherwise (kept for the backward pass). rate 0: the identity. The keep bits of up
-// to 256 groups of four are drawn first in a loop of independent Philox calls, which the
-// compiler vectorizes (2-3x faster than one call per group inside the unit loop); the draws
-// are the same.
+// units and 0 otherwise (kept for the backward pass). rate 0: the identity. The factors of up
+// to 256 groups of four are drawn first, in a loop of independent Philox calls that the
+// compiler vectorizes (5x faster than one call per group inside the unit loop); the draws are
+// dropout_keep_mask4's.
 template <class T>
 void dropout_forward(T* y, T* mask, const T* x, int count, float rate, uint64_t seed, uint64_t step, uint32_t layer,
                      int image) {
     const T keep_scale = dropout_keep_scale<T>(rate);
     constexpr int kGroups = 256;
-    uint8_t keep[kGroups];
+    alignas(64) T fac[4 * kGroups];
+    const uint32_t key0 = dropout_key0(seed, step), key1 = dropout_key1(seed), st = uint32_t(step);
     for (int k0 = 0; k0 < count; k0 += 4 * kGroups) {
         const int n = std::min(4 * kGroups, count - k0), groups = (n + 3) / 4;
         const uint32_t g0 = uint32_t(k0) >> 2;
+        if (rate > 0.0f) {
 #pragma omp simd
-        for (int g = 0; g < groups; ++g)
-            keep[g] = uint8_t(dropout_keep_mask4(seed, step, layer, uint32_t(image), g0 + uint32_t(g), rate));
+            for (int g = 0; g < groups; ++g) {
+                uint32_t w0, w1, w2, w3;
+                philox4x32_10(g0 + uint32_t(g), uint32_t(image), layer, st, key0, key1, w0, w1, w2, w3);
+                fac[4 * g] = dropout_keep_word(w0, rate) ? keep_scale : T(0);
+                fac[4 * g + 1] = dropout_keep_word(w1, rate) ? keep_scale : T(0);
+                fac[4 * g + 2] = dropout_keep_word(w2, rate) ? keep_scale : T(0);
+                fac[4 * g + 3] = dropout_keep_word(w3, rate) ? keep_scale : T(0);
+            }
+        } else {
+            std::fill(fac, fac + n, keep_scale);
+        }
 #pragma omp simd
         for (int k = 0; k < n; ++k) {
-            const bool kept = (keep[k >> 2] >> (k & 3)) & 1u;
-            mask[k0 + k] = kept ? keep_scale : T(0);
-            y[k0 + k] = x[k0 + k] * mask[k0 + k];
+            mask[k0 + k] = fac[k];
+            y[k0 + k] = x[k0 + k] * fac[k];
         }
     }
 }
