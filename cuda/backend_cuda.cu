@@ -144,22 +144,7 @@ public:
         return embed_device(tmp.get(), n);
     }
 
-    std::string profile_report() override {
-        if (prof_ms_.empty()) return "";
-        double total = 0;
-        for (auto& [k, v] : prof_ms_) total += v.first;
-        std::ostringstream ss;
-        ss << "phase                         calls    total ms   mean us   share\n";
-        std::vector<std::pair<std::string, std::pair<double, long>>> rows(prof_ms_.begin(), prof_ms_.end());
-        std::sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second.first > b.second.first; });
-        for (auto& [k, v] : rows) {
-            char line[160];
-            std::snprintf(line, sizeof line, "%-28s %7ld %11.2f %9.1f %6.1f%%\n", k.c_str(), v.second, v.first,
-                          1000.0 * v.first / double(v.second), 100.0 * v.first / total);
-            ss << line;
-        }
-        return ss.str();
-    }
+    std::string profile_report() override { return profile_table(prof_ms_); }
 
 private:
     void sync() { CUDA_CHECK(cudaStreamSynchronize(stream_.get())); }
@@ -528,7 +513,7 @@ private:
     std::map<int, GraphExec> graphs_;
     std::vector<const void*> captured_;
     std::vector<Pending> pending_;
-    std::map<std::string, std::pair<double, long>> prof_ms_;
+    PhaseTimes prof_ms_;
     int n_bank_ = 0, cap_ = 0, batches_ = 0, expected_first_ = -1;
     uint64_t expected_step_ = 0;
 };

@@ -2,6 +2,9 @@
 // distances (embed the bank, then the host's pair distances).
 #include "siamese/backend.hpp"
 
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -50,6 +53,23 @@ ConvAlgo parse_conv_algo(const std::string& name) {
     if (name == "custom") return ConvAlgo::Custom;
     if (name == "cudnn") return ConvAlgo::Cudnn;
     throw UsageError("--conv must be custom or cudnn, not '" + name + "'");
+}
+
+std::string profile_table(const PhaseTimes& ms) {
+    if (ms.empty()) return "";
+    double total = 0;
+    for (auto& [k, v] : ms) total += v.first;
+    std::vector<std::pair<std::string, std::pair<double, long>>> rows(ms.begin(), ms.end());
+    std::sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second.first > b.second.first; });
+    std::ostringstream ss;
+    ss << "phase                         calls    total ms   mean us   share\n";
+    for (auto& [k, v] : rows) {
+        char line[160];
+        std::snprintf(line, sizeof line, "%-28s %7ld %11.2f %9.1f %6.1f%%\n", k.c_str(), v.second, v.first,
+                      1000.0 * v.first / double(v.second), 100.0 * v.first / total);
+        ss << line;
+    }
+    return ss.str();
 }
 
 }  // namespace siamese

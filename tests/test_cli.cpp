@@ -92,6 +92,19 @@ TEST_CASE("synth, train, verify and eval work end to end", "[cli][training]") {
         CHECK(summary.contains(k));
     for (const char* k : {"accuracy", "accuracy_at_threshold", "auc", "eer", "tutorial_metric"}) CHECK(summary["test"].contains(k));
     CHECK(summary["epoch_seconds"].size() == 1);
+    // --profile on the CPU: every phase of the steps, with as many calls as steps.
+    const auto p = run_cli("train --data " + dir + "/faces --epochs 1 --device cpu --profile --quiet --out " + dir + "/prof");
+    INFO(p.out);
+    REQUIRE(p.status == 0);
+    const long steps = (long(summary["train_pairs"]) + 127) / 128;
+    for (const char* phase : {"conv forward (all blocks)", "dense forward", "loss", "dense backward", "conv backward (all blocks)",
+                              "optimizer"}) {
+        INFO(phase);
+        const auto at = p.out.find(std::string("\n") + phase + " ");
+        REQUIRE(at != std::string::npos);
+        const long calls = std::stol(p.out.substr(at + 1 + std::string(phase).size()));
+        CHECK(calls == (std::string(phase).rfind("dense", 0) == 0 ? 2 : 1) * steps);  // two dense layers a step
+    }
     const auto v = run_cli("verify --model " + dir + "/run/model.safetensors " + dir + "/faces/s1/1.pgm " + dir + "/faces/s1/2.pgm");
     CHECK(v.status == 0);
     CHECK((v.out.find("same") != std::string::npos || v.out.find("different") != std::string::npos));

@@ -3,6 +3,7 @@
 // order, so a GPU backend never copies pixels per batch.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,7 +45,7 @@ struct EngineOptions {
     int threads = 0;                  // CPU threads (0: all cores)
     ConvAlgo conv = ConvAlgo::Custom;
     bool graphs = true;               // CUDA: capture the training step once, replay it per batch
-    bool profile = false;             // CUDA: time every phase with CUDA events (no graphs)
+    bool profile = false;             // time every phase (CUDA: with CUDA events, no graphs)
 };
 
 class Backend {
@@ -101,6 +102,11 @@ private:
     long epoch_pairs_ = -1;   // pairs in the current epoch's order; -1 before the first epoch
     long epoch_images_ = -1;  // images in the current epoch's group order; -1 before one
 };
+
+// Per-phase timings as the engines print them: name -> (total milliseconds, calls), largest
+// first, with each phase's share of the total.
+using PhaseTimes = std::map<std::string, std::pair<double, long>>;
+std::string profile_table(const PhaseTimes& ms);
 
 std::unique_ptr<Backend> make_cpu_backend(const Recipe& r, const EngineOptions& e);
 

@@ -76,8 +76,7 @@ public:
         print_report(o.test, o.threshold);
         if (o.identified) print_identify(o.identification);
         if (profile_)
-            std::printf("%s", o.profile.empty() ? "profile: per-phase timing is measured by the CUDA engine only\n"
-                                                : o.profile.c_str());
+            std::printf("%s", o.profile.empty() ? "profile: no training step was timed\n" : o.profile.c_str());
     }
 
 private:
@@ -106,7 +105,8 @@ Runner add_train(CLI::App& app) {
     sub->add_option("--conv", r->conv, "CUDA convolutions: custom (fused kernels) or cudnn")->capture_default_str()
         ->check(CLI::IsMember({"custom", "cudnn"}));
     sub->add_flag("--no-graphs", *no_graphs, "CUDA: launch every kernel instead of replaying a captured graph");
-    sub->add_flag("--profile", r->profile, "CUDA: time every phase with CUDA events and print a table at the end");
+    sub->add_flag("--profile", r->profile,
+                  "Time every phase of the training steps and print a table at the end (CUDA: CUDA events, eager launches)");
     sub->add_flag("--quiet", *quiet, "Print only the final figures");
     sub->add_option("--crash-after-steps", r->crash_after_steps, "Testing aid: kill this process (SIGKILL) after N steps")
         ->group("");

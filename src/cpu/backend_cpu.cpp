@@ -11,6 +11,7 @@
 #include "cpu/batch_loss.hpp"
 #include "cpu/loss.hpp"
 #include "cpu/optimizer.hpp"
+#include "cpu/phase_clock.hpp"
 #include "siamese/metrics.hpp"
 #include "cpu/twin.hpp"
 
@@ -27,9 +28,9 @@ public:
     CpuBackend(const Recipe& r, const EngineOptions& e) : r_(r), twin_(r.net), L_(twin_.layout()) {
 #ifdef _OPENMP
         if (e.threads > 0) omp_set_num_threads(e.threads);
-#else
-        (void)e;
 #endif
+        profile_ = e.profile;
+        if (profile_) twin_.set_profile(&times_);
         params_.assign(L_.total, 0.0f);
         grad_.assign(L_.total, 0.0f);
         state_.assign(2 * L_.total, 0.0f);
@@ -66,8 +67,11 @@ public:
         twin_.forward(ptrs_.data(), 2 * count, params_.data(), true, r_.seed, step);
         demb_.resize(2 * size_t(count) * E);
         const float* emb = twin_.embeddings();
-        const float loss = contrastive_loss<float>(demb_.data(), demb_.data() + size_t(count) * E, nullptr, emb,
-                                                   emb + size_t(count) * E, order_.label.data() + first, count, E, r_.margin);
+        float loss = 0.0f;
+        timed(profiling(), "loss", [&] {
+            loss = contrastive_loss<float>(demb_.data(), demb_.data() + size_t(count) * E, nullptr, emb, emb + size_t(count) * E,
+                                           order_.label.data() + first, count, E, r_.margin);
+        });
         finish_step(loss, step);
     }
     void do_begin_epoch_groups(const GroupOrder& order) override {
@@ -83,24 +87,31 @@ public:
         ptrs_.resize(size_t(count));
         if (r_.augment.enabled) {
             aug_.resize(size_t(count) * H * W);
-            augment_images(aug_.data(), bank_->pixels.data(), group_.image.data() + first, count, H, W, r_.augment, r_.seed,
-                           step);
+            timed(profiling(), "augment", [&] {
+                augment_images(aug_.data(), bank_->pixels.data(), group_.image.data() + first, count, H, W, r_.augment,
+                               r_.seed, step);
+            });
             for (int i = 0; i < count; ++i) ptrs_[i] = aug_.data() + size_t(i) * H * W;
         } else {
             for (int i = 0; i < count; ++i) ptrs_[i] = bank_->image(group_.image[first + i]);
         }
         twin_.forward(ptrs_.data(), count, params_.data(), true, r_.seed, step);
         demb_.resize(size_t(count) * E);
-        const float loss = batch_contrastive_loss<float>(demb_.data(), twin_.embeddings(), group_.person.data() + first,
-                                                         count, E, r_.margin, r_.mining);
+        float loss = 0.0f;
+        timed(profiling(), "loss", [&] {
+            loss = batch_contrastive_loss<float>(demb_.data(), twin_.embeddings(), group_.person.data() + first, count, E,
+                                                 r_.margin, r_.mining);
+        });
         finish_step(loss, step);
     }
     std::vector<float> batch_losses() override { return losses_; }
+    std::string profile_report() override { return profile_table(times_); }
     std::vector<float> embed_bank() override { return embed(bank_->pixels.data(), bank_->size()); }
     std::vector<float> embed(const float* images, int n) override {
         const int E = L_.embed_dim(), chunk = 512;
         const size_t elems = size_t(r_.net.in_h) * r_.net.in_w;
         std::vector<float> out(size_t(n) * E);
+        twin_.set_profile(nullptr);  // the profile times training steps
         for (int s = 0; s < n; s += chunk) {
             const int m = std::min(chunk, n - s);
             ptrs_.resize(m);
@@ -108,10 +119,13 @@ public:
             twin_.forward(ptrs_.data(), m, params_.data(), false, 0, 0);
             std::copy(twin_.embeddings(), twin_.embeddings() + size_t(m) * E, out.begin() + size_t(s) * E);
         }
+        if (profile_) twin_.set_profile(&times_);
         return out;
     }
 
 private:
+    PhaseTimes* profiling() { return profile_ ? &times_ : nullptr; }
+
     // Backward from demb_, then the update, unless the loss or the gradient is not finite: a NaN
     // or infinity would poison every weight it reaches, so the step is reported as NaN and the
     // weights are not updated.
@@ -122,7 +136,7 @@ private:
             losses_.push_back(std::numeric_limits<float>::quiet_NaN());
             return;
         }
-        optimizer_step(r_.opt, params_.data(), grad_.data(), state_.data(), L_.total, step + 1);
+        timed(profiling(), "optimizer", [&] { optimizer_step(r_.opt, params_.data(), grad_.data(), state_.data(), L_.total, step + 1); });
         losses_.push_back(loss);
     }
 
@@ -135,6 +149,8 @@ private:
     PairSet order_;
     GroupOrder group_;
     bool diverged_ = false;
+    bool profile_ = false;
+    PhaseTimes times_;
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "cpu/dense.hpp"
 #include "cpu/dropout.hpp"
 #include "cpu/embed_head.hpp"
+#include "cpu/phase_clock.hpp"
 #include "siamese/network.hpp"
 #include "siamese/rules.hpp"
 
@@ -21,6 +22,8 @@ public:
     explicit CpuTwin(const NetConfig& cfg) : cfg_(cfg), L_(make_layout(cfg)) {}
 
     const ParamLayout& layout() const { return L_; }
+    // Time the phases of forward and backward into *times (null: don't).
+    void set_profile(PhaseTimes* times) { times_ = times; }
     int n() const { return n_; }
     // (n, E): the last dense layer's output, L2-normalised when the recipe asks for it.
     const T* embeddings() const { return cfg_.l2_normalize ? emb_.data() : dense_out_.back().data(); }
@@ -30,30 +33,34 @@ public:
     void forward(const T* const* images, int n, const T* params, bool train, uint64_t seed, uint64_t step) {
         resize(n);
         const int nconv = int(L_.conv.size());
+        timed(times_, "conv forward (all blocks)", [&] {
 #pragma omp parallel
-        {
-            std::vector<T> conv_buf;
+            {
+                std::vector<T> conv_buf;
 #pragma omp for schedule(static)
-            for (int i = 0; i < n; ++i) {
-                const T* x = images[i];
-                for (int l = 0; l < nconv; ++l) {
-                    const ConvShape& s = L_.conv[l];
-                    conv_buf.resize(conv_band_elems(s));
-                    const size_t off = size_t(i) * s.out_elems();
-                    T* y = conv_out_[l].data() + off;
-                    conv_pool_forward(y, conv_arg_[l].data() + off, conv_act_[l].data() + off, conv_mask_[l].data() + off, x,
-                                      params + L_.conv_w[l], params + L_.conv_b[l], s, conv_buf.data(),
-                                      train ? cfg_.conv_dropout : 0.0f, seed, step, kConvDropoutId + l, i);
-                    x = y;
+                for (int i = 0; i < n; ++i) {
+                    const T* x = images[i];
+                    for (int l = 0; l < nconv; ++l) {
+                        const ConvShape& s = L_.conv[l];
+                        conv_buf.resize(conv_band_elems(s));
+                        const size_t off = size_t(i) * s.out_elems();
+                        T* y = conv_out_[l].data() + off;
+                        conv_pool_forward(y, conv_arg_[l].data() + off, conv_act_[l].data() + off, conv_mask_[l].data() + off, x,
+                                          params + L_.conv_w[l], params + L_.conv_b[l], s, conv_buf.data(),
+                                          train ? cfg_.conv_dropout : 0.0f, seed, step, kConvDropoutId + l, i);
+                        x = y;
+                    }
                 }
             }
-        }
+        });
         const T* x = conv_out_.back().data();
         for (size_t l = 0; l < L_.dense.size(); ++l) {
             const DenseShape& d = L_.dense[l];
             const bool last = l + 1 == L_.dense.size();
-            dense_forward(dense_act_[l].data(), x, params + L_.dense_w[l], params + L_.dense_b[l], n, d.in, d.out,
-                          !last || cfg_.embed_relu);
+            timed(times_, "dense forward", [&] {
+                dense_forward(dense_act_[l].data(), x, params + L_.dense_w[l], params + L_.dense_b[l], n, d.in, d.out,
+                              !last || cfg_.embed_relu);
+            });
             const float rate = train && !last ? cfg_.dense_dropout : 0.0f;
 #pragma omp parallel for schedule(static)
             for (int i = 0; i < n; ++i)
@@ -80,8 +87,10 @@ public:
                 relu_dropout_backward(dy.data(), dense_act_[l].data(), dense_mask_[l].data(), int(dy.size()));
             const T* x = l > 0 ? dense_out_[l - 1].data() : conv_out_.back().data();
             dx.resize(size_t(n) * d.in);
-            dense_backward(dx.data(), grad + L_.dense_w[l], grad + L_.dense_b[l], dy.data(), x,
-                           params + L_.dense_w[l], n, d.in, d.out);
+            timed(times_, "dense backward", [&] {
+                dense_backward(dx.data(), grad + L_.dense_w[l], grad + L_.dense_b[l], dy.data(), x,
+                               params + L_.dense_w[l], n, d.in, d.out);
+            });
             dy.swap(dx);
         }
         // Conv blocks, one image per iteration; each image writes its own slice of partial
@@ -89,37 +98,39 @@ public:
         const int nconv = int(L_.conv.size());
         size_t conv_params = L_.conv_b.back() + L_.conv.back().F;  // conv tensors come first
         partial_.assign(size_t(n) * conv_params, T(0));
+        timed(times_, "conv backward (all blocks)", [&] {
 #pragma omp parallel
-        {
-            std::vector<T> dconv, d_out, d_in;
+            {
+                std::vector<T> dconv, d_out, d_in;
 #pragma omp for schedule(static)
-            for (int i = 0; i < n; ++i) {
-                T* part = partial_.data() + size_t(i) * conv_params;
-                const ConvShape& top = L_.conv.back();
-                d_out.assign(dy.begin() + size_t(i) * top.out_elems(), dy.begin() + size_t(i + 1) * top.out_elems());
-                for (int l = nconv - 1; l >= 0; --l) {
-                    const ConvShape& s = L_.conv[l];
-                    const size_t off = size_t(i) * s.out_elems();
-                    for (int k = 0; k < s.out_elems(); ++k) d_out[k] *= conv_mask_[l][off + k];
-                    dconv.resize(size_t(s.F) * conv_grad_elems(s));
-                    relu_maxpool_backward(dconv.data(), d_out.data(), conv_act_[l].data() + off,
-                                          conv_arg_[l].data() + off, s);
-                    const T* in = l > 0 ? conv_out_[l - 1].data() + size_t(i) * s.in_elems() : images_[i];
-                    conv_backward_weights(part + L_.conv_w[l], part + L_.conv_b[l], dconv.data(), in, s);
-                    if (l > 0) {
-                        d_in.resize(s.in_elems());
-                        conv_backward_input(d_in.data(), dconv.data(), params + L_.conv_w[l], s);
-                        d_out.swap(d_in);
+                for (int i = 0; i < n; ++i) {
+                    T* part = partial_.data() + size_t(i) * conv_params;
+                    const ConvShape& top = L_.conv.back();
+                    d_out.assign(dy.begin() + size_t(i) * top.out_elems(), dy.begin() + size_t(i + 1) * top.out_elems());
+                    for (int l = nconv - 1; l >= 0; --l) {
+                        const ConvShape& s = L_.conv[l];
+                        const size_t off = size_t(i) * s.out_elems();
+                        for (int k = 0; k < s.out_elems(); ++k) d_out[k] *= conv_mask_[l][off + k];
+                        dconv.resize(size_t(s.F) * conv_grad_elems(s));
+                        relu_maxpool_backward(dconv.data(), d_out.data(), conv_act_[l].data() + off,
+                                              conv_arg_[l].data() + off, s);
+                        const T* in = l > 0 ? conv_out_[l - 1].data() + size_t(i) * s.in_elems() : images_[i];
+                        conv_backward_weights(part + L_.conv_w[l], part + L_.conv_b[l], dconv.data(), in, s);
+                        if (l > 0) {
+                            d_in.resize(s.in_elems());
+                            conv_backward_input(d_in.data(), dconv.data(), params + L_.conv_w[l], s);
+                            d_out.swap(d_in);
+                        }
                     }
                 }
-            }
 #pragma omp for schedule(static)
-            for (size_t j = 0; j < conv_params; ++j) {
-                T acc = 0;
-                for (int i = 0; i < n; ++i) acc += partial_[size_t(i) * conv_params + j];
-                grad[j] = acc;
+                for (size_t j = 0; j < conv_params; ++j) {
+                    T acc = 0;
+                    for (int i = 0; i < n; ++i) acc += partial_[size_t(i) * conv_params + j];
+                    grad[j] = acc;
+                }
             }
-        }
+        });
     }
 
 private:
@@ -150,6 +161,7 @@ private:
     std::vector<std::vector<uint8_t>> conv_arg_;
     std::vector<std::vector<T>> dense_act_, dense_out_, dense_mask_;
     std::vector<T> partial_, emb_, norm_;
+    PhaseTimes* times_ = nullptr;
 };
 
 }  // namespace siamese
