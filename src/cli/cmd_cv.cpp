@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <map>
 
+#include <unistd.h>
+
 #include "commands.hpp"
 #include "siamese/common.hpp"
 #include "siamese/cv.hpp"
@@ -48,19 +50,21 @@ std::string people_range(const std::vector<int>& p) {
 
 class Printer final : public CvObserver {
 public:
-    explicit Printer(bool quiet) : quiet_(quiet) {}
+    // The live epoch line only on a terminal: redirected to a file it would be hundreds of
+    // redrawn lines with escape codes.
+    explicit Printer(bool quiet) : quiet_(quiet), live_(!quiet && ::isatty(STDOUT_FILENO)) {}
     void fold_started(int fold, int folds, const std::vector<int>& people) override {
         if (!quiet_) std::printf("fold %d/%d: test people %s (never seen in training)\n", fold, folds, people_range(people).c_str());
         std::fflush(stdout);
     }
     void epoch(int, const EpochStats& s) override {
-        if (quiet_) return;
+        if (!live_) return;
         std::printf("\r\033[K  epoch %d  loss %.4f  val_loss %.4f  %.2fs", s.epoch, s.train_loss, s.val_loss, s.seconds);
         std::fflush(stdout);
     }
     void fold_done(const CvFold& f) override {
         if (quiet_) return;
-        std::printf("\r\033[K");
+        if (live_) std::printf("\r\033[K");
         for (const CvMethod& m : f.methods)
             std::printf("  %-11s AUC %.4f  EER %.4f  TAR@FAR1%% %.4f  one-shot %.4f  rank-1 %.4f  DIR@FAR1%% %.4f\n",
                         m.name.c_str(), m.test.auc, m.test.eer, m.test.tar_far1, m.test.oneshot_accuracy, m.ident.rank1,
@@ -70,7 +74,7 @@ public:
     }
 
 private:
-    bool quiet_;
+    bool quiet_, live_;
 };
 
 }  // namespace
