@@ -5,9 +5,7 @@
 // Shapes accepted: any C, H, W, F, K with K <= H, W and pool P <= 8 (argmax is one byte);
 // n = 2 * pairs images of (C, H, W) floats. Reference: src/cpu/conv.hpp (same names).
 #include <algorithm>
-#include <climits>
 #include <cmath>
-#include <string>
 
 #include "check.hpp"
 #include "kernels.hpp"
@@ -106,22 +104,14 @@ __global__ void conv_wgrad_partial_kernel(ConvShape s, int n, int chunk, const f
 
 // One thread per input element (i, c, y, x): every (filter, tap) whose conv output was its pool
 // window's argmax contributes w * geff.
-// kP: the pool size when known at compile time (2, the recipe's), 0 for s.P at run time. 32-bit
-// index arithmetic (the launcher checks the element count fits): 64-bit divisions and run-time
-// divisions by P made this kernel the step's largest on the H200 (377 us of 1.2 ms, compute-bound
-// on index arithmetic, ncu 2026-11-29). The sum's order is unchanged.
-template <int kP>
 __global__ void conv_input_grad_kernel(ConvShape s, int n, const float* __restrict__ geff,
                                        const uint8_t* __restrict__ argmax, const float* __restrict__ w,
                                        float* __restrict__ din) {
-    const int P = kP ? kP : s.P;
-    const int idx = int(blockIdx.x) * int(blockDim.x) + int(threadIdx.x);
-    if (idx >= n * s.C * s.H * s.W) return;
-    int t = idx / s.W;
-    const int x = idx - t * s.W;
-    const int y = t % s.H;
-    t /= s.H;
-    const int c = t % s.C, i = t / s.C;
+    const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
+    const long total = long(n) * s.C * s.H * s.W;
+    if (idx >= total) return;
+    const int x = int(idx % s.W), y = int((idx / s.W) % s.H), c = int((idx / (s.W * s.H)) % s.C);
+    const int i = int(idx / (long(s.W) * s.H * s.C));
     const int per_image = s.Hp * s.Wp;
     float acc = 0.0f;
     for (int f = 0; f < s.F; ++f) {
@@ -130,13 +120,12 @@ __global__ void conv_input_grad_kernel(ConvShape s, int n, const float* __restri
         const float* wk = w + (size_t(f) * s.C + c) * s.K * s.K;
         for (int ky = 0; ky < s.K; ++ky) {
             const int oy = y - ky;
-            if (oy < 0 || oy >= s.Hp * P) continue;
-            const int py = oy / P, dy = oy - py * P;
+            if (oy < 0 || oy >= s.Hp * s.P) continue;
             for (int kx = 0; kx < s.K; ++kx) {
                 const int ox = x - kx;
-                if (ox < 0 || ox >= s.Wp * P) continue;
-                const int px = ox / P, p = py * s.Wp + px;
-                if (a[p] != dy * P + (ox - px * P)) continue;
+                if (ox < 0 || ox >= s.Wp * s.P) continue;
+                const int py = oy / s.P, px = ox / s.P, p = py * s.Wp + px;
+                if (a[p] != (oy - py * s.P) * s.P + (ox - px * s.P)) continue;
                 acc += wk[ky * s.K + kx] * g[p];
             }
         }
@@ -177,12 +166,7 @@ void conv_backward_weights(float* grad_wb, const float* geff, const uint8_t* arg
 void conv_backward_input(float* din, const float* geff, const uint8_t* argmax, const float* w, const ConvShape& s, int n,
                          cudaStream_t stream) {
     NvtxRange r("conv_backward_input");
-    const long total = long(n) * s.C * s.H * s.W;
-    if (total > long(INT_MAX) - kThreads) throw UsageError("CUDA conv: " + std::to_string(total) + " input elements (at most 2^31)");
-    if (s.P == 2)
-        conv_input_grad_kernel<2><<<blocks_for(total), kThreads, 0, stream>>>(s, n, geff, argmax, w, din);
-    else
-        conv_input_grad_kernel<0><<<blocks_for(total), kThreads, 0, stream>>>(s, n, geff, argmax, w, din);
+    conv_input_grad_kernel<<<blocks_for(long(n) * s.C * s.H * s.W), kThreads, 0, stream>>>(s, n, geff, argmax, w, din);
     CUDA_CHECK_LAUNCH();
 }
 
