@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <random>
 
 #include "siamese/backend.hpp"
 #include "siamese/baselines.hpp"
@@ -51,6 +52,23 @@ std::vector<CvFold> run_cv(const CvSpec& spec, CvObserver& observer) {
         std::vector<int> train;
         for (int p = 0; p < n; ++p)
             if (std::find(fold.test_people.begin(), fold.test_people.end(), p) == fold.test_people.end()) train.push_back(p);
+        if (spec.val_people > 0) {
+            if (int(train.size()) - spec.val_people < 2)
+                throw UsageError("--val-people " + std::to_string(spec.val_people) + ": leaves fewer than 2 of the fold's " +
+                                 std::to_string(train.size()) + " training people to train on");
+            // A seeded draw (Fisher-Yates on mt19937_64, the same on every platform), then
+            // removed from the training people.
+            std::mt19937_64 r(a.seed * 0x9E3779B97F4A7C15ull + uint64_t(f));
+            std::vector<int> pool = train;
+            for (int k = 0; k < spec.val_people; ++k) std::swap(pool[k], pool[k + int(r() % uint64_t(pool.size() - k))]);
+            fold.val_people.assign(pool.begin(), pool.begin() + spec.val_people);
+            std::sort(fold.val_people.begin(), fold.val_people.end());
+            train.erase(std::remove_if(train.begin(), train.end(),
+                                       [&](int p) {
+                                           return std::binary_search(fold.val_people.begin(), fold.val_people.end(), p);
+                                       }),
+                        train.end());
+        }
         observer.fold_started(f + 1, spec.folds, fold.test_people);
         const PairSplit split = make_people_pairs(bank, train, fold.test_people, a.seed);
         const Recipe h = make_recipe(a, bank.height, bank.width, steps_per_epoch(a, split));
@@ -68,6 +86,12 @@ std::vector<CvFold> run_cv(const CvSpec& spec, CvObserver& observer) {
         fold.seconds_per_epoch = seconds / std::max(1, a.epochs);
         const std::vector<float> emb = backend->embed_bank();
         fold.methods.push_back(evaluate_embeddings("learned", emb, backend->embed_dim(), bank, split, res.threshold, a.seed));
+        if (!fold.val_people.empty()) {
+            PairSplit val;
+            val.test = all_pairs(bank, fold.val_people, a.seed);
+            val.test_people = fold.val_people;
+            fold.methods.push_back(evaluate_embeddings("validation", emb, backend->embed_dim(), bank, val, res.threshold, a.seed));
+        }
         if (spec.baselines) {
             // Thresholds of the baselines from the same validation pairs (training people).
             auto with_threshold = [&](const std::string& name, const std::vector<float>& e, int E) {

@@ -317,6 +317,22 @@ TEST_CASE("cv and train --recipe strong run end to end on tiny generated faces",
         CHECK(j["mean"][m]["auc"].get<double>() > 0.0);
     }
     CHECK(j["recipe"]["sampler"] == "pk");
+    // --val-people: that many training people a fold, held out, scored as "validation".
+    const auto cvv = testutil::run_cli("cv --recipe strong --data " + dir + "/faces --folds 2 --epochs 1 --pk-people 3 "
+                                       "--pk-images 4 --downsample 4 --device cpu --threads 2 --no-baselines --val-people 2 --json");
+    INFO(cvv.out);
+    REQUIRE(cvv.status == 0);
+    const auto jv = nlohmann::json::parse(cvv.out.substr(cvv.out.find('{')));
+    for (const auto& f : jv["folds"]) {
+        REQUIRE(f["validation_people"].size() == 2);
+        const std::string test = f["test_people"];  // "1-4" or "5-8"
+        const int lo = std::stoi(test), hi = std::stoi(test.substr(test.find('-') + 1));
+        for (int p : f["validation_people"]) CHECK((p < lo || p > hi));  // never a test person
+        CHECK(f["validation_people"][0] != f["validation_people"][1]);
+        CHECK(f["validation"]["test"]["pairs"] == 28);  // 2 people x 4 images: 8*7/2 pairs
+    }
+    CHECK(jv["mean"]["validation"]["auc"].get<double>() > 0.0);
+    CHECK(testutil::run_cli("cv --data " + dir + "/faces --folds 2 --val-people 3").status == 2);  // 4 - 3 < 2 to train on
     CHECK(testutil::run_cli("cv --data " + dir + "/faces --folds 9").status == 2);  // 8 people: at most 4 folds
     CHECK(testutil::run_cli("train --sampler pairs --augment true --epochs 1 --out " + dir + "/x").status == 2);
 }

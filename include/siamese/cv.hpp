@@ -19,6 +19,10 @@ struct CvSpec {
     int folds = 4;
     bool baselines = true;
     int pca_components = 50;
+    // Training people per fold held out of training and scored like the test people (the
+    // method "validation"): the figure to choose a lever by, so that every choice leaves the
+    // test people unseen. 0: none.
+    int val_people = 0;
     std::string device = "auto", conv = "custom";
     int threads = 0;
     bool graphs = true;
@@ -34,7 +38,8 @@ struct CvMethod {
 struct CvFold {
     int fold = 0;                   // 1-based
     std::vector<int> test_people;   // 0-based
-    std::vector<CvMethod> methods;  // learned first, then the baselines
+    std::vector<int> val_people;    // 0-based, held out of training (CvSpec::val_people)
+    std::vector<CvMethod> methods;  // learned first, then "validation" (if asked), then the baselines
     double seconds_per_epoch = 0;
     std::string device;
 };

@@ -69,6 +69,11 @@ public:
             std::printf("  %-11s AUC %.4f  EER %.4f  TAR@FAR1%% %.4f  one-shot %.4f  rank-1 %.4f  DIR@FAR1%% %.4f\n",
                         m.name.c_str(), m.test.auc, m.test.eer, m.test.tar_far1, m.test.oneshot_accuracy, m.ident.rank1,
                         m.ident.dir_far1);
+        if (!f.val_people.empty()) {
+            std::printf("  validation people (held out of training):");
+            for (int p : f.val_people) std::printf(" %d", p + 1);
+            std::printf("\n");
+        }
         std::printf("  %.2f s/epoch on %s\n", f.seconds_per_epoch, f.device.c_str());
         std::fflush(stdout);
     }
@@ -87,6 +92,10 @@ Runner add_cv(CLI::App& app) {
     sub->add_option("--folds", spec->folds, "Folds of people (contiguous in natural order; e.g. 4 on ORL: 1-10, 11-20, 21-30, 31-40)")
         ->capture_default_str()->check(CLI::Range(2, 1000));
     sub->add_flag("--no-baselines", *no_baselines, "Skip the pixel and eigenface baselines");
+    sub->add_option("--val-people", spec->val_people,
+                    "Hold this many of each fold's training people out of training and score them like the test people "
+                    "(the row 'validation': choose levers by it, so the test people stay unseen by every choice)")
+        ->capture_default_str()->check(CLI::Range(0, 1000));
     sub->add_option("--pca-components", spec->pca_components, "Eigenface baseline: principal components")
         ->capture_default_str()->check(CLI::Range(1, 4096));
     auto engine = std::make_shared<EngineArgs>();
@@ -119,6 +128,10 @@ Runner add_cv(CLI::App& app) {
             for (const CvFold& f : folds) {
                 nlohmann::json jf = {{"fold", f.fold}, {"test_people", people_range(f.test_people)},
                                      {"seconds_per_epoch", f.seconds_per_epoch}, {"device", f.device}};
+                if (!f.val_people.empty()) {
+                    jf["validation_people"] = nlohmann::json::array();
+                    for (int p : f.val_people) jf["validation_people"].push_back(p + 1);
+                }
                 for (const CvMethod& m : f.methods)
                     jf[m.name] = {{"test", report_to_json(m.test)}, {"identification", identify_to_json(m.ident)}};
                 j["folds"].push_back(jf);
@@ -145,6 +158,10 @@ Runner add_cv(CLI::App& app) {
             }
             std::printf("\n");
         }
+        if (spec->val_people > 0)
+            std::printf("validation: the learned model on %d training people per fold held out of training (choose "
+                        "levers by this row; the test rows stay unseen by every choice)\n",
+                        spec->val_people);
         std::printf("training: %.2f s/epoch (mean over folds), %d epochs, device %s\n", mean_sd(spe).mean,
                     spec->recipe.epochs, folds.empty() ? "" : folds.front().device.c_str());
         return 0;
