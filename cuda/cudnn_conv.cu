@@ -113,9 +113,7 @@ CudnnConvBlock::CudnnConvBlock(cudnnHandle_t h, const ConvShape& s, int max_n) :
     staged_.resize(size_t(max_n) * s.in_elems());
     conv_out_.resize(size_t(max_n) * s.F * s.Ho * s.Wo);
     dconv_.resize(size_t(max_n) * s.F * s.Ho * s.Wo);
-    set_batch(max_n);
-    choose_algorithms();
-    constructed_ = true;
+    set_batch(max_n);  // descriptors, algorithms and workspace for max_n
 }
 
 void CudnnConvBlock::choose_algorithms() {
@@ -180,7 +178,7 @@ void CudnnConvBlock::set_batch(int n) {
     // The algorithms are chosen for this batch size, whatever the block's capacity: a block
     // regrown for a larger bank then computes a training batch exactly as before (bit-identical
     // runs whether or not validation embedded the bank in between).
-    if (constructed_) choose_algorithms();
+    choose_algorithms();
 }
 
 void CudnnConvBlock::ensure_workspace() {

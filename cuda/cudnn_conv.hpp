@@ -44,7 +44,6 @@ private:
     cudnnHandle_t h_;
     ConvShape s_;
     int max_n_, cur_n_ = -1;
-    bool constructed_ = false;  // set_batch chooses algorithms from then on
     cudnnTensorDescriptor_t x_desc_, y_desc_, b_desc_;
     cudnnFilterDescriptor_t w_desc_;
     cudnnConvolutionDescriptor_t conv_desc_;

@@ -127,6 +127,12 @@ TEST_CASE("three CUDA training steps match the CPU reference, every parameter", 
         const auto pc = run_steps(*cpu, s, 3, 16, 11);
         const auto pg = run_steps(*gpu, s, 3, 16, 11);
         REQUIRE(cudatest::all_finite(pg));
+        // Relative error of tensor t between two flat parameter buffers.
+        auto tensor_error = [&](size_t t, const std::vector<float>& x, const std::vector<float>& y) {
+            const auto& T = L.tensors[t];
+            return testutil::rel_error(std::vector<double>(x.begin() + long(T.offset), x.begin() + long(T.offset + T.size)),
+                                       std::vector<double>(y.begin() + long(T.offset), y.begin() + long(T.offset + T.size)));
+        };
         std::vector<double> spread(L.tensors.size(), 0.0);
         for (uint64_t nudge = 0; nudge < 4; ++nudge) {
             std::vector<float> init = glorot_init(L, 11);
@@ -135,19 +141,11 @@ TEST_CASE("three CUDA training steps match the CPU reference, every parameter", 
             for (float& x : init) x = float(x * (1.0 + u(r)));
             auto again = make_cpu_backend(h, EngineOptions{});
             const auto pn = run_steps(*again, s, 3, 16, 11, false, &init);
-            for (size_t t = 0; t < L.tensors.size(); ++t) {
-                const auto& T = L.tensors[t];
-                const std::vector<double> a(pn.begin() + long(T.offset), pn.begin() + long(T.offset + T.size));
-                const std::vector<double> b(pc.begin() + long(T.offset), pc.begin() + long(T.offset + T.size));
-                spread[t] = std::max(spread[t], testutil::rel_error(a, b));
-            }
+            for (size_t t = 0; t < L.tensors.size(); ++t) spread[t] = std::max(spread[t], tensor_error(t, pn, pc));
         }
         for (size_t t = 0; t < L.tensors.size(); ++t) {
-            const auto& T = L.tensors[t];
-            INFO(T.name << ": the reference's own spread " << spread[t]);
-            const std::vector<double> a(pg.begin() + long(T.offset), pg.begin() + long(T.offset + T.size));
-            const std::vector<double> b(pc.begin() + long(T.offset), pc.begin() + long(T.offset + T.size));
-            CHECK(testutil::rel_error(a, b) < std::max(1e-3, 4.0 * spread[t]));
+            INFO(L.tensors[t].name << ": the reference's own spread " << spread[t]);
+            CHECK(tensor_error(t, pg, pc) < std::max(1e-3, 4.0 * spread[t]));
         }
     }
 }

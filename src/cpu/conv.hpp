@@ -117,21 +117,28 @@ void conv_forward(T* out, const T* in, const T* w, const T* b, const ConvShape& 
 
 // act (F,Hp,Wp) = relu(maxpool(conv)); argmax per window. ReLU commutes with max, so the
 // gradient flows to the argmax position only where act > 0. The readable form, any P.
+// One P x P window whose top-left is base (rows W apart): relu(max) into act, argmax into arg.
+template <class T>
+inline void relu_maxpool_window(T& act, uint8_t& arg, const T* base, int W, int P) {
+    T best = base[0];
+    int at = 0;
+    for (int dy = 0; dy < P; ++dy)
+        for (int dx = 0; dx < P; ++dx)
+            if (pool_takes(base[dy * W + dx], best)) {
+                best = base[dy * W + dx];
+                at = dy * P + dx;
+            }
+    act = relu(best);
+    arg = uint8_t(at);
+}
+
 template <class T>
 void relu_maxpool_forward_plain(T* act, uint8_t* argmax, const T* conv, const ConvShape& s) {
-    const int P = s.P;
     for (int f = 0; f < s.F; ++f)
         for (int py = 0; py < s.Hp; ++py)
             for (int px = 0; px < s.Wp; ++px) {
-                const T* base = conv + (size_t(f) * s.Ho + py * P) * s.W + px * P;
-                T best = base[0];
-                int arg = 0;
-                for (int dy = 0; dy < P; ++dy)
-                    for (int dx = 0; dx < P; ++dx)
-                        if (pool_takes(base[dy * s.W + dx], best)) { best = base[dy * s.W + dx]; arg = dy * P + dx; }
                 const size_t i = (size_t(f) * s.Hp + py) * s.Wp + px;
-                act[i] = relu(best);
-                argmax[i] = uint8_t(arg);
+                relu_maxpool_window(act[i], argmax[i], conv + (size_t(f) * s.Ho + py * s.P) * s.W + px * s.P, s.W, s.P);
             }
 }
 
@@ -200,19 +207,10 @@ void conv_relu_maxpool_forward(T* act, uint8_t* argmax, const T* in, const T* w,
             for (int py = py0; py < py0 + rows; ++py) {
                 const T* r = band + f * fstride + size_t(py - py0) * P * W;
                 const size_t i = (size_t(f) * s.Hp + py) * s.Wp;
-                if (P == 2) {
+                if (P == 2)
                     relu_maxpool2_row(act + i, argmax + i, r, r + W, s.Wp);
-                    continue;
-                }
-                for (int px = 0; px < s.Wp; ++px) {
-                    T best = r[px * P];
-                    int arg = 0;
-                    for (int dy = 0; dy < P; ++dy)
-                        for (int dx = 0; dx < P; ++dx)
-                            if (pool_takes(r[dy * W + px * P + dx], best)) { best = r[dy * W + px * P + dx]; arg = dy * P + dx; }
-                    act[i + px] = relu(best);
-                    argmax[i + px] = uint8_t(arg);
-                }
+                else
+                    for (int px = 0; px < s.Wp; ++px) relu_maxpool_window(act[i + px], argmax[i + px], r + px * P, W, P);
             }
     }
 }

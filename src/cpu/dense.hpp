@@ -3,7 +3,6 @@
 #pragma once
 #include <algorithm>
 #include <cstddef>
-#include <type_traits>
 
 #include "cpu/madd.hpp"
 
@@ -99,33 +98,35 @@ inline void dense_grad_tile(T* out, size_t out_stride, const T* a, size_t a_row,
         for (int v = 0; v < IC; ++v) out[r * out_stride + v] = acc[r][v];
 }
 
-// Rows [0, R) x columns [0, C) of such a product, in tiles of 4 rows x 4 vectors, then
-// narrower ones at the edges; tiles in parallel (each output is one tile's: any thread count
-// gives the same bits).
+// Rows r .. r+RB-1, columns [c, c_end) of such a product: one 4-vector tile, then 1-vector
+// tiles, then single columns.
+template <int RB, class T>
+void dense_grad_rows(T* out, const T* a, size_t a_row, size_t a_k, const T* b, size_t b_k, int r, int c, int c_end, int C,
+                     int K) {
+    constexpr int V = 64 / sizeof(T), IC = 4 * V;
+    T* o = out + size_t(r) * C;
+    const T* ar = a + r * a_row;
+    if (c + IC <= c_end) {
+        dense_grad_tile<RB, IC>(o + c, C, ar, a_row, a_k, b + c, b_k, K);
+        c += IC;
+    }
+    for (; c + V <= c_end; c += V) dense_grad_tile<RB, V>(o + c, C, ar, a_row, a_k, b + c, b_k, K);
+    for (; c < c_end; ++c) dense_grad_tile<RB, 1>(o + c, C, ar, a_row, a_k, b + c, b_k, K);
+}
+
+// Rows [0, R) x columns [0, C) of such a product, in tiles of 4 rows x 4 vectors (narrower at
+// the edges), in parallel: each output is one tile's, so any thread count gives the same bits.
 template <class T>
 void dense_grad(T* out, const T* a, size_t a_row, size_t a_k, const T* b, size_t b_k, int R, int C, int K) {
-    constexpr int V = 64 / sizeof(T), IC = 4 * V;
+    constexpr int IC = 4 * (64 / sizeof(T));
     const int rb = (R + 3) / 4, cb = (C + IC - 1) / IC;
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < rb * cb; ++t) {
-        const int r0 = (t / cb) * 4, c0 = (t % cb) * IC, rows = std::min(4, R - r0);
-        for (int r = r0; r < r0 + rows; r += (rows == 4 ? 4 : 1)) {
-            int c = c0;
-            const int c_end = std::min(c0 + IC, C);
-            auto tile = [&](auto rb_c, auto ic_c) {
-                constexpr int RBt = decltype(rb_c)::value, ICt = decltype(ic_c)::value;
-                dense_grad_tile<RBt, ICt>(out + size_t(r) * C + c, C, a + r * a_row, a_row, a_k, b + c, b_k, K);
-            };
-            if (rows == 4) {
-                if (c + IC <= c_end) { tile(std::integral_constant<int, 4>{}, std::integral_constant<int, IC>{}); c += IC; }
-                for (; c + V <= c_end; c += V) tile(std::integral_constant<int, 4>{}, std::integral_constant<int, V>{});
-                for (; c < c_end; ++c) tile(std::integral_constant<int, 4>{}, std::integral_constant<int, 1>{});
-            } else {
-                if (c + IC <= c_end) { tile(std::integral_constant<int, 1>{}, std::integral_constant<int, IC>{}); c += IC; }
-                for (; c + V <= c_end; c += V) tile(std::integral_constant<int, 1>{}, std::integral_constant<int, V>{});
-                for (; c < c_end; ++c) tile(std::integral_constant<int, 1>{}, std::integral_constant<int, 1>{});
-            }
-        }
+        const int r0 = (t / cb) * 4, c0 = (t % cb) * IC, c_end = std::min(c0 + IC, C);
+        if (r0 + 4 <= R)
+            dense_grad_rows<4>(out, a, a_row, a_k, b, b_k, r0, c0, c_end, C, K);
+        else
+            for (int r = r0; r < R; ++r) dense_grad_rows<1>(out, a, a_row, a_k, b, b_k, r, c0, c_end, C, K);
     }
 }
 
