@@ -383,8 +383,12 @@ private:
         }
         forward(in, gather, count, true);
         phase("batch loss", [&] {
-            batch_contrastive_loss(dense_d_.back().get(), losses_.get(), embedding(), order_ids_.get(), count, E, r_.margin,
-                                   r_.mining, rows_.get(), rows_.size(), state_.get(), stream);
+            if (r_.loss == BatchLoss::Softmax)
+                batch_softmax_loss(dense_d_.back().get(), losses_.get(), embedding(), order_ids_.get(), count, E,
+                                   r_.temperature, rows_.get(), rows_.size(), state_.get(), stream);
+            else
+                batch_contrastive_loss(dense_d_.back().get(), losses_.get(), embedding(), order_ids_.get(), count, E,
+                                       r_.margin, r_.mining, rows_.get(), rows_.size(), state_.get(), stream);
         });
         backward_and_update(count, in, gather, count);
     }
@@ -466,11 +470,18 @@ private:
         const int E = L_.embed_dim(), chunk = std::max(cap_, 512);
         ensure_capacity(std::min(chunk, std::max(n, 1)));
         const size_t elems = size_t(r_.net.in_h) * r_.net.in_w;
+        DeviceBuffer<float> mirror;
+        if (r_.net.flip_average) mirror.resize(size_t(cap_) * elems);
         for (int s = 0; s < n; s += cap_) {
             const int m = std::min(cap_, n - s);
             forward(images + s * elems, nullptr, m, false);
             CUDA_CHECK(cudaMemcpyAsync(dst + size_t(s) * E, embedding(), size_t(m) * E * sizeof(float),
                                        cudaMemcpyDeviceToDevice, stream_.get()));
+            if (r_.net.flip_average) {  // the same on the mirror images, then the mean
+                mirror_images(mirror.get(), images + s * elems, m, r_.net.in_h, r_.net.in_w, stream_.get());
+                forward(mirror.get(), nullptr, m, false);
+                flip_average(dst + size_t(s) * E, embedding(), m, E, r_.net.l2_normalize, stream_.get());
+            }
         }
     }
 

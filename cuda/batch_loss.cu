@@ -1,5 +1,5 @@
-// The P-K sampler's in-batch contrastive loss over every pair of a batch of n embeddings, and
-// the L2-normalised embedding head. Reference: src/cpu/batch_loss.hpp and
+// The P-K sampler's in-batch losses (contrastive over every pair of a batch of n embeddings, and
+// the normalised softmax over each image's partners), and the L2-normalised embedding head. Reference: src/cpu/batch_loss.hpp and
 // src/cpu/embed_head.hpp; the per-pair and per-row rules are those of include/siamese/rules.hpp.
 //
 // Loss: one block counts the batch's genuine pairs and writes the two pair weights; then one
@@ -87,6 +87,108 @@ __global__ void batch_loss_rows_kernel(float* __restrict__ g, float* __restrict_
     }
 }
 
+// ---- the normalised-softmax loss (batch_softmax_loss in src/cpu/batch_loss.hpp)
+
+// Fixed-order tree over the block's kRowThreads values (every thread returns the result).
+template <class V, class Op>
+__device__ V block_reduce(V* red, V v, Op op) {
+    red[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s /= 2) {
+        if (threadIdx.x < s) red[threadIdx.x] = op(red[threadIdx.x], red[threadIdx.x + s]);
+        __syncthreads();
+    }
+    const V out = red[0];
+    __syncthreads();  // red is reused by the next reduction
+    return out;
+}
+
+__device__ inline float softmax_logit(const float* __restrict__ emb, int E, int i, int j, float temperature) {
+    float d = 0.0f;
+    for (int k = 0; k < E; ++k) d += emb[size_t(i) * E + k] * emb[size_t(j) * E + k];
+    return d / temperature;
+}
+
+// Pass 1, one block per anchor i: lse_i (max-shifted), |P(i)|, and l_i (0 without a partner).
+// Dynamic shared memory: the row's n logits.
+__global__ void softmax_rows_kernel(float* __restrict__ rows, float* __restrict__ lse, float* __restrict__ partners,
+                                    const float* __restrict__ emb, const int* __restrict__ ids,
+                                    const StepState* __restrict__ st, int n, int E, float temperature) {
+    extern __shared__ float logit[];
+    __shared__ float red[kRowThreads];
+    __shared__ int cnt[kRowThreads];
+    const int* id = ids + (st ? st->first : 0);
+    const int i = blockIdx.x;
+    float mx = -INFINITY, pos_sum = 0.0f;
+    int pos = 0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        if (j == i) continue;
+        const float s = softmax_logit(emb, E, i, j, temperature);
+        logit[j] = s;
+        mx = fmaxf(mx, s);
+        if (id[j] == id[i]) ++pos, pos_sum += s;
+    }
+    mx = block_reduce(red, mx, [](float a, float b) { return fmaxf(a, b); });
+    pos_sum = block_reduce(red, pos_sum, [](float a, float b) { return a + b; });
+    pos = block_reduce(cnt, pos, [](int a, int b) { return a + b; });
+    float se = 0.0f;
+    for (int j = threadIdx.x; j < n; j += blockDim.x)
+        if (j != i) se += expf(logit[j] - mx);
+    se = block_reduce(red, se, [](float a, float b) { return a + b; });
+    if (threadIdx.x == 0) {
+        const float l = n > 1 ? mx + logf(se) : 0.0f;
+        lse[i] = l;
+        partners[i] = float(pos);
+        rows[i] = pos ? l - pos_sum / float(pos) : 0.0f;
+    }
+}
+
+// Pass 2, one block per row i: c_ij + c_ji for every j (coef, as in batch_loss_rows_kernel), then
+// g_i = sum_j coef_j e_j in a fixed order per embedding unit.
+__global__ void softmax_grad_kernel(float* __restrict__ g, const float* __restrict__ lse,
+                                    const float* __restrict__ partners, const float* __restrict__ emb,
+                                    const int* __restrict__ ids, const StepState* __restrict__ st, int n, int E,
+                                    float temperature) {
+    extern __shared__ float coef[];
+    __shared__ int cnt[kRowThreads];
+    const int* id = ids + (st ? st->first : 0);
+    const int i = blockIdx.x;
+    int a = 0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) a += partners[j] > 0.0f;
+    const int anchors = block_reduce(cnt, a, [](int x, int y) { return x + y; });
+    const float scale = anchors ? 1.0f / (float(anchors) * temperature) : 0.0f;
+    const float pi = partners[i];
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        float c = 0.0f;
+        if (j != i) {
+            const float s = softmax_logit(emb, E, i, j, temperature), pj = partners[j];
+            const bool same = id[j] == id[i];
+            if (pi > 0.0f) c += expf(s - lse[i]) - (same ? 1.0f / pi : 0.0f);
+            if (pj > 0.0f) c += expf(s - lse[j]) - (same ? 1.0f / pj : 0.0f);
+        }
+        coef[j] = c * scale;
+    }
+    for (int j = n + threadIdx.x; j < coef_slots(n); j += blockDim.x) coef[j] = 0.0f;
+    __syncthreads();
+    for (int k = threadIdx.x; k < E; k += blockDim.x) {
+        float acc = 0.0f;
+        for (int j = 0; j < n; ++j) acc += coef[j] * emb[size_t(j) * E + k];
+        g[size_t(i) * E + k] = acc;
+    }
+}
+
+// losses[st->batch] = sum of the rows / the anchors with a partner, in order.
+__global__ void softmax_sum_kernel(float* __restrict__ losses, const float* __restrict__ rows,
+                                   const float* __restrict__ partners, int n, const StepState* __restrict__ st) {
+    float acc = 0.0f;
+    int anchors = 0;
+    for (int i = 0; i < n; ++i) {
+        acc += rows[i];
+        anchors += partners[i] > 0.0f;
+    }
+    losses[st ? st->batch : 0] = anchors ? acc / float(anchors) : 0.0f;
+}
+
 __global__ void sum_rows_kernel(float* __restrict__ losses, const float* __restrict__ rows, int n,
                                 const StepState* __restrict__ st) {
     float acc = 0.0f;
@@ -140,6 +242,21 @@ void batch_contrastive_loss(float* g, float* losses, const float* emb, const int
                                                                                   margin);
     CUDA_CHECK_LAUNCH();
     sum_rows_kernel<<<1, 1, 0, stream>>>(losses, rows, n, st);
+    CUDA_CHECK_LAUNCH();
+}
+
+void batch_softmax_loss(float* g, float* losses, const float* emb, const int* ids, int n, int E, float temperature,
+                        float* scratch, size_t scratch_elems, const StepState* st, cudaStream_t stream) {
+    NvtxRange r("batch_softmax_loss");
+    require_elems(scratch_elems, batch_loss_scratch_elems(n), "batch_softmax_loss: scratch");
+    float *rows = scratch, *lse = scratch + n, *partners = scratch + 2 * size_t(n);
+    softmax_rows_kernel<<<n, kRowThreads, size_t(n) * sizeof(float), stream>>>(rows, lse, partners, emb, ids, st, n, E,
+                                                                               temperature);
+    CUDA_CHECK_LAUNCH();
+    softmax_grad_kernel<<<n, kRowThreads, size_t(coef_slots(n)) * sizeof(float), stream>>>(g, lse, partners, emb, ids,
+                                                                                            st, n, E, temperature);
+    CUDA_CHECK_LAUNCH();
+    softmax_sum_kernel<<<1, 1, 0, stream>>>(losses, rows, partners, n, st);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -1,4 +1,5 @@
-// Evaluation on the GPU: pair distances from the embeddings, and the ROC AUC's sort by distance
+// Evaluation on the GPU: test-time flip averaging (mirror images, mean embedding), pair
+// distances from the embeddings, and the ROC AUC's sort by distance
 // with Thrust (the O(n) rank sum over the sorted labels follows on the host).
 #include <thrust/device_ptr.h>
 #include <thrust/execution_policy.h>
@@ -29,7 +30,47 @@ __global__ void pair_distance_kernel(const float* __restrict__ emb, int E, const
     d[i] = safe_distance(s);
 }
 
+// One thread per output pixel: out (n, H, W) = in mirrored left-right.
+__global__ void mirror_kernel(float* __restrict__ out, const float* __restrict__ in, long total, int W) {
+    const long t = long(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (t >= total) return;
+    const long row = t / W;
+    const int x = int(t - row * W);
+    out[t] = in[row * W + (W - 1 - x)];
+}
+
+// One thread per row, sequential over k as the CPU reference (E is ~50-128: not worth a warp).
+__global__ void flip_average_kernel(float* __restrict__ a, const float* __restrict__ b, int n, int E, bool l2) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float* x = a + size_t(i) * E;
+    const float* y = b + size_t(i) * E;
+    float sq = 0.0f;
+    for (int k = 0; k < E; ++k) {
+        x[k] = (x[k] + y[k]) * 0.5f;
+        sq += x[k] * x[k];
+    }
+    if (!l2) return;
+    const float r = l2_norm_clamped(sq);
+    for (int k = 0; k < E; ++k) x[k] /= r;
+}
+
 }  // namespace
+
+void mirror_images(float* out, const float* in, int n, int H, int W, cudaStream_t stream) {
+    NvtxRange r("mirror_images");
+    const long total = long(n) * H * W;
+    if (total == 0) return;
+    mirror_kernel<<<blocks_for(total), kThreads, 0, stream>>>(out, in, total, W);
+    CUDA_CHECK_LAUNCH();
+}
+
+void flip_average(float* a, const float* b, int n, int E, bool l2, cudaStream_t stream) {
+    NvtxRange r("flip_average");
+    if (n == 0) return;
+    flip_average_kernel<<<blocks_for(n), kThreads, 0, stream>>>(a, b, n, E, l2);
+    CUDA_CHECK_LAUNCH();
+}
 
 void pair_distances(float* d, const float* emb, int E, const int* a, const int* b, int n, cudaStream_t stream) {
     NvtxRange r("pair_distances");

@@ -100,9 +100,15 @@ void build_gather_images(const int* order, const StepState* st, int count, int* 
 // The loss over every pair of n embeddings (ids read at ids + st->first) into losses[st->batch],
 // g (n, E) its gradient; rows is scratch of batch_loss_scratch_elems(n) floats (the row losses
 // and the two pair weights). Reference: batch_contrastive_loss in src/cpu/batch_loss.hpp.
-inline size_t batch_loss_scratch_elems(int n) { return size_t(n) + 2; }
+// (3n + 2 floats: enough for either loss.)
+inline size_t batch_loss_scratch_elems(int n) { return 3 * size_t(n) + 2; }
 void batch_contrastive_loss(float* g, float* losses, const float* emb, const int* ids, int n, int E, float margin,
                             Mining mining, float* rows, size_t rows_elems, const StepState* st, cudaStream_t stream);
+// The normalised-softmax in-batch loss (dot products / temperature), same conventions; scratch
+// holds the row losses, log-sum-exps and partner counts. Reference: batch_softmax_loss in
+// src/cpu/batch_loss.hpp.
+void batch_softmax_loss(float* g, float* losses, const float* emb, const int* ids, int n, int E, float temperature,
+                        float* scratch, size_t scratch_elems, const StepState* st, cudaStream_t stream);
 // z = e / max(|e|, eps) per row, norm (n) kept; de = (dz - z (z.dz)) / norm (de may alias dz).
 // Reference: src/cpu/embed_head.hpp.
 void l2_normalize_forward(float* z, float* norm, const float* e, int n, int E, cudaStream_t stream);
@@ -110,6 +116,10 @@ void l2_normalize_backward(float* de, const float* dz, const float* z, const flo
                            cudaStream_t stream);
 
 // ---- evaluation (eval.cu) -------------------------------------------------------------------
+// Test-time flip averaging (NetConfig::flip_average): out (n, H, W) = in mirrored left-right;
+// a (n, E) = mean of a and b, re-normalised when l2. Reference: src/cpu/embed_head.hpp.
+void mirror_images(float* out, const float* in, int n, int H, int W, cudaStream_t stream);
+void flip_average(float* a, const float* b, int n, int E, bool l2, cudaStream_t stream);
 // d[i] = |emb[a[i]] - emb[b[i]]| (same safe sqrt).
 // Reference: pair_distances in include/siamese/metrics.hpp.
 void pair_distances(float* d, const float* emb, int E, const int* a, const int* b, int n, cudaStream_t stream);

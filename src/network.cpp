@@ -16,6 +16,7 @@ std::string NetConfig::to_json() const {
     // byte-identical to those written before the head became configurable.
     if (!embed_relu) j["embed_activation"] = "none";
     if (l2_normalize) j["l2_normalize"] = true;
+    if (flip_average) j["flip_average"] = true;
     return j.dump();
 }
 
@@ -57,6 +58,10 @@ NetConfig NetConfig::from_json(const std::string& s) {
         if (j.contains("l2_normalize")) {
             if (!j.at("l2_normalize").is_boolean()) throw DataError("'l2_normalize' must be true or false");
             c.l2_normalize = j.at("l2_normalize").get<bool>();
+        }
+        if (j.contains("flip_average")) {
+            if (!j.at("flip_average").is_boolean()) throw DataError("'flip_average' must be true or false");
+            c.flip_average = j.at("flip_average").get<bool>();
         }
         c.validate();
         return c;

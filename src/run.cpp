@@ -35,7 +35,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RecipeOptions, data, protocol, t
                                                 conv_filters, dense, epochs, batch, downsample, kernel, pool,
                                                 checkpoint_every, lr, margin, conv_dropout, dense_dropout, seed, recipe,
                                                 embed_activation, l2_normalize, sampler, pk_people, pk_images, mine,
-                                                augment, augment_strength, schedule, warmup)
+                                                augment, augment_strength, schedule, warmup, loss, temperature, flip_average)
 
 // The data folder is the user's bytes (not always UTF-8): written reversibly (jsonio.hpp).
 std::string recipe_to_json(const RecipeOptions& r) {
@@ -115,6 +115,11 @@ std::string recipe_problem(const RecipeOptions& r) {
         return "--embed-activation '" + r.embed_activation + "': must be relu or none";
     if (!one_of(r.sampler, {"pairs", "pk"})) return "--sampler '" + r.sampler + "': must be pairs or pk";
     if (!one_of(r.mine, {"all", "balanced"})) return "--mine '" + r.mine + "': must be all or balanced";
+    if (!one_of(r.loss, {"contrastive", "softmax"})) return "--loss '" + r.loss + "': must be contrastive or softmax";
+    // Logits are dot products / T in float: T below ~1e-3 overflows exp's range on unit vectors.
+    if (!(std::isfinite(r.temperature) && r.temperature >= 1e-3 && r.temperature <= 1e3))
+        return "--temperature " + str(r.temperature) + ": must be a number from 0.001 to 1000";
+    if (r.loss == "softmax" && r.sampler != "pk") return "--loss softmax needs --sampler pk (the loss is over a batch's images)";
     if (!one_of(r.schedule, {"constant", "cosine"})) return "--schedule '" + r.schedule + "': must be constant or cosine";
     for (std::string p : {range("--pk-people", r.pk_people, 2, 4096), range("--pk-images", r.pk_images, 1, 4096)})
         if (!p.empty()) return p;
@@ -173,6 +178,7 @@ Recipe make_recipe(const RecipeOptions& a, int in_h, int in_w, int steps) {
     h.net.dense_dropout = float(a.dense_dropout);
     h.net.embed_relu = a.embed_activation == "relu";
     h.net.l2_normalize = a.l2_normalize;
+    h.net.flip_average = a.flip_average;
     h.net.validate();
     h.opt.kind = parse_optimizer(a.optimizer);
     h.opt.lr = float(a.lr);
@@ -188,6 +194,8 @@ Recipe make_recipe(const RecipeOptions& a, int in_h, int in_w, int steps) {
     h.P = a.pk_people;
     h.K = a.pk_images;
     h.mining = a.mine == "balanced" ? Mining::Balanced : Mining::All;
+    h.loss = a.loss == "softmax" ? BatchLoss::Softmax : BatchLoss::Contrastive;
+    h.temperature = float(a.temperature);
     h.augment.enabled = a.augment;
     const float k = float(a.augment_strength);
     h.augment.shift *= k;

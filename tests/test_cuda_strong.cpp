@@ -1,6 +1,8 @@
 // The strong recipe's CUDA kernels against the CPU reference in double (outputs poisoned first),
 // and P-K training steps of the CUDA engine against the CPU engine: the gradient of the first
 // step, bit-identical repeats, graphs equal to eager launches across epoch ends.
+#include <array>
+#include <cmath>
 #include <cstring>
 #include <random>
 
@@ -73,6 +75,66 @@ TEST_CASE("in-batch contrastive loss kernel matches the CPU reference", "[cuda][
             CHECK(double(d_losses.download()[2]) == Approx(loss).epsilon(1e-5));
             CHECK(testutil::rel_error(d_g.download(), g) < 1e-5);
         }
+}
+
+TEST_CASE("in-batch softmax loss kernel matches the CPU reference", "[cuda][strong]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(34);
+    for (double t : {0.05, 1.0})
+        for (auto [n, E] : std::vector<std::pair<int, int>>{{2, 5}, {5, 50}, {128, 50}, {257, 17}}) {
+            INFO("temperature " << t << " n " << n << " E " << E);
+            const int first = 7;
+            std::vector<int> ids(first + n, -1);
+            for (int i = 0; i < n; ++i) ids[first + i] = (i / 4) % 40;  // K = 4 images a person
+            ids[first + n - 1] = 1000;                                  // one image without a partner
+            // Unit-scale rows (as the L2 head gives): logits up to 1/t.
+            auto emb = testutil::random_vector(size_t(n) * E, r, -1.0, 1.0);
+            for (int i = 0; i < n; ++i) {
+                double s = 0;
+                for (int k = 0; k < E; ++k) s += emb[size_t(i) * E + k] * emb[size_t(i) * E + k];
+                for (int k = 0; k < E; ++k) emb[size_t(i) * E + k] /= std::sqrt(s);
+            }
+            std::vector<double> g(emb.size());
+            const double loss = batch_softmax_loss<double>(g.data(), emb.data(), ids.data() + first, n, E, t);
+            auto d_emb = to_device<float>(emb);
+            auto d_ids = to_device<int>(ids);
+            const size_t scratch = batch_loss_scratch_elems(n);
+            auto d_g = poisoned<float>(emb.size()), d_losses = poisoned<float>(4), d_scratch = poisoned<float>(scratch);
+            DeviceBuffer<StepState> st;
+            batch_softmax_loss(d_g.get(), d_losses.get(), d_emb.get(), d_ids.get(), n, E, float(t), d_scratch.get(), scratch,
+                               device_state(st, first, 2, 0), nullptr);
+            CUDA_CHECK(cudaDeviceSynchronize());
+            // fp32 logits up to 1/t = 20 go through exp: an ulp of a logit (~1e-6 at 20) is
+            // ~2e-6 relative in the softmax; sums over n in another order: 1e-4 relative.
+            CHECK(double(d_losses.download()[2]) == Approx(loss).epsilon(1e-4));
+            CHECK(testutil::rel_error(d_g.download(), g) < 1e-4);
+        }
+}
+
+TEST_CASE("flip-averaging kernels (mirror, mean of the views) match the CPU reference", "[cuda][strong]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(35);
+    for (auto [n, H, W, E] : std::vector<std::array<int, 4>>{{1, 3, 1, 1}, {5, 56, 46, 50}, {513, 9, 7, 33}}) {
+        INFO("n " << n << " H " << H << " W " << W << " E " << E);
+        auto img = testutil::random_vector(size_t(n) * H * W, r, 0, 1);
+        for (double& v : img) v = double(float(v));  // float values, so that the copy compares exactly
+        std::vector<double> mir(img.size());
+        mirror_images(mir.data(), img.data(), n, H, W);
+        auto d_img = to_device<float>(img);
+        auto d_mir = poisoned<float>(img.size());
+        mirror_images(d_mir.get(), d_img.get(), n, H, W, nullptr);
+        for (bool l2 : {false, true}) {
+            INFO("l2 " << l2);
+            auto a = testutil::random_vector(size_t(n) * E, r);
+            const auto b = testutil::random_vector(a.size(), r);
+            auto d_a = to_device<float>(a), d_b = to_device<float>(b);
+            flip_average(a.data(), b.data(), n, E, l2);
+            flip_average(d_a.get(), d_b.get(), n, E, l2, nullptr);
+            CUDA_CHECK(cudaDeviceSynchronize());
+            CHECK(testutil::rel_error(d_a.download(), a) < 1e-6);  // fp32 sums of E squares: ~1e-7
+        }
+        CHECK(testutil::rel_error(d_mir.download(), mir) == 0.0);  // a copy: exact
+    }
 }
 
 TEST_CASE("augmentation kernel matches the CPU reference", "[cuda][strong]") {
@@ -161,9 +223,12 @@ std::vector<float> run_group_steps(Backend& be, const PkSetup& s, const Recipe& 
 TEST_CASE("P-K CUDA steps (augmented, L2 head) match the CPU: first gradient, then determinism and graphs", "[cuda][strong][training]") {
     SKIP_WITHOUT_CUDA();
     const PkSetup s;
-    for (bool augment : {false, true}) {
-        INFO("augment " << augment);
-        const Recipe h = strong_recipe(21, augment);
+    // Contrastive without and with augmentation, then the softmax loss (augmented).
+    for (int variant : {0, 1, 2}) {
+        const bool augment = variant > 0;
+        INFO("augment " << augment << " softmax " << (variant == 2));
+        Recipe h = strong_recipe(21, augment);
+        if (variant == 2) h.loss = BatchLoss::Softmax;
         auto cpu = make_cpu_backend(h, EngineOptions{});
         auto gpu = make_cuda_backend(h, EngineOptions{});
         run_group_steps(*cpu, s, h, 1);

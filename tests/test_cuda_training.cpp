@@ -213,16 +213,23 @@ TEST_CASE("a diverged CUDA network stays non-finite (ReLU keeps NaN), so diverge
 TEST_CASE("CUDA embeddings and pair distances match the CPU's", "[cuda][eval]") {
     SKIP_WITHOUT_CUDA();
     const Setup s;
-    Recipe h = hyper(13);
-    auto cpu = make_cpu_backend(h, EngineOptions{});
-    auto gpu = make_cuda_backend(h, engine());
-    for (Backend* be : {cpu.get(), gpu.get()}) {
-        be->upload_images(s.bank);
-        be->set_params(glorot_init(make_layout(h.net), 13));
+    // The reference head, then the linear L2 head with test-time flip averaging.
+    for (bool flip : {false, true}) {
+        INFO("flip_average " << flip);
+        Recipe h = hyper(13);
+        h.net.flip_average = flip;
+        h.net.l2_normalize = flip;
+        h.net.embed_relu = !flip;
+        auto cpu = make_cpu_backend(h, EngineOptions{});
+        auto gpu = make_cuda_backend(h, engine());
+        for (Backend* be : {cpu.get(), gpu.get()}) {
+            be->upload_images(s.bank);
+            be->set_params(glorot_init(make_layout(h.net), 13));
+        }
+        CHECK(testutil::rel_error(gpu->embed_bank(), cpu->embed_bank()) < 1e-5);
+        const auto dg = gpu->bank_pair_distances(s.split.test), dc = cpu->bank_pair_distances(s.split.test);
+        REQUIRE(dg.size() == size_t(s.split.test.size()));
+        CHECK(cudatest::all_finite(dg));
+        CHECK(testutil::rel_error(dg, dc) < 1e-5);
     }
-    CHECK(testutil::rel_error(gpu->embed_bank(), cpu->embed_bank()) < 1e-5);
-    const auto dg = gpu->bank_pair_distances(s.split.test), dc = cpu->bank_pair_distances(s.split.test);
-    REQUIRE(dg.size() == size_t(s.split.test.size()));
-    CHECK(cudatest::all_finite(dg));
-    CHECK(testutil::rel_error(dg, dc) < 1e-5);
 }

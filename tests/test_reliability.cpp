@@ -179,6 +179,10 @@ TEST_CASE("options out of range: exit 2 before anything is written", "[reliabili
              {"--seed 1e23", "--seed"},
              {"--seed 18446744073709551616", "--seed"},
              {"--lr 1e400", "--lr"},  // once printed a 300-digit maximum
+             {"--loss softmax", "--sampler pk"},
+             {"--sampler pk --loss softmax --temperature 0", "--temperature"},
+             {"--sampler pk --loss softmax --temperature nan", "--temperature"},
+             {"--loss hinge", "--loss"},
          }) {
         const auto r = run_cli(base + args);
         INFO(args << ": " << r.out);

@@ -15,6 +15,7 @@
 #include "cpu/twin.hpp"
 #include "grad_check.hpp"
 #include "tensor_check.hpp"
+#include "siamese/backend.hpp"
 #include "siamese/baselines.hpp"
 #include "siamese/cv.hpp"
 #include "siamese/metrics.hpp"
@@ -54,6 +55,29 @@ double loss_by_definition(const std::vector<double>& emb, const std::vector<int>
     return (genuine ? 0.5 * sg / double(genuine) : 0.0) + (pairs - genuine ? 0.5 * si / double(pairs - genuine) : 0.0);
 }
 
+// The softmax loss written plainly: every anchor's log-probabilities of its partners, from a
+// direct sum of exponentials (no max shift; the test's logits are small).
+double softmax_loss_by_definition(const std::vector<double>& emb, const std::vector<int>& id, int E, double t) {
+    const int n = int(id.size());
+    auto logit = [&](int i, int j) {
+        double d = 0;
+        for (int k = 0; k < E; ++k) d += emb[size_t(i) * E + k] * emb[size_t(j) * E + k];
+        return d / t;
+    };
+    double total = 0;
+    int anchors = 0;
+    for (int i = 0; i < n; ++i) {
+        double z = 0, lp = 0;
+        int partners = 0;
+        for (int j = 0; j < n; ++j)
+            if (j != i) z += std::exp(logit(i, j));
+        for (int j = 0; j < n; ++j)
+            if (j != i && id[j] == id[i]) lp += std::log(std::exp(logit(i, j)) / z), ++partners;
+        if (partners) total += -lp / partners, ++anchors;
+    }
+    return anchors ? total / anchors : 0.0;
+}
+
 SynthOptions faces(int people, int images) {
     SynthOptions o;
     o.people = people;
@@ -79,6 +103,34 @@ TEST_CASE("in-batch contrastive loss equals its definition and its gradient matc
                 emb, [&] { return batch_contrastive_loss<double>(nullptr, emb.data(), id.data(), n, E, 1.0, m); });
             CHECK(testutil::rel_error(g, fd) < 1e-6);  // central differences in double: ~1e-9 truncation
         }
+}
+
+TEST_CASE("in-batch softmax loss equals its definition and its gradient matches finite differences", "[strong][gradcheck]") {
+    std::mt19937_64 r(7);
+    for (double t : {0.05, 0.5})
+        for (int n : {2, 5, 12}) {
+            INFO("temperature " << t << " n " << n);
+            const int E = 7;
+            std::vector<int> id(n);
+            for (int i = 0; i < n; ++i) id[i] = i % 3;  // several images a person...
+            id[n - 1] = 99;                             // ...and one without a partner: not an anchor
+            auto emb = testutil::random_vector(size_t(n) * E, r, -0.4, 0.4);
+            std::vector<double> g(emb.size(), std::nan(""));
+            const double loss = batch_softmax_loss<double>(g.data(), emb.data(), id.data(), n, E, t);
+            CHECK(std::fabs(loss - softmax_loss_by_definition(emb, id, E, t)) < 1e-12 * std::max(1.0, std::fabs(loss)));
+            const auto fd = testutil::numeric_gradient(
+                emb, [&] { return batch_softmax_loss<double>(nullptr, emb.data(), id.data(), n, E, t); });
+            CHECK(testutil::rel_error(g, fd) < 1e-6);  // central differences in double: ~1e-9 truncation
+        }
+    // No anchor at all (every person once, or a single image): loss 0, gradient exactly 0.
+    for (int n : {1, 4}) {
+        std::vector<int> id(n);
+        for (int i = 0; i < n; ++i) id[i] = i;
+        auto emb = testutil::random_vector(size_t(n) * 3, r);
+        std::vector<double> g(emb.size(), std::nan(""));
+        CHECK(batch_softmax_loss<double>(g.data(), emb.data(), id.data(), n, 3, 0.1) == 0.0);
+        for (double v : g) CHECK(v == 0.0);
+    }
 }
 
 TEST_CASE("L2 head: unit rows, gradient matches finite differences, clamped rows stay finite", "[strong][gradcheck]") {
@@ -155,6 +207,48 @@ TEST_CASE("strong twin (linear + L2 embedding) with the in-batch loss: gradient 
     twin.backward(demb.data(), params.data(), grad.data());
     const auto fd = testutil::numeric_gradient(params, [&] { return loss(nullptr); });
     testutil::check_per_tensor(L, grad, fd, 1e-5);
+}
+
+TEST_CASE("flip averaging: an image and its mirror embed alike, bit for bit, as the mean of the two views", "[strong]") {
+    Recipe h;
+    h.net.in_h = 14;
+    h.net.in_w = 12;
+    h.net.conv_filters = {3, 4};
+    h.net.dense = {8, 5};
+    h.net.embed_relu = false;
+    h.net.l2_normalize = true;
+    Recipe hf = h;
+    hf.net.flip_average = true;
+    auto plain = make_cpu_backend(h, EngineOptions{});
+    auto flip = make_cpu_backend(hf, EngineOptions{});
+    const auto params = glorot_init(make_layout(h.net), 3);
+    plain->set_params(params);
+    flip->set_params(params);
+    std::mt19937_64 r(10);
+    const int n = 3, elems = h.net.in_h * h.net.in_w, E = 5;
+    const auto d = testutil::random_vector(size_t(n) * elems, r, 0, 1);
+    const std::vector<float> img(d.begin(), d.end());
+    std::vector<float> mir(img.size()), back(img.size());
+    mirror_images(mir.data(), img.data(), n, h.net.in_h, h.net.in_w);
+    mirror_images(back.data(), mir.data(), n, h.net.in_h, h.net.in_w);
+    CHECK(back == img);
+    CHECK(mir != img);
+    const auto e = flip->embed(img.data(), n), em = flip->embed(mir.data(), n);
+    CHECK(e == em);  // (a + b) and (b + a) are the same float
+    // The mean of the plain embeddings of both views, re-normalised.
+    auto want = plain->embed(img.data(), n);
+    const auto pm = plain->embed(mir.data(), n);
+    CHECK(testutil::rel_error(want, e) > 1e-3);  // the plain embedding is another vector
+    flip_average(want.data(), pm.data(), n, E, true);
+    CHECK(want == e);
+    for (int i = 0; i < n; ++i) {
+        double sq = 0;
+        for (int k = 0; k < E; ++k) sq += double(e[size_t(i) * E + k]) * e[size_t(i) * E + k];
+        CHECK(std::fabs(sq - 1.0) < 1e-6);  // float unit vectors
+    }
+    // Saved with the network (and absent from a network without it).
+    CHECK(NetConfig::from_json(hf.net.to_json()).flip_average);
+    CHECK(h.net.to_json().find("flip_average") == std::string::npos);
 }
 
 TEST_CASE("augmentation: zero strengths are the identity, flip mirrors, views differ by slot and step", "[strong]") {

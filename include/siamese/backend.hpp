@@ -32,6 +32,8 @@ struct Recipe {
     enum class Sampler { Pairs, PK } sampler = Sampler::Pairs;
     int P = 16, K = 8;
     Mining mining = Mining::All;
+    BatchLoss loss = BatchLoss::Contrastive;  // P-K batches: the in-batch loss
+    float temperature = 0.05f;                // BatchLoss::Softmax: logits are dot products / temperature
     AugmentConfig augment;  // P-K batches: a fresh random view of every image at every step
 };
 

@@ -25,6 +25,9 @@ struct NetConfig {
     float dense_dropout = 0.1f;  // after every dense layer but the last
     bool embed_relu = true;      // ReLU after the last dense layer (the reference recipe's)
     bool l2_normalize = false;   // embedding / |embedding| (distances then lie in [0, 2])
+    // Inference only: the embedding of an image is the mean of those of the image and of its
+    // mirror image (re-normalised with the L2 head). Training steps never use it.
+    bool flip_average = false;
 
     std::string to_json() const;
     static NetConfig from_json(const std::string& s);  // throws DataError

@@ -105,7 +105,11 @@ constexpr double kL2Eps = 1e-6;  // a dead (all-zero) embedding keeps a finite g
 template <class T>
 SIAMESE_HD T l2_norm_clamped(T sq) { return hd_sqrt(sq) < T(kL2Eps) ? T(kL2Eps) : hd_sqrt(sq); }
 
-// ---- in-batch pair weights (the P-K sampler's loss, src/cpu/batch_loss.hpp)
+// ---- the P-K sampler's in-batch loss (src/cpu/batch_loss.hpp): the contrastive rule over every
+// pair, or a normalised softmax over each image's partners (temperature-scaled dot products).
+enum class BatchLoss : int { Contrastive = 0, Softmax = 1 };
+
+// ---- in-batch pair weights (the in-batch contrastive loss)
 enum class Mining : int { All = 0, Balanced = 1 };
 struct PairWeights {
     double genuine, impostor;  // the weight of one pair's term

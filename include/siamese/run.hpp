@@ -27,9 +27,12 @@ struct RecipeOptions {
     std::string recipe = "tutorial";       // tutorial or strong: the defaults below come from it
     std::string embed_activation = "relu";  // relu or none: the embedding layer's activation
     bool l2_normalize = false;              // L2-normalise the embedding
+    bool flip_average = false;              // inference: average the embeddings of each image and its mirror
     std::string sampler = "pairs";         // pairs (the epoch's pair list) or pk (P people x K images)
     int pk_people = 16, pk_images = 8;      // P and K of the pk sampler
     std::string mine = "all";              // pk: every pair weighs alike (all) or each class half (balanced)
+    std::string loss = "contrastive";      // pk: the in-batch loss, contrastive or softmax
+    double temperature = 0.05;              // pk, softmax: logits = dot products / temperature
     bool augment = false;                   // pk: random shift/rotation/zoom/flip/brightness per image and step
     double augment_strength = 1.0;          // scales every jitter range of the augmentation
     std::string schedule = "constant";     // constant, or cosine (decay to 0 over the run after a warm-up)

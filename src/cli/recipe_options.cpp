@@ -9,7 +9,7 @@ const char* const kRecipeOptionNames[] = {
     "--data", "--protocol", "--train-people", "--test-people", "--epochs", "--batch", "--optimizer", "--lr", "--margin",
     "--downsample", "--resize", "--conv-filters", "--kernel", "--pool", "--dense", "--conv-dropout", "--dense-dropout",
     "--seed", "--recipe", "--embed-activation", "--l2-normalize", "--sampler", "--pk-people", "--pk-images", "--mine",
-    "--augment", "--augment-strength", "--schedule", "--warmup"};
+    "--augment", "--augment-strength", "--schedule", "--warmup", "--loss", "--temperature", "--flip-average"};
 }  // namespace
 
 std::vector<std::string> given_recipe_options(CLI::App* sub) {
@@ -50,12 +50,22 @@ void add_recipe_options(CLI::App* sub, RecipeOptions& a) {
     sub->add_option("--embed-activation", a.embed_activation, "Activation of the embedding layer: relu or none (linear)")
         ->capture_default_str()->check(CLI::IsMember({"relu", "none"}));
     sub->add_option("--l2-normalize", a.l2_normalize, "L2-normalise the embedding (true/false)")->capture_default_str();
+    sub->add_option("--flip-average", a.flip_average,
+                    "Embed every image and its mirror image and average the two (at inference only: evaluation, "
+                    "enrol, verify, identify; saved in the model) (true/false)")
+        ->capture_default_str();
     sub->add_option("--sampler", a.sampler, "pairs (the epoch's shuffled pair list) or pk (P people x K images per batch, loss over all its pairs)")
         ->capture_default_str()->check(CLI::IsMember({"pairs", "pk"}));
     sub->add_option("--pk-people", a.pk_people, "pk: people per batch (P)")->capture_default_str()->check(CLI::Range(2, 4096));
     sub->add_option("--pk-images", a.pk_images, "pk: images per person (K)")->capture_default_str()->check(CLI::Range(1, 4096));
     sub->add_option("--mine", a.mine, "pk: all (every pair weighs alike) or balanced (genuine and impostor pairs half each)")
         ->capture_default_str()->check(CLI::IsMember({"all", "balanced"}));
+    sub->add_option("--loss", a.loss,
+                    "pk: the in-batch loss: contrastive (every pair, --margin) or softmax (each image's genuine "
+                    "partners against all others, softmax of dot products / --temperature)")
+        ->capture_default_str()->check(CLI::IsMember({"contrastive", "softmax"}));
+    sub->add_option("--temperature", a.temperature, "pk, --loss softmax: temperature of the logits (a finite number > 0)")
+        ->capture_default_str();  // checked by recipe_problem
     sub->add_option("--augment", a.augment, "pk: a random shift/rotation/zoom/flip/brightness view of every image at every step (true/false)")
         ->capture_default_str();
     sub->add_option("--augment-strength", a.augment_strength,

@@ -9,6 +9,7 @@
 #include "siamese/backend.hpp"
 #include "cpu/augment.hpp"
 #include "cpu/batch_loss.hpp"
+#include "cpu/embed_head.hpp"
 #include "cpu/loss.hpp"
 #include "cpu/optimizer.hpp"
 #include "cpu/phase_clock.hpp"
@@ -99,8 +100,10 @@ public:
         demb_.resize(size_t(count) * E);
         float loss = 0.0f;
         timed(profiling(), "loss", [&] {
-            loss = batch_contrastive_loss<float>(demb_.data(), twin_.embeddings(), group_.person.data() + first, count, E,
-                                                 r_.margin, r_.mining);
+            const int* id = group_.person.data() + first;
+            loss = r_.loss == BatchLoss::Softmax
+                       ? batch_softmax_loss<float>(demb_.data(), twin_.embeddings(), id, count, E, r_.temperature)
+                       : batch_contrastive_loss<float>(demb_.data(), twin_.embeddings(), id, count, E, r_.margin, r_.mining);
         });
         finish_step(loss, step);
     }
@@ -118,6 +121,13 @@ public:
             for (int i = 0; i < m; ++i) ptrs_[i] = images + (s + i) * elems;
             twin_.forward(ptrs_.data(), m, params_.data(), false, 0, 0);
             std::copy(twin_.embeddings(), twin_.embeddings() + size_t(m) * E, out.begin() + size_t(s) * E);
+            if (r_.net.flip_average) {
+                mirror_.resize(size_t(m) * elems);
+                mirror_images(mirror_.data(), images + s * elems, m, r_.net.in_h, r_.net.in_w);
+                for (int i = 0; i < m; ++i) ptrs_[i] = mirror_.data() + i * elems;
+                twin_.forward(ptrs_.data(), m, params_.data(), false, 0, 0);
+                flip_average(out.data() + size_t(s) * E, twin_.embeddings(), m, E, r_.net.l2_normalize);
+            }
         }
         if (profile_) twin_.set_profile(&times_);
         return out;
@@ -144,7 +154,7 @@ private:
     CpuTwin<float> twin_;
     const ParamLayout& L_;
     const ImageBank* bank_ = nullptr;
-    std::vector<float> params_, grad_, state_, demb_, losses_, aug_;
+    std::vector<float> params_, grad_, state_, demb_, losses_, aug_, mirror_;
     std::vector<const float*> ptrs_;
     PairSet order_;
     GroupOrder group_;
