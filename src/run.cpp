@@ -152,6 +152,13 @@ void apply_strong_recipe(RecipeOptions& r, const std::vector<std::string>& given
     unless_given("--conv-dropout", r.conv_dropout, 0.0);
     unless_given("--dense-dropout", r.dense_dropout, 0.0);
     unless_given("--epochs", r.epochs, 200);
+    // Chosen on validation people (cv --val-people 5, seeds 1 and 2), then confirmed on the
+    // test folds: docs/strong-recipe.md, "Softmax loss, flip averaging, width".
+    unless_given("--loss", r.loss, std::string("softmax"));
+    unless_given("--temperature", r.temperature, 0.05);
+    unless_given("--flip-average", r.flip_average, true);
+    unless_given("--conv-filters", r.conv_filters, std::string("16,32"));
+    unless_given("--dense", r.dense, std::string("256,128"));
 }
 
 Preprocess preprocess_of(const RecipeOptions& a) {
