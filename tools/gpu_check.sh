@@ -4,8 +4,8 @@
 # trained on the GPU (custom and cuDNN convolutions) and on the CPU, compared; the strong recipe
 # on both engines (30 epochs, unseen people), compared; PyTorch on the GPU
 # on the same pairs (eager); compute-sanitizer memcheck on a 2-epoch GPU training and on every
-# [cuda] test; racecheck on the kernels that use shared memory; --profile's per-phase table;
-# PyTorch with torch.compile(mode="reduce-overhead") (CUDA graphs). Without a GPU it runs the
+# [cuda] test; racecheck on the kernels that use shared memory; --profile's per-phase table; ncu's per-kernel table
+# over about one step of each recipe; PyTorch with torch.compile(mode="reduce-overhead") (CUDA graphs). Without a GPU it runs the
 # CPU parts and says why each GPU part was skipped.
 #
 # usage: tools/gpu_check.sh RESULTS_DIR [ORL_DIR]    (env: EPOCHS=13, BUDGET=470 seconds)
@@ -189,6 +189,24 @@ if [ $have_gpu = 1 ]; then
   stage profile 60 "$bin" train "${data_args[@]}" --epochs 1 --device cuda --profile --no-graphs --quiet --out "$logs/run_profile"
 else
   echo "SKIPPED: no GPU" > "$logs/profile.log"
+fi
+
+# 6b. kernel by kernel (ncu's SpeedOfLight section: duration, SM and memory throughput) over about
+#     one training step of each recipe, eager launches (ncu locks the clocks at base: each figure
+#     is ~1.4x the graph-replayed one). The table is ncu_<name>.csv, summarised in table.txt.
+if [ $have_gpu = 1 ] && command -v ncu >/dev/null; then
+  ncu_run() {  # name skip count args...
+    local name=$1 skip=$2 count=$3; shift 3
+    stage "ncu_$name" 90 ncu --launch-skip "$skip" --launch-count "$count" --section SpeedOfLight --csv \
+      --log-file "$logs/ncu_$name.csv" "$bin" train "${data_args[@]}" --device cuda --no-graphs --quiet \
+      --out "$logs/run_ncu_$name" "$@"
+  }
+  ncu_run reference 200 30 --epochs 1
+  ncu_run strong 120 40 --recipe strong --protocol people --train-people 1-30 --test-people 31-40 --epochs 2
+else
+  for s in ncu_reference ncu_strong; do
+    echo "SKIPPED: $( [ $have_gpu = 1 ] && echo 'ncu not found' || echo 'no GPU')" > "$logs/$s.log"
+  done
 fi
 
 # 7. PyTorch at its best: torch.compile (CUDA graphs on the GPU)

@@ -160,5 +160,43 @@ prof = [l for l in text.splitlines() if re.match(r"^\S.*\s+\d+\s+[\d.]+\s+[\d.]+
 res["profile"] = prof
 row("profile (1 epoch, eager)", "; ".join(re.sub(r"\s{2,}", " ", l) for l in prof[:4]) if prof else (why_not("profile") or "no table"))
 
+# ---- ncu: one row per kernel launch (duration in µs, SM and memory throughput in %)
+def ncu_kernels(text):
+    import csv
+    lines = text.splitlines()
+    start = next((i for i, l in enumerate(lines) if l.startswith('"ID"')), None)
+    if start is None:
+        return []
+    scale = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3, "s": 1e6, "second": 1e6}
+    kernels = {}
+    for r in csv.DictReader(lines[start:]):
+        k = kernels.setdefault(r["ID"], {"kernel": r["Kernel Name"], "grid": r.get("Grid Size", ""),
+                                         "block": r.get("Block Size", "")})
+        name, unit = r.get("Metric Name", ""), r.get("Metric Unit", "")
+        try:
+            value = float(r.get("Metric Value", "").replace(",", ""))
+        except ValueError:
+            continue
+        if name == "Duration" and unit in scale:
+            k["us"] = value * scale[unit]
+        elif name in ("Compute (SM) Throughput", "SM [%]", "Compute (SM) [%]"):
+            k["sm"] = value
+        elif name in ("Memory Throughput", "Memory [%]"):
+            k["mem"] = value
+    return [k for _, k in sorted(kernels.items(), key=lambda kv: int(kv[0])) if "us" in k]
+
+
+for name in ("reference", "strong"):
+    ks = ncu_kernels(read(f"ncu_{name}.csv"))
+    res[f"ncu_{name}"] = ks
+    if not ks:
+        row(f"ncu {name}", why_not(f"ncu_{name}") or "no kernel rows")
+        continue
+    total = sum(k["us"] for k in ks)
+    top = sorted(ks, key=lambda k: -k["us"])[:5]
+    short = lambda n: re.sub(r"[<(].*", "", n)[:40]
+    row(f"ncu {name}", f"{len(ks)} launches, {total:.0f} us; largest: " +
+        "; ".join(f"{short(k['kernel'])} {k['us']:.1f} us (SM {k.get('sm', 0):.0f}%, mem {k.get('mem', 0):.0f}%)" for k in top))
+
 json.dump(res, open(results_path, "w"), indent=1)
 print("\n".join(rows))
