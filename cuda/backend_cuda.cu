@@ -74,6 +74,7 @@ public:
             return n + ")";
         }
 #endif
+        if (e_.conv == ConvAlgo::Tiled) return "cuda (tiled conv)";
         return e_.conv == ConvAlgo::Cudnn ? "cuda (cudnn conv)" : "cuda";
     }
     const ParamLayout& layout() const override { return L_; }
@@ -324,8 +325,12 @@ private:
                                              state_.get(), stream);
                 else
 #endif
-                    conv_pool_forward(conv_out_[l].get(), conv_arg_[l].get(), x, w, b, L_.conv[l], n, gather, rate,
-                                      r_.seed, id, state_.get(), stream);
+                    if (e_.conv == ConvAlgo::Tiled)
+                        conv_pool_forward_tiled(conv_out_[l].get(), conv_arg_[l].get(), x, w, b, L_.conv[l], n, gather,
+                                                rate, r_.seed, id, state_.get(), stream);
+                    else
+                        conv_pool_forward(conv_out_[l].get(), conv_arg_[l].get(), x, w, b, L_.conv[l], n, gather, rate,
+                                          r_.seed, id, state_.get(), stream);
             });
             x = conv_out_[l].get();
             gather = nullptr;
@@ -430,12 +435,15 @@ private:
                     return;
                 }
 #endif
-                {
+                const float* w = params_.get() + L_.conv_w[l];
+                if (e_.conv == ConvAlgo::Tiled) {
+                    conv_backward_weights_tiled(grad_.get() + L_.conv_w[l], conv_d_[l].get(), conv_arg_[l].get(), in, s, n,
+                                                gather, partial_.get(), partial_.size(), stream);
+                    if (din) conv_backward_input_tiled(din, conv_d_[l].get(), conv_arg_[l].get(), w, s, n, stream);
+                } else {
                     conv_backward_weights(grad_.get() + L_.conv_w[l], conv_d_[l].get(), conv_arg_[l].get(), in, s, n, gather,
                                           partial_.get(), partial_.size(), stream);
-                    if (din)
-                        conv_backward_input(din, conv_d_[l].get(), conv_arg_[l].get(), params_.get() + L_.conv_w[l], s, n,
-                                            stream);
+                    if (din) conv_backward_input(din, conv_d_[l].get(), conv_arg_[l].get(), w, s, n, stream);
                 }
             });
         }

@@ -133,6 +133,200 @@ __global__ void conv_input_grad_kernel(ConvShape s, int n, const float* __restri
     din[idx] = acc;
 }
 
+// ---- tiled kernels (--conv tiled): the same blocks with each image's data staged in shared
+// memory. Each block works on one image (or one image's chunk of outputs); the arithmetic of
+// every output is that of the kernels above, in the same order (the forward pass gives the same
+// bits; the input gradient adds exact zeros besides); the weight gradient sums in another fixed
+// order. Shapes whose tiles exceed the device's shared memory take the kernels above.
+
+constexpr int kTileThreads = 256;
+
+// Forward: the image, the weights and biases in shared memory; thread = one group of four pooled
+// outputs (as conv_pool_forward_kernel); blockIdx.x = image * chunks + chunk of 256 groups.
+__global__ void tiled_forward_kernel(ConvShape s, const float* __restrict__ in, const int* __restrict__ gather,
+                                     const float* __restrict__ w, const float* __restrict__ b, float* __restrict__ out,
+                                     uint8_t* __restrict__ argmax, float rate, uint64_t seed, uint32_t layer_id,
+                                     const StepState* __restrict__ st, int chunks) {
+    extern __shared__ float sm[];
+    const int i = blockIdx.x / chunks, chunk = blockIdx.x % chunks;
+    const int img = s.C * s.H * s.W, CKK = s.C * s.K * s.K, nw = s.F * CKK;
+    float *xs = sm, *ws = sm + img, *bs = ws + nw;
+    const float* x = in + size_t(gather ? gather[i] : i) * img;
+    for (int k = threadIdx.x; k < img; k += blockDim.x) xs[k] = x[k];
+    for (int k = threadIdx.x; k < nw; k += blockDim.x) ws[k] = w[k];
+    for (int k = threadIdx.x; k < s.F; k += blockDim.x) bs[k] = b[k];
+    __syncthreads();
+    const int per_image = s.Hp * s.Wp, elems = s.F * per_image, groups = (elems + 3) / 4;
+    const int g = chunk * blockDim.x + threadIdx.x;
+    if (g >= groups) return;
+    const DropoutGroup drop = dropout_group(seed, rate > 0.0f ? st->step : 0, layer_id, uint32_t(i), uint32_t(g), rate);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const int e = 4 * g + j;
+        if (e >= elems) break;
+        const int f = e / per_image, pos = e % per_image;
+        const int py = pos / s.Wp, px = pos % s.Wp;
+        const float* wf = ws + f * CKK;
+        int arg = 0;
+        const float best = pool_window_max(
+            s.P,
+            [&](int dy, int dx) {
+                const int oy = py * s.P + dy, ox = px * s.P + dx;
+                float acc = bs[f];
+                for (int c = 0; c < s.C; ++c)
+                    for (int ky = 0; ky < s.K; ++ky) {
+                        const float* xr = xs + (c * s.H + oy + ky) * s.W + ox;
+                        const float* wr = wf + (c * s.K + ky) * s.K;
+                        for (int kx = 0; kx < s.K; ++kx) acc += wr[kx] * xr[kx];
+                    }
+                return acc;
+            },
+            arg);
+        const size_t o = size_t(i) * elems + e;
+        out[o] = relu(best) * drop.factor(j);
+        argmax[o] = uint8_t(arg);
+    }
+}
+
+// Input gradient: the image's conv gradient scattered from (geff, argmax) into a dense
+// (F, Hp*P, Wp*P) tile in shared memory (zero off the argmax), the weights beside it; thread =
+// one input element of the block's chunk, summing over (f, ky, kx) in the order of
+// conv_input_grad_kernel (the zero terms off the argmax add nothing to its sum).
+__global__ void tiled_input_grad_kernel(ConvShape s, const float* __restrict__ geff,
+                                        const uint8_t* __restrict__ argmax, const float* __restrict__ w,
+                                        float* __restrict__ din, int chunks, int per_chunk) {
+    extern __shared__ float sm[];
+    const int i = blockIdx.x / chunks, chunk = blockIdx.x % chunks;
+    const int Hc = s.Hp * s.P, Wc = s.Wp * s.P, dc = s.F * Hc * Wc, KK = s.K * s.K, nw = s.F * s.C * KK;
+    float *ds = sm, *ws = sm + dc;
+    for (int k = threadIdx.x; k < dc; k += blockDim.x) ds[k] = 0.0f;
+    for (int k = threadIdx.x; k < nw; k += blockDim.x) ws[k] = w[k];
+    __syncthreads();
+    const int per_image = s.Hp * s.Wp;
+    const float* g = geff + size_t(i) * s.F * per_image;
+    const uint8_t* a = argmax + size_t(i) * s.F * per_image;
+    for (int e = threadIdx.x; e < s.F * per_image; e += blockDim.x) {
+        const int f = e / per_image, p = e % per_image, py = p / s.Wp, px = p % s.Wp;
+        ds[(f * Hc + py * s.P + a[e] / s.P) * Wc + px * s.P + a[e] % s.P] = g[e];
+    }
+    __syncthreads();
+    const int img = s.C * s.H * s.W, e1 = min(img, (chunk + 1) * per_chunk);
+    for (int e = chunk * per_chunk + threadIdx.x; e < e1; e += blockDim.x) {
+        const int x = e % s.W, y = (e / s.W) % s.H, c = e / (s.W * s.H);
+        float acc = 0.0f;
+        for (int f = 0; f < s.F; ++f) {
+            const float* wk = ws + (f * s.C + c) * KK;
+            const float* df = ds + f * Hc * Wc;
+            for (int ky = 0; ky < s.K; ++ky) {
+                const int oy = y - ky;
+                if (oy < 0 || oy >= Hc) continue;
+                for (int kx = 0; kx < s.K; ++kx) {
+                    const int ox = x - kx;
+                    if (ox < 0 || ox >= Wc) continue;
+                    acc += wk[ky * s.K + kx] * df[oy * Wc + ox];
+                }
+            }
+        }
+        din[size_t(i) * img + e] = acc;
+    }
+}
+
+// Weight gradient: block = a chunk of images (wgrad_chunk, as conv_wgrad_partial_kernel), each
+// image's input, geff and argmax staged in shared memory in turn. With fewer weights than threads
+// (conv1: 60), `split` threads share a weight, each taking every split-th pooled position, and
+// their sums are added in slice order; otherwise each thread keeps up to kWgradPerThread weights.
+constexpr int kWgradPerThread = 32;
+
+__global__ void tiled_wgrad_kernel(ConvShape s, int n, int chunk, const float* __restrict__ in,
+                                   const int* __restrict__ gather, const float* __restrict__ geff,
+                                   const uint8_t* __restrict__ argmax, float* __restrict__ partial, int split) {
+    extern __shared__ float sm[];
+    const int img = s.C * s.H * s.W, per_image = s.Hp * s.Wp, pooled = s.F * per_image;
+    const int CKK = s.C * s.K * s.K, nw = s.F * CKK, nwb = nw + s.F;
+    float *xs = sm, *gs = sm + img, *red = gs + pooled;  // red: split * nwb floats (split > 1)
+    uint8_t* as = reinterpret_cast<uint8_t*>(red + (split > 1 ? split * nwb : 0));
+    float acc[kWgradPerThread];
+#pragma unroll
+    for (int q = 0; q < kWgradPerThread; ++q) acc[q] = 0.0f;
+    const int slice = split > 1 ? int(threadIdx.x) / nwb : 0;
+    const int i0 = blockIdx.x * chunk, i1 = min(n, i0 + chunk);
+    for (int i = i0; i < i1; ++i) {
+        __syncthreads();  // the previous image is done with the tiles
+        const float* x = in + size_t(gather ? gather[i] : i) * img;
+        for (int k = threadIdx.x; k < img; k += blockDim.x) xs[k] = x[k];
+        for (int k = threadIdx.x; k < pooled; k += blockDim.x) {
+            gs[k] = geff[size_t(i) * pooled + k];
+            as[k] = argmax[size_t(i) * pooled + k];
+        }
+        __syncthreads();
+#pragma unroll
+        for (int q = 0; q < kWgradPerThread; ++q) {
+            const int j = split > 1 ? int(threadIdx.x) % nwb : int(threadIdx.x) + q * int(blockDim.x);
+            if ((split > 1 && (q > 0 || slice >= split)) || j >= nwb) break;
+            const bool bias = j >= nw;
+            const int f = bias ? j - nw : j / CKK;
+            const int rem = j % CKK, c = rem / (s.K * s.K), ky = (rem / s.K) % s.K, kx = rem % s.K;
+            const float* g = gs + f * per_image;
+            const uint8_t* a = as + f * per_image;
+            const float* xc = xs + c * s.H * s.W;
+            float sum = acc[q];
+            for (int pos = slice; pos < per_image; pos += split) {
+                const float gv = g[pos];
+                if (gv == 0.0f) continue;
+                if (bias) {
+                    sum += gv;
+                } else {
+                    const int py = pos / s.Wp, px = pos % s.Wp;
+                    sum += gv * xc[(py * s.P + a[pos] / s.P + ky) * s.W + px * s.P + a[pos] % s.P + kx];
+                }
+            }
+            acc[q] = sum;
+        }
+    }
+    float* dst = partial + size_t(blockIdx.x) * nwb;
+    if (split == 1) {
+#pragma unroll
+        for (int q = 0; q < kWgradPerThread; ++q) {
+            const int j = int(threadIdx.x) + q * int(blockDim.x);
+            if (j < nwb) dst[j] = acc[q];
+        }
+        return;
+    }
+    if (slice < split) red[slice * nwb + int(threadIdx.x) % nwb] = acc[0];
+    __syncthreads();
+    for (int j = threadIdx.x; j < nwb; j += blockDim.x) {
+        float sum = 0.0f;
+        for (int t = 0; t < split; ++t) sum += red[t * nwb + j];
+        dst[j] = sum;
+    }
+}
+
+// Dynamic shared memory a tiled kernel may use on this device (its opt-in maximum), or 0 when
+// the query fails; kernels needing more take the untiled path.
+size_t tiled_smem_limit() {
+    static const size_t limit = [] {
+        int dev = 0, v = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+            return size_t(0);
+        return size_t(v);
+    }();
+    return limit;
+}
+
+// True when `kernel` may launch with `bytes` of dynamic shared memory, raising its limit past
+// the default 48 KB when needed: once per size increase, so in the eager warm-up step that
+// precedes a graph capture, never during one.
+template <class K>
+bool tiled_smem_ok(K kernel, size_t bytes) {
+    static size_t raised = 48 * 1024;  // one per kernel (each has its own signature)
+    if (bytes > tiled_smem_limit()) return false;
+    if (bytes > raised) {
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+        raised = bytes;
+    }
+    return true;
+}
+
 }  // namespace
 
 void conv_pool_forward(float* out, uint8_t* argmax, const float* in, const float* w, const float* b, const ConvShape& s,
@@ -167,6 +361,55 @@ void conv_backward_input(float* din, const float* geff, const uint8_t* argmax, c
                          cudaStream_t stream) {
     NvtxRange r("conv_backward_input");
     conv_input_grad_kernel<<<blocks_for(long(n) * s.C * s.H * s.W), kThreads, 0, stream>>>(s, n, geff, argmax, w, din);
+    CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace siamese::cuda
+
+namespace siamese::cuda {
+
+void conv_pool_forward_tiled(float* out, uint8_t* argmax, const float* in, const float* w, const float* b,
+                             const ConvShape& s, int n, const int* gather, float rate, uint64_t seed, uint32_t layer_id,
+                             const StepState* st, cudaStream_t stream) {
+    const size_t bytes = (size_t(s.in_elems()) + size_t(s.F) * s.C * s.K * s.K + s.F) * sizeof(float);
+    if (s.P > 8 || n == 0 || !tiled_smem_ok(tiled_forward_kernel, bytes))
+        return conv_pool_forward(out, argmax, in, w, b, s, n, gather, rate, seed, layer_id, st, stream);
+    NvtxRange r("conv_pool_forward_tiled");
+    const int groups = (s.out_elems() + 3) / 4, chunks = (groups + kTileThreads - 1) / kTileThreads;
+    tiled_forward_kernel<<<unsigned(long(n) * chunks), kTileThreads, bytes, stream>>>(s, in, gather, w, b, out, argmax, rate,
+                                                                                    seed, layer_id, st, chunks);
+    CUDA_CHECK_LAUNCH();
+}
+
+void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in,
+                                 const ConvShape& s, int n, const int* gather, float* partial, size_t partial_elems,
+                                 cudaStream_t stream) {
+    const int nwb = wgrad_params(s);
+    const int split = nwb < kTileThreads ? kTileThreads / nwb : 1;
+    const size_t pooled = size_t(s.out_elems());
+    const size_t bytes = (size_t(s.in_elems()) + pooled + (split > 1 ? size_t(split) * nwb : 0)) * sizeof(float) + pooled;
+    if (n == 0 || nwb > kWgradPerThread * kTileThreads || !tiled_smem_ok(tiled_wgrad_kernel, bytes))
+        return conv_backward_weights(grad_wb, geff, argmax, in, s, n, gather, partial, partial_elems, stream);
+    NvtxRange r("conv_backward_weights_tiled");
+    require_elems(partial_elems, conv_partial_needed(s, n), "conv_backward_weights_tiled: partial");
+    const int chunk = wgrad_chunk(s, n), chunks = (n + chunk - 1) / chunk;
+    tiled_wgrad_kernel<<<unsigned(chunks), kTileThreads, bytes, stream>>>(s, n, chunk, in, gather, geff, argmax, partial,
+                                                                         split);
+    CUDA_CHECK_LAUNCH();
+    column_sums(grad_wb, partial, chunks, nwb, stream);  // the chunks in order
+}
+
+void conv_backward_input_tiled(float* din, const float* geff, const uint8_t* argmax, const float* w, const ConvShape& s,
+                               int n, cudaStream_t stream) {
+    const size_t dc = size_t(s.F) * s.Hp * s.P * s.Wp * s.P;
+    const size_t bytes = (dc + size_t(s.F) * s.C * s.K * s.K) * sizeof(float);
+    if (n == 0 || !tiled_smem_ok(tiled_input_grad_kernel, bytes))
+        return conv_backward_input(din, geff, argmax, w, s, n, stream);
+    NvtxRange r("conv_backward_input_tiled");
+    // Chunks of 4 elements a thread: the scatter into the tile is repeated per chunk, so not too many.
+    const int per_chunk = 4 * kTileThreads, chunks = (s.in_elems() + per_chunk - 1) / per_chunk;
+    tiled_input_grad_kernel<<<unsigned(long(n) * chunks), kTileThreads, bytes, stream>>>(s, geff, argmax, w, din, chunks,
+                                                                                       per_chunk);
     CUDA_CHECK_LAUNCH();
 }
 

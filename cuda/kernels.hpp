@@ -63,6 +63,18 @@ void conv_backward_weights(float* grad_wb, const float* geff, const uint8_t* arg
 void conv_backward_input(float* din, const float* geff, const uint8_t* argmax, const float* w, const ConvShape& s, int n,
                          cudaStream_t stream);
 
+// The same three with each image's data staged in shared memory (--conv tiled): same arguments,
+// same results up to FP32 summation order; a shape whose tiles do not fit the device's shared
+// memory runs the launchers above.
+void conv_pool_forward_tiled(float* out, uint8_t* argmax, const float* in, const float* w, const float* b,
+                             const ConvShape& s, int n, const int* gather, float rate, uint64_t seed, uint32_t layer_id,
+                             const StepState* st, cudaStream_t stream);
+void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in,
+                                 const ConvShape& s, int n, const int* gather, float* partial, size_t partial_elems,
+                                 cudaStream_t stream);
+void conv_backward_input_tiled(float* din, const float* geff, const uint8_t* argmax, const float* w, const ConvShape& s,
+                               int n, cudaStream_t stream);
+
 // ---- dense layers and elementwise (dense.cu) ------------------------------------------------
 // out (cols) = sums of the rows of m (rows, cols), each column summed in row order
 // (deterministic): the bias gradient, and the conv weight gradient's chunk partials.

@@ -52,7 +52,8 @@ std::vector<float> Backend::distances(const std::vector<float>& embeddings, cons
 ConvAlgo parse_conv_algo(const std::string& name) {
     if (name == "custom") return ConvAlgo::Custom;
     if (name == "cudnn") return ConvAlgo::Cudnn;
-    throw UsageError("--conv must be custom or cudnn, not '" + name + "'");
+    if (name == "tiled") return ConvAlgo::Tiled;
+    throw UsageError("--conv must be custom, cudnn or tiled, not '" + name + "'");
 }
 
 std::string profile_table(const PhaseTimes& ms) {

@@ -3,6 +3,7 @@
 // relative error; the bounds (1e-5, 1e-4 where thousands of terms are summed) leave room for
 // summation order and still catch any indexing fault.
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 #include <random>
 
@@ -28,9 +29,12 @@ using cudatest::to_device;
 namespace {
 
 
-// Shapes: the recipe's two blocks, a non-square odd one, another kernel/pool size.
+// Shapes: the recipe's two blocks, a non-square odd one, another kernel/pool size, the strong
+// recipe's second block (its tiled tiles need more than the default 48 KB of shared memory), and
+// one with more weights than the tiled weight gradient holds (it takes the untiled kernel).
 std::vector<ConvShape> conv_shapes() {
-    return {conv_shape(1, 56, 46, 6, 3, 2), conv_shape(6, 27, 22, 12, 3, 2), conv_shape(3, 13, 9, 5, 2, 3), conv_shape(2, 11, 17, 7, 5, 1)};
+    return {conv_shape(1, 56, 46, 6, 3, 2), conv_shape(6, 27, 22, 12, 3, 2), conv_shape(3, 13, 9, 5, 2, 3),
+            conv_shape(2, 11, 17, 7, 5, 1), conv_shape(16, 27, 22, 32, 3, 2), conv_shape(64, 5, 5, 16, 3, 1)};
 }
 
 // Pool windows whose argmax differs, among those whose two largest conv values (in the double
@@ -110,6 +114,15 @@ TEST_CASE("conv_pool_forward matches the CPU reference", "[cuda][conv]") {
                 REQUIRE(cudatest::all_finite(out));
                 CHECK(testutil::rel_error(out, ref) < 1e-5);
                 CHECK(argmax_mismatches(arg, ref_arg, gap) == 0);
+                // The tiled kernel computes every output as the kernel above does: the same bits.
+                auto t_out = poisoned<float>(ref.size());
+                auto t_arg = poisoned<uint8_t>(ref.size());
+                conv_pool_forward_tiled(t_out.get(), t_arg.get(), d_bank.get(), d_w.get(), d_b.get(), s, n,
+                                        d_gather.get(), rate, 77, 1, device_state(st, 0, 0, 5), nullptr);
+                CUDA_CHECK(cudaDeviceSynchronize());
+                const auto tout = t_out.download();
+                CHECK(std::memcmp(tout.data(), out.data(), out.size() * sizeof(float)) == 0);
+                CHECK(t_arg.download() == arg);
             }
         }
 }
@@ -157,6 +170,20 @@ TEST_CASE("conv backward (weights, bias, input) matches the CPU reference", "[cu
             const auto gi = d_din.download();
             REQUIRE(cudatest::all_finite(gi));
             CHECK(testutil::rel_error(gi, din) < 1e-5);
+            // Tiled: the weight gradient in another fixed order (same tolerance), the input
+            // gradient the same bits as the kernel above (it only adds exact zeros besides).
+            auto t_wb = poisoned<float>(w.size() + b.size());
+            auto t_din = poisoned<float>(bank.size());
+            conv_backward_weights_tiled(t_wb.get(), d_geff.get(), d_arg.get(), d_bank.get(), s, n, nullptr, partial.get(),
+                                        partial.size(), nullptr);
+            conv_backward_input_tiled(t_din.get(), d_geff.get(), d_arg.get(), d_w.get(), s, n, nullptr);
+            CUDA_CHECK(cudaDeviceSynchronize());
+            const auto twb = t_wb.download();
+            REQUIRE(cudatest::all_finite(twb));
+            CHECK(testutil::rel_error(std::vector<float>(twb.begin(), twb.begin() + long(w.size())), dw) < 1e-4);
+            CHECK(testutil::rel_error(std::vector<float>(twb.begin() + long(w.size()), twb.end()), db) < 1e-4);
+            const auto tgi = t_din.download();
+            CHECK(std::memcmp(tgi.data(), gi.data(), gi.size() * sizeof(float)) == 0);
         }
 }
 

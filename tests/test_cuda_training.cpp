@@ -84,9 +84,9 @@ TEST_CASE("asking for the CUDA engine without a device fails with a clear messag
 }
 
 std::vector<const char*> conv_kinds() {
-    if (SIAMESE_HAVE_CUDNN) return {"custom", "cudnn"};
-    std::printf("note: this build has no cuDNN; only the custom convolutions are checked\n");
-    return {"custom"};
+    if (SIAMESE_HAVE_CUDNN) return {"custom", "tiled", "cudnn"};
+    std::printf("note: this build has no cuDNN; only the custom and tiled convolutions are checked\n");
+    return {"custom", "tiled"};
 }
 
 TEST_CASE("the first CUDA step's gradient matches the CPU reference, every tensor", "[cuda][training]") {

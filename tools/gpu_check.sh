@@ -130,7 +130,7 @@ wheel_lib=$(python3 -c "import nvidia.cudnn as m, os; print(os.path.join(list(m.
 OMP_NUM_THREADS=2 stage ctest 200 ctest --test-dir build-gpu -j"$(( jobs < 8 ? jobs : 8 ))" --timeout 120 --output-on-failure
 row "ctest" "$(grep -E 'tests passed' "$logs/ctest.log" | tail -1 || echo 'no summary')"
 
-# 3. the reference recipe: GPU custom, GPU cuDNN, CPU (same seed, same pairs)
+# 3. the reference recipe: GPU custom, GPU cuDNN, GPU tiled, CPU (same seed, same pairs)
 train() {  # name limit args...
   local name=$1 limit=$2; shift 2
   stage "train_$name" "$limit" "$bin" train "${data_args[@]}" --epochs "$epochs" --seed 1 --out "$logs/run_$name" "$@"
@@ -138,9 +138,11 @@ train() {  # name limit args...
 if [ $have_gpu = 1 ]; then
   train cuda 90 --device cuda
   train cuda_cudnn 90 --device cuda --conv cudnn
+  train cuda_tiled 90 --device cuda --conv tiled
 else
   echo "SKIPPED: no GPU" > "$logs/train_cuda.log"
   echo "SKIPPED: no GPU" > "$logs/train_cuda_cudnn.log"
+  echo "SKIPPED: no GPU" > "$logs/train_cuda_tiled.log"
 fi
 train cpu 150 --device cpu
 # The strong recipe (P-K batches, augmentation, L2 head) on unseen people, 30 epochs, both engines.
@@ -202,9 +204,10 @@ if [ $have_gpu = 1 ] && command -v ncu >/dev/null; then
       --out "$logs/run_ncu_$name" "$@"
   }
   ncu_run reference 200 30 --epochs 1
+  ncu_run tiled 200 30 --epochs 1 --conv tiled
   ncu_run strong 120 40 --recipe strong --protocol people --train-people 1-30 --test-people 31-40 --epochs 2
 else
-  for s in ncu_reference ncu_strong; do
+  for s in ncu_reference ncu_tiled ncu_strong; do
     echo "SKIPPED: $( [ $have_gpu = 1 ] && echo 'ncu not found' || echo 'no GPU')" > "$logs/$s.log"
   done
 fi

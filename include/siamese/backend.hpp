@@ -37,8 +37,10 @@ struct Recipe {
     AugmentConfig augment;  // P-K batches: a fresh random view of every image at every step
 };
 
-enum class ConvAlgo { Custom, Cudnn };  // CUDA convolutions: the fused kernels, or cuDNN
-ConvAlgo parse_conv_algo(const std::string& name);  // "custom" or "cudnn"; UsageError otherwise
+// CUDA convolutions: the fused kernels, cuDNN, or the fused kernels with each image staged in
+// shared memory (tiled; not yet measured on a GPU: docs/gpu-speed.md).
+enum class ConvAlgo { Custom, Cudnn, Tiled };
+ConvAlgo parse_conv_algo(const std::string& name);  // "custom", "cudnn" or "tiled"; UsageError otherwise
 
 // How an engine runs a recipe: these change the speed, not the result (beyond FP32 rounding
 // between engines; the same engine and recipe give bit-identical runs).

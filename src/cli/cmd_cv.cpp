@@ -100,8 +100,8 @@ Runner add_cv(CLI::App& app) {
         ->capture_default_str()->check(CLI::Range(1, 4096));
     auto engine = std::make_shared<EngineArgs>();
     add_engine_options(sub, *engine);
-    sub->add_option("--conv", spec->conv, "CUDA convolutions: custom (fused kernels) or cudnn")->capture_default_str()
-        ->check(CLI::IsMember({"custom", "cudnn"}));
+    sub->add_option("--conv", spec->conv, "CUDA convolutions: custom (fused kernels), cudnn, or tiled (the fused kernels with each image in shared memory; not yet measured on a GPU)")->capture_default_str()
+        ->check(CLI::IsMember({"custom", "cudnn", "tiled"}));
     sub->add_flag("--json", *json, "Print one JSON object (per fold and mean/sd of every figure) instead of the table");
     sub->add_flag("--quiet", *quiet, "Print only the summary");
     return [spec, engine, json, quiet, no_baselines, sub]() {

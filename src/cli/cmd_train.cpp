@@ -102,8 +102,8 @@ Runner add_train(CLI::App& app) {
     add_engine_options(sub, *engine);
     sub->add_option("--out", r->out, "Output folder")->capture_default_str();
     sub->add_option("--resume", r->resume, "Continue the run saved in this folder (its state.safetensors); other training options are taken from it");
-    sub->add_option("--conv", r->conv, "CUDA convolutions: custom (fused kernels) or cudnn")->capture_default_str()
-        ->check(CLI::IsMember({"custom", "cudnn"}));
+    sub->add_option("--conv", r->conv, "CUDA convolutions: custom (fused kernels), cudnn, or tiled (the fused kernels with each image in shared memory; not yet measured on a GPU)")->capture_default_str()
+        ->check(CLI::IsMember({"custom", "cudnn", "tiled"}));
     sub->add_flag("--no-graphs", *no_graphs, "CUDA: launch every kernel instead of replaying a captured graph");
     sub->add_flag("--profile", r->profile,
                   "Time every phase of the training steps and print a table at the end (CUDA: CUDA events, eager launches)");
