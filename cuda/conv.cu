@@ -11,6 +11,7 @@
 #include "kernels.hpp"
 #include "launch.hpp"
 #include "nvtx.hpp"
+#include "pool_epilogue.cuh"
 #include "siamese/rules.hpp"
 
 namespace siamese::cuda {
@@ -30,33 +31,9 @@ __global__ void conv_pool_forward_kernel(ConvShape s, int n, const float* __rest
     if (idx >= long(n) * groups) return;
     const int i = int(idx / groups), g = int(idx % groups);
     const float* x = in + size_t(gather ? gather[i] : i) * s.C * s.H * s.W;
-    const DropoutGroup drop = dropout_group(seed, rate > 0.0f ? st->step : 0, layer_id, uint32_t(i), uint32_t(g), rate);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        const int e = 4 * g + j;
-        if (e >= elems) break;
-        const int f = e / per_image, pos = e % per_image;
-        const int py = pos / s.Wp, px = pos % s.Wp;
-        const float* wf = w + size_t(f) * s.C * s.K * s.K;
-        int arg = 0;
-        const float best = pool_window_max(
-            s.P,
-            [&](int dy, int dx) {
-                const int oy = py * s.P + dy, ox = px * s.P + dx;
-                float acc = b[f];
-                for (int c = 0; c < s.C; ++c)
-                    for (int ky = 0; ky < s.K; ++ky) {
-                        const float* xr = x + (size_t(c) * s.H + oy + ky) * s.W + ox;
-                        const float* wr = wf + (c * s.K + ky) * s.K;
-                        for (int kx = 0; kx < s.K; ++kx) acc += wr[kx] * xr[kx];
-                    }
-                return acc;
-            },
-            arg);
-        const size_t o = size_t(i) * elems + e;
-        out[o] = relu(best) * drop.factor(j);
-        argmax[o] = uint8_t(arg);
-    }
+    pool_relu_dropout_group(
+        s, i, g, [&](int f, int oy, int ox) { return conv_value(s, x, w, b, f, oy, ox); }, out, argmax, rate, seed,
+        layer_id, st);
 }
 
 int wgrad_params(const ConvShape& s) { return s.F * s.C * s.K * s.K + s.F; }
@@ -159,33 +136,9 @@ __global__ void tiled_forward_kernel(ConvShape s, const float* __restrict__ in, 
     const int per_image = s.Hp * s.Wp, elems = s.F * per_image, groups = (elems + 3) / 4;
     const int g = chunk * blockDim.x + threadIdx.x;
     if (g >= groups) return;
-    const DropoutGroup drop = dropout_group(seed, rate > 0.0f ? st->step : 0, layer_id, uint32_t(i), uint32_t(g), rate);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        const int e = 4 * g + j;
-        if (e >= elems) break;
-        const int f = e / per_image, pos = e % per_image;
-        const int py = pos / s.Wp, px = pos % s.Wp;
-        const float* wf = ws + f * CKK;
-        int arg = 0;
-        const float best = pool_window_max(
-            s.P,
-            [&](int dy, int dx) {
-                const int oy = py * s.P + dy, ox = px * s.P + dx;
-                float acc = bs[f];
-                for (int c = 0; c < s.C; ++c)
-                    for (int ky = 0; ky < s.K; ++ky) {
-                        const float* xr = xs + (c * s.H + oy + ky) * s.W + ox;
-                        const float* wr = wf + (c * s.K + ky) * s.K;
-                        for (int kx = 0; kx < s.K; ++kx) acc += wr[kx] * xr[kx];
-                    }
-                return acc;
-            },
-            arg);
-        const size_t o = size_t(i) * elems + e;
-        out[o] = relu(best) * drop.factor(j);
-        argmax[o] = uint8_t(arg);
-    }
+    pool_relu_dropout_group(
+        s, i, g, [&](int f, int oy, int ox) { return conv_value(s, xs, ws, bs, f, oy, ox); }, out, argmax, rate, seed,
+        layer_id, st);
 }
 
 // Input gradient: the image's conv gradient scattered from (geff, argmax) into a dense

@@ -6,8 +6,9 @@
 #include <cmath>
 #include <string>
 
-#include "nvtx.hpp"
 #include "launch.hpp"
+#include "nvtx.hpp"
+#include "pool_epilogue.cuh"
 #include "siamese/rules.hpp"
 
 namespace siamese::cuda {
@@ -64,21 +65,10 @@ __global__ void pool_forward_kernel(ConvShape s, int n, const float* __restrict_
     const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
     if (idx >= long(n) * groups) return;
     const int i = int(idx / groups), g = int(idx % groups);
-    const DropoutGroup drop = dropout_group(seed, rate > 0.0f ? st->step : 0, layer_id, uint32_t(i), uint32_t(g), rate);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        const int e = 4 * g + j;
-        if (e >= elems) break;
-        const int f = e / per_image, pos = e % per_image;
-        const int py = pos / s.Wp, px = pos % s.Wp;
-        const float* c = conv + (size_t(i) * s.F + f) * s.Ho * s.Wo;
-        int arg = 0;
-        const float best =
-            pool_window_max(s.P, [&](int dy, int dx) { return c[(py * s.P + dy) * s.Wo + px * s.P + dx]; }, arg);
-        const size_t o = size_t(i) * elems + e;
-        out[o] = relu(best) * drop.factor(j);
-        argmax[o] = uint8_t(arg);
-    }
+    const float* c = conv + size_t(i) * s.F * s.Ho * s.Wo;
+    pool_relu_dropout_group(
+        s, i, g, [&](int f, int oy, int ox) { return c[(f * s.Ho + oy) * s.Wo + ox]; }, out, argmax, rate, seed, layer_id,
+        st);
 }
 
 // dconv (n, F, Ho, Wo): geff at each window's argmax, zero elsewhere (written in full).
