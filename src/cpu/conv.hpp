@@ -233,23 +233,54 @@ void conv_pool_forward(T* out, uint8_t* argmax, T* act, T* mask, const T* in, co
 template <class T>
 void relu_maxpool_backward(T* dconv, const T* d_act, const T* act, const uint8_t* argmax, const ConvShape& s) {
     const int pad = conv_grad_pad(s), P = s.P;
+    // The offset of each argmax value (dy*P + dx) within its window, so the loop below has no
+    // division by the run-time P (an idiv per unit was most of this function's time).
+    int offset[64];
+    for (int a = 0; a < P * P; ++a) offset[a] = (a / P) * s.W + a % P;
     for (int f = 0; f < s.F; ++f) {
         T* d = dconv + size_t(f) * conv_grad_elems(s);
         std::fill(d, d + conv_grad_elems(s), T(0));
         for (int py = 0; py < s.Hp; ++py)
             for (int px = 0; px < s.Wp; ++px) {
                 const size_t i = (size_t(f) * s.Hp + py) * s.Wp + px;
-                if (act[i] > T(0)) {
-                    const int dy = argmax[i] / P, dx = argmax[i] % P;
-                    d[pad + (py * P + dy) * s.W + px * P + dx] = d_act[i];
-                }
+                // Branch-free: about half the units are active, at random, and a mispredicted
+                // branch cost more than the store (an inactive unit stores the 0 already there).
+                const T pick[2] = {T(0), d_act[i]};
+                d[pad + py * P * s.W + px * P + offset[argmax[i]]] = pick[act[i] > T(0)];
             }
     }
 }
 
-// dw (F,C,K,K) and db (F) ACCUMULATE this image's contribution. dconv as from relu_maxpool_backward.
+// The nine taps of a 3x3 kernel together: nine independent sums over the span, each vectorized
+// exactly as the one-tap loop below is (the same omp simd reduction, so the same lanes and the
+// same final reduction: the same bits, tests/test_fast_paths.cpp), but one pass over g instead
+// of nine and nine accumulator chains in flight instead of one (a single chain waits on the FMA
+// latency every step).
 template <class T>
-void conv_backward_weights(T* dw, T* db, const T* dconv, const T* in, const ConvShape& s) {
+inline void conv_backward_weights_3x3(T* dw, const T* g, const T* x, int W, int span) {
+    const T *x0 = x, *x1 = x + W, *x2 = x + 2 * W;
+    T a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0, a8 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3, a4, a5, a6, a7, a8)
+    for (int p = 0; p < span; ++p) {
+        const T gv = g[p];
+        a0 += gv * x0[p];
+        a1 += gv * x0[p + 1];
+        a2 += gv * x0[p + 2];
+        a3 += gv * x1[p];
+        a4 += gv * x1[p + 1];
+        a5 += gv * x1[p + 2];
+        a6 += gv * x2[p];
+        a7 += gv * x2[p + 1];
+        a8 += gv * x2[p + 2];
+    }
+    dw[0] += a0, dw[1] += a1, dw[2] += a2, dw[3] += a3, dw[4] += a4, dw[5] += a5, dw[6] += a6, dw[7] += a7, dw[8] += a8;
+}
+
+// dw (F,C,K,K) and db (F) ACCUMULATE this image's contribution. dconv as from relu_maxpool_backward.
+// One omp simd reduction per tap (the readable form: blocked_3x3 false), or the nine taps of a
+// 3x3 kernel in one loop (conv_backward_weights_3x3: the same bits).
+template <class T>
+void conv_backward_weights_impl(T* dw, T* db, const T* dconv, const T* in, const ConvShape& s, bool blocked_3x3) {
     const int span = conv_span(s), K = s.K, W = s.W, pad = conv_grad_pad(s);
     for (int f = 0; f < s.F; ++f) {
         const T* g = dconv + size_t(f) * conv_grad_elems(s) + pad;
@@ -259,6 +290,10 @@ void conv_backward_weights(T* dw, T* db, const T* dconv, const T* in, const Conv
         db[f] += sb;
         for (int c = 0; c < s.C; ++c) {
             const T* x = in + size_t(c) * s.H * W;
+            if (blocked_3x3 && K == 3) {
+                conv_backward_weights_3x3(dw + (size_t(f) * s.C + c) * 9, g, x, W, span);
+                continue;
+            }
             for (int ky = 0; ky < K; ++ky)
                 for (int kx = 0; kx < K; ++kx) {
                     const T* xs = x + ky * W + kx;
@@ -269,6 +304,15 @@ void conv_backward_weights(T* dw, T* db, const T* dconv, const T* in, const Conv
                 }
         }
     }
+}
+
+template <class T>
+void conv_backward_weights(T* dw, T* db, const T* dconv, const T* in, const ConvShape& s) {
+    conv_backward_weights_impl(dw, db, dconv, in, s, true);
+}
+template <class T>
+void conv_backward_weights_plain(T* dw, T* db, const T* dconv, const T* in, const ConvShape& s) {
+    conv_backward_weights_impl(dw, db, dconv, in, s, false);
 }
 
 // din (C,H,W) = transposed convolution of dconv, in gather form over the zero-padded buffer.

@@ -10,15 +10,48 @@
 
 namespace siamese {
 
-// Y (N,O) = relu?(X (N,I) . W(O,I)^T + b). Rows in blocks of 4 so each weight row is read once
-// per block.
+// Outputs o and o+1 of rows r = 0..3 (X rows I apart, Y rows O apart): eight sums over i, each
+// vectorized exactly as dense_forward's one-row loop (the same omp simd reduction: the same bits,
+// tests/test_fast_paths.cpp), with eight accumulator chains in flight instead of one (a single
+// chain waits on the FMA latency every step) and each x and w vector loaded once for several.
 template <class T>
-void dense_forward(T* Y, const T* X, const T* Wt, const T* b, int N, int I, int O, bool relu) {
+inline void dense_forward_4x2(T* y, int O, const T* x, int I, const T* w, const T* b, bool relu) {
+    const T *x0 = x, *x1 = x + I, *x2 = x + 2 * size_t(I), *x3 = x + 3 * size_t(I), *w0 = w, *w1 = w + I;
+    T a0 = 0, a1 = 0, a2 = 0, a3 = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3, c0, c1, c2, c3)
+    for (int i = 0; i < I; ++i) {
+        a0 += x0[i] * w0[i];
+        a1 += x1[i] * w0[i];
+        a2 += x2[i] * w0[i];
+        a3 += x3[i] * w0[i];
+        c0 += x0[i] * w1[i];
+        c1 += x1[i] * w1[i];
+        c2 += x2[i] * w1[i];
+        c3 += x3[i] * w1[i];
+    }
+    const T s[2][4] = {{a0, a1, a2, a3}, {c0, c1, c2, c3}};
+    for (int j = 0; j < 2; ++j)
+        for (int r = 0; r < 4; ++r) {
+            const T v = s[j][r] + b[j];
+            y[size_t(r) * O + j] = relu ? siamese::relu(v) : v;
+        }
+}
+
+// Y (N,O) = relu?(X (N,I) . W(O,I)^T + b). Rows in blocks of 4 so each weight row is read once
+// per block; one omp simd reduction per (row, output) (the readable form: blocked false), or
+// two outputs of a full block of four rows in one loop (dense_forward_4x2: the same bits).
+template <class T>
+void dense_forward_impl(T* Y, const T* X, const T* Wt, const T* b, int N, int I, int O, bool relu, bool blocked) {
 #pragma omp parallel for schedule(static)
     for (int n0 = 0; n0 < N; n0 += 4) {
         const int nb = std::min(4, N - n0);
         for (int o = 0; o < O; ++o) {
             const T* w = Wt + size_t(o) * I;
+            if (blocked && nb == 4 && o + 1 < O) {
+                dense_forward_4x2(Y + size_t(n0) * O + o, O, X + size_t(n0) * I, I, w, b + o, relu);
+                ++o;
+                continue;
+            }
             T s[4] = {0, 0, 0, 0};
             for (int r = 0; r < nb; ++r) {
                 const T* x = X + size_t(n0 + r) * I;
@@ -33,6 +66,15 @@ void dense_forward(T* Y, const T* X, const T* Wt, const T* b, int N, int I, int 
             }
         }
     }
+}
+
+template <class T>
+void dense_forward(T* Y, const T* X, const T* Wt, const T* b, int N, int I, int O, bool relu) {
+    dense_forward_impl(Y, X, Wt, b, N, I, O, relu, true);
+}
+template <class T>
+void dense_forward_plain(T* Y, const T* X, const T* Wt, const T* b, int N, int I, int O, bool relu) {
+    dense_forward_impl(Y, X, Wt, b, N, I, O, relu, false);
 }
 
 // dX (N,I) = dY . W (skipped when dX is null); dW (O,I) = dY^T . X and db (O) = sum_n dY,
