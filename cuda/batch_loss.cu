@@ -22,6 +22,26 @@ constexpr int kRowThreads = 128;
 // j < n stays inside the allocation.
 __host__ __device__ inline int coef_slots(int n) { return (n + 3) / 4 * 4 + 4; }
 
+// Fixed-order tree over the block's values (every thread returns the result; the same tree
+// and so the same bits as the hand-written reductions it replaced).
+template <class V, class Op>
+__device__ V block_reduce(V* red, V v, Op op) {
+    red[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s /= 2) {
+        if (threadIdx.x < s) red[threadIdx.x] = op(red[threadIdx.x], red[threadIdx.x + s]);
+        __syncthreads();
+    }
+    const V out = red[0];
+    __syncthreads();  // red is reused by the next reduction
+    return out;
+}
+
+struct Add {
+    template <class V>
+    __device__ V operator()(V a, V b) const { return a + b; }
+};
+
 // One block: the genuine pairs i < j of the batch (equal ids), then the weights of a genuine and
 // of an impostor term (pair_weights, rules.hpp) into weights[0], weights[1].
 __global__ void pair_weights_kernel(float* __restrict__ weights, const int* __restrict__ ids,
@@ -31,14 +51,9 @@ __global__ void pair_weights_kernel(float* __restrict__ weights, const int* __re
     long long cnt = 0;
     for (int a = threadIdx.x; a < n; a += blockDim.x)
         for (int b = a + 1; b < n; ++b) cnt += id[a] == id[b];
-    gen[threadIdx.x] = cnt;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s /= 2) {
-        if (threadIdx.x < s) gen[threadIdx.x] += gen[threadIdx.x + s];
-        __syncthreads();
-    }
+    cnt = block_reduce(gen, cnt, Add{});
     if (threadIdx.x == 0) {
-        const PairWeights w = pair_weights(long(gen[0]), n, mining);
+        const PairWeights w = pair_weights(long(cnt), n, mining);
         weights[0] = float(w.genuine);
         weights[1] = float(w.impostor);
     }
@@ -73,13 +88,8 @@ __global__ void batch_loss_rows_kernel(float* __restrict__ g, float* __restrict_
         coef[j] = c;
     }
     for (int j = n + threadIdx.x; j < coef_slots(n); j += blockDim.x) coef[j] = 0.0f;
-    red[threadIdx.x] = part;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s /= 2) {
-        if (threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) rows[i] = red[0];
+    part = block_reduce(red, part, Add{});  // its barriers also make coef visible to the sum below
+    if (threadIdx.x == 0) rows[i] = part;
     for (int k = threadIdx.x; k < E; k += blockDim.x) {
         float acc = 0.0f;
         for (int j = 0; j < n; ++j) acc += coef[j] * (a[k] - emb[size_t(j) * E + k]);
@@ -88,20 +98,6 @@ __global__ void batch_loss_rows_kernel(float* __restrict__ g, float* __restrict_
 }
 
 // ---- the normalised-softmax loss (batch_softmax_loss in src/cpu/batch_loss.hpp)
-
-// Fixed-order tree over the block's kRowThreads values (every thread returns the result).
-template <class V, class Op>
-__device__ V block_reduce(V* red, V v, Op op) {
-    red[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s /= 2) {
-        if (threadIdx.x < s) red[threadIdx.x] = op(red[threadIdx.x], red[threadIdx.x + s]);
-        __syncthreads();
-    }
-    const V out = red[0];
-    __syncthreads();  // red is reused by the next reduction
-    return out;
-}
 
 __device__ inline float softmax_logit(const float* __restrict__ emb, int E, int i, int j, float temperature) {
     float d = 0.0f;
@@ -129,12 +125,12 @@ __global__ void softmax_rows_kernel(float* __restrict__ rows, float* __restrict_
         if (id[j] == id[i]) ++pos, pos_sum += s;
     }
     mx = block_reduce(red, mx, [](float a, float b) { return fmaxf(a, b); });
-    pos_sum = block_reduce(red, pos_sum, [](float a, float b) { return a + b; });
-    pos = block_reduce(cnt, pos, [](int a, int b) { return a + b; });
+    pos_sum = block_reduce(red, pos_sum, Add{});
+    pos = block_reduce(cnt, pos, Add{});
     float se = 0.0f;
     for (int j = threadIdx.x; j < n; j += blockDim.x)
         if (j != i) se += expf(logit[j] - mx);
-    se = block_reduce(red, se, [](float a, float b) { return a + b; });
+    se = block_reduce(red, se, Add{});
     if (threadIdx.x == 0) {
         const float l = n > 1 ? mx + logf(se) : 0.0f;
         lse[i] = l;
@@ -155,7 +151,7 @@ __global__ void softmax_grad_kernel(float* __restrict__ g, const float* __restri
     const int i = blockIdx.x;
     int a = 0;
     for (int j = threadIdx.x; j < n; j += blockDim.x) a += partners[j] > 0.0f;
-    const int anchors = block_reduce(cnt, a, [](int x, int y) { return x + y; });
+    const int anchors = block_reduce(cnt, a, Add{});
     const float scale = anchors ? 1.0f / (float(anchors) * temperature) : 0.0f;
     const float pi = partners[i];
     for (int j = threadIdx.x; j < n; j += blockDim.x) {

@@ -36,7 +36,7 @@ __global__ void conv_pool_forward_kernel(ConvShape s, int n, const float* __rest
         layer_id, st);
 }
 
-int wgrad_params(const ConvShape& s) { return s.F * s.C * s.K * s.K + s.F; }
+__host__ __device__ inline int wgrad_params(const ConvShape& s) { return s.F * s.C * s.K * s.K + s.F; }
 // At most this many chunks of images in the weight gradient (enough for ~64k threads in flight),
 // WHATEVER n: the scratch size then depends on the shape alone (a size that shrank with n once
 // let a smaller buffer from an inference pass be overrun by the next training batch).
@@ -47,35 +47,45 @@ int wgrad_chunk(const ConvShape& s, int n) {
     return (n + chunks - 1) / chunks;
 }
 
+// Weight (or bias) j's gradient terms from one image, added to acc in position order: pooled
+// positions first, first + step, ... of its filter's geff g (F, Hp, Wp), each weight's tap read
+// from the input x (C, H, W) at the window's argmax a. Shared by the custom and tiled kernels
+// (global or shared memory alike).
+__device__ inline float wgrad_terms(const ConvShape& s, int j, const float* g, const uint8_t* a, const float* x, int first,
+                                    int step, float acc) {
+    const int CKK = s.C * s.K * s.K, nw = s.F * CKK, per_image = s.Hp * s.Wp;
+    const bool bias = j >= nw;
+    const int f = bias ? j - nw : j / CKK;
+    const int rem = j % CKK, c = rem / (s.K * s.K), ky = (rem / s.K) % s.K, kx = rem % s.K;
+    g += f * per_image;
+    a += f * per_image;
+    x += c * s.H * s.W;
+    for (int pos = first; pos < per_image; pos += step) {
+        const float gv = g[pos];
+        if (gv == 0.0f) continue;
+        if (bias) {
+            acc += gv;
+        } else {
+            const int py = pos / s.Wp, px = pos % s.Wp;
+            const int oy = py * s.P + a[pos] / s.P, ox = px * s.P + a[pos] % s.P;
+            acc += gv * x[(oy + ky) * s.W + ox + kx];
+        }
+    }
+    return acc;
+}
+
 // Thread j of chunk blockIdx.y: the sum over the chunk's images of weight (or bias) j's gradient.
 __global__ void conv_wgrad_partial_kernel(ConvShape s, int n, int chunk, const float* __restrict__ in,
                                           const int* __restrict__ gather, const float* __restrict__ geff,
                                           const uint8_t* __restrict__ argmax, float* __restrict__ partial) {
-    const int CKK = s.C * s.K * s.K, nw = s.F * CKK, nwb = nw + s.F;
-    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    const int nwb = wgrad_params(s), j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= nwb) return;
-    const bool bias = j >= nw;
-    const int f = bias ? j - nw : j / CKK;
-    const int rem = j % CKK, c = rem / (s.K * s.K), ky = (rem / s.K) % s.K, kx = rem % s.K;
-    const int per_image = s.Hp * s.Wp;
+    const size_t pooled = size_t(s.F) * s.Hp * s.Wp;
     const int i0 = blockIdx.y * chunk, i1 = min(n, i0 + chunk);
     float acc = 0.0f;
-    for (int i = i0; i < i1; ++i) {
-        const float* x = in + size_t(gather ? gather[i] : i) * s.C * s.H * s.W + size_t(c) * s.H * s.W;
-        const float* g = geff + (size_t(i) * s.F + f) * per_image;
-        const uint8_t* a = argmax + (size_t(i) * s.F + f) * per_image;
-        for (int pos = 0; pos < per_image; ++pos) {
-            const float gv = g[pos];
-            if (gv == 0.0f) continue;
-            if (bias) {
-                acc += gv;
-            } else {
-                const int py = pos / s.Wp, px = pos % s.Wp;
-                const int oy = py * s.P + a[pos] / s.P, ox = px * s.P + a[pos] % s.P;
-                acc += gv * x[(oy + ky) * s.W + ox + kx];
-            }
-        }
-    }
+    for (int i = i0; i < i1; ++i)
+        acc = wgrad_terms(s, j, geff + i * pooled, argmax + i * pooled,
+                          in + size_t(gather ? gather[i] : i) * s.C * s.H * s.W, 0, 1, acc);
     partial[size_t(blockIdx.y) * nwb + j] = acc;
 }
 
@@ -194,8 +204,7 @@ __global__ void tiled_wgrad_kernel(ConvShape s, int n, int chunk, const float* _
                                    const int* __restrict__ gather, const float* __restrict__ geff,
                                    const uint8_t* __restrict__ argmax, float* __restrict__ partial, int split) {
     extern __shared__ float sm[];
-    const int img = s.C * s.H * s.W, per_image = s.Hp * s.Wp, pooled = s.F * per_image;
-    const int CKK = s.C * s.K * s.K, nw = s.F * CKK, nwb = nw + s.F;
+    const int img = s.C * s.H * s.W, pooled = s.F * s.Hp * s.Wp, nwb = wgrad_params(s);
     float *xs = sm, *gs = sm + img, *red = gs + pooled;  // red: split * nwb floats (split > 1)
     uint8_t* as = reinterpret_cast<uint8_t*>(red + (split > 1 ? split * nwb : 0));
     float acc[kWgradPerThread];
@@ -216,24 +225,7 @@ __global__ void tiled_wgrad_kernel(ConvShape s, int n, int chunk, const float* _
         for (int q = 0; q < kWgradPerThread; ++q) {
             const int j = split > 1 ? int(threadIdx.x) % nwb : int(threadIdx.x) + q * int(blockDim.x);
             if ((split > 1 && (q > 0 || slice >= split)) || j >= nwb) break;
-            const bool bias = j >= nw;
-            const int f = bias ? j - nw : j / CKK;
-            const int rem = j % CKK, c = rem / (s.K * s.K), ky = (rem / s.K) % s.K, kx = rem % s.K;
-            const float* g = gs + f * per_image;
-            const uint8_t* a = as + f * per_image;
-            const float* xc = xs + c * s.H * s.W;
-            float sum = acc[q];
-            for (int pos = slice; pos < per_image; pos += split) {
-                const float gv = g[pos];
-                if (gv == 0.0f) continue;
-                if (bias) {
-                    sum += gv;
-                } else {
-                    const int py = pos / s.Wp, px = pos % s.Wp;
-                    sum += gv * xc[(py * s.P + a[pos] / s.P + ky) * s.W + px * s.P + a[pos] % s.P + kx];
-                }
-            }
-            acc[q] = sum;
+            acc[q] = wgrad_terms(s, j, gs, as, xs, slice, split, acc[q]);
         }
     }
     float* dst = partial + size_t(blockIdx.x) * nwb;
@@ -269,12 +261,12 @@ size_t tiled_smem_limit() {
 // True when `kernel` may launch with `bytes` of dynamic shared memory, raising its limit past
 // the default 48 KB when needed: once per size increase, so in the eager warm-up step that
 // precedes a graph capture, never during one.
-template <class K>
-bool tiled_smem_ok(K kernel, size_t bytes) {
-    static size_t raised = 48 * 1024;  // one per kernel (each has its own signature)
+template <auto Kernel>
+bool tiled_smem_ok(size_t bytes) {
+    static size_t raised = 48 * 1024;  // one per kernel
     if (bytes > tiled_smem_limit()) return false;
     if (bytes > raised) {
-        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+        CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
         raised = bytes;
     }
     return true;
@@ -325,7 +317,7 @@ void conv_pool_forward_tiled(float* out, uint8_t* argmax, const float* in, const
                              const ConvShape& s, int n, const int* gather, float rate, uint64_t seed, uint32_t layer_id,
                              const StepState* st, cudaStream_t stream) {
     const size_t bytes = (size_t(s.in_elems()) + size_t(s.F) * s.C * s.K * s.K + s.F) * sizeof(float);
-    if (s.P > 8 || n == 0 || !tiled_smem_ok(tiled_forward_kernel, bytes))
+    if (s.P > 8 || n == 0 || !tiled_smem_ok<tiled_forward_kernel>(bytes))
         return conv_pool_forward(out, argmax, in, w, b, s, n, gather, rate, seed, layer_id, st, stream);
     NvtxRange r("conv_pool_forward_tiled");
     const int groups = (s.out_elems() + 3) / 4, chunks = (groups + kTileThreads - 1) / kTileThreads;
@@ -341,7 +333,7 @@ void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_
     const int split = nwb < kTileThreads ? kTileThreads / nwb : 1;
     const size_t pooled = size_t(s.out_elems());
     const size_t bytes = (size_t(s.in_elems()) + pooled + (split > 1 ? size_t(split) * nwb : 0)) * sizeof(float) + pooled;
-    if (n == 0 || nwb > kWgradPerThread * kTileThreads || !tiled_smem_ok(tiled_wgrad_kernel, bytes))
+    if (n == 0 || nwb > kWgradPerThread * kTileThreads || !tiled_smem_ok<tiled_wgrad_kernel>(bytes))
         return conv_backward_weights(grad_wb, geff, argmax, in, s, n, gather, partial, partial_elems, stream);
     NvtxRange r("conv_backward_weights_tiled");
     require_elems(partial_elems, conv_partial_needed(s, n), "conv_backward_weights_tiled: partial");
@@ -356,7 +348,7 @@ void conv_backward_input_tiled(float* din, const float* geff, const uint8_t* arg
                                int n, cudaStream_t stream) {
     const size_t dc = size_t(s.F) * s.Hp * s.P * s.Wp * s.P;
     const size_t bytes = (dc + size_t(s.F) * s.C * s.K * s.K) * sizeof(float);
-    if (n == 0 || !tiled_smem_ok(tiled_input_grad_kernel, bytes))
+    if (n == 0 || !tiled_smem_ok<tiled_input_grad_kernel>(bytes))
         return conv_backward_input(din, geff, argmax, w, s, n, stream);
     NvtxRange r("conv_backward_input_tiled");
     // Chunks of 4 elements a thread: the scatter into the tile is repeated per chunk, so not too many.

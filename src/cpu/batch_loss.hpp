@@ -1,7 +1,6 @@
 // The in-batch losses of the P-K sampler (contrastive, and normalised softmax below): the CPU
-// reference of cuda/batch_loss.cu
-// (same name and argument order). A batch is n embeddings with person ids; EVERY pair i < j
-// counts, genuine when the ids match:
+// reference of cuda/batch_loss.cu (same names and argument order). A batch is n embeddings with
+// person ids; for the contrastive loss EVERY pair i < j counts, genuine when the ids match:
 //   L = sum_{i<j} w_ij term(d_ij, y_ij)      term, d: the contrastive rule of rules.hpp
 // with weights from batch_pair_weights (rules.hpp): `all` weighs every pair alike; `balanced`
 // gives the genuine and the impostor pairs half the loss each (a P-K batch holds ~P times more
@@ -50,10 +49,6 @@ T batch_contrastive_loss(T* g, const T* emb, const int* id, int n, int E, T marg
     return total;
 }
 
-}  // namespace siamese
-
-
-namespace siamese {
 
 // The in-batch normalised-softmax loss (supervised contrastive, Khosla et al. 2020). Logits
 // s_ij = <e_i, e_j> / T; each anchor i with at least one genuine partner (P(i): the other

@@ -1,6 +1,6 @@
 // The L2-normalised embedding head and test-time flip averaging: the CPU reference of
-// cuda/batch_loss.cu and cuda/eval.cu (same names and
-// argument order). Rows of (n, E); the rule (and its epsilon) is l2_norm_clamped in rules.hpp.
+// cuda/batch_loss.cu and cuda/eval.cu (same names and argument order). Rows of (n, E); the rule
+// (and its epsilon) is l2_norm_clamped in rules.hpp.
 #pragma once
 #include <cstddef>
 
@@ -36,9 +36,6 @@ void l2_normalize_backward(T* de, const T* dz, const T* z, const T* norm, int n,
     }
 }
 
-}  // namespace siamese
-
-namespace siamese {
 
 // Test-time flip averaging (NetConfig::flip_average): the mirror images (left-right) of n
 // images of H x W, and the combination of the embeddings a (of the images) and b (of their
