@@ -35,7 +35,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RecipeOptions, data, protocol, t
                                                 conv_filters, dense, epochs, batch, downsample, kernel, pool,
                                                 checkpoint_every, lr, margin, conv_dropout, dense_dropout, seed, recipe,
                                                 embed_activation, l2_normalize, sampler, pk_people, pk_images, mine,
-                                                augment, augment_strength, schedule, warmup, loss, temperature, flip_average)
+                                                augment, augment_strength, schedule, warmup, loss, temperature, flip_average,
+                                                augment_erase, weight_decay)
 
 // The data folder is the user's bytes (not always UTF-8): written reversibly (jsonio.hpp).
 std::string recipe_to_json(const RecipeOptions& r) {
@@ -129,6 +130,11 @@ std::string recipe_problem(const RecipeOptions& r) {
     if (!(r.warmup >= 0 && r.warmup < 1)) return "--warmup " + str(r.warmup) + ": must be a fraction in [0, 1)";
     if (!(r.augment_strength >= 0 && r.augment_strength <= 5))
         return "--augment-strength " + str(r.augment_strength) + ": must be in [0, 5]";
+    if (!(r.augment_erase >= 0 && r.augment_erase <= 1))
+        return "--augment-erase " + str(r.augment_erase) + ": must be a fraction in [0, 1]";
+    if (r.augment_erase > 0 && !r.augment) return "--augment-erase needs --augment true";
+    if (!(r.weight_decay >= 0 && r.weight_decay <= 10))
+        return "--weight-decay " + str(r.weight_decay) + ": must be in [0, 10]";
     return "";
 }
 
@@ -189,6 +195,7 @@ Recipe make_recipe(const RecipeOptions& a, int in_h, int in_w, int steps) {
     h.net.validate();
     h.opt.kind = parse_optimizer(a.optimizer);
     h.opt.lr = float(a.lr);
+    h.opt.weight_decay = float(a.weight_decay);
     if (a.schedule == "cosine") {
         h.opt.decay_steps = uint64_t(std::max(1, steps)) * uint64_t(a.epochs);
         h.opt.warmup_steps = uint64_t(std::llround(a.warmup * double(h.opt.decay_steps)));
@@ -210,6 +217,7 @@ Recipe make_recipe(const RecipeOptions& a, int in_h, int in_w, int steps) {
     h.augment.scale *= k;
     h.augment.brightness *= k;
     h.augment.contrast *= k;
+    h.augment.erase = float(a.augment_erase);
     return h;
 }
 

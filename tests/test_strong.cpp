@@ -297,6 +297,43 @@ TEST_CASE("augmentation: zero strengths are the identity, flip mirrors, views di
     CHECK(a != s2);
 }
 
+TEST_CASE("random erasing: a mid-grey rectangle, the rest of the view unchanged, a new one per slot", "[strong]") {
+    std::mt19937_64 r(10);
+    const int H = 28, W = 23, n = 16;
+    const auto src = testutil::random_vector(size_t(H) * W, r, 0, 1);
+    const std::vector<float> bank(src.begin(), src.end());
+    const std::vector<int32_t> gather(n, 0);
+    AugmentConfig plain;
+    plain.enabled = true;
+    AugmentConfig erased = plain;
+    erased.erase = 0.5f;
+    std::vector<float> a(size_t(n) * H * W), b(a.size());
+    augment_images(a.data(), bank.data(), gather.data(), n, H, W, plain, 3, 7);
+    augment_images(b.data(), bank.data(), gather.data(), n, H, W, erased, 3, 7);
+    int slots_erased = 0;
+    std::set<std::vector<int>> boxes;
+    for (int s = 0; s < n; ++s) {
+        int x0 = W, x1 = -1, y0 = H, y1 = -1, count = 0;
+        for (int y = 0; y < H; ++y)
+            for (int x = 0; x < W; ++x) {
+                const size_t k = size_t(s) * H * W + size_t(y) * W + x;
+                if (b[k] == a[k]) continue;  // outside the rectangle: the very same view
+                CHECK(b[k] == 0.5f);
+                x0 = std::min(x0, x); x1 = std::max(x1, x); y0 = std::min(y0, y); y1 = std::max(y1, y);
+                ++count;
+            }
+        if (count == 0) continue;
+        ++slots_erased;
+        // The changed pixels form one rectangle, at most half of each side.
+        CHECK(count == (x1 - x0 + 1) * (y1 - y0 + 1));
+        CHECK(x1 - x0 + 1 <= W / 2 + 1);
+        CHECK(y1 - y0 + 1 <= H / 2 + 1);
+        boxes.insert({x0, x1, y0, y1});
+    }
+    CHECK(slots_erased >= n / 2);
+    CHECK(boxes.size() >= size_t(slots_erased) - 1);  // each slot its own draw
+}
+
 TEST_CASE("P-K sampler: P different people x K of their images per batch, only training images, seeded", "[strong]") {
     const ImageBank bank = synth_bank(faces(12, 5), Preprocess{4, ResizeMode::Stride});
     const PairSplit split = make_people_pairs(bank, {0, 1, 2, 3, 4, 5, 6, 7}, {8, 9, 10, 11}, 3);

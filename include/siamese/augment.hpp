@@ -19,6 +19,9 @@ struct AugmentConfig {
     bool flip = true;         // mirror left-right with probability 1/2 (faces are near-symmetric)
     float brightness = 0.1f;  // max offset added, in [0,1] pixel units
     float contrast = 0.15f;   // max relative contrast change around mid-grey
+    // Random erasing (cutout): a mid-grey rectangle of up to `erase` of each side, centred
+    // anywhere in the view, hides part of the face (0: none, the default).
+    float erase = 0.0f;
 };
 
 // The inverse map of one augmented view: output pixel (x, y) samples the source at
@@ -26,6 +29,7 @@ struct AugmentConfig {
 // the sampled value v' = gain (v - 0.5) + 0.5 + bias.
 struct Warp {
     float m00, m01, m10, m11, tx, ty, gain, bias;
+    float ex0, ex1, ey0, ey1;  // the erased rectangle [ex0, ex1) x [ey0, ey1) (empty: no erasing)
 };
 
 constexpr uint32_t kAugmentStreamId = 32;  // Philox layer id (dropout uses 0..31)
@@ -53,6 +57,15 @@ SIAMESE_HD Warp augment_draw(const AugmentConfig& c, uint64_t seed, uint64_t ste
     w.ty = augment_uniform(r0.v[3]) * c.shift * float(H);
     w.gain = 1.0f + augment_uniform(r1.v[0]) * c.contrast;
     w.bias = augment_uniform(r1.v[1]) * c.brightness;
+    w.ex0 = w.ex1 = w.ey0 = w.ey1 = 0.0f;
+    if (c.erase > 0.0f) {  // a third draw, so that views without erasing keep their bits
+        const Philox4 r2 = dropout_bits(seed, step, kAugmentStreamId, slot, 2);
+        const float u01[4] = {0.5f * (augment_uniform(r2.v[0]) + 1.0f), 0.5f * (augment_uniform(r2.v[1]) + 1.0f),
+                              0.5f * (augment_uniform(r2.v[2]) + 1.0f), 0.5f * (augment_uniform(r2.v[3]) + 1.0f)};
+        const float hw = 0.5f * u01[0] * c.erase * float(W), hh = 0.5f * u01[1] * c.erase * float(H);
+        const float x = u01[2] * float(W), y = u01[3] * float(H);
+        w.ex0 = x - hw; w.ex1 = x + hw; w.ey0 = y - hh; w.ey1 = y + hh;
+    }
     return w;
 }
 
@@ -71,6 +84,7 @@ SIAMESE_HD float augment_pixel(const float* img, int H, int W, const Warp& w, in
     const float top = img[y0 * W + x0] * (1.0f - fx) + img[y0 * W + x1] * fx;
     const float bot = img[y1 * W + x0] * (1.0f - fx) + img[y1 * W + x1] * fx;
     const float val = top * (1.0f - fy) + bot * fy;
+    if (float(x) >= w.ex0 && float(x) < w.ex1 && float(y) >= w.ey0 && float(y) < w.ey1) return 0.5f;
     return w.gain * (val - 0.5f) + 0.5f + w.bias;
 }
 

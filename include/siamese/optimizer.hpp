@@ -3,6 +3,7 @@
 //   rmsprop (Keras 3 / PyTorch): v = rho v + (1-rho) g^2;  p -= lr g / (sqrt(v) + eps)
 //   adam:   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr mhat / (sqrt(vhat) + eps)
 //   sgd:    m = mu m + g;  p -= lr m   (PyTorch's momentum form)
+// each optionally after decoupled weight decay, p -= lr wd p (AdamW's form).
 #pragma once
 #include <cmath>
 #include <cstddef>
@@ -22,6 +23,9 @@ struct OptimizerConfig {
     float beta1 = 0.9f, beta2 = 0.999f;  // adam
     float momentum = 0.9f;   // sgd
     float eps = 1e-7f;       // Keras' default epsilon
+    // Decoupled weight decay (AdamW's, for every optimizer): p -= lr_t * weight_decay * p before
+    // the update; 0 (the default) leaves the update exactly as above.
+    float weight_decay = 0.0f;
     // Learning-rate schedule: 0 = constant lr (the reference recipe). Otherwise a linear warm-up
     // over warmup_steps, then a cosine decay from lr to 0 at step decay_steps.
     uint64_t decay_steps = 0, warmup_steps = 0;
@@ -68,6 +72,7 @@ SIAMESE_HD OptStepScalars opt_scalars(const OptimizerConfig& c, uint64_t t) {
 
 // s1, s2: the two state slots of this parameter (rmsprop uses s1; sgd uses s1).
 SIAMESE_HD void optimizer_update(const OptimizerConfig& c, OptStepScalars k, float& p, float g, float& s1, float& s2) {
+    if (c.weight_decay != 0.0f) p -= k.lr * c.weight_decay * p;
     if (c.kind == OptKind::RMSprop) {
         s1 = c.rho * s1 + (1.0f - c.rho) * g * g;
         p -= k.lr * g / (sqrtf(s1) + c.eps);

@@ -35,6 +35,8 @@ struct RecipeOptions {
     double temperature = 0.05;              // pk, softmax: logits = dot products / temperature
     bool augment = false;                   // pk: random shift/rotation/zoom/flip/brightness per image and step
     double augment_strength = 1.0;          // scales every jitter range of the augmentation
+    double augment_erase = 0.0;             // pk, augment: max side of a random erased rectangle (fraction)
+    double weight_decay = 0.0;              // decoupled weight decay (p -= lr wd p every step)
     std::string schedule = "constant";     // constant, or cosine (decay to 0 over the run after a warm-up)
     double warmup = 0.05;                   // cosine: warm-up as a fraction of the run's steps
 };

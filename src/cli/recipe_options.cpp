@@ -9,7 +9,8 @@ const char* const kRecipeOptionNames[] = {
     "--data", "--protocol", "--train-people", "--test-people", "--epochs", "--batch", "--optimizer", "--lr", "--margin",
     "--downsample", "--resize", "--conv-filters", "--kernel", "--pool", "--dense", "--conv-dropout", "--dense-dropout",
     "--seed", "--recipe", "--embed-activation", "--l2-normalize", "--sampler", "--pk-people", "--pk-images", "--mine",
-    "--augment", "--augment-strength", "--schedule", "--warmup", "--loss", "--temperature", "--flip-average"};
+    "--augment", "--augment-strength", "--schedule", "--warmup", "--loss", "--temperature", "--flip-average",
+    "--augment-erase", "--weight-decay"};
 }  // namespace
 
 std::vector<std::string> given_recipe_options(CLI::App* sub) {
@@ -70,6 +71,13 @@ void add_recipe_options(CLI::App* sub, RecipeOptions& a) {
         ->capture_default_str();
     sub->add_option("--augment-strength", a.augment_strength,
                     "pk: scales every jitter range of --augment (1: shift 6%, rotation 8 degrees, zoom 8%, brightness 0.1, contrast 15%)")
+        ->capture_default_str();
+    sub->add_option("--augment-erase", a.augment_erase,
+                    "pk, --augment: also hide a mid-grey rectangle of up to this fraction of each side, anywhere "
+                    "in the view (random erasing; 0: none)")
+        ->capture_default_str();  // checked by recipe_problem
+    sub->add_option("--weight-decay", a.weight_decay,
+                    "Decoupled weight decay: every step p -= lr * wd * p before the optimizer's update (0: none)")
         ->capture_default_str();
     sub->add_option("--schedule", a.schedule, "Learning rate: constant, or cosine (warm-up, then decay to 0)")
         ->capture_default_str()->check(CLI::IsMember({"constant", "cosine"}));
