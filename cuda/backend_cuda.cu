@@ -78,10 +78,11 @@ public:
         return e_.conv == ConvAlgo::Cudnn ? "cuda (cudnn conv)" : "cuda";
     }
     const ParamLayout& layout() const override { return L_; }
+    const NetConfig& net_config() const override { return r_.net; }
 
     // Uploads are issued on the engine's stream and waited for (buffer.hpp); a reallocation
     // that moves a buffer a captured graph uses is caught at the next launch (graphs_valid).
-    void upload_images(const ImageBank& bank) override {
+    void do_upload_images(const ImageBank& bank) override {
         NvtxRange r("upload_images");
         bank_.upload(bank.pixels, stream_.get());
         n_bank_ = bank.size();
@@ -123,8 +124,8 @@ public:
         return all;
     }
 
-    std::vector<float> embed_bank() override { return embed_device(bank_.get(), n_bank_); }
-    std::vector<float> bank_pair_distances(const PairSet& pairs) override {
+    std::vector<float> net_embed_bank() override { return embed_device(bank_.get(), n_bank_); }
+    std::vector<float> net_bank_pair_distances(const PairSet& pairs) override {
         NvtxRange r("bank_pair_distances");
         if (pairs.size() == 0) return {};
         const int E = L_.embed_dim();
@@ -132,14 +133,14 @@ public:
         embed_to_device(bank_.get(), n_bank_, emb.get());
         return device_distances(emb.get(), pairs);
     }
-    std::vector<float> distances(const std::vector<float>& embeddings, const PairSet& pairs) override {
+    std::vector<float> net_distances(const std::vector<float>& embeddings, const PairSet& pairs) override {
         NvtxRange r("distances");
         if (pairs.size() == 0) return {};
         DeviceBuffer<float> emb;
         emb.upload(embeddings, stream_.get());
         return device_distances(emb.get(), pairs);
     }
-    std::vector<float> embed(const float* images, int n) override {
+    std::vector<float> net_embed(const float* images, int n) override {
         DeviceBuffer<float> tmp;
         tmp.upload(images, size_t(n) * r_.net.in_h * r_.net.in_w, stream_.get());
         return embed_device(tmp.get(), n);

@@ -43,10 +43,35 @@ void Backend::train_group(int first, int count, uint64_t step) {
     do_train_group(first, count, step);
 }
 
-std::vector<float> Backend::bank_pair_distances(const PairSet& pairs) { return distances(embed_bank(), pairs); }
+std::vector<float> Backend::embed_bank() {
+    std::vector<float> e = net_embed_bank();
+    if (pixel_.empty()) return e;
+    if (!bank_ref_) throw std::logic_error("embed_bank before upload_images");
+    return append_pixel_branch(pixel_, e, layout().embed_dim(), bank_ref_->pixels.data(), bank_ref_->size(),
+                               bank_ref_->height, bank_ref_->width, net_config().flip_average);
+}
+
+std::vector<float> Backend::embed(const float* images, int n) {
+    std::vector<float> e = net_embed(images, n);
+    if (pixel_.empty()) return e;
+    const NetConfig& c = net_config();
+    return append_pixel_branch(pixel_, e, layout().embed_dim(), images, n, c.in_h, c.in_w, c.flip_average);
+}
+
+std::vector<float> Backend::bank_pair_distances(const PairSet& pairs) {
+    if (pixel_.empty()) return net_bank_pair_distances(pairs);
+    return pair_distances(embed_bank(), embed_dim(), pairs);
+}
 
 std::vector<float> Backend::distances(const std::vector<float>& embeddings, const PairSet& pairs) {
+    if (pixel_.empty()) return net_distances(embeddings, pairs);
     return pair_distances(embeddings, embed_dim(), pairs);
+}
+
+std::vector<float> Backend::net_bank_pair_distances(const PairSet& pairs) { return net_distances(net_embed_bank(), pairs); }
+
+std::vector<float> Backend::net_distances(const std::vector<float>& embeddings, const PairSet& pairs) {
+    return pair_distances(embeddings, layout().embed_dim(), pairs);
 }
 
 ConvAlgo parse_conv_algo(const std::string& name) {

@@ -76,8 +76,7 @@ void orthonormalize(std::vector<double>& Q, int m, int q) {
 
 }  // namespace
 
-std::vector<float> eigenface_embeddings(const ImageBank& bank, const std::vector<int>& fit_people, int components,
-                                        int* k_out) {
+Eigenfaces fit_eigenfaces(const ImageBank& bank, const std::vector<int>& fit_people, int components) {
     std::vector<int> fit;
     for (int p : fit_people) fit.insert(fit.end(), bank.images_of[p].begin(), bank.images_of[p].end());
     if (int(fit.size()) > kMaxPcaImages) {
@@ -148,12 +147,25 @@ std::vector<float> eigenface_embeddings(const ImageBank& bank, const std::vector
         for (int i = 0; i < m; ++i)
             for (int d = 0; d < D; ++d) axes[size_t(c) * D + d] += X[size_t(i) * D + d] * u[i] * inv;
     }
+    Eigenfaces e;
+    e.D = D;
+    e.k = kk;
+    e.mean = std::move(mean);
+    e.axes = std::move(axes);
+    for (int c = 0; c < kk; ++c) e.variance.push_back(w[c] / double(m - 1));
+    return e;
+}
+
+std::vector<float> eigenface_embeddings(const ImageBank& bank, const std::vector<int>& fit_people, int components,
+                                        int* k_out) {
+    const Eigenfaces e = fit_eigenfaces(bank, fit_people, components);
+    const int D = e.D, kk = e.k;
     std::vector<float> emb(size_t(bank.size()) * kk);
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < bank.size(); ++n)
         for (int c = 0; c < kk; ++c) {
             double s = 0;
-            for (int d = 0; d < D; ++d) s += (double(bank.image(n)[d]) - mean[d]) * axes[size_t(c) * D + d];
+            for (int d = 0; d < D; ++d) s += (double(bank.image(n)[d]) - e.mean[d]) * e.axes[size_t(c) * D + d];
             emb[size_t(n) * kk + c] = float(s);
         }
     if (k_out) *k_out = kk;

@@ -6,7 +6,9 @@
 
 #include "siamese/backend.hpp"
 #include "siamese/baselines.hpp"
+#include "siamese/pixel_branch.hpp"
 #include "siamese/common.hpp"
+#include "siamese/run.hpp"
 #include "siamese/synth.hpp"
 
 namespace siamese {
@@ -82,7 +84,7 @@ std::vector<CvFold> run_cv(const CvSpec& spec, CvObserver& observer) {
             seconds += s.seconds;
             observer.epoch(f + 1, s);
         };
-        const TrainResult res = train_model(*backend, split, h, TrainOptions{}, cb);
+        const TrainResult res = with_pixel_branch(*backend, a, bank, split, train_model(*backend, split, h, TrainOptions{}, cb));
         fold.seconds_per_epoch = seconds / std::max(1, a.epochs);
         const std::vector<float> emb = backend->embed_bank();
         fold.methods.push_back(evaluate_embeddings("learned", emb, backend->embed_dim(), bank, split, res.threshold, a.seed));

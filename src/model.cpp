@@ -2,6 +2,8 @@
 // safetensors file that PyTorch loads as it is.
 #include "siamese/model.hpp"
 
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "siamese/common.hpp"
@@ -19,7 +21,15 @@ void save_model(const std::string& path, const Model& m) {
     for (const auto& t : L.tensors)
         tensors.push_back({t.name, {t.shape, std::vector<float>(m.params.begin() + long(t.offset),
                                                                 m.params.begin() + long(t.offset + t.size))}});
+    if (!m.pixel.empty()) {
+        const int64_t D = int64_t(m.net.in_h) * m.net.in_w;
+        if (m.pixel.mean.size() != size_t(D) || m.pixel.basis.size() != size_t(m.pixel.dims) * size_t(D))
+            throw DataError(path + ": pixel branch does not match the network's input");
+        tensors.push_back({"pixel.mean", {{D}, m.pixel.mean}});
+        tensors.push_back({"pixel.basis", {{int64_t(m.pixel.dims), D}, m.pixel.basis}});
+    }
     std::map<std::string, std::string> meta = m.extra;
+    if (!m.pixel.empty()) meta["pixel_weight"] = json(m.pixel.weight).dump();
     meta["format"] = "siamese-v1";
     meta["network"] = m.net.to_json();
     meta["downsample"] = std::to_string(m.pre.downsample);
@@ -75,9 +85,29 @@ Model parse_model(const std::string& bytes, const std::string& path) {
         const auto& src = tensors[t.name].data;
         std::copy(src.begin(), src.end(), m.params.begin() + long(t.offset));
     }
+    if (tensors.count("pixel.mean") || tensors.count("pixel.basis") || meta.count("pixel_weight")) {
+        const int64_t D = int64_t(m.net.in_h) * m.net.in_w;
+        auto mean = tensors.find("pixel.mean"), basis = tensors.find("pixel.basis");
+        if (mean == tensors.end() || basis == tensors.end() || !meta.count("pixel_weight"))
+            throw fail("pixel branch incomplete (needs tensors pixel.mean, pixel.basis and metadata pixel_weight)");
+        if (mean->second.shape != std::vector<int64_t>{D} || basis->second.shape.size() != 2 ||
+            basis->second.shape[1] != D || basis->second.shape[0] < 1 || basis->second.shape[0] > 4096)
+            throw fail("pixel branch tensors have the wrong shape for the network's input");
+        double w = 0;
+        if (!parse_finite(meta["pixel_weight"], &w) || w <= 0 || w > 1e6)
+            throw fail("metadata pixel_weight '" + meta["pixel_weight"] + "' is not a finite number > 0");
+        m.pixel.dims = int(basis->second.shape[0]);
+        m.pixel.weight = float(w);
+        m.pixel.mean = mean->second.data;
+        m.pixel.basis = basis->second.data;
+        for (float v : m.pixel.mean)
+            if (!std::isfinite(v)) throw fail("pixel.mean holds a NaN or infinity");
+        for (float v : m.pixel.basis)
+            if (!std::isfinite(v)) throw fail("pixel.basis holds a NaN or infinity");
+    }
     for (const auto& [k, v] : meta)
         if (k != "network" && k != "downsample" && k != "resize" && k != "threshold" && k != "margin" && k != "format" &&
-            k != "checksum")
+            k != "checksum" && k != "pixel_weight")
             m.extra[k] = v;
     return m;
 }

@@ -22,6 +22,7 @@
 #include "siamese/baselines.hpp"
 #include "siamese/files.hpp"
 #include "siamese/model.hpp"
+#include "siamese/pixel_branch.hpp"
 #include "siamese/common.hpp"
 #include "siamese/report.hpp"
 #include "siamese/sampler.hpp"
@@ -36,7 +37,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RecipeOptions, data, protocol, t
                                                 checkpoint_every, lr, margin, conv_dropout, dense_dropout, seed, recipe,
                                                 embed_activation, l2_normalize, sampler, pk_people, pk_images, mine,
                                                 augment, augment_strength, schedule, warmup, loss, temperature, flip_average,
-                                                augment_erase, weight_decay)
+                                                augment_erase, weight_decay, pixel_branch, pixel_weight)
 
 // The data folder is the user's bytes (not always UTF-8): written reversibly (jsonio.hpp).
 std::string recipe_to_json(const RecipeOptions& r) {
@@ -135,6 +136,9 @@ std::string recipe_problem(const RecipeOptions& r) {
     if (r.augment_erase > 0 && !r.augment) return "--augment-erase needs --augment true";
     if (!(r.weight_decay >= 0 && r.weight_decay <= 10))
         return "--weight-decay " + str(r.weight_decay) + ": must be in [0, 10]";
+    if (std::string p = range("--pixel-branch", r.pixel_branch, 0, 4096); !p.empty()) return p;
+    if (!(std::isfinite(r.pixel_weight) && r.pixel_weight > 0 && r.pixel_weight <= 100))
+        return "--pixel-weight " + str(r.pixel_weight) + ": must be a number > 0 and at most 100";
     return "";
 }
 
@@ -305,6 +309,22 @@ nlohmann::json epoch_json(const EpochStats& s) {
 
 }  // namespace
 
+std::vector<int> training_people(const PairSplit& split, const ImageBank& bank) {
+    std::vector<int> fit = split.train_people;
+    if (fit.empty())  // the tutorial protocol: its test pairs reuse the training people's images
+        for (int p = 0; p < int(bank.people.size()); ++p) fit.push_back(p);
+    return fit;
+}
+
+TrainResult with_pixel_branch(Backend& backend, const RecipeOptions& a, const ImageBank& bank, const PairSplit& split,
+                              TrainResult res) {
+    if (a.pixel_branch <= 0) return res;
+    backend.set_pixel_branch(fit_pixel_branch(bank, training_people(split, bank), a.pixel_branch, float(a.pixel_weight)));
+    // The hybrid distances need their own threshold, chosen as train_model chose the network's.
+    if (split.val.size()) res.threshold = best_threshold(backend.bank_pair_distances(split.val), split.val.label);
+    return res;
+}
+
 RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     RecipeOptions a = spec.recipe;
     std::string out = spec.out;
@@ -433,7 +453,8 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     };
     TrainProgress from;
     if (resuming) from = resumed.progress;
-    const TrainResult res = train_model(*backend, split, h, to, cb, from);
+    const TrainResult trained = train_model(*backend, split, h, to, cb, from);
+    const TrainResult res = with_pixel_branch(*backend, a, bank, split, trained);
 
     RunOutcome outcome;
     outcome.out = out;
@@ -459,6 +480,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     m.threshold = float(res.threshold);
     m.margin = h.margin;
     m.params = backend->params();
+    m.pixel = backend->pixel_branch();
     m.extra = {{"protocol", a.protocol}, {"seed", std::to_string(a.seed)}, {"epochs", std::to_string(a.epochs)},
                {"optimizer", a.optimizer}};
     if (a.recipe != "tutorial") m.extra["recipe"] = a.recipe;  // the reference's files stay as they were
@@ -491,9 +513,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     // pixels and on eigenfaces fit on the training people (every person for the tutorial
     // protocol, whose test pairs reuse the training images anyway).
     {
-        std::vector<int> fit = split.train_people;
-        if (fit.empty())
-            for (int p = 0; p < int(bank.people.size()); ++p) fit.push_back(p);
+        const std::vector<int> fit = training_people(split, bank);
         auto figures = [&](const std::vector<float>& e, int E) {
             const TestReport b = embedding_report(e, E, bank, split.test, res.threshold, oneshot_people, kDefaultDraws, a.seed);
             nlohmann::json j = {{"auc", b.auc}, {"eer", b.eer}, {"tar_at_far_1pct", b.tar_far1}};

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "siamese/augment.hpp"
+#include "siamese/pixel_branch.hpp"
 #include "siamese/dataset.hpp"
 #include "siamese/network.hpp"
 #include "siamese/optimizer.hpp"
@@ -57,8 +58,18 @@ public:
     virtual ~Backend() = default;
     virtual std::string name() const = 0;
     virtual const ParamLayout& layout() const = 0;
-    int embed_dim() const { return layout().embed_dim(); }
-    virtual void upload_images(const ImageBank& bank) = 0;
+    virtual const NetConfig& net_config() const = 0;
+    // The embedding's width: the network's, plus the pixel branch's when one is set.
+    int embed_dim() const { return layout().embed_dim() + pixel_.dims; }
+    // The images training and embed_bank() read (kept by reference: the bank outlives the backend).
+    void upload_images(const ImageBank& bank) {
+        bank_ref_ = &bank;
+        do_upload_images(bank);
+    }
+    // A pixel branch appended to every embedding from now on (siamese/pixel_branch.hpp; training
+    // steps are unaffected: it is fit after training).
+    void set_pixel_branch(PixelBranch p) { pixel_ = std::move(p); }
+    const PixelBranch& pixel_branch() const { return pixel_; }
     // Sets the weights; zeroes the optimizer state.
     virtual void set_params(const std::vector<float>& params) = 0;
     virtual std::vector<float> params() = 0;
@@ -83,19 +94,25 @@ public:
     // loss or gradient was not finite reports NaN; backends never decide about divergence
     // themselves: the trainer does (train_model), naming the tensor from last_gradient().
     virtual std::vector<float> batch_losses() = 0;
-    // Inference embeddings (no dropout) of every bank image: (n_images, E).
-    virtual std::vector<float> embed_bank() = 0;
+    // Inference embeddings (no dropout) of every bank image: (n_images, embed_dim()).
+    std::vector<float> embed_bank();
     // Inference embeddings of n images given as (n, in_h, in_w) floats.
-    virtual std::vector<float> embed(const float* images, int n) = 0;
+    std::vector<float> embed(const float* images, int n);
     // Distances of bank-image pairs under the current weights (the CUDA engine computes them
     // on the device from device-resident embeddings).
-    virtual std::vector<float> bank_pair_distances(const PairSet& pairs);
-    // Distances of pairs of rows of `embeddings` (n, E), e.g. from embed_bank().
-    virtual std::vector<float> distances(const std::vector<float>& embeddings, const PairSet& pairs);
+    std::vector<float> bank_pair_distances(const PairSet& pairs);
+    // Distances of pairs of rows of `embeddings` (n, embed_dim()), e.g. from embed_bank().
+    std::vector<float> distances(const std::vector<float>& embeddings, const PairSet& pairs);
     // Per-phase timings when profiling was asked for (empty otherwise).
     virtual std::string profile_report() { return ""; }
 
 protected:
+    virtual void do_upload_images(const ImageBank& bank) = 0;
+    // The network's part of the methods above (rows of layout().embed_dim()).
+    virtual std::vector<float> net_embed_bank() = 0;
+    virtual std::vector<float> net_embed(const float* images, int n) = 0;
+    virtual std::vector<float> net_bank_pair_distances(const PairSet& pairs);
+    virtual std::vector<float> net_distances(const std::vector<float>& embeddings, const PairSet& pairs);
     virtual void do_begin_epoch(const PairSet& ordered) = 0;
     virtual void do_train_batch(int first, int count, uint64_t step) = 0;  // range already checked
     virtual void do_begin_epoch_groups(const GroupOrder& order) = 0;
@@ -103,6 +120,8 @@ protected:
 
 private:
     void check_range(const char* what, int first, int count, long size) const;
+    const ImageBank* bank_ref_ = nullptr;
+    PixelBranch pixel_;
     long epoch_pairs_ = -1;   // pairs in the current epoch's order; -1 before the first epoch
     long epoch_images_ = -1;  // images in the current epoch's group order; -1 before one
 };

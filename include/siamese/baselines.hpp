@@ -18,6 +18,14 @@ constexpr int kMaxPcaImages = 2000;
 std::vector<float> eigenface_embeddings(const ImageBank& bank, const std::vector<int>& fit_people, int components,
                                         int* k_out);
 
+// The eigenface fit behind eigenface_embeddings: the fit images' mean (D), the unit principal
+// axes (k x D, row-major, largest variance first) and each axis's variance (eigenvalue / (m-1)).
+struct Eigenfaces {
+    int D = 0, k = 0;
+    std::vector<double> mean, axes, variance;
+};
+Eigenfaces fit_eigenfaces(const ImageBank& bank, const std::vector<int>& fit_people, int components);
+
 // Eigen-decomposition of a symmetric n x n matrix a (row-major, destroyed) by cyclic Jacobi:
 // eigenvalues (descending) into w, eigenvectors as the COLUMNS of v (n x n). For small n.
 void symmetric_eigen(std::vector<double>& a, int n, std::vector<double>& w, std::vector<double>& v);

@@ -7,6 +7,7 @@
 
 #include "siamese/dataset.hpp"
 #include "siamese/network.hpp"
+#include "siamese/pixel_branch.hpp"
 
 namespace siamese {
 
@@ -16,6 +17,7 @@ struct Model {
     float threshold = 0.5f;  // genuine when distance < threshold
     float margin = 1.0f;
     std::vector<float> params;                  // flat, in make_layout(net) order
+    PixelBranch pixel;                          // saved only when set (tensors pixel.mean, pixel.basis)
     std::map<std::string, std::string> extra;   // further metadata (protocol, seed, ...)
 };
 

@@ -37,6 +37,8 @@ struct RecipeOptions {
     double augment_strength = 1.0;          // scales every jitter range of the augmentation
     double augment_erase = 0.0;             // pk, augment: max side of a random erased rectangle (fraction)
     double weight_decay = 0.0;              // decoupled weight decay (p -= lr wd p every step)
+    int pixel_branch = 0;                   // eigenface components appended to the embedding (0: none)
+    double pixel_weight = 0.6;              // the pixel branch's share of the distance
     std::string schedule = "constant";     // constant, or cosine (decay to 0 over the run after a warm-up)
     double warmup = 0.05;                   // cosine: warm-up as a fraction of the run's steps
 };
@@ -50,6 +52,12 @@ Recipe make_recipe(const RecipeOptions& r, int in_h, int in_w, int steps_per_epo
 int steps_per_epoch(const RecipeOptions& r, const PairSplit& split);
 // Preprocessing of the options (downsampling factor and method).
 Preprocess preprocess_of(const RecipeOptions& r);
+// The people a split trains on (every person for the tutorial protocol).
+std::vector<int> training_people(const PairSplit& split, const ImageBank& bank);
+// With --pixel-branch: fits it on the training people, sets it on the backend, and returns res
+// with the threshold re-chosen on the validation pairs for the hybrid distances; else res.
+TrainResult with_pixel_branch(Backend& backend, const RecipeOptions& a, const ImageBank& bank, const PairSplit& split,
+                              TrainResult res);
 std::string recipe_to_json(const RecipeOptions& r);
 RecipeOptions recipe_from_json(const std::string& json);  // throws DataError
 // The one validation of recipe options, for the command line and for options read from a saved

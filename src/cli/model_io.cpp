@@ -26,6 +26,7 @@ LoadedModel open_model(const std::string& path, const std::string& device, int t
     e.threads = threads;
     m.backend = make_backend(r, e);
     m.backend->set_params(m.model.params);
+    m.backend->set_pixel_branch(m.model.pixel);
     m.checksum = fnv1a64_hex(reinterpret_cast<const char*>(m.model.params.data()), m.model.params.size() * sizeof(float));
     return m;
 }

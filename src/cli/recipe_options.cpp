@@ -10,7 +10,7 @@ const char* const kRecipeOptionNames[] = {
     "--downsample", "--resize", "--conv-filters", "--kernel", "--pool", "--dense", "--conv-dropout", "--dense-dropout",
     "--seed", "--recipe", "--embed-activation", "--l2-normalize", "--sampler", "--pk-people", "--pk-images", "--mine",
     "--augment", "--augment-strength", "--schedule", "--warmup", "--loss", "--temperature", "--flip-average",
-    "--augment-erase", "--weight-decay"};
+    "--augment-erase", "--weight-decay", "--pixel-branch", "--pixel-weight"};
 }  // namespace
 
 std::vector<std::string> given_recipe_options(CLI::App* sub) {
@@ -78,6 +78,12 @@ void add_recipe_options(CLI::App* sub, RecipeOptions& a) {
         ->capture_default_str();  // checked by recipe_problem
     sub->add_option("--weight-decay", a.weight_decay,
                     "Decoupled weight decay: every step p -= lr * wd * p before the optimizer's update (0: none)")
+        ->capture_default_str();
+    sub->add_option("--pixel-branch", a.pixel_branch,
+                    "Append this many whitened eigenface components of the training people (L2-normalised, times "
+                    "--pixel-weight) to the network's embedding: a hybrid embedding, fit after training (0: none)")
+        ->capture_default_str();  // checked by recipe_problem
+    sub->add_option("--pixel-weight", a.pixel_weight, "--pixel-branch: length of the pixel part beside the unit-length network part")
         ->capture_default_str();
     sub->add_option("--schedule", a.schedule, "Learning rate: constant, or cosine (warm-up, then decay to 0)")
         ->capture_default_str()->check(CLI::IsMember({"constant", "cosine"}));

@@ -38,7 +38,8 @@ public:
     }
     std::string name() const override { return "cpu"; }
     const ParamLayout& layout() const override { return L_; }
-    void upload_images(const ImageBank& bank) override { bank_ = &bank; }
+    const NetConfig& net_config() const override { return r_.net; }
+    void do_upload_images(const ImageBank& bank) override { bank_ = &bank; }
     void set_params(const std::vector<float>& p) override {
         params_ = p;
         diverged_ = false;
@@ -109,8 +110,8 @@ public:
     }
     std::vector<float> batch_losses() override { return losses_; }
     std::string profile_report() override { return profile_table(times_); }
-    std::vector<float> embed_bank() override { return embed(bank_->pixels.data(), bank_->size()); }
-    std::vector<float> embed(const float* images, int n) override {
+    std::vector<float> net_embed_bank() override { return net_embed(bank_->pixels.data(), bank_->size()); }
+    std::vector<float> net_embed(const float* images, int n) override {
         const int E = L_.embed_dim(), chunk = 512;
         const size_t elems = size_t(r_.net.in_h) * r_.net.in_w;
         std::vector<float> out(size_t(n) * E);

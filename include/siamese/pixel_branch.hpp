@@ -1,0 +1,37 @@
+// The pixel branch of a hybrid embedding (`--pixel-branch K`): beside the network's embedding,
+// whitened eigenfaces of the training people, L2-normalised and scaled by `weight`, appended to
+// it. The squared distance of two images is then the network's plus weight^2 times the
+// eigenface one: the convolution and pooling stack discards pixel-level detail that a linear
+// view of the face keeps, and on people never seen in training the two err on different pairs
+// (docs/strong-recipe.md measures it). Fit in closed form after training, from the training
+// people only; inference only (no gradient), on the host for every engine: a (dims x H*W)
+// projection per image, small beside the network.
+#pragma once
+#include <vector>
+
+#include "siamese/dataset.hpp"
+
+namespace siamese {
+
+struct PixelBranch {
+    int dims = 0;        // 0: no pixel branch (the embedding is the network's)
+    float weight = 0.0f; // scale of the unit-length pixel part
+    std::vector<float> mean;   // (H*W) mean training image
+    std::vector<float> basis;  // (dims, H*W) principal axes divided by their standard deviation (whitening)
+    bool empty() const { return dims == 0; }
+};
+
+// Whitened eigenfaces of the images of `fit_people` (at most `components` axes: fewer when the
+// images are fewer), with the given weight.
+PixelBranch fit_pixel_branch(const ImageBank& bank, const std::vector<int>& fit_people, int components, float weight);
+
+// out (n, dims) for n images (n, H, W): weight * u / |u|, u = basis (x - mean); with `flip`
+// (NetConfig::flip_average) u is the mean of those of the image and of its mirror image, so an
+// image and its mirror get the same bits, as in the network's part.
+void pixel_branch_embed(const PixelBranch& p, const float* images, int n, int H, int W, bool flip, float* out);
+
+// The hybrid embedding: each row of net (n, E) followed by its image's pixel part: (n, E + dims).
+std::vector<float> append_pixel_branch(const PixelBranch& p, const std::vector<float>& net, int E, const float* images,
+                                       int n, int H, int W, bool flip);
+
+}  // namespace siamese
