@@ -47,26 +47,24 @@ TEST_CASE("SGD with momentum 0.9", "[optimizer]") {
 }
 
 TEST_CASE("decoupled weight decay shrinks the parameter by lr * wd before the update", "[optimizer]") {
-    // Adam, wd 0.5, lr 0.1, g 0.5: step 1 p = 1 - 0.1*0.5*1 = 0.95, then - 0.1 * 0.5/0.5 = 0.85;
-    // step 2 (g -0.5): p = 0.85 * (1 - 0.05) = 0.8075, then + 0.1 * 0.02631579 / 0.5 = 0.8127632.
-    OptimizerConfig c;
-    c.kind = OptKind::Adam;
-    c.lr = 0.1f;
-    c.weight_decay = 0.5f;
-    std::vector<float> p = {1.0f}, state = {0.0f, 0.0f};
-    float g = 0.5f;
-    optimizer_step(c, p.data(), &g, state.data(), 1, 1);
-    CHECK(p[0] == Approx(0.85).epsilon(1e-6));
-    g = -0.5f;
-    optimizer_step(c, p.data(), &g, state.data(), 1, 2);
-    CHECK(p[0] == Approx(0.8127632).epsilon(1e-6));
+    // One parameter p with state (0, 0), lr 0.1, wd 0.5, stepped with the given gradients.
+    auto decayed = [](OptKind kind, float p, std::vector<float> grads) {
+        OptimizerConfig c;
+        c.kind = kind;
+        c.lr = 0.1f;
+        c.weight_decay = 0.5f;
+        std::vector<float> state = {0.0f, 0.0f}, out;
+        for (size_t t = 0; t < grads.size(); ++t) {
+            optimizer_step(c, &p, &grads[t], state.data(), 1, t + 1);
+            out.push_back(p);
+        }
+        return out;
+    };
+    // Adam, g 0.5: step 1 p = 1 - 0.1*0.5*1 = 0.95, then - 0.1 * 0.5/0.5 = 0.85; step 2
+    // (g -0.5): p = 0.85 * (1 - 0.05) = 0.8075, then + 0.1 * 0.02631579 / 0.5 = 0.8127632.
+    const auto a = decayed(OptKind::Adam, 1.0f, {0.5f, -0.5f});
+    CHECK(a[0] == Approx(0.85).epsilon(1e-6));
+    CHECK(a[1] == Approx(0.8127632).epsilon(1e-6));
     // SGD: a zero gradient leaves only the decay, p (1 - lr wd) per step.
-    OptimizerConfig s;
-    s.kind = OptKind::SGD;
-    s.lr = 0.1f;
-    s.weight_decay = 0.5f;
-    std::vector<float> q = {2.0f}, st = {0.0f, 0.0f};
-    float zero = 0.0f;
-    optimizer_step(s, q.data(), &zero, st.data(), 1, 1);
-    CHECK(q[0] == Approx(1.9).epsilon(1e-6));
+    CHECK(decayed(OptKind::SGD, 2.0f, {0.0f})[0] == Approx(1.9).epsilon(1e-6));
 }
