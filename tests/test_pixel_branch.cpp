@@ -139,7 +139,7 @@ TEST_CASE("hybrid embedding: the backend appends the pixel part, squared distanc
     CHECK_THROWS_AS(save_model(dir + "/bad.safetensors", m), DataError);
 }
 
-TEST_CASE("train --pixel-branch: the saved model reproduces the run's test figures; bad values exit 2", "[strong][pixel][cli]") {
+TEST_CASE("train --pixel-branch: the saved model reproduces the run's test figures, and bad values exit 2", "[strong][pixel][cli]") {
     const std::string dir = testutil::temp_dir("pixel_cli");
     REQUIRE(testutil::run_cli("synth --out " + dir + "/faces --people 8 --images 4").status == 0);
     const auto t = testutil::run_cli("train --recipe strong --data " + dir + "/faces --protocol people --test-people 7-8 "
