@@ -70,7 +70,16 @@ Gallery parse_gallery(const std::string& bytes, const std::string& path) {
     try {
         g.model_checksum = meta.at("model_checksum");
         g.people = strings_from_json(nlohmann::json::parse(meta.at("people")));
-        g.owner = nlohmann::json::parse(meta.at("owner")).get<std::vector<int>>();
+        // Each owner an integer that an int holds: nlohmann's get<int> of a float such as 6e41
+        // is undefined behaviour (the fuzzer found one), so every element is checked first.
+        const nlohmann::json owners = nlohmann::json::parse(meta.at("owner"));
+        if (!owners.is_array()) throw DataError("owner is not a list");
+        for (const auto& o : owners) {
+            if (!o.is_number_integer()) throw DataError("an owner is not a whole number");
+            const int64_t v = o.get<int64_t>();
+            if (v < 0 || v > int64_t(1) << 30) throw DataError("an owner is out of range");
+            g.owner.push_back(int(v));
+        }
         g.sources = strings_from_json(nlohmann::json::parse(meta.at("sources")));
     } catch (const std::exception& e) {
         throw DataError(path + ": bad gallery metadata (" + e.what() + ")");
