@@ -25,17 +25,20 @@ PixelBranch fit_pixel_branch(const ImageBank& bank, const std::vector<int>& fit_
 
 namespace {
 
-// u (dims) = basis (x - mean) for one image; mirrored reads x left-right reversed.
+// u (dims) = basis (x - mean) for one image; mirrored reads x left-right reversed. The centred
+// image is formed once, not once per component.
 void project(const PixelBranch& p, const float* x, int H, int W, bool mirrored, double* u) {
     const int D = H * W;
+    std::vector<double> centred(D);
+    for (int y = 0; y < H; ++y)
+        for (int k = 0; k < W; ++k) {
+            const int d = y * W + k;
+            centred[d] = double(x[mirrored ? y * W + (W - 1 - k) : d]) - double(p.mean[d]);
+        }
     for (int c = 0; c < p.dims; ++c) {
         const float* b = p.basis.data() + size_t(c) * D;
         double s = 0;
-        for (int y = 0; y < H; ++y)
-            for (int k = 0; k < W; ++k) {
-                const int d = y * W + k, src = mirrored ? y * W + (W - 1 - k) : d;
-                s += double(b[d]) * (double(x[src]) - double(p.mean[d]));
-            }
+        for (int d = 0; d < D; ++d) s += double(b[d]) * centred[d];
         u[c] = s;
     }
 }
