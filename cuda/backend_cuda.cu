@@ -25,6 +25,7 @@
 #include "nvtx.hpp"
 #include "siamese/backend.hpp"
 #include "siamese/rules.hpp"  // dropout layer ids, shared with the CPU
+#include "siamese/step_plan.hpp"  // fused_tail_applies: the plan and the engine decide alike
 
 namespace siamese {
 
@@ -61,6 +62,11 @@ public:
         state_.resize(1);
         opt_state_.fill_bytes(0, stream_.get());
         state_.fill_bytes(0, stream_.get());
+        // The last-block counters of the fused step (cuda/last_block.cuh): each kernel leaves its
+        // own at zero. Slot 0: the tail, 1: the optimizer, 2 + l: conv block l's weight gradient.
+        counters_.resize(2 + L_.conv.size());
+        counters_.fill_bytes(0, stream_.get());
+        tail_ = e_.fused && fused_tail_applies(r_);
         size_t partial = 0;
         for (const ConvShape& s : L_.conv) partial = std::max(partial, conv_partial_elems(s));
         partial_.resize(partial);  // enough for any batch: the chunk count is capped per shape
@@ -74,8 +80,10 @@ public:
             return n + ")";
         }
 #endif
-        if (e_.conv == ConvAlgo::Tiled) return "cuda (tiled conv)";
-        return e_.conv == ConvAlgo::Cudnn ? "cuda (cudnn conv)" : "cuda";
+        const std::string fused = e_.fused ? ", fused" : "";
+        if (e_.conv == ConvAlgo::Tiled) return "cuda (tiled conv" + fused + ")";
+        if (e_.conv == ConvAlgo::Cudnn) return "cuda (cudnn conv" + fused + ")";
+        return e_.fused ? "cuda (fused)" : "cuda";
     }
     const ParamLayout& layout() const override { return L_; }
     const NetConfig& net_config() const override { return r_.net; }
@@ -147,6 +155,7 @@ public:
     }
 
     std::string profile_report() override { return profile_table(prof_ms_); }
+    int step_kernel_nodes() const override { return kernel_nodes_; }
 
 private:
     void sync() { CUDA_CHECK(cudaStreamSynchronize(stream_.get())); }
@@ -203,7 +212,7 @@ private:
         std::vector<const void*> p = {bank_.get(),   params_.get(),  grad_.get(),    opt_state_.get(), order_a_.get(),
                                       order_b_.get(), order_y_.get(), losses_.get(), partial_.get(),   gather_.get(),
                                       state_.get(),   cublas_ws_.get(), order_ids_.get(), aug_.get(),  rows_.get(),
-                                      emb_.get(),     norm_.get()};
+                                      emb_.get(),     norm_.get(),    counters_.get(), tail_partial_.get()};
         for (const auto* v : {&conv_out_, &conv_d_, &dense_out_, &dense_d_})
             for (const auto& b : *v) p.push_back(b.get());
         for (const auto& b : conv_arg_) p.push_back(b.get());
@@ -254,6 +263,10 @@ private:
         }
         gather_.resize(n);
         rows_.resize(batch_loss_scratch_elems(n));
+        if (tail_) {
+            const DenseShape& d = L_.dense.back();
+            tail_partial_.resize(contrastive_tail_partial_elems(std::max(1, n / 2), d.in, d.out));
+        }
         if (r_.augment.enabled && r_.sampler == Recipe::Sampler::PK) aug_.resize(size_t(n) * r_.net.in_h * r_.net.in_w);
         if (r_.net.l2_normalize) {
             emb_.resize(size_t(n) * L_.embed_dim());
@@ -309,8 +322,9 @@ private:
         pending_.clear();
     }
 
-    // Forward over n images: layer 1 reads in + gather[i] (or in + i) directly.
-    void forward(const float* in, const int* gather, int n, bool train) {
+    // Forward over n images: layer 1 reads in + gather[i] (or in + i) directly. The fused tail
+    // stops before the last dense layer (dense_layers = all but one): the tail kernel runs it.
+    void forward(const float* in, const int* gather, int n, bool train, int dense_layers = -1) {
         check_capacity(n);
         cudaStream_t stream = stream_.get();
         const float* x = in;
@@ -336,7 +350,8 @@ private:
             x = conv_out_[l].get();
             gather = nullptr;
         }
-        for (size_t l = 0; l < L_.dense.size(); ++l) {
+        const size_t nd = dense_layers < 0 ? L_.dense.size() : size_t(dense_layers);
+        for (size_t l = 0; l < nd; ++l) {
             const bool last = l + 1 == L_.dense.size();
             const float rate = train && !last ? r_.net.dense_dropout : 0.0f;
             phase("dense forward", [&] {
@@ -346,7 +361,7 @@ private:
             });
             x = dense_out_[l].get();
         }
-        if (r_.net.l2_normalize)
+        if (r_.net.l2_normalize && nd == L_.dense.size())
             phase("l2 normalize", [&] { l2_normalize_forward(emb_.get(), norm_.get(), x, n, L_.embed_dim(), stream); });
     }
     // The embeddings of the last forward: (n, E).
@@ -359,6 +374,20 @@ private:
         const int n = 2 * count, E = L_.embed_dim();
         require_elems(gather_.size(), size_t(n), "gather");
         phase("gather", [&] { build_gather(order_a_.get(), order_b_.get(), state_.get(), count, gather_.get(), stream); });
+        if (tail_) {  // the last dense layer, the loss and their backward: one kernel
+            const int nd = int(L_.dense.size());
+            const DenseShape& d = L_.dense.back();
+            forward(bank_.get(), gather_.get(), n, true, nd - 1);
+            phase("tail", [&] {
+                contrastive_tail(grad_.get() + L_.dense_w[nd - 1], grad_.get() + L_.dense_b[nd - 1], dense_d_[nd - 2].get(),
+                                 grad_.get() + L_.dense_b[nd - 2], losses_.get(), dense_out_[nd - 2].get(),
+                                 params_.get() + L_.dense_w[nd - 1], params_.get() + L_.dense_b[nd - 1], order_y_.get(),
+                                 count, d.in, d.out, r_.net.embed_relu, r_.margin, r_.net.dense_dropout, state_.get(),
+                                 tail_partial_.get(), tail_partial_.size(), counters_.get(), stream);
+            });
+            backward_and_update(n, bank_.get(), gather_.get(), count, nd - 2);
+            return;
+        }
         forward(bank_.get(), gather_.get(), n, true);
         phase("distance+loss", [&] {
             contrastive_loss(dense_d_.back().get(), losses_.get(), nullptr, embedding(), order_y_.get(), count, E, r_.margin,
@@ -400,26 +429,29 @@ private:
     }
 
     // From the embedding gradient in dense_d_.back() (n, E) down to the weights, the update, and
-    // the StepState's advance by `advance` items of the order.
-    void backward_and_update(int n, const float* images, const int* gather0, int advance) {
+    // the StepState's advance by `advance` items of the order. After the fused tail, `top` is the
+    // penultimate dense layer, whose gradient the tail has already masked and bias-summed.
+    void backward_and_update(int n, const float* images, const int* gather0, int advance, int top = -1) {
         cudaStream_t stream = stream_.get();
         const int nd = int(L_.dense.size()), nc = int(L_.conv.size());
-        if (r_.net.l2_normalize)
+        const bool tail = top >= 0;
+        if (!tail) top = nd - 1;
+        if (r_.net.l2_normalize && !tail)
             phase("l2 normalize", [&] {
                 l2_normalize_backward(dense_d_.back().get(), dense_d_.back().get(), emb_.get(), norm_.get(), n,
                                       L_.embed_dim(), stream);
             });
-        for (int l = nd - 1; l >= 0; --l) {
-            const bool last = l + 1 == nd;
+        for (int l = top; l >= 0; --l) {
+            const bool last = l + 1 == nd, done = tail && l == top;  // done: masked and bias-summed
             const DenseShape& d = L_.dense[l];
             float* dx = l > 0 ? dense_d_[l - 1].get() : conv_d_[nc - 1].get();
             const float* x = l > 0 ? dense_out_[l - 1].get() : conv_out_[nc - 1].get();
             phase("dense backward", [&] {
-                if (!last || r_.net.embed_relu)  // a linear embedding layer has no ReLU (and no dropout)
+                if (!done && (!last || r_.net.embed_relu))  // a linear embedding layer has no ReLU (and no dropout)
                     relu_dropout_backward(dense_d_[l].get(), dense_out_[l].get(), n, d.out,
                                           last ? 0.0f : r_.net.dense_dropout, stream);
-                dense_backward(dx, grad_.get() + L_.dense_w[l], grad_.get() + L_.dense_b[l], dense_d_[l].get(), x,
-                               params_.get() + L_.dense_w[l], n, d.in, d.out, cublas_.get(), stream);
+                dense_backward(dx, grad_.get() + L_.dense_w[l], done ? nullptr : grad_.get() + L_.dense_b[l],
+                               dense_d_[l].get(), x, params_.get() + L_.dense_w[l], n, d.in, d.out, cublas_.get(), stream);
             });
         }
         for (int l = nc - 1; l >= 0; --l) {
@@ -427,8 +459,15 @@ private:
             const float* in = l > 0 ? conv_out_[l - 1].get() : images;
             const int* gather = l > 0 ? nullptr : gather0;
             float* din = l > 0 ? conv_d_[l - 1].get() : nullptr;
+            // Fused: the relu/dropout mask read inside the backward kernels, the chunk sums by
+            // their last block (the same bits as the separate launches).
+            ConvBackwardFusion fuse;
+            const bool fused = e_.fused && !cudnn_active();
+            if (fused) fuse = {conv_out_[l].get(), dropout_keep_scale(r_.net.conv_dropout), counters_.get() + 2 + l};
             phase(l == 0 ? "conv1 backward" : "conv2+ backward", [&] {
-                relu_dropout_backward(conv_d_[l].get(), conv_out_[l].get(), n, s.out_elems(), r_.net.conv_dropout, stream);
+                if (!fused)
+                    relu_dropout_backward(conv_d_[l].get(), conv_out_[l].get(), n, s.out_elems(), r_.net.conv_dropout,
+                                          stream);
 #if SIAMESE_HAVE_CUDNN
                 if (cudnn_) {
                     conv_blocks_[l]->backward(grad_.get() + L_.conv_w[l], din, conv_d_[l].get(), conv_arg_[l].get(), in,
@@ -439,19 +478,31 @@ private:
                 const float* w = params_.get() + L_.conv_w[l];
                 if (e_.conv == ConvAlgo::Tiled) {
                     conv_backward_weights_tiled(grad_.get() + L_.conv_w[l], conv_d_[l].get(), conv_arg_[l].get(), in, s, n,
-                                                gather, partial_.get(), partial_.size(), stream);
-                    if (din) conv_backward_input_tiled(din, conv_d_[l].get(), conv_arg_[l].get(), w, s, n, stream);
+                                                gather, partial_.get(), partial_.size(), stream, fuse);
+                    if (din) conv_backward_input_tiled(din, conv_d_[l].get(), conv_arg_[l].get(), w, s, n, stream, fuse);
                 } else {
                     conv_backward_weights(grad_.get() + L_.conv_w[l], conv_d_[l].get(), conv_arg_[l].get(), in, s, n, gather,
-                                          partial_.get(), partial_.size(), stream);
-                    if (din) conv_backward_input(din, conv_d_[l].get(), conv_arg_[l].get(), w, s, n, stream);
+                                          partial_.get(), partial_.size(), stream, fuse);
+                    if (din) conv_backward_input(din, conv_d_[l].get(), conv_arg_[l].get(), w, s, n, stream, fuse);
                 }
             });
         }
         phase("optimizer", [&] {
+            if (e_.fused) {
+                optimizer_step_advance(r_.opt, params_.get(), grad_.get(), opt_state_.get(), L_.total, state_.get(), advance,
+                                       counters_.get() + 1, stream);
+                return;
+            }
             optimizer_step(r_.opt, params_.get(), grad_.get(), opt_state_.get(), L_.total, state_.get(), stream);
+            advance_state(state_.get(), advance, stream);
         });
-        advance_state(state_.get(), advance, stream);
+    }
+    bool cudnn_active() const {
+#if SIAMESE_HAVE_CUDNN
+        return bool(cudnn_);
+#else
+        return false;
+#endif
     }
 
     GraphExec capture_step(int count, bool groups) {
@@ -466,11 +517,29 @@ private:
             throw;
         }
         CUDA_CHECK(cudaStreamEndCapture(stream_.get(), &graph));
+        kernel_nodes_ = count_kernel_nodes(graph);
         cudaGraphExec_t exec = nullptr;
         const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
         cudaGraphDestroy(graph);
         CUDA_CHECK(err);
         return GraphExec(exec);
+    }
+
+    // Kernel nodes of a captured step (what the plan of siamese/step_plan.hpp is checked against).
+    static int count_kernel_nodes(cudaGraph_t graph) {
+        size_t count = 0;
+        cudaError_t err = cudaGraphGetNodes(graph, nullptr, &count);
+        std::vector<cudaGraphNode_t> nodes(count);
+        if (err == cudaSuccess && count) err = cudaGraphGetNodes(graph, nodes.data(), &count);
+        int kernels = 0;
+        for (size_t i = 0; err == cudaSuccess && i < count; ++i) {
+            cudaGraphNodeType type;
+            err = cudaGraphNodeGetType(nodes[i], &type);
+            kernels += err == cudaSuccess && type == cudaGraphNodeTypeKernel;
+        }
+        if (err != cudaSuccess) cudaGraphDestroy(graph);
+        CUDA_CHECK(err);
+        return kernels;
     }
 
     // Inference embeddings of n device images into dst (n, E) on the device, in chunks.
@@ -522,6 +591,8 @@ private:
     Owned<cudnnHandle_t, CudnnDestroy> cudnn_;
 #endif
     DeviceBuffer<float> bank_, params_, grad_, opt_state_, order_y_, losses_, partial_, aug_, rows_, emb_, norm_;
+    DeviceBuffer<float> tail_partial_;
+    DeviceBuffer<unsigned> counters_;
     DeviceBuffer<float> saved_params_, saved_opt_, saved_losses_;
     DeviceBuffer<int> order_a_, order_b_, order_ids_, gather_;
     DeviceBuffer<StepState> state_, saved_state_;
@@ -534,7 +605,8 @@ private:
     std::vector<const void*> captured_;
     std::vector<Pending> pending_;
     PhaseTimes prof_ms_;
-    int n_bank_ = 0, cap_ = 0, batches_ = 0, expected_first_ = -1;
+    int n_bank_ = 0, cap_ = 0, batches_ = 0, expected_first_ = -1, kernel_nodes_ = -1;
+    bool tail_ = false;  // the fused tail applies to this recipe (EngineOptions::fused)
     uint64_t expected_step_ = 0;
 };
 

@@ -11,6 +11,7 @@
 #include "kernels.hpp"
 #include "launch.hpp"
 #include "nvtx.hpp"
+#include "last_block.cuh"
 #include "pool_epilogue.cuh"
 #include "siamese/rules.hpp"
 
@@ -47,21 +48,28 @@ int wgrad_chunk(const ConvShape& s, int n) {
     return (n + chunks - 1) / chunks;
 }
 
+// The pooled gradient as the backward kernels read it: g[k] itself, or (fused) masked on read
+// by the block's output y: y > 0 ? g * scale : 0, relu_dropout_backward's expression.
+__device__ inline float pooled_grad(const float* __restrict__ g, const float* __restrict__ y, float scale, size_t k) {
+    return y ? (y[k] > 0.0f ? g[k] * scale : 0.0f) : g[k];
+}
+
 // Weight (or bias) j's gradient terms from one image, added to acc in position order: pooled
-// positions first, first + step, ... of its filter's geff g (F, Hp, Wp), each weight's tap read
-// from the input x (C, H, W) at the window's argmax a. Shared by the custom and tiled kernels
-// (global or shared memory alike).
-__device__ inline float wgrad_terms(const ConvShape& s, int j, const float* g, const uint8_t* a, const float* x, int first,
-                                    int step, float acc) {
+// positions first, first + step, ... of its filter's geff g (F, Hp, Wp) (masked by y when y is
+// set: pooled_grad), each weight's tap read from the input x (C, H, W) at the window's argmax a.
+// Shared by the custom and tiled kernels (global or shared memory alike).
+__device__ inline float wgrad_terms(const ConvShape& s, int j, const float* g, const float* y, float scale,
+                                    const uint8_t* a, const float* x, int first, int step, float acc) {
     const int CKK = s.C * s.K * s.K, nw = s.F * CKK, per_image = s.Hp * s.Wp;
     const bool bias = j >= nw;
     const int f = bias ? j - nw : j / CKK;
     const int rem = j % CKK, c = rem / (s.K * s.K), ky = (rem / s.K) % s.K, kx = rem % s.K;
     g += f * per_image;
+    if (y) y += f * per_image;
     a += f * per_image;
     x += c * s.H * s.W;
     for (int pos = first; pos < per_image; pos += step) {
-        const float gv = g[pos];
+        const float gv = pooled_grad(g, y, scale, pos);
         if (gv == 0.0f) continue;
         if (bias) {
             acc += gv;
@@ -75,23 +83,29 @@ __device__ inline float wgrad_terms(const ConvShape& s, int j, const float* g, c
 }
 
 // Thread j of chunk blockIdx.y: the sum over the chunk's images of weight (or bias) j's gradient.
+// Fused (counter set): the last block to finish then sums the chunks into grad_wb.
 __global__ void conv_wgrad_partial_kernel(ConvShape s, int n, int chunk, const float* __restrict__ in,
                                           const int* __restrict__ gather, const float* __restrict__ geff,
-                                          const uint8_t* __restrict__ argmax, float* __restrict__ partial) {
+                                          const float* __restrict__ y, float scale, const uint8_t* __restrict__ argmax,
+                                          float* __restrict__ partial, float* __restrict__ grad_wb,
+                                          unsigned* __restrict__ counter, int chunks) {
     const int nwb = wgrad_params(s), j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= nwb) return;
-    const size_t pooled = size_t(s.F) * s.Hp * s.Wp;
-    const int i0 = blockIdx.y * chunk, i1 = min(n, i0 + chunk);
-    float acc = 0.0f;
-    for (int i = i0; i < i1; ++i)
-        acc = wgrad_terms(s, j, geff + i * pooled, argmax + i * pooled,
-                          in + size_t(gather ? gather[i] : i) * s.C * s.H * s.W, 0, 1, acc);
-    partial[size_t(blockIdx.y) * nwb + j] = acc;
+    if (j < nwb) {
+        const size_t pooled = size_t(s.F) * s.Hp * s.Wp;
+        const int i0 = blockIdx.y * chunk, i1 = min(n, i0 + chunk);
+        float acc = 0.0f;
+        for (int i = i0; i < i1; ++i)
+            acc = wgrad_terms(s, j, geff + i * pooled, y ? y + i * pooled : nullptr, scale, argmax + i * pooled,
+                              in + size_t(gather ? gather[i] : i) * s.C * s.H * s.W, 0, 1, acc);
+        partial[size_t(blockIdx.y) * nwb + j] = acc;
+    }
+    if (counter && last_block_done(counter, gridDim.x * gridDim.y)) sum_partials(grad_wb, partial, chunks, nwb);
 }
 
 // One thread per input element (i, c, y, x): every (filter, tap) whose conv output was its pool
 // window's argmax contributes w * geff.
 __global__ void conv_input_grad_kernel(ConvShape s, int n, const float* __restrict__ geff,
+                                       const float* __restrict__ ymask, float scale,
                                        const uint8_t* __restrict__ argmax, const float* __restrict__ w,
                                        float* __restrict__ din) {
     const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -103,6 +117,7 @@ __global__ void conv_input_grad_kernel(ConvShape s, int n, const float* __restri
     float acc = 0.0f;
     for (int f = 0; f < s.F; ++f) {
         const float* g = geff + (size_t(i) * s.F + f) * per_image;
+        const float* ym = ymask ? ymask + (size_t(i) * s.F + f) * per_image : nullptr;
         const uint8_t* a = argmax + (size_t(i) * s.F + f) * per_image;
         const float* wk = w + (size_t(f) * s.C + c) * s.K * s.K;
         for (int ky = 0; ky < s.K; ++ky) {
@@ -113,7 +128,7 @@ __global__ void conv_input_grad_kernel(ConvShape s, int n, const float* __restri
                 if (ox < 0 || ox >= s.Wp * s.P) continue;
                 const int py = oy / s.P, px = ox / s.P, p = py * s.Wp + px;
                 if (a[p] != (oy - py * s.P) * s.P + (ox - px * s.P)) continue;
-                acc += wk[ky * s.K + kx] * g[p];
+                acc += wk[ky * s.K + kx] * pooled_grad(g, ym, scale, p);
             }
         }
     }
@@ -156,6 +171,7 @@ __global__ void tiled_forward_kernel(ConvShape s, const float* __restrict__ in, 
 // one input element of the block's chunk, summing over (f, ky, kx) in the order of
 // conv_input_grad_kernel (the zero terms off the argmax add nothing to its sum).
 __global__ void tiled_input_grad_kernel(ConvShape s, const float* __restrict__ geff,
+                                        const float* __restrict__ ymask, float scale,
                                         const uint8_t* __restrict__ argmax, const float* __restrict__ w,
                                         float* __restrict__ din, int chunks, int per_chunk) {
     extern __shared__ float sm[];
@@ -167,10 +183,11 @@ __global__ void tiled_input_grad_kernel(ConvShape s, const float* __restrict__ g
     __syncthreads();
     const int per_image = s.Hp * s.Wp;
     const float* g = geff + size_t(i) * s.F * per_image;
+    const float* ym = ymask ? ymask + size_t(i) * s.F * per_image : nullptr;
     const uint8_t* a = argmax + size_t(i) * s.F * per_image;
     for (int e = threadIdx.x; e < s.F * per_image; e += blockDim.x) {
         const int f = e / per_image, p = e % per_image, py = p / s.Wp, px = p % s.Wp;
-        ds[(f * Hc + py * s.P + a[e] / s.P) * Wc + px * s.P + a[e] % s.P] = g[e];
+        ds[(f * Hc + py * s.P + a[e] / s.P) * Wc + px * s.P + a[e] % s.P] = pooled_grad(g, ym, scale, e);
     }
     __syncthreads();
     const int img = s.C * s.H * s.W, e1 = min(img, (chunk + 1) * per_chunk);
@@ -202,7 +219,9 @@ constexpr int kWgradPerThread = 32;
 
 __global__ void tiled_wgrad_kernel(ConvShape s, int n, int chunk, const float* __restrict__ in,
                                    const int* __restrict__ gather, const float* __restrict__ geff,
-                                   const uint8_t* __restrict__ argmax, float* __restrict__ partial, int split) {
+                                   const float* __restrict__ ymask, float scale,
+                                   const uint8_t* __restrict__ argmax, float* __restrict__ partial, int split,
+                                   float* __restrict__ grad_wb, unsigned* __restrict__ counter) {
     extern __shared__ float sm[];
     const int img = s.C * s.H * s.W, pooled = s.F * s.Hp * s.Wp, nwb = wgrad_params(s);
     float *xs = sm, *gs = sm + img, *red = gs + pooled;  // red: split * nwb floats (split > 1)
@@ -217,7 +236,7 @@ __global__ void tiled_wgrad_kernel(ConvShape s, int n, int chunk, const float* _
         const float* x = in + size_t(gather ? gather[i] : i) * img;
         for (int k = threadIdx.x; k < img; k += blockDim.x) xs[k] = x[k];
         for (int k = threadIdx.x; k < pooled; k += blockDim.x) {
-            gs[k] = geff[size_t(i) * pooled + k];
+            gs[k] = pooled_grad(geff, ymask, scale, size_t(i) * pooled + k);
             as[k] = argmax[size_t(i) * pooled + k];
         }
         __syncthreads();
@@ -225,7 +244,7 @@ __global__ void tiled_wgrad_kernel(ConvShape s, int n, int chunk, const float* _
         for (int q = 0; q < kWgradPerThread; ++q) {
             const int j = split > 1 ? int(threadIdx.x) % nwb : int(threadIdx.x) + q * int(blockDim.x);
             if ((split > 1 && (q > 0 || slice >= split)) || j >= nwb) break;
-            acc[q] = wgrad_terms(s, j, gs, as, xs, slice, split, acc[q]);
+            acc[q] = wgrad_terms(s, j, gs, nullptr, 1.0f, as, xs, slice, split, acc[q]);
         }
     }
     float* dst = partial + size_t(blockIdx.x) * nwb;
@@ -235,15 +254,16 @@ __global__ void tiled_wgrad_kernel(ConvShape s, int n, int chunk, const float* _
             const int j = int(threadIdx.x) + q * int(blockDim.x);
             if (j < nwb) dst[j] = acc[q];
         }
-        return;
+    } else {
+        if (slice < split) red[slice * nwb + int(threadIdx.x) % nwb] = acc[0];
+        __syncthreads();
+        for (int j = threadIdx.x; j < nwb; j += blockDim.x) {
+            float sum = 0.0f;
+            for (int t = 0; t < split; ++t) sum += red[t * nwb + j];
+            dst[j] = sum;
+        }
     }
-    if (slice < split) red[slice * nwb + int(threadIdx.x) % nwb] = acc[0];
-    __syncthreads();
-    for (int j = threadIdx.x; j < nwb; j += blockDim.x) {
-        float sum = 0.0f;
-        for (int t = 0; t < split; ++t) sum += red[t * nwb + j];
-        dst[j] = sum;
-    }
+    if (counter && last_block_done(counter, gridDim.x)) sum_partials(grad_wb, partial, gridDim.x, nwb);
 }
 
 // Dynamic shared memory a tiled kernel may use on this device (its opt-in maximum), or 0 when
@@ -291,21 +311,23 @@ size_t conv_partial_needed(const ConvShape& s, int n) {
 }
 
 void conv_backward_weights(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in, const ConvShape& s,
-                           int n, const int* gather, float* partial, size_t partial_elems, cudaStream_t stream) {
+                           int n, const int* gather, float* partial, size_t partial_elems, cudaStream_t stream,
+                           const ConvBackwardFusion& fuse) {
     NvtxRange r("conv_backward_weights");
     require_elems(partial_elems, conv_partial_needed(s, n), "conv_backward_weights: partial");
     const int nwb = wgrad_params(s);
     const int chunk = wgrad_chunk(s, n), chunks = (n + chunk - 1) / chunk;
-    conv_wgrad_partial_kernel<<<dim3(blocks_for(nwb), unsigned(chunks)), kThreads, 0, stream>>>(s, n, chunk, in, gather,
-                                                                                               geff, argmax, partial);
+    conv_wgrad_partial_kernel<<<dim3(blocks_for(nwb), unsigned(chunks)), kThreads, 0, stream>>>(
+        s, n, chunk, in, gather, geff, fuse.y, fuse.scale, argmax, partial, grad_wb, fuse.counter, chunks);
     CUDA_CHECK_LAUNCH();
-    column_sums(grad_wb, partial, chunks, nwb, stream);  // the chunks in order
+    if (!fuse.counter) column_sums(grad_wb, partial, chunks, nwb, stream);  // the chunks in order
 }
 
 void conv_backward_input(float* din, const float* geff, const uint8_t* argmax, const float* w, const ConvShape& s, int n,
-                         cudaStream_t stream) {
+                         cudaStream_t stream, const ConvBackwardFusion& fuse) {
     NvtxRange r("conv_backward_input");
-    conv_input_grad_kernel<<<blocks_for(long(n) * s.C * s.H * s.W), kThreads, 0, stream>>>(s, n, geff, argmax, w, din);
+    conv_input_grad_kernel<<<blocks_for(long(n) * s.C * s.H * s.W), kThreads, 0, stream>>>(s, n, geff, fuse.y, fuse.scale,
+                                                                                           argmax, w, din);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -328,33 +350,33 @@ void conv_pool_forward_tiled(float* out, uint8_t* argmax, const float* in, const
 
 void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in,
                                  const ConvShape& s, int n, const int* gather, float* partial, size_t partial_elems,
-                                 cudaStream_t stream) {
+                                 cudaStream_t stream, const ConvBackwardFusion& fuse) {
     const int nwb = wgrad_params(s);
     const int split = nwb < kTileThreads ? kTileThreads / nwb : 1;
     const size_t pooled = size_t(s.out_elems());
     const size_t bytes = (size_t(s.in_elems()) + pooled + (split > 1 ? size_t(split) * nwb : 0)) * sizeof(float) + pooled;
     if (n == 0 || nwb > kWgradPerThread * kTileThreads || !tiled_smem_ok<tiled_wgrad_kernel>(bytes))
-        return conv_backward_weights(grad_wb, geff, argmax, in, s, n, gather, partial, partial_elems, stream);
+        return conv_backward_weights(grad_wb, geff, argmax, in, s, n, gather, partial, partial_elems, stream, fuse);
     NvtxRange r("conv_backward_weights_tiled");
     require_elems(partial_elems, conv_partial_needed(s, n), "conv_backward_weights_tiled: partial");
     const int chunk = wgrad_chunk(s, n), chunks = (n + chunk - 1) / chunk;
-    tiled_wgrad_kernel<<<unsigned(chunks), kTileThreads, bytes, stream>>>(s, n, chunk, in, gather, geff, argmax, partial,
-                                                                         split);
+    tiled_wgrad_kernel<<<unsigned(chunks), kTileThreads, bytes, stream>>>(s, n, chunk, in, gather, geff, fuse.y, fuse.scale,
+                                                                         argmax, partial, split, grad_wb, fuse.counter);
     CUDA_CHECK_LAUNCH();
-    column_sums(grad_wb, partial, chunks, nwb, stream);  // the chunks in order
+    if (!fuse.counter) column_sums(grad_wb, partial, chunks, nwb, stream);  // the chunks in order
 }
 
 void conv_backward_input_tiled(float* din, const float* geff, const uint8_t* argmax, const float* w, const ConvShape& s,
-                               int n, cudaStream_t stream) {
+                               int n, cudaStream_t stream, const ConvBackwardFusion& fuse) {
     const size_t dc = size_t(s.F) * s.Hp * s.P * s.Wp * s.P;
     const size_t bytes = (dc + size_t(s.F) * s.C * s.K * s.K) * sizeof(float);
     if (n == 0 || !tiled_smem_ok<tiled_input_grad_kernel>(bytes))
-        return conv_backward_input(din, geff, argmax, w, s, n, stream);
+        return conv_backward_input(din, geff, argmax, w, s, n, stream, fuse);
     NvtxRange r("conv_backward_input_tiled");
     // Chunks of 4 elements a thread: the scatter into the tile is repeated per chunk, so not too many.
     const int per_chunk = 4 * kTileThreads, chunks = (s.in_elems() + per_chunk - 1) / per_chunk;
-    tiled_input_grad_kernel<<<unsigned(long(n) * chunks), kTileThreads, bytes, stream>>>(s, geff, argmax, w, din, chunks,
-                                                                                       per_chunk);
+    tiled_input_grad_kernel<<<unsigned(long(n) * chunks), kTileThreads, bytes, stream>>>(s, geff, fuse.y, fuse.scale, argmax,
+                                                                                       w, din, chunks, per_chunk);
     CUDA_CHECK_LAUNCH();
 }
 

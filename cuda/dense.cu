@@ -95,7 +95,7 @@ void dense_backward(float* dx, float* dw, float* db, const float* d, const float
     require_stream(h, stream);
     // dW^T (I, O) = x^T (I, n) . d (n, O)
     CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, I, O, n, &one, x, I, d, O, &zero, dw, I));
-    column_sums(db, d, n, O, stream);
+    if (db) column_sums(db, d, n, O, stream);  // null: already summed (the fused tail)
     // dx^T (I, n) = W^T (I, O) . d^T (O, n)
     if (dx) CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, I, n, O, &one, w, I, d, O, &zero, dx, I));
 }

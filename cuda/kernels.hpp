@@ -37,6 +37,10 @@ void advance_state(StepState* st, int count, cudaStream_t stream);
 // One optimizer update over the flat buffer; t = step + 1 read from st.
 void optimizer_step(const OptimizerConfig& c, float* params, const float* grad, float* state, size_t n,
                     const StepState* st, cudaStream_t stream);
+// The same update, then advance_state(st, advance) done by the kernel's last block to finish
+// (--fused: one launch fewer). counter: a zeroed unsigned, left zero.
+void optimizer_step_advance(const OptimizerConfig& c, float* params, const float* grad, float* state, size_t n,
+                            StepState* st, int advance, unsigned* counter, cudaStream_t stream);
 
 // ---- convolution blocks (conv.cu) ------------------------------------------------------------
 // out (n, F,Hp,Wp) = dropout(relu(maxpool(conv(in) + b))), argmax (n, F,Hp,Wp) = dy*P+dx.
@@ -46,6 +50,17 @@ void optimizer_step(const OptimizerConfig& c, float* params, const float* grad, 
 void conv_pool_forward(float* out, uint8_t* argmax, const float* in, const float* w, const float* b, const ConvShape& s,
                        int n, const int* gather, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
                        cudaStream_t stream);
+// What the fused step (--fused) folds into a conv block's backward kernels; all off by default.
+// y: the gradient is read as y > 0 ? d * scale : 0 from the block's output y (relu_dropout_backward
+// folded into its readers: the same float expression, so the same bits as the two launches).
+// counter: a zeroed unsigned (left zero): the weight gradient's chunk sums are added by the last
+// chunk to finish (cuda/last_block.cuh) instead of a column_sums launch (the same bits).
+struct ConvBackwardFusion {
+    const float* y = nullptr;
+    float scale = 1.0f;
+    unsigned* counter = nullptr;
+};
+
 // Weight and bias gradients of one conv block from geff (gradient at the pooled outputs, already
 // through dropout and ReLU): partial sums over chunks of images, then summed in chunk order
 // (deterministic). grad_wb points at the layer's weights; its bias follows them (F*C*K*K later).
@@ -57,11 +72,12 @@ size_t conv_partial_needed(const ConvShape& s, int n);
 // Reference: conv_backward_weights in src/cpu/conv.hpp, whose (dw, db, dconv) are here grad_wb
 // and (geff, argmax): the GPU never materialises the scattered conv gradient.
 void conv_backward_weights(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in, const ConvShape& s,
-                           int n, const int* gather, float* partial, size_t partial_elems, cudaStream_t stream);
+                           int n, const int* gather, float* partial, size_t partial_elems, cudaStream_t stream,
+                           const ConvBackwardFusion& fuse = {});
 // din (n, C,H,W): gradient at the block's input, gathered over filters and taps.
 // Reference: conv_backward_input in src/cpu/conv.hpp (dconv there is geff + argmax here).
 void conv_backward_input(float* din, const float* geff, const uint8_t* argmax, const float* w, const ConvShape& s, int n,
-                         cudaStream_t stream);
+                         cudaStream_t stream, const ConvBackwardFusion& fuse = {});
 
 // The same three with each image's data staged in shared memory (--conv tiled): same arguments,
 // same results up to FP32 summation order; a shape whose tiles do not fit the device's shared
@@ -71,9 +87,9 @@ void conv_pool_forward_tiled(float* out, uint8_t* argmax, const float* in, const
                              const StepState* st, cudaStream_t stream);
 void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in,
                                  const ConvShape& s, int n, const int* gather, float* partial, size_t partial_elems,
-                                 cudaStream_t stream);
+                                 cudaStream_t stream, const ConvBackwardFusion& fuse = {});
 void conv_backward_input_tiled(float* din, const float* geff, const uint8_t* argmax, const float* w, const ConvShape& s,
-                               int n, cudaStream_t stream);
+                               int n, cudaStream_t stream, const ConvBackwardFusion& fuse = {});
 
 // ---- dense layers and elementwise (dense.cu) ------------------------------------------------
 // out (cols) = sums of the rows of m (rows, cols), each column summed in row order
@@ -89,7 +105,8 @@ void dense_forward(float* y, const float* x, const float* w, const float* b, int
 // positive exactly where the unit was kept and active, so no mask is regenerated.
 // Reference: relu_dropout_backward in src/cpu/dropout.hpp (which keeps the mask).
 void relu_dropout_backward(float* d, const float* y, int n, int elems, float rate, cudaStream_t stream);
-// dW = d^T . x, db = column sums of d (fixed order), dx = d . W (skipped when dx is null).
+// dW = d^T . x, db = column sums of d (fixed order; skipped when db is null), dx = d . W
+// (skipped when dx is null).
 // Reference: dense_backward in src/cpu/dense.hpp.
 void dense_backward(float* dx, float* dw, float* db, const float* d, const float* x, const float* w, int n, int I, int O,
                     cublasHandle_t h, cudaStream_t stream);
@@ -101,6 +118,22 @@ void dense_backward(float* dx, float* dw, float* db, const float* d, const float
 // Reference: contrastive_loss in src/cpu/loss.hpp (ga, gb there are the two halves of g).
 void contrastive_loss(float* g, float* losses, float* dist, const float* emb, const float* labels, int count, int E,
                       float margin, const StepState* st, cudaStream_t stream);
+
+// ---- the fused tail (tail.cu, --fused) -------------------------------------------------------
+// The last dense layer (W (O, I), b, ReLU when relu), distance and contrastive loss, and their
+// backward in one launch, for `count` pairs whose penultimate activations are h (2*count, I)
+// (bias, ReLU and dropout at rate h_rate already applied). Writes gw (O, I) and gb (O), the last
+// layer's gradients; dh (2*count, I), the gradient at h's pre-activation (through its ReLU and
+// dropout); ghb (I) = column sums of dh (the penultimate bias gradient); losses[st->batch].
+// Labels read at labels + st->first. partial: contrastive_tail_partial_elems(count, I, O) floats;
+// counter: one zeroed unsigned, left zero. Deterministic (fixed-order sums throughout).
+// Reference: dense_forward, contrastive_loss, relu_dropout_backward, dense_backward (src/cpu/).
+bool contrastive_tail_fits(int I, int O);  // the layer fits one block's default shared memory
+size_t contrastive_tail_partial_elems(int count, int I, int O);
+void contrastive_tail(float* gw, float* gb, float* dh, float* ghb, float* losses, const float* h, const float* w,
+                      const float* b, const float* labels, int count, int I, int O, bool relu, float margin,
+                      float h_rate, const StepState* st, float* partial, size_t partial_elems, unsigned* counter,
+                      cudaStream_t stream);
 
 // ---- the P-K sampler (augment.cu, batch_loss.cu) ----------------------------------------------
 // out (n, H, W): slot i is a random view of bank image order[st->first + i], drawn from

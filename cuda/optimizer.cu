@@ -5,6 +5,7 @@
 
 #include "check.hpp"
 #include "kernels.hpp"
+#include "last_block.cuh"
 #include "launch.hpp"
 #include "nvtx.hpp"
 
@@ -17,6 +18,21 @@ __global__ void optimizer_kernel(OptimizerConfig c, float* __restrict__ p, const
     const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= n) return;
     optimizer_update(c, opt_scalars(c, st->step + 1), p[i], g[i], s[i], s[n + i]);
+}
+
+// The same update, and (fused) the StepState's advance by the last block to finish: every thread
+// reads the step before its block takes a ticket, so no block sees the advanced state.
+__global__ void optimizer_advance_kernel(OptimizerConfig c, float* __restrict__ p, const float* __restrict__ g,
+                                         float* __restrict__ s, size_t n, StepState* st, int advance,
+                                         unsigned* __restrict__ counter) {
+    const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    const unsigned long long step = st->step;
+    if (i < n) optimizer_update(c, opt_scalars(c, step + 1), p[i], g[i], s[i], s[n + i]);
+    if (last_block_done(counter, gridDim.x) && threadIdx.x == 0) {
+        st->first += advance;
+        st->batch += 1;
+        st->step = step + 1;
+    }
 }
 
 __global__ void build_gather_kernel(const int* __restrict__ a, const int* __restrict__ b,
@@ -38,6 +54,13 @@ void optimizer_step(const OptimizerConfig& c, float* params, const float* grad, 
                     const StepState* st, cudaStream_t stream) {
     NvtxRange r("optimizer_step");
     optimizer_kernel<<<blocks_for(long(n)), kThreads, 0, stream>>>(c, params, grad, state, n, st);
+    CUDA_CHECK_LAUNCH();
+}
+
+void optimizer_step_advance(const OptimizerConfig& c, float* params, const float* grad, float* state, size_t n,
+                            StepState* st, int advance, unsigned* counter, cudaStream_t stream) {
+    NvtxRange r("optimizer_step_advance");
+    optimizer_advance_kernel<<<blocks_for(long(n)), kThreads, 0, stream>>>(c, params, grad, state, n, st, advance, counter);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -371,6 +371,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     engine.conv = parse_conv_algo(spec.conv);
     engine.graphs = spec.graphs;
     engine.profile = spec.profile;
+    engine.fused = spec.fused;
 
     // Everything that can be wrong with the input is found before the output folder is touched.
     const ImageBank bank = a.data.empty() ? synth_bank(SynthOptions{}, pp) : load_dataset(a.data, pp);

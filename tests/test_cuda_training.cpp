@@ -7,6 +7,7 @@
 
 #include "cuda_test_util.hpp"
 #include "tensor_check.hpp"
+#include "siamese/step_plan.hpp"
 #include "siamese/synth.hpp"
 #include "siamese/trainer.hpp"
 #include "test_util.hpp"
@@ -60,9 +61,12 @@ Recipe hyper(uint64_t seed) {
     return h;
 }
 
-EngineOptions engine(const char* conv = "custom", bool graphs = true) {
+// An engine kind: the convolutions ("custom", "tiled", "cudnn"), "+fused" for the fused step.
+EngineOptions engine(const std::string& kind = "custom", bool graphs = true) {
     EngineOptions e;
-    e.conv = parse_conv_algo(conv);
+    const size_t plus = kind.find('+');
+    e.conv = parse_conv_algo(kind.substr(0, plus));
+    e.fused = plus != std::string::npos && kind.substr(plus) == "+fused";
     e.graphs = graphs;
     return e;
 }
@@ -83,10 +87,12 @@ TEST_CASE("asking for the CUDA engine without a device fails with a clear messag
     }
 }
 
+// Every engine kind: each convolution, unfused and fused (--fused: the tail kernel, masks and
+// reductions folded into the kernels; siamese/step_plan.hpp).
 std::vector<const char*> conv_kinds() {
-    if (SIAMESE_HAVE_CUDNN) return {"custom", "tiled", "cudnn"};
+    if (SIAMESE_HAVE_CUDNN) return {"custom", "tiled", "cudnn", "custom+fused", "tiled+fused", "cudnn+fused"};
     std::printf("note: this build has no cuDNN; only the custom and tiled convolutions are checked\n");
-    return {"custom", "tiled"};
+    return {"custom", "tiled", "custom+fused", "tiled+fused"};
 }
 
 TEST_CASE("the first CUDA step's gradient matches the CPU reference, every tensor", "[cuda][training]") {
@@ -231,5 +237,30 @@ TEST_CASE("CUDA embeddings and pair distances match the CPU's", "[cuda][eval]") 
         REQUIRE(dg.size() == size_t(s.split.test.size()));
         CHECK(cudatest::all_finite(dg));
         CHECK(testutil::rel_error(dg, dc) < 1e-5);
+    }
+}
+
+TEST_CASE("the captured step holds the kernels the static plan lists (siamese plan)", "[cuda][training][plan]") {
+    // The plan counts each cuBLAS/cuDNN call as one launch; a library call may launch more
+    // kernels (cuBLAS adds a split-K reduction to some GEMMs; cuDNN's count is its own), so the
+    // graph's kernel nodes lie between the plan's launches and that plus one per library call
+    // (cuBLAS) or three (cuDNN, a guess: what the GPU run prints settles it).
+    SKIP_WITHOUT_CUDA();
+    const Setup s;
+    for (const char* kind : conv_kinds()) {
+        INFO(kind);
+        Recipe h = hyper(16);
+        h.batch = 8;
+        const EngineOptions e = engine(kind);
+        auto gpu = make_cuda_backend(h, e);
+        run_steps(*gpu, s, 2, 8, 16);
+        const auto plan = cuda_step_plan(h, e);
+        int library = 0;
+        for (const auto& k : plan) library += k.library;
+        const int slack = e.conv == ConvAlgo::Cudnn ? 3 : 1;
+        std::printf("%s: %d kernel nodes in the captured step, plan %zu launches (%d library calls)\n", kind,
+                    gpu->step_kernel_nodes(), plan.size(), library);
+        CHECK(gpu->step_kernel_nodes() >= int(plan.size()));
+        CHECK(gpu->step_kernel_nodes() <= int(plan.size()) + slack * library);
     }
 }

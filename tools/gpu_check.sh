@@ -139,11 +139,13 @@ if [ $have_gpu = 1 ]; then
   train cuda 90 --device cuda
   train cuda_cudnn 90 --device cuda --conv cudnn
   train cuda_tiled 90 --device cuda --conv tiled
+  train cuda_fused 90 --device cuda --fused
+  train cuda_tiled_fused 90 --device cuda --conv tiled --fused
 else
-  echo "SKIPPED: no GPU" > "$logs/train_cuda.log"
-  echo "SKIPPED: no GPU" > "$logs/train_cuda_cudnn.log"
-  echo "SKIPPED: no GPU" > "$logs/train_cuda_tiled.log"
+  for s in cuda cuda_cudnn cuda_tiled cuda_fused cuda_tiled_fused; do echo "SKIPPED: no GPU" > "$logs/train_$s.log"; done
 fi
+# The static plan of the step (no GPU needed), fused and not: what the ncu rows are set against.
+"$bin" plan > "$logs/plan.txt" 2>&1; "$bin" plan --fused >> "$logs/plan.txt" 2>&1
 train cpu 150 --device cpu
 # The strong recipe (P-K batches, augmentation, L2 head) on unseen people, 30 epochs, both engines.
 strong() {  # name limit args...
@@ -205,9 +207,10 @@ if [ $have_gpu = 1 ] && command -v ncu >/dev/null; then
   }
   ncu_run reference 200 30 --epochs 1
   ncu_run tiled 200 30 --epochs 1 --conv tiled
+  ncu_run fused 200 15 --epochs 1 --fused
   ncu_run strong 120 40 --recipe strong --protocol people --train-people 1-30 --test-people 31-40 --epochs 2
 else
-  for s in ncu_reference ncu_tiled ncu_strong; do
+  for s in ncu_reference ncu_tiled ncu_fused ncu_strong; do
     echo "SKIPPED: $( [ $have_gpu = 1 ] && echo 'ncu not found' || echo 'no GPU')" > "$logs/$s.log"
   done
 fi

@@ -76,7 +76,7 @@ def steady(e):
 
 
 runs = {}
-for name in ("cuda", "cuda_cudnn", "cuda_tiled", "cpu", "strong_cuda", "strong_cpu"):
+for name in ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cpu", "strong_cuda", "strong_cpu"):
     s = summary(name)
     if s is None:
         row(f"train {name}", why_not(f"train_{name}") or "no summary.json")
@@ -96,6 +96,7 @@ if "cuda_cudnn" in runs:
 # moved the CPU's own epoch-1 loss by 0.7% to 1.4% (four nudges, ORL, seed 1, 2026-11-29). The
 # strong recipe's first epoch is two Adam steps: 1e-3.
 for name, ref, auc_tol, loss_tol in (("cuda", "cpu", 0.005, 3e-2), ("cuda_cudnn", "cpu", 0.005, 3e-2), ("cuda_tiled", "cpu", 0.005, 3e-2),
+                                     ("cuda_fused", "cpu", 0.005, 3e-2), ("cuda_tiled_fused", "cpu", 0.005, 3e-2),
                                      ("strong_cuda", "strong_cpu", 0.02, 1e-3)):
     if name not in runs or ref not in runs:
         continue
@@ -122,7 +123,7 @@ res["pytorch"] = torch_runs
 if runs and torch_runs:
     # PyTorch trains the reference recipe on the same pairs: the ratio is against our fastest
     # engine on that recipe (the strong runs are shown, not compared).
-    same = [k for k in ("cuda", "cuda_cudnn", "cuda_tiled", "cpu") if k in runs]
+    same = [k for k in ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cpu") if k in runs]
     ours = {k: v["seconds_per_epoch"] for k, v in runs.items() if k != "cpu"} or {"cpu": runs["cpu"]["seconds_per_epoch"]}
     parts = [f"ours {k} {v:.4f}" for k, v in ours.items()]
     best_name = min(same, key=lambda k: runs[k]["seconds_per_epoch"]) if same else min(ours, key=ours.get)
@@ -186,7 +187,10 @@ def ncu_kernels(text):
     return [k for _, k in sorted(kernels.items(), key=lambda kv: int(kv[0])) if "us" in k]
 
 
-for name in ("reference", "tiled", "strong"):
+plan = re.findall(r"(?m)^(\d+) launches per step", read("plan.txt"))
+if plan:
+    row("plan (launches/step)", f"unfused {plan[0]}" + (f", fused {plan[1]}" if len(plan) > 1 else ""))
+for name in ("reference", "tiled", "fused", "strong"):
     ks = ncu_kernels(read(f"ncu_{name}.csv"))
     res[f"ncu_{name}"] = ks
     if not ks:

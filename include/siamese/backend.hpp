@@ -51,6 +51,10 @@ struct EngineOptions {
     ConvAlgo conv = ConvAlgo::Custom;
     bool graphs = true;               // CUDA: capture the training step once, replay it per batch
     bool profile = false;             // time every phase (CUDA: with CUDA events, no graphs)
+    // CUDA: the fused step (siamese/step_plan.hpp): the tail kernel, the relu/dropout masks read by
+    // the conv backward kernels, reductions and the state advance done by the kernels' last
+    // blocks. Off by default until a GPU run has checked it (docs/gpu-speed.md).
+    bool fused = false;
 };
 
 class Backend {
@@ -105,6 +109,8 @@ public:
     std::vector<float> distances(const std::vector<float>& embeddings, const PairSet& pairs);
     // Per-phase timings when profiling was asked for (empty otherwise).
     virtual std::string profile_report() { return ""; }
+    // Kernel nodes of the last captured training-step graph (CUDA); -1 when none was captured.
+    virtual int step_kernel_nodes() const { return -1; }
 
 protected:
     virtual void do_upload_images(const ImageBank& bank) = 0;

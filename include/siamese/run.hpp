@@ -71,6 +71,7 @@ struct RunSpec {
     int threads = 0;              // CPU threads (0: all cores)
     std::string conv = "custom";  // CUDA convolutions: custom or cudnn
     bool graphs = true, profile = false;
+    bool fused = false;           // CUDA: the fused step (EngineOptions::fused)
     std::string out = "run";
     std::string command;          // as typed, for summary.json and the report (informational)
     std::string resume;           // a run folder to continue (then recipe and out come from it)

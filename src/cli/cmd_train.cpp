@@ -105,6 +105,9 @@ Runner add_train(CLI::App& app) {
     sub->add_option("--conv", r->conv, "CUDA convolutions: custom (fused kernels), cudnn, or tiled (the fused kernels with each image in shared memory; not yet measured on a GPU)")->capture_default_str()
         ->check(CLI::IsMember({"custom", "cudnn", "tiled"}));
     sub->add_flag("--no-graphs", *no_graphs, "CUDA: launch every kernel instead of replaying a captured graph");
+    sub->add_flag("--fused", r->fused,
+                  "CUDA: the fused step (12 launches a step for the reference recipe instead of 25; `siamese plan --fused`); "
+                  "not yet checked on a GPU");
     sub->add_flag("--profile", r->profile,
                   "Time every phase of the training steps and print a table at the end (CUDA: CUDA events, eager launches)");
     sub->add_flag("--quiet", *quiet, "Print only the final figures");

@@ -44,5 +44,6 @@ Runner add_synth(CLI::App& app);
 Runner add_pairs(CLI::App& app);
 Runner add_enroll(CLI::App& app);
 Runner add_identify(CLI::App& app);
+Runner add_plan(CLI::App& app);
 
 }  // namespace siamese::cli

@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
         {"verify", siamese::cli::add_verify(app)},   {"inspect", siamese::cli::add_inspect(app)},
         {"synth", siamese::cli::add_synth(app)},     {"pairs", siamese::cli::add_pairs(app)},
         {"enroll", siamese::cli::add_enroll(app)},   {"identify", siamese::cli::add_identify(app)},
-        {"cv", siamese::cli::add_cv(app)}};
+        {"cv", siamese::cli::add_cv(app)},           {"plan", siamese::cli::add_plan(app)}};
     if (argc > 1 && argv[1][0] != '-') {
         bool known = false;
         for (const auto& c : commands) known |= c.first == argv[1];

@@ -1,0 +1,52 @@
+// The CUDA training step as a list of kernel launches, worked out on the host (no GPU needed):
+// what `siamese plan` prints, what a CPU test holds the launch count of, and what a [cuda] test
+// compares with the kernel nodes of the captured graph (cuda/backend_cuda.cu issues exactly
+// these, in this order). Each launch carries its arithmetic and its compulsory memory traffic,
+// so the floor it is measured against on a given GPU is max(flops / peak, bytes / bandwidth).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "siamese/backend.hpp"
+
+namespace siamese {
+
+struct PlannedLaunch {
+    std::string kernel;  // the launcher (cuda/kernels.hpp) or library call
+    std::string what;    // the layer or role
+    bool library;        // a cuBLAS/cuDNN call: the library may launch more than one kernel
+    double flops;        // arithmetic (a multiply-add is 2)
+    double bytes;        // each input read once and each output written once (DRAM), nothing more
+};
+
+// The launches of one training step of `r` on the CUDA engine `e` at the recipe's batch size
+// (r.batch pairs, or r.P * r.K images for the P-K sampler).
+std::vector<PlannedLaunch> cuda_step_plan(const Recipe& r, const EngineOptions& e);
+
+// Whether the --fused step applies its fused tail to this recipe: the pair sampler without an
+// L2 head, at least two dense layers, and a last layer whose weights fit one block's default
+// shared memory (the tail's rule: 8, 4, 2 or 1 pairs a block within 48 KB).
+bool fused_tail_applies(const Recipe& r);
+
+// The plan as a table: one row a launch, the totals, and each floor at the given peaks.
+std::string plan_table(const std::vector<PlannedLaunch>& plan, double peak_flops, double peak_bytes_per_s);
+
+}  // namespace siamese
+
+namespace siamese {
+
+// The fused tail's geometry (cuda/tail.cu uses these, so the plan and the kernel agree): the
+// shared-memory floats of a block of G pairs, W padded to rows of I + 1 floats, b, h and dh
+// (2G, I) each, e and g (2G, O) each, a coefficient and a loss term per pair; and G, the most
+// pairs (of 8, 4, 2, 1) whose block fits the default 48 KB less room for a static flag (0: none).
+constexpr size_t kTailSmemLimitBytes = 48 * 1024 - 64;
+inline size_t tail_smem_floats(int G, int I, int O) {
+    return size_t(O) * (I + 1) + O + 4 * size_t(G) * I + 4 * size_t(G) * O + 2 * size_t(G);
+}
+inline int tail_pairs_per_block(int I, int O) {
+    for (int G : {8, 4, 2, 1})
+        if (tail_smem_floats(G, I, O) * sizeof(float) <= kTailSmemLimitBytes) return G;
+    return 0;
+}
+
+}  // namespace siamese

@@ -1,0 +1,215 @@
+// The CUDA step's launches, mirrored from cuda/backend_cuda.cu (run_step, run_group_step,
+// forward, backward_and_update; the launchers of cuda/*.cu and cudnn_conv.cu). A [cuda] test
+// holds the two together: the captured graph's kernel nodes against this list.
+#include "siamese/step_plan.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+namespace siamese {
+
+namespace {
+
+constexpr double kF = 4.0;  // bytes of a float
+
+struct Planner {
+    const Recipe& r;
+    const EngineOptions& e;
+    ParamLayout L;
+    std::vector<PlannedLaunch> out;
+
+    void add(const char* kernel, const std::string& what, double flops, double bytes, bool library = false) {
+        out.push_back({kernel, what, library, flops, bytes});
+    }
+    bool cudnn() const { return e.conv == ConvAlgo::Cudnn; }
+    // Multiply-adds of one conv block's taps at the pooled positions (the argmax ones: backward)
+    // or at every conv output of the pooled region (forward).
+    static double conv_fwd_madds(const ConvShape& s, double n) {
+        return n * s.F * double(s.Hp * s.P) * double(s.Wp * s.P) * s.C * s.K * s.K;
+    }
+    static double conv_bwd_madds(const ConvShape& s, double n) { return n * s.F * double(s.Hp) * s.Wp * s.C * s.K * s.K; }
+
+    void conv_forward(size_t l, double n, bool gathered) {
+        const ConvShape& s = L.conv[l];
+        const std::string what = "conv" + std::to_string(l + 1);
+        const double in = n * s.in_elems() * kF, out = n * s.out_elems() * (kF + 1), wb = (s.F * s.C * s.K * s.K + s.F) * kF;
+        if (cudnn()) {
+            const double conv = n * s.F * double(s.Ho) * s.Wo * kF;
+            if (gathered) add("gather_images_kernel", what, 0, 2 * in);
+            add("cudnnConvolutionForward", what, 2 * n * s.F * double(s.Ho) * s.Wo * s.C * s.K * s.K, in + wb + conv, true);
+            add("cudnnAddTensor", what, conv / kF, 2 * conv, true);
+            add("pool_forward_kernel", what, conv / kF, conv + out);
+            return;
+        }
+        add(e.conv == ConvAlgo::Tiled ? "conv_pool_forward_tiled" : "conv_pool_forward", what, 2 * conv_fwd_madds(s, n),
+            in + wb + out);
+    }
+    void dense_forward(size_t l, double n) {
+        const DenseShape& d = L.dense[l];
+        const std::string what = "dense" + std::to_string(l + 1);
+        add("cublasSgemm", what, 2 * n * d.in * d.out, (n * d.in + double(d.in) * d.out + n * d.out) * kF, true);
+        add("bias_relu_dropout", what, 2 * n * d.out, (2 * n * d.out + d.out) * kF);
+    }
+    // The dense backward of layer l: mask (unless done), dW, db (unless done), dx.
+    void dense_backward(size_t l, double n, bool masked, bool db_done) {
+        const DenseShape& d = L.dense[l];
+        const bool last = l + 1 == L.dense.size();
+        const std::string what = "dense" + std::to_string(l + 1);
+        const double dy = n * d.out * kF, x = n * d.in * kF, w = double(d.in) * d.out * kF;
+        if (!masked && (!last || r.net.embed_relu)) add("relu_dropout_backward", what, n * d.out, 3 * dy);
+        add("cublasSgemm", what + " dW", 2 * n * d.in * d.out, dy + x + w, true);
+        if (!db_done) add("column_sums", what + " db", n * d.out, dy + d.out * kF);
+        add("cublasSgemm", what + " dx", 2 * n * d.in * d.out, dy + w + x, true);
+    }
+    void conv_backward(size_t l, double n, bool gathered) {
+        const ConvShape& s = L.conv[l];
+        const std::string what = "conv" + std::to_string(l + 1);
+        const double g = n * s.out_elems() * kF, arg = n * s.out_elems(), in = n * s.in_elems() * kF;
+        const double wb = (s.F * s.C * s.K * s.K + s.F) * kF, madds = conv_bwd_madds(s, n);
+        const bool fuse = e.fused && !cudnn();
+        if (!fuse) add("relu_dropout_backward", what, n * s.out_elems(), 3 * g);
+        if (cudnn()) {
+            const double dconv = n * s.F * double(s.Ho) * s.Wo * kF;
+            add("pool_backward_kernel", what, 0, g + arg + dconv);
+            if (gathered) add("gather_images_kernel", what, 0, 2 * in);
+            add("cudnnConvolutionBackwardFilter", what + " dW", 2 * n * s.F * double(s.Ho) * s.Wo * s.C * s.K * s.K, dconv + in + wb, true);
+            add("cudnnConvolutionBackwardBias", what + " db", dconv / kF, dconv + s.F * kF, true);
+            if (l > 0)
+                add("cudnnConvolutionBackwardData", what + " dx", 2 * n * s.F * double(s.Ho) * s.Wo * s.C * s.K * s.K,
+                    dconv + wb + in, true);
+            return;
+        }
+        const bool tiled = e.conv == ConvAlgo::Tiled;
+        const double mask = fuse ? g : 0;  // the output y read beside the gradient
+        add(tiled ? "conv_backward_weights_tiled" : "conv_backward_weights", what + " dW", 2 * madds, g + mask + arg + in + wb);
+        if (!fuse) add("column_sums", what + " dW chunks", 0, wb);
+        if (l > 0)
+            add(tiled ? "conv_backward_input_tiled" : "conv_backward_input", what + " dx", 2 * madds, g + mask + arg + wb + in);
+    }
+
+    void pairs_step() {
+        const double count = r.batch, n = 2 * count;
+        const size_t nd = L.dense.size(), nc = L.conv.size();
+        const bool tail = e.fused && fused_tail_applies(r);
+        const int E = L.embed_dim();
+        add("build_gather", "pairs", 0, 3 * n * kF);
+        for (size_t l = 0; l < nc; ++l) conv_forward(l, n, l == 0);
+        const size_t dense_fwd = tail ? nd - 1 : nd;
+        for (size_t l = 0; l < dense_fwd; ++l) dense_forward(l, n);
+        if (tail) {
+            const DenseShape& d = L.dense[nd - 1];
+            add("contrastive_tail", "dense" + std::to_string(nd) + " + distance + loss + backward", 6 * n * d.in * d.out,
+                (2 * n * d.in + 2 * double(d.in) * d.out + 2 * d.out + d.in + count) * kF);
+        } else {
+            if (r.net.l2_normalize) add("l2_normalize_forward", "head", 3 * n * E, 2 * n * E * kF);
+            add("contrastive_loss", "distance + loss", 4 * n * E, (2 * n * E + count) * kF);
+            if (r.net.l2_normalize) add("l2_normalize_backward", "head", 4 * n * E, 3 * n * E * kF);
+        }
+        for (size_t l = dense_fwd; l-- > 0;) dense_backward(l, n, tail && l + 2 == nd, tail && l + 2 == nd);
+        for (size_t l = nc; l-- > 0;) conv_backward(l, n, l == 0);
+        optimizer();
+    }
+
+    void groups_step() {
+        const double n = double(r.P) * r.K;
+        const size_t nd = L.dense.size(), nc = L.conv.size();
+        const int E = L.embed_dim();
+        const double img = double(r.net.in_h) * r.net.in_w;
+        if (r.augment.enabled)
+            add("augment_images", "views", 30 * n * img, 2 * n * img * kF);
+        else
+            add("build_gather_images", "batch", 0, 2 * n * kF);
+        for (size_t l = 0; l < nc; ++l) conv_forward(l, n, l == 0 && !r.augment.enabled);
+        for (size_t l = 0; l < nd; ++l) dense_forward(l, n);
+        if (r.net.l2_normalize) add("l2_normalize_forward", "head", 3 * n * E, 2 * n * E * kF);
+        const double pairs = n * (n - 1) / 2;
+        if (r.loss == BatchLoss::Softmax) {
+            add("softmax_rows_kernel", "in-batch loss", 2 * n * n * E, 2 * n * E * kF);
+            add("softmax_grad_kernel", "in-batch loss", 4 * n * n * E, 2 * n * E * kF);
+            add("softmax_sum_kernel", "in-batch loss", n, 2 * n * kF);
+        } else {
+            add("pair_weights_kernel", "in-batch loss", pairs, n * kF);
+            add("batch_loss_rows_kernel", "in-batch loss", 6 * n * n * E, 2 * n * E * kF);
+            add("sum_rows_kernel", "in-batch loss", n, n * kF);
+        }
+        if (r.net.l2_normalize) add("l2_normalize_backward", "head", 4 * n * E, 3 * n * E * kF);
+        for (size_t l = nd; l-- > 0;) dense_backward(l, n, false, false);
+        for (size_t l = nc; l-- > 0;) conv_backward(l, n, l == 0 && !r.augment.enabled);
+        optimizer();
+    }
+
+    void optimizer() {
+        const double p = double(L.total);
+        if (e.fused) {
+            add("optimizer_step_advance", "all weights + step state", 10 * p, 6 * p * kF);
+        } else {
+            add("optimizer_step", "all weights", 10 * p, 6 * p * kF);
+            add("advance_state", "step state", 0, 0);
+        }
+    }
+};
+
+std::string human(double v, const char* unit) {
+    const char* pre[] = {"", "k", "M", "G", "T"};
+    int k = 0;
+    while (v >= 1000 && k < 4) v /= 1000, ++k;
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3g %s%s", v, pre[k], unit);
+    return buf;
+}
+
+std::string micro(double seconds) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2f us", seconds * 1e6);
+    return buf;
+}
+
+}  // namespace
+
+bool fused_tail_applies(const Recipe& r) {
+    const ParamLayout L = make_layout(r.net);
+    return r.sampler == Recipe::Sampler::Pairs && !r.net.l2_normalize && L.dense.size() >= 2 &&
+           tail_pairs_per_block(L.dense.back().in, L.dense.back().out) > 0;
+}
+
+std::vector<PlannedLaunch> cuda_step_plan(const Recipe& r, const EngineOptions& e) {
+    Planner p{r, e, make_layout(r.net), {}};
+    if (r.sampler == Recipe::Sampler::PK)
+        p.groups_step();
+    else
+        p.pairs_step();
+    return p.out;
+}
+
+std::string plan_table(const std::vector<PlannedLaunch>& plan, double peak_flops, double peak_bytes_per_s) {
+    std::ostringstream o;
+    char line[256];
+    std::snprintf(line, sizeof line, "%3s  %-30s %-40s %11s %11s %11s\n", "#", "launch", "what", "FLOP", "bytes",
+                  "floor");
+    o << line;
+    double flops = 0, bytes = 0, floor = 0;
+    int library = 0;
+    for (size_t i = 0; i < plan.size(); ++i) {
+        const PlannedLaunch& k = plan[i];
+        const double f = std::max(k.flops / peak_flops, k.bytes / peak_bytes_per_s);
+        flops += k.flops;
+        bytes += k.bytes;
+        floor += f;
+        library += k.library;
+        std::snprintf(line, sizeof line, "%3zu  %-30s %-40s %11s %11s %11s\n", i + 1,
+                      (k.kernel + (k.library ? " *" : "")).c_str(), k.what.c_str(), human(k.flops, "").c_str(),
+                      human(k.bytes, "B").c_str(), micro(f).c_str());
+        o << line;
+    }
+    std::snprintf(line, sizeof line, "%3s  %-30s %-40s %11s %11s %11s\n", "", "total", "", human(flops, "").c_str(),
+                  human(bytes, "B").c_str(), micro(floor).c_str());
+    o << line;
+    o << plan.size() << " launches per step (" << library
+      << " library calls, marked *, each of which may launch more than one kernel: cuBLAS may add a split-K reduction)\n";
+    o << "floor: max(FLOP / " << human(peak_flops, "FLOP/s") << ", bytes / " << human(peak_bytes_per_s, "B/s")
+      << ") per launch\n";
+    return o.str();
+}
+
+}  // namespace siamese

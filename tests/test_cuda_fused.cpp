@@ -1,0 +1,207 @@
+// The fused step's kernels (--fused) against the CPU reference in double, on fresh random
+// inputs with outputs poisoned first: the tail kernel (last dense layer + distance + loss + their
+// backward), the conv backward kernels with the relu/dropout mask read inside and their chunk
+// sums done by the last block, and the optimizer that advances the step state. Where a fused
+// kernel computes the very float expressions of the unfused launches, the two are compared bit
+// for bit (memcmp); every fused kernel must leave its last-block counter at zero and give the
+// same bits twice.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+
+#include "cuda_test_util.hpp"
+#include "kernels.hpp"
+#include "cpu/conv.hpp"
+#include "cpu/dense.hpp"
+#include "cpu/loss.hpp"
+#include "siamese/rules.hpp"
+#include "test_util.hpp"
+
+using namespace siamese;
+using namespace siamese::cuda;
+using cudatest::device_state;
+using cudatest::poisoned;
+using cudatest::to_device;
+
+namespace {
+
+unsigned counter_value(DeviceBuffer<unsigned>& c) { return c.download()[0]; }
+
+}  // namespace
+
+TEST_CASE("the fused tail matches dense + contrastive loss + their backward on the CPU", "[cuda][fused][tail]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(301);
+    // (count, I, O): the recipe's 128 -> 50 at batch 1, 3, 128 and 257 pairs (a short last
+    // block), odd small sizes, and a wide layer that fits only 1 or 2 pairs a block.
+    for (auto [count, I, O] : std::vector<std::tuple<int, int, int>>{
+             {1, 128, 50}, {3, 128, 50}, {128, 128, 50}, {257, 128, 50}, {5, 17, 3}, {9, 600, 12}})
+        for (bool relu : {true, false})
+            for (float rate : {0.0f, 0.1f}) {
+                INFO("count " << count << " I " << I << " O " << O << " relu " << relu << " rate " << rate);
+                REQUIRE(contrastive_tail_fits(I, O));
+                const int n = 2 * count, first = 2;
+                // h as after ReLU + dropout: zero for about a third of the units.
+                auto h = testutil::random_vector(size_t(n) * I, r, -0.5, 1.0);
+                for (double& v : h) v = v > 0 ? v : 0.0;
+                const auto w = testutil::random_vector(size_t(O) * I, r, -0.2, 0.2);
+                // The bias redrawn until no pre-activation lies within 1e-5 of zero: fp32 and double
+                // must agree on which units the embedding ReLU passes (an indexing fault still
+                // changes thousands of values).
+                std::vector<double> b, pre(size_t(n) * O);
+                for (double gap = 0; gap < 1e-5;) {
+                    b = testutil::random_vector(O, r, -0.1, 0.1);
+                    dense_forward(pre.data(), h.data(), w.data(), b.data(), n, I, O, false);
+                    gap = INFINITY;
+                    for (double v : pre) gap = std::min(gap, std::abs(v));
+                }
+                std::vector<float> labels(first + count);
+                for (auto& y : labels) y = float(r() % 2);
+                // Reference: e = relu?(h W^T + b); the loss and dL/de; through the ReLU; dense_backward;
+                // dh through h's ReLU and dropout (h > 0: kept and active); its column sums.
+                std::vector<double> e(size_t(n) * O), g(e.size());
+                dense_forward(e.data(), h.data(), w.data(), b.data(), n, I, O, relu);
+                const double loss = contrastive_loss<double>(g.data(), g.data() + size_t(count) * O, nullptr, e.data(),
+                                                             e.data() + size_t(count) * O, labels.data() + first, count, O, 1.0);
+                if (relu)
+                    for (size_t k = 0; k < g.size(); ++k) g[k] = e[k] > 0 ? g[k] : 0.0;
+                std::vector<double> dh(h.size()), gw(w.size()), gb(O), ghb(I, 0.0);
+                dense_backward(dh.data(), gw.data(), gb.data(), g.data(), h.data(), w.data(), n, I, O);
+                const double scale = rate > 0 ? 1.0 / (1.0 - double(float(rate))) : 1.0;
+                for (int i = 0; i < n; ++i)
+                    for (int k = 0; k < I; ++k) {
+                        double& v = dh[size_t(i) * I + k];
+                        v = h[size_t(i) * I + k] > 0 ? v * scale : 0.0;
+                        ghb[k] += v;
+                    }
+                auto d_h = to_device<float>(h), d_w = to_device<float>(w), d_b = to_device<float>(b);
+                auto d_y = to_device<float>(labels);
+                DeviceBuffer<float> partial(contrastive_tail_partial_elems(count, I, O));
+                DeviceBuffer<unsigned> counter(1);
+                counter.fill_bytes(0);
+                DeviceBuffer<StepState> st;
+                std::vector<float> first_run;
+                for (int run = 0; run < 2; ++run) {
+                    auto d_gw = poisoned<float>(gw.size()), d_gb = poisoned<float>(O), d_dh = poisoned<float>(dh.size()),
+                         d_ghb = poisoned<float>(I), d_loss = poisoned<float>(4);
+                    contrastive_tail(d_gw.get(), d_gb.get(), d_dh.get(), d_ghb.get(), d_loss.get(), d_h.get(), d_w.get(),
+                                     d_b.get(), d_y.get(), count, I, O, relu, 1.0f, rate, device_state(st, first, 3, 0),
+                                     partial.get(), partial.size(), counter.get(), nullptr);
+                    CUDA_CHECK(cudaDeviceSynchronize());
+                    CHECK(counter_value(counter) == 0u);
+                    const auto ggw = d_gw.download(), ggb = d_gb.download(), gdh = d_dh.download(), gghb = d_ghb.download();
+                    REQUIRE(cudatest::all_finite(ggw));
+                    REQUIRE(cudatest::all_finite(gdh));
+                    // fp32 sums of up to 2*257 rows (dW, db) or I products (e): 1e-4 relative
+                    // leaves room for order; an indexing fault is off by O(1).
+                    CHECK(d_loss.download()[3] == Approx(loss).epsilon(1e-5));
+                    CHECK(testutil::rel_error(ggw, gw) < 1e-4);
+                    CHECK(testutil::rel_error(ggb, gb) < 1e-4);
+                    CHECK(testutil::rel_error(gdh, dh) < 1e-5);
+                    CHECK(testutil::rel_error(gghb, ghb) < 1e-4);
+                    std::vector<float> all(ggw);
+                    all.insert(all.end(), gdh.begin(), gdh.end());
+                    all.insert(all.end(), gghb.begin(), gghb.end());
+                    if (run == 0)
+                        first_run = all;
+                    else
+                        CHECK(std::memcmp(all.data(), first_run.data(), all.size() * sizeof(float)) == 0);
+                }
+            }
+}
+
+TEST_CASE("fused conv backward (mask read inside, last-block chunk sums) gives the unfused launches' bits", "[cuda][fused][conv]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(302);
+    const std::vector<ConvShape> shapes = {conv_shape(1, 56, 46, 6, 3, 2), conv_shape(6, 27, 22, 12, 3, 2),
+                                           conv_shape(3, 13, 9, 5, 2, 3), conv_shape(16, 27, 22, 32, 3, 2),
+                                           conv_shape(64, 5, 5, 16, 3, 1)};
+    for (const ConvShape& s : shapes)
+        for (int n : {1, 3, 257}) {
+            INFO("C" << s.C << " H" << s.H << " W" << s.W << " F" << s.F << " K" << s.K << " P" << s.P << " n" << n);
+            const size_t pooled = size_t(n) * s.out_elems();
+            const auto x = testutil::random_vector(size_t(n) * s.in_elems(), r, 0, 1);
+            const auto w = testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r, -0.5, 0.5);
+            // y: a block output after ReLU and dropout (zero for about half); d: the raw gradient.
+            auto y = testutil::random_vector(pooled, r, -1, 1);
+            for (double& v : y) v = v > 0 ? v : 0.0;
+            const auto d = testutil::random_vector(pooled, r);
+            std::vector<uint8_t> arg(pooled);
+            for (auto& a : arg) a = uint8_t(r() % (s.P * s.P));
+            const float rate = 0.25f;
+            auto d_x = to_device<float>(x), d_w = to_device<float>(w), d_y = to_device<float>(y);
+            auto d_arg = to_device<uint8_t>(arg);
+            auto d_masked = to_device<float>(d), d_raw = to_device<float>(d);
+            relu_dropout_backward(d_masked.get(), d_y.get(), n, s.out_elems(), rate, nullptr);  // the unfused launch
+            DeviceBuffer<float> partial(conv_partial_elems(s));
+            DeviceBuffer<unsigned> counter(1);
+            counter.fill_bytes(0);
+            const size_t nwb = w.size() + size_t(s.F);
+            for (bool tiled : {false, true}) {
+                INFO((tiled ? "tiled" : "custom"));
+                auto ref_wb = poisoned<float>(nwb), ref_din = poisoned<float>(x.size());
+                auto got_wb = poisoned<float>(nwb), got_din = poisoned<float>(x.size());
+                const ConvBackwardFusion fuse{d_y.get(), dropout_keep_scale(rate), counter.get()};
+                if (tiled) {
+                    conv_backward_weights_tiled(ref_wb.get(), d_masked.get(), d_arg.get(), d_x.get(), s, n, nullptr,
+                                                partial.get(), partial.size(), nullptr);
+                    conv_backward_input_tiled(ref_din.get(), d_masked.get(), d_arg.get(), d_w.get(), s, n, nullptr);
+                    conv_backward_weights_tiled(got_wb.get(), d_raw.get(), d_arg.get(), d_x.get(), s, n, nullptr,
+                                                partial.get(), partial.size(), nullptr, fuse);
+                    conv_backward_input_tiled(got_din.get(), d_raw.get(), d_arg.get(), d_w.get(), s, n, nullptr, fuse);
+                } else {
+                    conv_backward_weights(ref_wb.get(), d_masked.get(), d_arg.get(), d_x.get(), s, n, nullptr, partial.get(),
+                                          partial.size(), nullptr);
+                    conv_backward_input(ref_din.get(), d_masked.get(), d_arg.get(), d_w.get(), s, n, nullptr);
+                    conv_backward_weights(got_wb.get(), d_raw.get(), d_arg.get(), d_x.get(), s, n, nullptr, partial.get(),
+                                          partial.size(), nullptr, fuse);
+                    conv_backward_input(got_din.get(), d_raw.get(), d_arg.get(), d_w.get(), s, n, nullptr, fuse);
+                }
+                CUDA_CHECK(cudaDeviceSynchronize());
+                CHECK(counter_value(counter) == 0u);
+                const auto rw = ref_wb.download(), gw = got_wb.download(), rd = ref_din.download(), gd = got_din.download();
+                REQUIRE(cudatest::all_finite(rw));
+                REQUIRE(cudatest::all_finite(gw));
+                REQUIRE(cudatest::all_finite(gd));
+                CHECK(std::memcmp(rw.data(), gw.data(), rw.size() * sizeof(float)) == 0);
+                CHECK(std::memcmp(rd.data(), gd.data(), rd.size() * sizeof(float)) == 0);
+            }
+        }
+}
+
+TEST_CASE("the optimizer that advances the step state equals optimizer_step + advance_state", "[cuda][fused][optimizer]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(303);
+    for (size_t n : {size_t(1), size_t(255), size_t(100003)}) {
+        INFO("n " << n);
+        OptimizerConfig c;  // RMSprop, the reference recipe's
+        const auto p0 = testutil::random_vector(n, r);
+        auto a_p = to_device<float>(p0), b_p = to_device<float>(p0);
+        DeviceBuffer<float> a_s(2 * n), b_s(2 * n);
+        a_s.fill_bytes(0);
+        b_s.fill_bytes(0);
+        DeviceBuffer<StepState> a_st, b_st;
+        device_state(a_st, 40, 2, 7);
+        device_state(b_st, 40, 2, 7);
+        DeviceBuffer<unsigned> counter(1);
+        counter.fill_bytes(0);
+        for (int step = 0; step < 3; ++step) {
+            auto g = to_device<float>(testutil::random_vector(n, r));
+            optimizer_step(c, a_p.get(), g.get(), a_s.get(), n, a_st.get(), nullptr);
+            advance_state(a_st.get(), 20, nullptr);
+            optimizer_step_advance(c, b_p.get(), g.get(), b_s.get(), n, b_st.get(), 20, counter.get(), nullptr);
+        }
+        CUDA_CHECK(cudaDeviceSynchronize());
+        CHECK(counter_value(counter) == 0u);
+        const auto ap = a_p.download(), bp = b_p.download(), as = a_s.download(), bs = b_s.download();
+        CHECK(std::memcmp(ap.data(), bp.data(), ap.size() * sizeof(float)) == 0);
+        CHECK(std::memcmp(as.data(), bs.data(), as.size() * sizeof(float)) == 0);
+        const StepState sa = a_st.download()[0], sb = b_st.download()[0];
+        CHECK(sb.first == 100);
+        CHECK(sb.batch == 5);
+        CHECK(sb.step == 10u);
+        CHECK((sa.first == sb.first && sa.batch == sb.batch && sa.step == sb.step));
+    }
+}

@@ -1,0 +1,107 @@
+// The CUDA step's static plan (siamese plan): the launch counts this project holds (issue 10's
+// target: <= 12 a step for the reference recipe), and what fusion may and may not change. The
+// [cuda] test "the captured step holds the kernels the static plan lists" checks the plan
+// against a captured graph where a GPU exists.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <string>
+
+#include "siamese/run.hpp"
+#include "siamese/step_plan.hpp"
+#include "test_util.hpp"
+
+using namespace siamese;
+
+namespace {
+
+Recipe reference() {
+    RecipeOptions a;
+    return make_recipe(a, 56, 46, 1);
+}
+EngineOptions engine(ConvAlgo conv, bool fused) {
+    EngineOptions e;
+    e.conv = conv;
+    e.fused = fused;
+    return e;
+}
+int count_of(const std::vector<PlannedLaunch>& plan, const std::string& kernel) {
+    return int(std::count_if(plan.begin(), plan.end(), [&](const PlannedLaunch& k) { return k.kernel == kernel; }));
+}
+double sum_of(const std::vector<PlannedLaunch>& plan, double PlannedLaunch::*field) {
+    double s = 0;
+    for (const auto& k : plan) s += k.*field;
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("the reference recipe's CUDA step: 25 launches unfused, 12 fused", "[plan]") {
+    const Recipe r = reference();
+    const auto plain = cuda_step_plan(r, engine(ConvAlgo::Custom, false));
+    const auto fused = cuda_step_plan(r, engine(ConvAlgo::Custom, true));
+    // 25 = what the H200's ncu trace of 2026-11-29 showed (30 kernels) less its 5 cuBLAS split-K
+    // reductions (docs/gpu-speed.md).
+    CHECK(plain.size() == 25);
+    CHECK(fused.size() == 12);
+    REQUIRE(fused_tail_applies(r));
+    CHECK(count_of(fused, "contrastive_tail") == 1);
+    for (const char* gone : {"column_sums", "relu_dropout_backward", "advance_state", "contrastive_loss"})
+        CHECK(count_of(fused, gone) == 0);
+    CHECK(count_of(plain, "column_sums") == 4);
+    // Fusion moves arithmetic between launches, it does not add or drop any: the GEMM and conv
+    // FLOPs agree within the elementwise work it removes (< 1%), and the bytes fall.
+    CHECK(sum_of(fused, &PlannedLaunch::flops) == Approx(sum_of(plain, &PlannedLaunch::flops)).epsilon(0.01));
+    CHECK(sum_of(fused, &PlannedLaunch::bytes) < 0.9 * sum_of(plain, &PlannedLaunch::bytes));
+    // conv1 forward: 256 images x 6 filters x 54 x 44 conv outputs x 9 taps, 2 FLOPs each.
+    CHECK(plain[1].kernel == "conv_pool_forward");
+    CHECK(plain[1].flops == Approx(2.0 * 256 * 6 * 54 * 44 * 9));
+}
+
+TEST_CASE("the plan follows the recipe: tiled and cuDNN convolutions, the P-K sampler, an L2 head", "[plan]") {
+    const Recipe r = reference();
+    CHECK(cuda_step_plan(r, engine(ConvAlgo::Tiled, true)).size() == 12);
+    CHECK(count_of(cuda_step_plan(r, engine(ConvAlgo::Tiled, true)), "conv_backward_input_tiled") == 1);
+    // cuDNN keeps its own backward: the masks stay separate launches.
+    const auto cudnn = cuda_step_plan(r, engine(ConvAlgo::Cudnn, true));
+    CHECK(count_of(cudnn, "relu_dropout_backward") == 2);
+    CHECK(count_of(cudnn, "contrastive_tail") == 1);
+    // The strong recipe (P-K batches, L2 head): no tail; the optimizer still advances the state.
+    RecipeOptions a;
+    apply_strong_recipe(a, {});
+    const Recipe strong = make_recipe(a, 56, 46, 1);
+    REQUIRE(strong.sampler == Recipe::Sampler::PK);
+    CHECK_FALSE(fused_tail_applies(strong));
+    const auto s = cuda_step_plan(strong, engine(ConvAlgo::Custom, true));
+    CHECK(count_of(s, "contrastive_tail") == 0);
+    CHECK(count_of(s, "advance_state") == 0);
+    CHECK(count_of(s, "optimizer_step_advance") == 1);
+    CHECK(s.size() < cuda_step_plan(strong, engine(ConvAlgo::Custom, false)).size());
+    // A pair recipe with an L2 head takes the unfused loss.
+    Recipe l2 = r;
+    l2.net.l2_normalize = true;
+    CHECK_FALSE(fused_tail_applies(l2));
+    CHECK(count_of(cuda_step_plan(l2, engine(ConvAlgo::Custom, true)), "contrastive_loss") == 1);
+}
+
+TEST_CASE("the fused tail's block geometry fits the default shared memory", "[plan]") {
+    // The recipe's 128 -> 50 layer: 8 pairs a block (16 blocks for 128 pairs) in under 48 KB.
+    CHECK(tail_pairs_per_block(128, 50) == 8);
+    CHECK(tail_smem_floats(8, 128, 50) * sizeof(float) <= kTailSmemLimitBytes);
+    CHECK(tail_smem_floats(16, 128, 50) * sizeof(float) > kTailSmemLimitBytes);
+    // A layer too wide for one pair a block takes the unfused path.
+    CHECK(tail_pairs_per_block(4096, 64) == 0);
+}
+
+TEST_CASE("siamese plan prints the step's launches, FLOPs and floors without a GPU", "[plan][cli]") {
+    const auto count = testutil::run_cli("plan --fused --count");
+    REQUIRE(count.status == 0);
+    CHECK(count.out == "12\n");
+    const auto table = testutil::run_cli("plan --fused");
+    REQUIRE(table.status == 0);
+    CHECK(table.out.find("contrastive_tail") != std::string::npos);
+    CHECK(table.out.find("12 launches per step") != std::string::npos);
+    CHECK(testutil::run_cli("plan --conv bogus").status == 2);
+    CHECK(testutil::run_cli("plan --peak-flops -1").status == 2);
+    CHECK(testutil::run_cli("plan --help").status == 0);
+}
