@@ -324,7 +324,7 @@ private:
 
     // Forward over n images: layer 1 reads in + gather[i] (or in + i) directly. The fused tail
     // stops before the last dense layer (dense_layers = all but one): the tail kernel runs it.
-    void forward(const float* in, const int* gather, int n, bool train, int dense_layers = -1) {
+    void forward(const float* in, ImageGather gather, int n, bool train, int dense_layers = -1) {
         check_capacity(n);
         cudaStream_t stream = stream_.get();
         const float* x = in;
@@ -367,17 +367,23 @@ private:
     // The embeddings of the last forward: (n, E).
     const float* embedding() const { return r_.net.l2_normalize ? emb_.get() : dense_out_.back().get(); }
 
-    // One training step on `count` pairs at the device-side StepState.
+    // One training step on `count` pairs at the device-side StepState. Fused: conv1 reads the
+    // pair order itself (no build_gather launch), and where the recipe allows, the last dense
+    // layer, the loss and their backward are one kernel (contrastive_tail).
     void run_step(int count) {
         NvtxRange r("train_step");
         cudaStream_t stream = stream_.get();
         const int n = 2 * count, E = L_.embed_dim();
-        require_elems(gather_.size(), size_t(n), "gather");
-        phase("gather", [&] { build_gather(order_a_.get(), order_b_.get(), state_.get(), count, gather_.get(), stream); });
-        if (tail_) {  // the last dense layer, the loss and their backward: one kernel
+        ImageGather gather = ImageGather::pairs(order_a_.get(), order_b_.get(), state_.get(), count);
+        if (!e_.fused) {
+            require_elems(gather_.size(), size_t(n), "gather");
+            phase("gather", [&] { build_gather(order_a_.get(), order_b_.get(), state_.get(), count, gather_.get(), stream); });
+            gather = gather_.get();
+        }
+        if (tail_) {
             const int nd = int(L_.dense.size());
             const DenseShape& d = L_.dense.back();
-            forward(bank_.get(), gather_.get(), n, true, nd - 1);
+            forward(bank_.get(), gather, n, true, nd - 1);
             phase("tail", [&] {
                 contrastive_tail(grad_.get() + L_.dense_w[nd - 1], grad_.get() + L_.dense_b[nd - 1], dense_d_[nd - 2].get(),
                                  grad_.get() + L_.dense_b[nd - 2], losses_.get(), dense_out_[nd - 2].get(),
@@ -385,15 +391,15 @@ private:
                                  count, d.in, d.out, r_.net.embed_relu, r_.margin, r_.net.dense_dropout, state_.get(),
                                  tail_partial_.get(), tail_partial_.size(), counters_.get(), stream);
             });
-            backward_and_update(n, bank_.get(), gather_.get(), count, nd - 2);
+            backward_and_update(n, bank_.get(), gather, count, nd - 2);
             return;
         }
-        forward(bank_.get(), gather_.get(), n, true);
+        forward(bank_.get(), gather, n, true);
         phase("distance+loss", [&] {
             contrastive_loss(dense_d_.back().get(), losses_.get(), nullptr, embedding(), order_y_.get(), count, E, r_.margin,
                              state_.get(), stream);
         });
-        backward_and_update(n, bank_.get(), gather_.get(), count);
+        backward_and_update(n, bank_.get(), gather, count);
     }
 
     // One P-K step on `count` images of the epoch's group order: gathered (and augmented) from
@@ -431,7 +437,7 @@ private:
     // From the embedding gradient in dense_d_.back() (n, E) down to the weights, the update, and
     // the StepState's advance by `advance` items of the order. After the fused tail, `top` is the
     // penultimate dense layer, whose gradient the tail has already masked and bias-summed.
-    void backward_and_update(int n, const float* images, const int* gather0, int advance, int top = -1) {
+    void backward_and_update(int n, const float* images, ImageGather gather0, int advance, int top = -1) {
         cudaStream_t stream = stream_.get();
         const int nd = int(L_.dense.size()), nc = int(L_.conv.size());
         const bool tail = top >= 0;
@@ -457,7 +463,7 @@ private:
         for (int l = nc - 1; l >= 0; --l) {
             const ConvShape& s = L_.conv[l];
             const float* in = l > 0 ? conv_out_[l - 1].get() : images;
-            const int* gather = l > 0 ? nullptr : gather0;
+            const ImageGather gather = l > 0 ? ImageGather() : gather0;
             float* din = l > 0 ? conv_d_[l - 1].get() : nullptr;
             // Fused: the relu/dropout mask read inside the backward kernels, the chunk sums by
             // their last block (the same bits as the separate launches).

@@ -23,7 +23,7 @@ namespace {
 // each output's P*P conv values, their max and argmax, ReLU, and the group's dropout mask from
 // ONE Philox call (the four words of the block cover the four outputs, as on the CPU).
 __global__ void conv_pool_forward_kernel(ConvShape s, int n, const float* __restrict__ in,
-                                         const int* __restrict__ gather, const float* __restrict__ w,
+                                         ImageGather gather, const float* __restrict__ w,
                                          const float* __restrict__ b, float* __restrict__ out,
                                          uint8_t* __restrict__ argmax, float rate, uint64_t seed, uint32_t layer_id,
                                          const StepState* __restrict__ st) {
@@ -31,7 +31,7 @@ __global__ void conv_pool_forward_kernel(ConvShape s, int n, const float* __rest
     const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
     if (idx >= long(n) * groups) return;
     const int i = int(idx / groups), g = int(idx % groups);
-    const float* x = in + size_t(gather ? gather[i] : i) * s.C * s.H * s.W;
+    const float* x = in + size_t(gather(i)) * s.C * s.H * s.W;
     pool_relu_dropout_group(
         s, i, g, [&](int f, int oy, int ox) { return conv_value(s, x, w, b, f, oy, ox); }, out, argmax, rate, seed,
         layer_id, st);
@@ -85,7 +85,7 @@ __device__ inline float wgrad_terms(const ConvShape& s, int j, const float* g, c
 // Thread j of chunk blockIdx.y: the sum over the chunk's images of weight (or bias) j's gradient.
 // Fused (counter set): the last block to finish then sums the chunks into grad_wb.
 __global__ void conv_wgrad_partial_kernel(ConvShape s, int n, int chunk, const float* __restrict__ in,
-                                          const int* __restrict__ gather, const float* __restrict__ geff,
+                                          ImageGather gather, const float* __restrict__ geff,
                                           const float* __restrict__ y, float scale, const uint8_t* __restrict__ argmax,
                                           float* __restrict__ partial, float* __restrict__ grad_wb,
                                           unsigned* __restrict__ counter, int chunks) {
@@ -96,7 +96,7 @@ __global__ void conv_wgrad_partial_kernel(ConvShape s, int n, int chunk, const f
         float acc = 0.0f;
         for (int i = i0; i < i1; ++i)
             acc = wgrad_terms(s, j, geff + i * pooled, y ? y + i * pooled : nullptr, scale, argmax + i * pooled,
-                              in + size_t(gather ? gather[i] : i) * s.C * s.H * s.W, 0, 1, acc);
+                              in + size_t(gather(i)) * s.C * s.H * s.W, 0, 1, acc);
         partial[size_t(blockIdx.y) * nwb + j] = acc;
     }
     if (counter && last_block_done(counter, gridDim.x * gridDim.y)) sum_partials(grad_wb, partial, chunks, nwb);
@@ -145,7 +145,7 @@ constexpr int kTileThreads = 256;
 
 // Forward: the image, the weights and biases in shared memory; thread = one group of four pooled
 // outputs (as conv_pool_forward_kernel); blockIdx.x = image * chunks + chunk of 256 groups.
-__global__ void tiled_forward_kernel(ConvShape s, const float* __restrict__ in, const int* __restrict__ gather,
+__global__ void tiled_forward_kernel(ConvShape s, const float* __restrict__ in, ImageGather gather,
                                      const float* __restrict__ w, const float* __restrict__ b, float* __restrict__ out,
                                      uint8_t* __restrict__ argmax, float rate, uint64_t seed, uint32_t layer_id,
                                      const StepState* __restrict__ st, int chunks) {
@@ -153,7 +153,7 @@ __global__ void tiled_forward_kernel(ConvShape s, const float* __restrict__ in, 
     const int i = blockIdx.x / chunks, chunk = blockIdx.x % chunks;
     const int img = s.C * s.H * s.W, CKK = s.C * s.K * s.K, nw = s.F * CKK;
     float *xs = sm, *ws = sm + img, *bs = ws + nw;
-    const float* x = in + size_t(gather ? gather[i] : i) * img;
+    const float* x = in + size_t(gather(i)) * img;
     for (int k = threadIdx.x; k < img; k += blockDim.x) xs[k] = x[k];
     for (int k = threadIdx.x; k < nw; k += blockDim.x) ws[k] = w[k];
     for (int k = threadIdx.x; k < s.F; k += blockDim.x) bs[k] = b[k];
@@ -218,7 +218,7 @@ __global__ void tiled_input_grad_kernel(ConvShape s, const float* __restrict__ g
 constexpr int kWgradPerThread = 32;
 
 __global__ void tiled_wgrad_kernel(ConvShape s, int n, int chunk, const float* __restrict__ in,
-                                   const int* __restrict__ gather, const float* __restrict__ geff,
+                                   ImageGather gather, const float* __restrict__ geff,
                                    const float* __restrict__ ymask, float scale,
                                    const uint8_t* __restrict__ argmax, float* __restrict__ partial, int split,
                                    float* __restrict__ grad_wb, unsigned* __restrict__ counter) {
@@ -233,7 +233,7 @@ __global__ void tiled_wgrad_kernel(ConvShape s, int n, int chunk, const float* _
     const int i0 = blockIdx.x * chunk, i1 = min(n, i0 + chunk);
     for (int i = i0; i < i1; ++i) {
         __syncthreads();  // the previous image is done with the tiles
-        const float* x = in + size_t(gather ? gather[i] : i) * img;
+        const float* x = in + size_t(gather(i)) * img;
         for (int k = threadIdx.x; k < img; k += blockDim.x) xs[k] = x[k];
         for (int k = threadIdx.x; k < pooled; k += blockDim.x) {
             gs[k] = pooled_grad(geff, ymask, scale, size_t(i) * pooled + k);
@@ -295,7 +295,7 @@ bool tiled_smem_ok(size_t bytes) {
 }  // namespace
 
 void conv_pool_forward(float* out, uint8_t* argmax, const float* in, const float* w, const float* b, const ConvShape& s,
-                       int n, const int* gather, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
+                       int n, ImageGather gather, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
                        cudaStream_t stream) {
     NvtxRange r("conv_pool_forward");
     if (s.P > 8) throw UsageError("CUDA conv: pool size over 8 is not supported (argmax is one byte)");
@@ -311,7 +311,7 @@ size_t conv_partial_needed(const ConvShape& s, int n) {
 }
 
 void conv_backward_weights(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in, const ConvShape& s,
-                           int n, const int* gather, float* partial, size_t partial_elems, cudaStream_t stream,
+                           int n, ImageGather gather, float* partial, size_t partial_elems, cudaStream_t stream,
                            const ConvBackwardFusion& fuse) {
     NvtxRange r("conv_backward_weights");
     require_elems(partial_elems, conv_partial_needed(s, n), "conv_backward_weights: partial");
@@ -336,7 +336,7 @@ void conv_backward_input(float* din, const float* geff, const uint8_t* argmax, c
 namespace siamese::cuda {
 
 void conv_pool_forward_tiled(float* out, uint8_t* argmax, const float* in, const float* w, const float* b,
-                             const ConvShape& s, int n, const int* gather, float rate, uint64_t seed, uint32_t layer_id,
+                             const ConvShape& s, int n, ImageGather gather, float rate, uint64_t seed, uint32_t layer_id,
                              const StepState* st, cudaStream_t stream) {
     const size_t bytes = (size_t(s.in_elems()) + size_t(s.F) * s.C * s.K * s.K + s.F) * sizeof(float);
     if (s.P > 8 || n == 0 || !tiled_smem_ok<tiled_forward_kernel>(bytes))
@@ -349,7 +349,7 @@ void conv_pool_forward_tiled(float* out, uint8_t* argmax, const float* in, const
 }
 
 void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in,
-                                 const ConvShape& s, int n, const int* gather, float* partial, size_t partial_elems,
+                                 const ConvShape& s, int n, ImageGather gather, float* partial, size_t partial_elems,
                                  cudaStream_t stream, const ConvBackwardFusion& fuse) {
     const int nwb = wgrad_params(s);
     const int split = nwb < kTileThreads ? kTileThreads / nwb : 1;

@@ -49,11 +49,11 @@ Algo pick_algorithm(const Perf* perf, int n, Algo fallback, bool* fell_back) {
     return fallback;
 }
 
-__global__ void gather_images_kernel(const float* __restrict__ in, const int* __restrict__ gather, int n, int elems,
+__global__ void gather_images_kernel(const float* __restrict__ in, ImageGather gather, int n, int elems,
                                      float* __restrict__ out) {
     const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
     if (idx >= long(n) * elems) return;
-    out[idx] = in[size_t(gather[idx / elems]) * elems + idx % elems];
+    out[idx] = in[size_t(gather(int(idx / elems))) * elems + idx % elems];
 }
 
 // Max-pool + ReLU + dropout over cuDNN's dense (n, F, Ho, Wo) output; one thread per group of
@@ -183,7 +183,7 @@ void CudnnConvBlock::ensure_workspace() {
     if (need > workspace_.size()) workspace_.resize(need);
 }
 
-const float* CudnnConvBlock::contiguous_input(const float* in, const int* gather, int n, cudaStream_t stream) {
+const float* CudnnConvBlock::contiguous_input(const float* in, ImageGather gather, int n, cudaStream_t stream) {
     if (!gather) return in;
     gather_images_kernel<<<blocks_for(long(n) * s_.in_elems()), kThreads, 0, stream>>>(in, gather, n, s_.in_elems(),
                                                                                        staged_.get());
@@ -192,7 +192,7 @@ const float* CudnnConvBlock::contiguous_input(const float* in, const int* gather
 }
 
 void CudnnConvBlock::forward(float* out, uint8_t* argmax, const float* in, const float* w, const float* b, int n,
-                             const int* gather, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
+                             ImageGather gather, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
                              cudaStream_t stream) {
     NvtxRange r("cudnn_conv_forward");
     set_batch(n);
@@ -208,7 +208,7 @@ void CudnnConvBlock::forward(float* out, uint8_t* argmax, const float* in, const
 }
 
 void CudnnConvBlock::backward(float* grad_wb, float* din, const float* geff, const uint8_t* argmax, const float* in,
-                              const float* w, int n, const int* gather, cudaStream_t stream) {
+                              const float* w, int n, ImageGather gather, cudaStream_t stream) {
     NvtxRange r("cudnn_conv_backward");
     set_batch(n);
     check_stream(stream);

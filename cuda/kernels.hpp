@@ -29,6 +29,33 @@ struct StepState {
     unsigned long long step;  // global step: dropout stream and optimizer step (step + 1)
 };
 
+// Which bank image slot i of a batch reads: in + i (none), a list (gather[i]: the P-K batch, or
+// the pair batch build_gather made), or (the fused step) straight from the epoch's pair order,
+// a[st->first + i] for the left images and b[st->first + i - count] for the right ones, so no
+// build_gather launch precedes the first conv block. Converts implicitly from a list (or nullptr).
+struct ImageGather {
+    const int* list = nullptr;
+    const int* a = nullptr;
+    const int* b = nullptr;
+    const StepState* st = nullptr;
+    int count = 0;
+    ImageGather() = default;
+    ImageGather(const int* l) : list(l) {}
+    static ImageGather pairs(const int* a, const int* b, const StepState* st, int count) {
+        ImageGather g;
+        g.a = a;
+        g.b = b;
+        g.st = st;
+        g.count = count;
+        return g;
+    }
+    SIAMESE_HD explicit operator bool() const { return list || a; }
+    SIAMESE_HD int operator()(int i) const {
+        if (a) return i < count ? a[st->first + i] : b[st->first + i - count];
+        return list ? list[i] : i;
+    }
+};
+
 // ---- pairs (optimizer.cu) -------------------------------------------------------------------
 // gather[s] = bank index of image slot s: a[first + s] for s < count, else b[first + s - count].
 void build_gather(const int* a, const int* b, const StepState* st, int count, int* gather, cudaStream_t stream);
@@ -44,11 +71,11 @@ void optimizer_step_advance(const OptimizerConfig& c, float* params, const float
 
 // ---- convolution blocks (conv.cu) ------------------------------------------------------------
 // out (n, F,Hp,Wp) = dropout(relu(maxpool(conv(in) + b))), argmax (n, F,Hp,Wp) = dy*P+dx.
-// Image i reads in + (gather ? gather[i] : i) * C*H*W: layer 1 reads the image bank directly.
+// Image i reads in + gather(i) * C*H*W (ImageGather): layer 1 reads the image bank directly.
 // rate 0 = inference (no dropout).
 // Reference: conv_pool_forward in src/cpu/conv.hpp (one image).
 void conv_pool_forward(float* out, uint8_t* argmax, const float* in, const float* w, const float* b, const ConvShape& s,
-                       int n, const int* gather, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
+                       int n, ImageGather gather, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
                        cudaStream_t stream);
 // What the fused step (--fused) folds into a conv block's backward kernels; all off by default.
 // y: the gradient is read as y > 0 ? d * scale : 0 from the block's output y (relu_dropout_backward
@@ -72,7 +99,7 @@ size_t conv_partial_needed(const ConvShape& s, int n);
 // Reference: conv_backward_weights in src/cpu/conv.hpp, whose (dw, db, dconv) are here grad_wb
 // and (geff, argmax): the GPU never materialises the scattered conv gradient.
 void conv_backward_weights(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in, const ConvShape& s,
-                           int n, const int* gather, float* partial, size_t partial_elems, cudaStream_t stream,
+                           int n, ImageGather gather, float* partial, size_t partial_elems, cudaStream_t stream,
                            const ConvBackwardFusion& fuse = {});
 // din (n, C,H,W): gradient at the block's input, gathered over filters and taps.
 // Reference: conv_backward_input in src/cpu/conv.hpp (dconv there is geff + argmax here).
@@ -83,10 +110,10 @@ void conv_backward_input(float* din, const float* geff, const uint8_t* argmax, c
 // same results up to FP32 summation order; a shape whose tiles do not fit the device's shared
 // memory runs the launchers above.
 void conv_pool_forward_tiled(float* out, uint8_t* argmax, const float* in, const float* w, const float* b,
-                             const ConvShape& s, int n, const int* gather, float rate, uint64_t seed, uint32_t layer_id,
+                             const ConvShape& s, int n, ImageGather gather, float rate, uint64_t seed, uint32_t layer_id,
                              const StepState* st, cudaStream_t stream);
 void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in,
-                                 const ConvShape& s, int n, const int* gather, float* partial, size_t partial_elems,
+                                 const ConvShape& s, int n, ImageGather gather, float* partial, size_t partial_elems,
                                  cudaStream_t stream, const ConvBackwardFusion& fuse = {});
 void conv_backward_input_tiled(float* din, const float* geff, const uint8_t* argmax, const float* w, const ConvShape& s,
                                int n, cudaStream_t stream, const ConvBackwardFusion& fuse = {});

@@ -93,7 +93,7 @@ struct Planner {
         const size_t nd = L.dense.size(), nc = L.conv.size();
         const bool tail = e.fused && fused_tail_applies(r);
         const int E = L.embed_dim();
-        add("build_gather", "pairs", 0, 3 * n * kF);
+        if (!e.fused) add("build_gather", "pairs", 0, 3 * n * kF);  // fused: conv1 reads the pair order
         for (size_t l = 0; l < nc; ++l) conv_forward(l, n, l == 0);
         const size_t dense_fwd = tail ? nd - 1 : nd;
         for (size_t l = 0; l < dense_fwd; ++l) dense_forward(l, n);

@@ -205,3 +205,48 @@ TEST_CASE("the optimizer that advances the step state equals optimizer_step + ad
         CHECK((sa.first == sb.first && sa.batch == sb.batch && sa.step == sb.step));
     }
 }
+
+TEST_CASE("conv blocks reading the pair order directly give build_gather's bits", "[cuda][fused][gather]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(304);
+    const ConvShape s = conv_shape(1, 56, 46, 6, 3, 2);
+    const int bank_n = 40, order_n = 300, first = 17;
+    for (int count : {1, 3, 128}) {
+        INFO("count " << count);
+        const int n = 2 * count;
+        const auto bank = testutil::random_vector(size_t(bank_n) * s.in_elems(), r, 0, 1);
+        const auto w = testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r, -0.5, 0.5);
+        const auto b = testutil::random_vector(s.F, r, -0.1, 0.1);
+        std::vector<int> a(order_n), bb(order_n);
+        for (int k = 0; k < order_n; ++k) a[k] = int(r() % bank_n), bb[k] = int(r() % bank_n);
+        auto d_bank = to_device<float>(bank), d_w = to_device<float>(w), d_b = to_device<float>(b);
+        auto d_a = to_device<int>(a), d_bb = to_device<int>(bb);
+        DeviceBuffer<StepState> st;
+        StepState* sp = device_state(st, first, 0, 5);
+        DeviceBuffer<int> list(n);
+        build_gather(d_a.get(), d_bb.get(), sp, count, list.get(), nullptr);
+        const ImageGather pairs = ImageGather::pairs(d_a.get(), d_bb.get(), sp, count);
+        const auto geff = testutil::random_vector(size_t(n) * s.out_elems(), r);
+        auto d_geff = to_device<float>(geff);
+        DeviceBuffer<float> partial(conv_partial_elems(s));
+        for (bool tiled : {false, true}) {
+            INFO((tiled ? "tiled" : "custom"));
+            auto o1 = poisoned<float>(size_t(n) * s.out_elems()), o2 = poisoned<float>(size_t(n) * s.out_elems());
+            auto a1 = poisoned<uint8_t>(size_t(n) * s.out_elems()), a2 = poisoned<uint8_t>(size_t(n) * s.out_elems());
+            auto w1 = poisoned<float>(w.size() + b.size()), w2 = poisoned<float>(w.size() + b.size());
+            auto fwd = tiled ? &siamese::cuda::conv_pool_forward_tiled : &siamese::cuda::conv_pool_forward;
+            auto wgrad = tiled ? &siamese::cuda::conv_backward_weights_tiled : &siamese::cuda::conv_backward_weights;
+            fwd(o1.get(), a1.get(), d_bank.get(), d_w.get(), d_b.get(), s, n, list.get(), 0.25f, 3, 7, sp, nullptr);
+            fwd(o2.get(), a2.get(), d_bank.get(), d_w.get(), d_b.get(), s, n, pairs, 0.25f, 3, 7, sp, nullptr);
+            wgrad(w1.get(), d_geff.get(), a1.get(), d_bank.get(), s, n, list.get(), partial.get(), partial.size(), nullptr, {});
+            wgrad(w2.get(), d_geff.get(), a1.get(), d_bank.get(), s, n, pairs, partial.get(), partial.size(), nullptr, {});
+            CUDA_CHECK(cudaDeviceSynchronize());
+            const auto x1 = o1.download(), x2 = o2.download(), g1 = w1.download(), g2 = w2.download();
+            REQUIRE(cudatest::all_finite(x2));
+            REQUIRE(cudatest::all_finite(g2));
+            CHECK(std::memcmp(x1.data(), x2.data(), x1.size() * sizeof(float)) == 0);
+            CHECK(a1.download() == a2.download());
+            CHECK(std::memcmp(g1.data(), g2.data(), g1.size() * sizeof(float)) == 0);
+        }
+    }
+}
