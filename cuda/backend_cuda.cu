@@ -47,7 +47,7 @@ public:
         // default stream's implicit synchronisation.
         stream_ = make_stream();
         cublas_ws_.resize(kCublasWorkspaceBytes);
-        cublas_ = make_cublas(stream_.get(), cublas_ws_.get(), cublas_ws_.size());
+        cublas_ = make_cublas(stream_.get(), cublas_ws_.get(), cublas_ws_.size(), e.tf32);
 #if SIAMESE_HAVE_CUDNN
         if (e.conv == ConvAlgo::Cudnn) {
             cudnnHandle_t c = nullptr;
@@ -80,10 +80,10 @@ public:
             return n + ")";
         }
 #endif
-        const std::string fused = e_.fused ? ", fused" : "";
+        const std::string fused = std::string(e_.fused ? ", fused" : "") + (e_.tf32 ? ", tf32" : "");
         if (e_.conv == ConvAlgo::Tiled) return "cuda (tiled conv" + fused + ")";
         if (e_.conv == ConvAlgo::Cudnn) return "cuda (cudnn conv" + fused + ")";
-        return e_.fused ? "cuda (fused)" : "cuda";
+        return fused.empty() ? "cuda" : "cuda (" + fused.substr(2) + ")";
     }
     const ParamLayout& layout() const override { return L_; }
     const NetConfig& net_config() const override { return r_.net; }

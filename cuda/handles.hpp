@@ -61,14 +61,15 @@ inline Event make_event() {
 
 // A cuBLAS handle bound to `stream` ONCE, then given its workspace: cublasSetStream resets the
 // workspace to the default pool (cuBLAS documents this), so the order matters and the stream is
-// never set again. FP32 pedantic math: no TF32, the same arithmetic as the reference.
-inline CublasHandle make_cublas(cudaStream_t stream, void* workspace, size_t bytes) {
+// never set again. FP32 pedantic math: no TF32, the same arithmetic as the reference; with tf32
+// (EngineOptions::tf32, off by default) the GEMMs may round their inputs to TF32 on tensor cores.
+inline CublasHandle make_cublas(cudaStream_t stream, void* workspace, size_t bytes, bool tf32 = false) {
     cublasHandle_t h = nullptr;
     CUBLAS_CHECK(cublasCreate(&h));
     CublasHandle owned(h);
     CUBLAS_CHECK(cublasSetStream(h, stream));
     CUBLAS_CHECK(cublasSetWorkspace(h, workspace, bytes));
-    CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH));
+    CUBLAS_CHECK(cublasSetMathMode(h, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
     return owned;
 }
 

@@ -372,6 +372,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     engine.graphs = spec.graphs;
     engine.profile = spec.profile;
     engine.fused = spec.fused;
+    engine.tf32 = spec.tf32;
 
     // Everything that can be wrong with the input is found before the output folder is touched.
     const ImageBank bank = a.data.empty() ? synth_bank(SynthOptions{}, pp) : load_dataset(a.data, pp);

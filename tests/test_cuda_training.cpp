@@ -264,3 +264,21 @@ TEST_CASE("the captured step holds the kernels the static plan lists (siamese pl
         CHECK(gpu->step_kernel_nodes() <= int(plan.size()) + slack * library);
     }
 }
+
+TEST_CASE("TF32 GEMMs (--tf32): the first gradient within TF32's rounding of the CPU's", "[cuda][training][tf32]") {
+    // TF32 keeps 10 of FP32's 23 mantissa bits of each GEMM input (relative rounding 2^-11, about
+    // 5e-4); sums of hundreds of such products, and the conv layers below fed by them, land
+    // within a few 1e-3 per tensor. 2e-2 catches a wrong layout or a lost bias, which are O(1).
+    SKIP_WITHOUT_CUDA();
+    const Setup s;
+    Recipe h = hyper(17);
+    auto cpu = make_cpu_backend(h, EngineOptions{});
+    EngineOptions e = engine("custom");
+    e.tf32 = true;
+    auto gpu = make_cuda_backend(h, e);
+    run_steps(*cpu, s, 1, 16, 17);
+    run_steps(*gpu, s, 1, 16, 17);
+    const auto gg = gpu->last_gradient();
+    REQUIRE(cudatest::all_finite(gg));
+    testutil::check_per_tensor(make_layout(h.net), gg, cpu->last_gradient(), 2e-2);
+}

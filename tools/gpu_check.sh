@@ -141,8 +141,9 @@ if [ $have_gpu = 1 ]; then
   train cuda_tiled 90 --device cuda --conv tiled
   train cuda_fused 90 --device cuda --fused
   train cuda_tiled_fused 90 --device cuda --conv tiled --fused
+  train cuda_tf32 90 --device cuda --tf32
 else
-  for s in cuda cuda_cudnn cuda_tiled cuda_fused cuda_tiled_fused; do echo "SKIPPED: no GPU" > "$logs/train_$s.log"; done
+  for s in cuda cuda_cudnn cuda_tiled cuda_fused cuda_tiled_fused cuda_tf32; do echo "SKIPPED: no GPU" > "$logs/train_$s.log"; done
 fi
 # The static plan of the step (no GPU needed), fused and not: what the ncu rows are set against.
 "$bin" plan > "$logs/plan.txt" 2>&1; "$bin" plan --fused >> "$logs/plan.txt" 2>&1

@@ -76,7 +76,8 @@ def steady(e):
 
 
 runs = {}
-for name in ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cpu", "strong_cuda", "strong_cpu"):
+for name in ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cuda_tf32", "cpu", "strong_cuda",
+             "strong_cpu"):
     s = summary(name)
     if s is None:
         row(f"train {name}", why_not(f"train_{name}") or "no summary.json")
@@ -106,6 +107,13 @@ for name, ref, auc_tol, loss_tol in (("cuda", "cpu", 0.005, 3e-2), ("cuda_cudnn"
     ok = dauc <= auc_tol and dloss <= loss_tol
     res[f"agreement_{name}"] = {"auc_diff": dauc, "epoch1_loss_rel_diff": dloss, "ok": ok}
     row(f"{name} vs {ref}", f"{'AGREE' if ok else 'DISAGREE'}: |dAUC| {dauc:.5f} (<= {auc_tol}), epoch-1 loss rel {dloss:.2e} (<= {loss_tol:g})")
+
+# TF32 (an optional precision path): its test AUC against the FP32 GPU run of the same recipe.
+if "cuda_tf32" in runs and "cuda" in runs:
+    dauc = runs["cuda_tf32"]["test"]["auc"] - runs["cuda"]["test"]["auc"]
+    res["tf32_auc_minus_fp32"] = dauc
+    row("tf32 vs fp32 (cuda)", f"test AUC {runs['cuda_tf32']['test']['auc']:.4f} vs {runs['cuda']['test']['auc']:.4f} "
+        f"(difference {dauc:+.4f}), s/epoch {runs['cuda_tf32']['seconds_per_epoch']:.4f} vs {runs['cuda']['seconds_per_epoch']:.4f}")
 
 # ---- PyTorch
 torch_runs = {}
@@ -201,6 +209,16 @@ for name in ("reference", "tiled", "fused", "strong"):
     short = lambda n: re.sub(r"[<(].*", "", n)[:40]
     row(f"ncu {name}", f"{len(ks)} launches, {total:.0f} us; largest: " +
         "; ".join(f"{short(k['kernel'])} {k['us']:.1f} us (SM {k.get('sm', 0):.0f}%, mem {k.get('mem', 0):.0f}%)" for k in top))
+
+# The fused step measured (ncu, eager, base clocks) against the plan's floor for the same step
+# (the second table of plan.txt: FLOPs at 60 TFLOP/s or bytes at 4.8 TB/s, launch by launch).
+floors = re.findall(r"(?m)^\s+total\s.*?([\d.]+) us$", read("plan.txt"))
+if len(floors) > 1 and res.get("ncu_fused"):
+    measured = sum(k["us"] for k in res["ncu_fused"])
+    floor = float(floors[1])
+    res["fused_floor_us"] = floor
+    row("fused step vs its floor", f"{measured:.0f} us in {len(res['ncu_fused'])} kernels (ncu, base clocks) vs floor "
+        f"{floor:.2f} us: {measured / floor:.0f}x the floor")
 
 json.dump(res, open(results_path, "w"), indent=1)
 print("\n".join(rows))

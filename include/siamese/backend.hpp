@@ -55,6 +55,9 @@ struct EngineOptions {
     // the conv backward kernels, reductions and the state advance done by the kernels' last
     // blocks. Off by default until a GPU run has checked it (docs/gpu-speed.md).
     bool fused = false;
+    // CUDA: the dense layers' GEMMs on TF32 tensor cores (inputs rounded to a 10-bit mantissa).
+    // Off by default: an optional precision path, its accuracy effect measured by gpu_check.sh.
+    bool tf32 = false;
 };
 
 class Backend {

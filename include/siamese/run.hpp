@@ -72,6 +72,7 @@ struct RunSpec {
     std::string conv = "custom";  // CUDA convolutions: custom or cudnn
     bool graphs = true, profile = false;
     bool fused = false;           // CUDA: the fused step (EngineOptions::fused)
+    bool tf32 = false;            // CUDA: TF32 GEMMs (EngineOptions::tf32)
     std::string out = "run";
     std::string command;          // as typed, for summary.json and the report (informational)
     std::string resume;           // a run folder to continue (then recipe and out come from it)

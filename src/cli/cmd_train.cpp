@@ -108,6 +108,9 @@ Runner add_train(CLI::App& app) {
     sub->add_flag("--fused", r->fused,
                   "CUDA: the fused step (11 launches a step for the reference recipe instead of 25; `siamese plan --fused`); "
                   "not yet checked on a GPU");
+    sub->add_flag("--tf32", r->tf32,
+                  "CUDA: the dense layers' GEMMs on TF32 tensor cores (inputs rounded to 10 mantissa bits); its effect on "
+                  "accuracy is not yet measured (tools/gpu_check.sh compares it with FP32)");
     sub->add_flag("--profile", r->profile,
                   "Time every phase of the training steps and print a table at the end (CUDA: CUDA events, eager launches)");
     sub->add_flag("--quiet", *quiet, "Print only the final figures");
