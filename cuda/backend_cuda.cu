@@ -323,7 +323,8 @@ private:
     }
 
     // Forward over n images: layer 1 reads in + gather[i] (or in + i) directly. The fused tail
-    // stops before the last dense layer (dense_layers = all but one): the tail kernel runs it.
+    // stops before the last dense layer (dense_layers = all but one), and the layer before it
+    // stops at its GEMM: the tail kernel applies that layer's bias, ReLU and dropout.
     void forward(const float* in, ImageGather gather, int n, bool train, int dense_layers = -1) {
         check_capacity(n);
         cudaStream_t stream = stream_.get();
@@ -355,6 +356,11 @@ private:
             const bool last = l + 1 == L_.dense.size();
             const float rate = train && !last ? r_.net.dense_dropout : 0.0f;
             phase("dense forward", [&] {
+                if (nd < L_.dense.size() && l + 1 == nd) {
+                    dense_forward_raw(dense_out_[l].get(), x, params_.get() + L_.dense_w[l], n, L_.dense[l].in,
+                                      L_.dense[l].out, cublas_.get(), stream);
+                    return;
+                }
                 dense_forward(dense_out_[l].get(), x, params_.get() + L_.dense_w[l], params_.get() + L_.dense_b[l], n,
                               L_.dense[l].in, L_.dense[l].out, !last || r_.net.embed_relu, rate, r_.seed,
                               kDenseDropoutId + uint32_t(l), state_.get(), cublas_.get(), stream);
@@ -387,9 +393,11 @@ private:
             phase("tail", [&] {
                 contrastive_tail(grad_.get() + L_.dense_w[nd - 1], grad_.get() + L_.dense_b[nd - 1], dense_d_[nd - 2].get(),
                                  grad_.get() + L_.dense_b[nd - 2], losses_.get(), dense_out_[nd - 2].get(),
-                                 params_.get() + L_.dense_w[nd - 1], params_.get() + L_.dense_b[nd - 1], order_y_.get(),
-                                 count, d.in, d.out, r_.net.embed_relu, r_.margin, r_.net.dense_dropout, state_.get(),
-                                 tail_partial_.get(), tail_partial_.size(), counters_.get(), stream);
+                                 params_.get() + L_.dense_b[nd - 2], params_.get() + L_.dense_w[nd - 1],
+                                 params_.get() + L_.dense_b[nd - 1], order_y_.get(), count, d.in, d.out,
+                                 r_.net.embed_relu, r_.margin, r_.net.dense_dropout, r_.seed,
+                                 kDenseDropoutId + uint32_t(nd - 2), state_.get(), tail_partial_.get(),
+                                 tail_partial_.size(), counters_.get(), stream);
             });
             backward_and_update(n, bank_.get(), gather, count, nd - 2);
             return;

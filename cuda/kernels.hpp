@@ -125,9 +125,12 @@ void column_sums(float* out, const float* m, int rows, int cols, cudaStream_t st
 // y (n, O) = x (n, I) . W^T (cuBLAS, FP32), then bias + ReLU (when relu) + dropout in place.
 // The cuBLAS handle must be bound to `stream` already (set once at its creation; checked).
 // Reference: dense_forward then dropout_forward, src/cpu/dense.hpp and dropout.hpp.
+// dense_forward_raw: the product alone, y = x . W^T (the fused tail applies the epilogue).
 void dense_forward(float* y, const float* x, const float* w, const float* b, int n, int I, int O, bool relu,
                    float rate, uint64_t seed, uint32_t layer_id, const StepState* st, cublasHandle_t h,
                    cudaStream_t stream);
+void dense_forward_raw(float* y, const float* x, const float* w, int n, int I, int O, cublasHandle_t h,
+                       cudaStream_t stream);
 // d (n, elems) = y > 0 ? d * 1/(1-rate) : 0: through dropout and ReLU. y = relu(v) * mask is
 // positive exactly where the unit was kept and active, so no mask is regenerated.
 // Reference: relu_dropout_backward in src/cpu/dropout.hpp (which keeps the mask).
@@ -147,20 +150,22 @@ void contrastive_loss(float* g, float* losses, float* dist, const float* emb, co
                       float margin, const StepState* st, cudaStream_t stream);
 
 // ---- the fused tail (tail.cu, --fused) -------------------------------------------------------
-// The last dense layer (W (O, I), b, ReLU when relu), distance and contrastive loss, and their
-// backward in one launch, for `count` pairs whose penultimate activations are h (2*count, I)
-// (bias, ReLU and dropout at rate h_rate already applied). Writes gw (O, I) and gb (O), the last
-// layer's gradients; dh (2*count, I), the gradient at h's pre-activation (through its ReLU and
-// dropout); ghb (I) = column sums of dh (the penultimate bias gradient); losses[st->batch].
+// The penultimate layer's epilogue, the last dense layer (W (O, I), b, ReLU when relu), distance
+// and contrastive loss, and their backward in one launch, for `count` pairs whose penultimate
+// GEMM output is v (2*count, I): h = relu(v + hb) * dropout (rate h_rate, Philox stream of layer
+// h_layer at st->step: dense_forward's epilogue, the same bits) is formed on loading. Writes gw
+// (O, I) and gb (O), the last layer's gradients; dh (2*count, I), the gradient at h's
+// pre-activation (through its ReLU and dropout); ghb (I) = column sums of dh (the penultimate
+// bias gradient); losses[st->batch].
 // Labels read at labels + st->first. partial: contrastive_tail_partial_elems(count, I, O) floats;
 // counter: one zeroed unsigned, left zero. Deterministic (fixed-order sums throughout).
 // Reference: dense_forward, contrastive_loss, relu_dropout_backward, dense_backward (src/cpu/).
 bool contrastive_tail_fits(int I, int O);  // the layer fits one block's default shared memory
 size_t contrastive_tail_partial_elems(int count, int I, int O);
-void contrastive_tail(float* gw, float* gb, float* dh, float* ghb, float* losses, const float* h, const float* w,
-                      const float* b, const float* labels, int count, int I, int O, bool relu, float margin,
-                      float h_rate, const StepState* st, float* partial, size_t partial_elems, unsigned* counter,
-                      cudaStream_t stream);
+void contrastive_tail(float* gw, float* gb, float* dh, float* ghb, float* losses, const float* v, const float* hb,
+                      const float* w, const float* b, const float* labels, int count, int I, int O, bool relu,
+                      float margin, float h_rate, uint64_t seed, uint32_t h_layer, const StepState* st,
+                      float* partial, size_t partial_elems, unsigned* counter, cudaStream_t stream);
 
 // ---- the P-K sampler (augment.cu, batch_loss.cu) ----------------------------------------------
 // out (n, H, W): slot i is a random view of bank image order[st->first + i], drawn from

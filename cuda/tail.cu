@@ -1,5 +1,6 @@
-// The pair step's tail in ONE launch (--fused): the last dense layer, the distance, the
-// contrastive loss and all their backward, down to the gradient at the penultimate layer.
+// The pair step's tail in ONE launch (--fused): the penultimate layer's bias, ReLU and dropout,
+// the last dense layer, the distance, the contrastive loss and all their backward, down to the
+// gradient at the penultimate layer's pre-activation.
 // A block owns G pairs (2G image rows): the last layer's weights, its rows of h, the embeddings
 // and their gradients stay in shared memory from the forward to the backward. Per-block partial
 // sums (dW, db, the penultimate bias gradient, the loss) are added by the last block to finish,
@@ -29,9 +30,10 @@ __host__ __device__ inline size_t tail_block_partial(int I, int O) { return size
 // 0..count-1, right images count..2count-1 (the batch layout of kernels.hpp).
 __device__ inline int tail_row(int r, int G, int p0, int count) { return r < G ? p0 + r : count + p0 + r - G; }
 
-__global__ void contrastive_tail_kernel(const float* __restrict__ h, const float* __restrict__ w,
-                                        const float* __restrict__ b, const float* __restrict__ labels, int count,
-                                        int I, int O, int G, bool relu, float margin, float h_scale,
+__global__ void contrastive_tail_kernel(const float* __restrict__ v, const float* __restrict__ hb,
+                                        const float* __restrict__ w, const float* __restrict__ b,
+                                        const float* __restrict__ labels, int count, int I, int O, int G, bool relu,
+                                        float margin, float h_rate, uint64_t seed, uint32_t h_layer,
                                         const StepState* __restrict__ st, float* __restrict__ gw,
                                         float* __restrict__ gb, float* __restrict__ dh, float* __restrict__ ghb,
                                         float* __restrict__ losses, float* __restrict__ partial,
@@ -49,12 +51,22 @@ __global__ void contrastive_tail_kernel(const float* __restrict__ h, const float
     const int p0 = blockIdx.x * G, pairs = min(G, count - p0);
     const int tid = threadIdx.x, nt = blockDim.x;
     const float* y = labels + st->first;
+    const float h_scale = dropout_keep_scale(h_rate);
 
     for (int k = tid; k < O * I; k += nt) ws[(k / I) * ldw + k % I] = w[k];
     for (int k = tid; k < O; k += nt) bs[k] = b[k];
+    // h = relu(v + hb) * dropout: bias_relu_dropout_kernel's expression and Philox stream (unit
+    // i of image slot `row` is word i % 4 of group i / 4), so the same bits.
+    const uint64_t h_step = h_rate > 0.0f ? st->step : 0;
     for (int k = tid; k < R * I; k += nt) {
-        const int r = k / I, j = r % G;
-        hs[k] = j < pairs ? h[size_t(tail_row(r, G, p0, count)) * I + k % I] : 0.0f;
+        const int r = k / I, i = k % I, j = r % G;
+        float x = 0.0f;
+        if (j < pairs) {
+            const int row = tail_row(r, G, p0, count);
+            const DropoutGroup drop = dropout_group(seed, h_step, h_layer, uint32_t(row), uint32_t(i / 4), h_rate);
+            x = siamese::relu(v[size_t(row) * I + i] + hb[i]) * drop.factor(i % 4);
+        }
+        hs[k] = x;
     }
     __syncthreads();
 
@@ -66,8 +78,8 @@ __global__ void contrastive_tail_kernel(const float* __restrict__ h, const float
         const float* wr = ws + size_t(o) * ldw;
         float acc = 0.0f;
         for (int i = 0; i < I; ++i) acc = fmaf(hr[i], wr[i], acc);
-        const float v = acc + bs[o];
-        es[k] = relu ? siamese::relu(v) : v;
+        const float e = acc + bs[o];
+        es[k] = relu ? siamese::relu(e) : e;
     }
     __syncthreads();
 
@@ -108,9 +120,9 @@ __global__ void contrastive_tail_kernel(const float* __restrict__ h, const float
         const int r = k / I, i = k % I;
         float acc = 0.0f;
         for (int o = 0; o < O; ++o) acc = fmaf(gs[r * O + o], ws[size_t(o) * ldw + i], acc);
-        const float v = hs[k] > 0.0f ? acc * h_scale : 0.0f;
-        ds[k] = v;
-        if (r % G < pairs) dh[size_t(tail_row(r, G, p0, count)) * I + i] = v;
+        const float gv = hs[k] > 0.0f ? acc * h_scale : 0.0f;
+        ds[k] = gv;
+        if (r % G < pairs) dh[size_t(tail_row(r, G, p0, count)) * I + i] = gv;
     }
     __syncthreads();
 
@@ -165,10 +177,10 @@ size_t contrastive_tail_partial_elems(int count, int I, int O) {
     return size_t((count + G - 1) / G) * tail_block_partial(I, O);
 }
 
-void contrastive_tail(float* gw, float* gb, float* dh, float* ghb, float* losses, const float* h, const float* w,
-                      const float* b, const float* labels, int count, int I, int O, bool relu, float margin,
-                      float h_rate, const StepState* st, float* partial, size_t partial_elems, unsigned* counter,
-                      cudaStream_t stream) {
+void contrastive_tail(float* gw, float* gb, float* dh, float* ghb, float* losses, const float* v, const float* hb,
+                      const float* w, const float* b, const float* labels, int count, int I, int O, bool relu,
+                      float margin, float h_rate, uint64_t seed, uint32_t h_layer, const StepState* st,
+                      float* partial, size_t partial_elems, unsigned* counter, cudaStream_t stream) {
     NvtxRange r("contrastive_tail");
     const int G = tail_pairs_per_block(I, O);
     if (G == 0) throw std::logic_error("contrastive_tail: the layer does not fit one block's shared memory");
@@ -176,9 +188,9 @@ void contrastive_tail(float* gw, float* gb, float* dh, float* ghb, float* losses
     require_elems(partial_elems, contrastive_tail_partial_elems(count, I, O), "contrastive_tail: partial");
     const unsigned blocks = unsigned((count + G - 1) / G);
     const size_t bytes = tail_smem_floats(G, I, O) * sizeof(float);
-    contrastive_tail_kernel<<<blocks, kTailThreads, bytes, stream>>>(h, w, b, labels, count, I, O, G, relu, margin,
-                                                                     dropout_keep_scale(h_rate), st, gw, gb, dh, ghb,
-                                                                     losses, partial, counter);
+    contrastive_tail_kernel<<<blocks, kTailThreads, bytes, stream>>>(v, hb, w, b, labels, count, I, O, G, relu, margin,
+                                                                     h_rate, seed, h_layer, st, gw, gb, dh, ghb, losses,
+                                                                     partial, counter);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -45,11 +45,12 @@ struct Planner {
         add(e.conv == ConvAlgo::Tiled ? "conv_pool_forward_tiled" : "conv_pool_forward", what, 2 * conv_fwd_madds(s, n),
             in + wb + out);
     }
-    void dense_forward(size_t l, double n) {
+    // raw: the GEMM alone (the fused tail applies the bias, ReLU and dropout as it loads).
+    void dense_forward(size_t l, double n, bool raw = false) {
         const DenseShape& d = L.dense[l];
         const std::string what = "dense" + std::to_string(l + 1);
         add("cublasSgemm", what, 2 * n * d.in * d.out, (n * d.in + double(d.in) * d.out + n * d.out) * kF, true);
-        add("bias_relu_dropout", what, 2 * n * d.out, (2 * n * d.out + d.out) * kF);
+        if (!raw) add("bias_relu_dropout", what, 2 * n * d.out, (2 * n * d.out + d.out) * kF);
     }
     // The dense backward of layer l: mask (unless done), dW, db (unless done), dx.
     void dense_backward(size_t l, double n, bool masked, bool db_done) {
@@ -96,11 +97,11 @@ struct Planner {
         if (!e.fused) add("build_gather", "pairs", 0, 3 * n * kF);  // fused: conv1 reads the pair order
         for (size_t l = 0; l < nc; ++l) conv_forward(l, n, l == 0);
         const size_t dense_fwd = tail ? nd - 1 : nd;
-        for (size_t l = 0; l < dense_fwd; ++l) dense_forward(l, n);
+        for (size_t l = 0; l < dense_fwd; ++l) dense_forward(l, n, tail && l + 1 == dense_fwd);
         if (tail) {
             const DenseShape& d = L.dense[nd - 1];
-            add("contrastive_tail", "dense" + std::to_string(nd) + " + distance + loss + backward", 6 * n * d.in * d.out,
-                (2 * n * d.in + 2 * double(d.in) * d.out + 2 * d.out + d.in + count) * kF);
+            add("contrastive_tail", "dense" + std::to_string(nd - 1) + " epilogue, dense" + std::to_string(nd) + ", loss, backward",
+                6 * n * d.in * d.out + 2 * n * d.in, (2 * n * d.in + 2 * double(d.in) * d.out + 2 * d.out + 2 * d.in + count) * kF);
         } else {
             if (r.net.l2_normalize) add("l2_normalize_forward", "head", 3 * n * E, 2 * n * E * kF);
             add("contrastive_loss", "distance + loss", 4 * n * E, (2 * n * E + count) * kF);

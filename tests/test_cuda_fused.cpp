@@ -31,7 +31,7 @@ unsigned counter_value(DeviceBuffer<unsigned>& c) { return c.download()[0]; }
 
 }  // namespace
 
-TEST_CASE("the fused tail matches dense + contrastive loss + their backward on the CPU", "[cuda][fused][tail]") {
+TEST_CASE("the fused tail matches bias/ReLU/dropout + dense + contrastive loss + their backward on the CPU", "[cuda][fused][tail]") {
     SKIP_WITHOUT_CUDA();
     std::mt19937_64 r(301);
     // (count, I, O): the recipe's 128 -> 50 at batch 1, 3, 128 and 257 pairs (a short last
@@ -43,9 +43,19 @@ TEST_CASE("the fused tail matches dense + contrastive loss + their backward on t
                 INFO("count " << count << " I " << I << " O " << O << " relu " << relu << " rate " << rate);
                 REQUIRE(contrastive_tail_fits(I, O));
                 const int n = 2 * count, first = 2;
-                // h as after ReLU + dropout: zero for about a third of the units.
-                auto h = testutil::random_vector(size_t(n) * I, r, -0.5, 1.0);
-                for (double& v : h) v = v > 0 ? v : 0.0;
+                const uint64_t seed = 5, step = 9;
+                const uint32_t layer = 17;
+                // v: the penultimate GEMM's output; h = relu(v + hb) * dropout (the epilogue the tail
+                // applies), computed from v's float values as the GPU does, then widened.
+                const auto v = testutil::random_vector(size_t(n) * I, r, -0.5, 1.0);
+                const auto hb = testutil::random_vector(I, r, -0.1, 0.1);
+                std::vector<double> h(v.size());
+                for (int i = 0; i < n; ++i)
+                    for (int k = 0; k < I; ++k) {
+                        const float x = float(v[size_t(i) * I + k]) + float(hb[k]);
+                        const bool keep = rate <= 0 || dropout_keep(seed, step, layer, uint32_t(i), uint32_t(k), rate);
+                        h[size_t(i) * I + k] = x > 0 && keep ? double(x) * (rate > 0 ? 1.0 / (1.0 - double(float(rate))) : 1.0) : 0.0;
+                    }
                 const auto w = testutil::random_vector(size_t(O) * I, r, -0.2, 0.2);
                 // The bias redrawn until no pre-activation lies within 1e-5 of zero: fp32 and double
                 // must agree on which units the embedding ReLU passes (an indexing fault still
@@ -76,7 +86,7 @@ TEST_CASE("the fused tail matches dense + contrastive loss + their backward on t
                         v = h[size_t(i) * I + k] > 0 ? v * scale : 0.0;
                         ghb[k] += v;
                     }
-                auto d_h = to_device<float>(h), d_w = to_device<float>(w), d_b = to_device<float>(b);
+                auto d_v = to_device<float>(v), d_hb = to_device<float>(hb), d_w = to_device<float>(w), d_b = to_device<float>(b);
                 auto d_y = to_device<float>(labels);
                 DeviceBuffer<float> partial(contrastive_tail_partial_elems(count, I, O));
                 DeviceBuffer<unsigned> counter(1);
@@ -86,9 +96,10 @@ TEST_CASE("the fused tail matches dense + contrastive loss + their backward on t
                 for (int run = 0; run < 2; ++run) {
                     auto d_gw = poisoned<float>(gw.size()), d_gb = poisoned<float>(O), d_dh = poisoned<float>(dh.size()),
                          d_ghb = poisoned<float>(I), d_loss = poisoned<float>(4);
-                    contrastive_tail(d_gw.get(), d_gb.get(), d_dh.get(), d_ghb.get(), d_loss.get(), d_h.get(), d_w.get(),
-                                     d_b.get(), d_y.get(), count, I, O, relu, 1.0f, rate, device_state(st, first, 3, 0),
-                                     partial.get(), partial.size(), counter.get(), nullptr);
+                    contrastive_tail(d_gw.get(), d_gb.get(), d_dh.get(), d_ghb.get(), d_loss.get(), d_v.get(), d_hb.get(),
+                                     d_w.get(), d_b.get(), d_y.get(), count, I, O, relu, 1.0f, rate, seed, layer,
+                                     device_state(st, first, 3, step), partial.get(), partial.size(), counter.get(),
+                                     nullptr);
                     CUDA_CHECK(cudaDeviceSynchronize());
                     CHECK(counter_value(counter) == 0u);
                     const auto ggw = d_gw.download(), ggb = d_gb.download(), gdh = d_dh.download(), gghb = d_ghb.download();

@@ -36,17 +36,18 @@ double sum_of(const std::vector<PlannedLaunch>& plan, double PlannedLaunch::*fie
 
 }  // namespace
 
-TEST_CASE("the reference recipe's CUDA step: 25 launches unfused, 11 fused", "[plan]") {
+TEST_CASE("the reference recipe's CUDA step: 25 launches unfused, 10 fused", "[plan]") {
     const Recipe r = reference();
     const auto plain = cuda_step_plan(r, engine(ConvAlgo::Custom, false));
     const auto fused = cuda_step_plan(r, engine(ConvAlgo::Custom, true));
     // 25 = what the H200's ncu trace of 2026-11-29 showed (30 kernels) less its 5 cuBLAS split-K
     // reductions (docs/gpu-speed.md).
     CHECK(plain.size() == 25);
-    CHECK(fused.size() == 11);
+    CHECK(fused.size() == 10);
     REQUIRE(fused_tail_applies(r));
     CHECK(count_of(fused, "contrastive_tail") == 1);
-    for (const char* gone : {"build_gather", "column_sums", "relu_dropout_backward", "advance_state", "contrastive_loss"})
+    for (const char* gone : {"build_gather", "bias_relu_dropout", "column_sums", "relu_dropout_backward", "advance_state",
+                             "contrastive_loss"})
         CHECK(count_of(fused, gone) == 0);
     CHECK(count_of(plain, "column_sums") == 4);
     // Fusion moves arithmetic between launches, it does not add or drop any: the GEMM and conv
@@ -60,7 +61,7 @@ TEST_CASE("the reference recipe's CUDA step: 25 launches unfused, 11 fused", "[p
 
 TEST_CASE("the plan follows the recipe: tiled and cuDNN convolutions, the P-K sampler, an L2 head", "[plan]") {
     const Recipe r = reference();
-    CHECK(cuda_step_plan(r, engine(ConvAlgo::Tiled, true)).size() == 11);
+    CHECK(cuda_step_plan(r, engine(ConvAlgo::Tiled, true)).size() == 10);
     CHECK(count_of(cuda_step_plan(r, engine(ConvAlgo::Tiled, true)), "conv_backward_input_tiled") == 1);
     // cuDNN keeps its own backward: the masks stay separate launches.
     const auto cudnn = cuda_step_plan(r, engine(ConvAlgo::Cudnn, true));
@@ -96,11 +97,11 @@ TEST_CASE("the fused tail's block geometry fits the default shared memory", "[pl
 TEST_CASE("siamese plan prints the step's launches, FLOPs and floors without a GPU", "[plan][cli]") {
     const auto count = testutil::run_cli("plan --fused --count");
     REQUIRE(count.status == 0);
-    CHECK(count.out == "11\n");
+    CHECK(count.out == "10\n");
     const auto table = testutil::run_cli("plan --fused");
     REQUIRE(table.status == 0);
     CHECK(table.out.find("contrastive_tail") != std::string::npos);
-    CHECK(table.out.find("11 launches per step") != std::string::npos);
+    CHECK(table.out.find("10 launches per step") != std::string::npos);
     CHECK(testutil::run_cli("plan --conv bogus").status == 2);
     CHECK(testutil::run_cli("plan --peak-flops -1").status == 2);
     CHECK(testutil::run_cli("plan --help").status == 0);

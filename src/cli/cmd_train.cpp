@@ -106,7 +106,7 @@ Runner add_train(CLI::App& app) {
         ->check(CLI::IsMember({"custom", "cudnn", "tiled"}));
     sub->add_flag("--no-graphs", *no_graphs, "CUDA: launch every kernel instead of replaying a captured graph");
     sub->add_flag("--fused", r->fused,
-                  "CUDA: the fused step (11 launches a step for the reference recipe instead of 25; `siamese plan --fused`); "
+                  "CUDA: the fused step (10 launches a step for the reference recipe instead of 25; `siamese plan --fused`); "
                   "not yet checked on a GPU");
     sub->add_flag("--tf32", r->tf32,
                   "CUDA: the dense layers' GEMMs on TF32 tensor cores (inputs rounded to 10 mantissa bits); its effect on "
