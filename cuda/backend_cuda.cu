@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <sstream>
+#include <tuple>
 
 #include "buffer.hpp"
 #include "check.hpp"
@@ -124,6 +125,14 @@ public:
     }
     void do_train_batch(int first, int count, uint64_t step) override { step_at(first, count, step, false); }
     void do_train_group(int first, int count, uint64_t step) override { step_at(first, count, step, true); }
+    // A run of full batches as one graph of `batches` steps: every kernel reads its position from
+    // the device-side StepState, which each step's last kernel advances, so the steps captured
+    // one after another replay as the steps launched one by one (a [cuda] test compares the bits).
+    int preferred_run() const override { return e_.graphs && !e_.profile ? 1 << 20 : 1; }
+    void do_train_run(bool groups, int first, int per, int batches, uint64_t step) override {
+        if (!e_.graphs || e_.profile || batches == 1) return Backend::do_train_run(groups, first, per, batches, step);
+        step_at(first, per, step, groups, batches);
+    }
 
     std::vector<float> batch_losses() override {
         std::vector<float> all = losses_.download(stream_.get());
@@ -170,33 +179,34 @@ private:
         return d.download(stream_.get());
     }
 
-    // One step of either sampler at (first, step): the StepState uploaded only when the
-    // position is not where the last step left it, then the captured graph of this sampler and
-    // batch size replayed (captured after one eager warm-up step the first time).
-    void step_at(int first, int count, uint64_t step, bool groups) {
+    // `steps` steps of either sampler from (first, step), `count` items each: the StepState
+    // uploaded only when the position is not where the last step left it, then the captured
+    // graph of this sampler, batch size and step count replayed (captured after one eager
+    // warm-up step the first time).
+    void step_at(int first, int count, uint64_t step, bool groups, int steps = 1) {
         ensure_capacity(groups ? count : 2 * count);
-        require_elems(losses_.size(), size_t(batches_) + 1, "train step: batch losses");
+        require_elems(losses_.size(), size_t(batches_) + size_t(steps), "train step: batch losses");
         if (first != expected_first_ || step != expected_step_) {
             const StepState s{first, batches_, step};
             state_.upload(&s, 1, stream_.get());  // issued on the stream, then waited for
         }
         if (e_.graphs && !e_.profile) {
             if (!graphs_valid()) graphs_.clear();
-            const int key = 2 * count + (groups ? 1 : 0);
+            const GraphKey key{count, groups, steps};
             auto it = graphs_.find(key);
             if (it == graphs_.end()) {
                 warm_up(count, groups);  // cuBLAS/cuDNN first-use setup must not happen inside a capture
-                it = graphs_.emplace(key, capture_step(count, groups)).first;
+                it = graphs_.emplace(key, capture_steps(count, groups, steps)).first;
                 captured_ = device_pointers();
             }
-            NvtxRange r("train_step (graph)");
+            NvtxRange r(steps == 1 ? "train_step (graph)" : "train_run (graph)");
             CUDA_CHECK(cudaGraphLaunch(it->second.get(), stream_.get()));
         } else {
-            run_any_step(count, groups);
+            for (int k = 0; k < steps; ++k) run_any_step(count, groups);
         }
-        expected_first_ = first + count;
-        expected_step_ = step + 1;
-        ++batches_;
+        expected_first_ = first + steps * count;
+        expected_step_ = step + uint64_t(steps);
+        batches_ += steps;
     }
     void run_any_step(int count, bool groups) {
         if (groups)
@@ -519,19 +529,19 @@ private:
 #endif
     }
 
-    GraphExec capture_step(int count, bool groups) {
-        NvtxRange r("capture_step");
+    GraphExec capture_steps(int count, bool groups, int steps) {
+        NvtxRange r("capture_steps");
         cudaGraph_t graph = nullptr;
         CUDA_CHECK(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal));
         try {
-            run_any_step(count, groups);
+            for (int k = 0; k < steps; ++k) run_any_step(count, groups);
         } catch (...) {
             cudaStreamEndCapture(stream_.get(), &graph);  // leave the stream usable
             if (graph) cudaGraphDestroy(graph);
             throw;
         }
         CUDA_CHECK(cudaStreamEndCapture(stream_.get(), &graph));
-        kernel_nodes_ = count_kernel_nodes(graph);
+        kernel_nodes_ = count_kernel_nodes(graph) / steps;  // per step
         cudaGraphExec_t exec = nullptr;
         const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
         cudaGraphDestroy(graph);
@@ -615,7 +625,8 @@ private:
 #if SIAMESE_HAVE_CUDNN
     std::vector<std::unique_ptr<CudnnConvBlock>> conv_blocks_;
 #endif
-    std::map<int, GraphExec> graphs_;
+    using GraphKey = std::tuple<int, bool, int>;  // batch size, P-K sampler, steps
+    std::map<GraphKey, GraphExec> graphs_;
     std::vector<const void*> captured_;
     std::vector<Pending> pending_;
     PhaseTimes prof_ms_;

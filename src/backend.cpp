@@ -43,6 +43,36 @@ void Backend::train_group(int first, int count, uint64_t step) {
     do_train_group(first, count, step);
 }
 
+void Backend::train_run(bool groups, int first, int per, int batches, uint64_t step) {
+    const char* what = groups ? "train_run (images)" : "train_run (pairs)";
+    const long total = groups ? epoch_images_ : epoch_pairs_;
+    if (per < 1 || batches < 1) throw std::logic_error(std::string(what) + ": no batches");
+    // The full batches go together; a short last one (the epoch's remainder) on its own.
+    int full = 0;
+    while (full < batches && long(first) + long(full + 1) * per <= total) ++full;
+    if (full > 0) {
+        check_range(what, first, full * per, total);
+        do_train_run(groups, first, per, full, step);
+    }
+    for (int b = full; b < batches; ++b) {
+        const int f = first + b * per;
+        const int count = int(std::min<long>(per, total - f));
+        if (groups)
+            train_group(f, count, step + uint64_t(b));
+        else
+            train_batch(f, count, step + uint64_t(b));
+    }
+}
+
+void Backend::do_train_run(bool groups, int first, int per, int batches, uint64_t step) {
+    for (int b = 0; b < batches; ++b) {
+        if (groups)
+            do_train_group(first + b * per, per, step + uint64_t(b));
+        else
+            do_train_batch(first + b * per, per, step + uint64_t(b));
+    }
+}
+
 std::vector<float> Backend::embed_bank() {
     std::vector<float> e = net_embed_bank();
     if (pixel_.empty()) return e;

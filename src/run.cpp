@@ -431,6 +431,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
 
     TrainOptions to;
     to.checkpoint_every = a.checkpoint_every;
+    to.batch_by_batch = spec.crash_after_steps > 0;  // it kills at one exact step
     const std::string args_json = recipe_to_json(a);
     const std::string state_path = out + "/state.safetensors";
     int current_epoch = start.epoch;

@@ -98,12 +98,20 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& 
         if (resumed && checksum != resume.order_checksum)
             throw DataError("cannot resume: the epoch's pair order differs from the saved one (different data or version?)");
         std::vector<float> earlier = resumed ? resume.losses : std::vector<float>{};
+        // Runs of steps where the engine prefers them and nothing has to happen in between.
+        const int run = opt.batch_by_batch || opt.checkpoint_every > 0 ? 1 : std::max(1, backend.preferred_run());
         for (int b = resumed ? resume.next_batch : 0; b < batches; ++b) {
             const int first = b * per;
-            if (groups)
+            if (run > 1 && batches - b > 1) {
+                const int k = std::min(run, batches - b);
+                backend.train_run(groups, first, per, k, step);
+                step += uint64_t(k);
+                b += k - 1;
+            } else if (groups) {
                 backend.train_group(first, std::min(per, n - first), step++);
-            else
+            } else {
                 backend.train_batch(first, std::min(per, n - first), step++);
+            }
             if (cb.on_batch) cb.on_batch(b + 1, batches, step);
             if (opt.checkpoint_every > 0 && step % uint64_t(opt.checkpoint_every) == 0 && b + 1 < batches && cb.on_checkpoint) {
                 std::vector<float> losses = earlier;

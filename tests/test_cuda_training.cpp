@@ -282,3 +282,39 @@ TEST_CASE("TF32 GEMMs (--tf32): the first gradient within TF32's rounding of the
     REQUIRE(cudatest::all_finite(gg));
     testutil::check_per_tensor(make_layout(h.net), gg, cpu->last_gradient(), 2e-2);
 }
+
+TEST_CASE("a run of CUDA steps replayed as one graph gives the bits of the steps one by one", "[cuda][training][run]") {
+    // Two epochs: each a run of its full batches (one graph of that many steps, captured in the
+    // first epoch, replayed in the second) and its short last batch, against the same batches
+    // launched one graph each.
+    SKIP_WITHOUT_CUDA();
+    const Setup s;
+    const int per = 8, n = int(s.split.train.size()), batches = (n + per - 1) / per;
+    REQUIRE(n % per != 0);
+    for (const char* kind : conv_kinds()) {
+        INFO(kind);
+        Recipe h = hyper(18);
+        auto one = make_cuda_backend(h, engine(kind));
+        auto run = make_cuda_backend(h, engine(kind));
+        REQUIRE(run->preferred_run() > 1);
+        const std::vector<float> init = glorot_init(one->layout(), 18);
+        for (auto* be : {one.get(), run.get()}) {
+            be->upload_images(s.bank);
+            be->set_params(init);
+        }
+        uint64_t step = 0;
+        for (int epoch = 1; epoch <= 2; ++epoch) {
+            one->begin_epoch(epoch_order(s.split.train, 18, epoch));
+            run->begin_epoch(epoch_order(s.split.train, 18, epoch));
+            for (int b = 0; b < batches; ++b) one->train_batch(b * per, std::min(per, n - b * per), step + uint64_t(b));
+            run->train_run(false, 0, per, batches, step);
+            step += uint64_t(batches);
+            const auto l1 = one->batch_losses(), l2 = run->batch_losses();
+            REQUIRE(l1.size() == l2.size());
+            CHECK(std::memcmp(l1.data(), l2.data(), l1.size() * sizeof(float)) == 0);
+        }
+        const auto p1 = one->params(), p2 = run->params();
+        REQUIRE(cudatest::all_finite(p2));
+        CHECK(std::memcmp(p1.data(), p2.data(), p1.size() * sizeof(float)) == 0);
+    }
+}

@@ -97,6 +97,13 @@ public:
     // checked as train_batch's.
     void begin_epoch_groups(const GroupOrder& order);
     void train_group(int first, int count, uint64_t step);
+    // `batches` consecutive steps (train_group's when groups, else train_batch's) of `per` items
+    // from `first`, at steps step, step + 1, ...; the last may be short where the epoch's items
+    // run out. The same results as calling them one by one (bit for bit); the CUDA engine
+    // replays the full batches as ONE captured graph (fewer launches, no gaps between steps).
+    void train_run(bool groups, int first, int per, int batches, uint64_t step);
+    // How many batches a train_run call should hold to pay: 1 where nothing is gained (the CPU).
+    virtual int preferred_run() const { return 1; }
     // Mean losses of this epoch's batches so far, in order (waits for the device). A step whose
     // loss or gradient was not finite reports NaN; backends never decide about divergence
     // themselves: the trainer does (train_model), naming the tensor from last_gradient().
@@ -126,6 +133,8 @@ protected:
     virtual void do_train_batch(int first, int count, uint64_t step) = 0;  // range already checked
     virtual void do_begin_epoch_groups(const GroupOrder& order) = 0;
     virtual void do_train_group(int first, int count, uint64_t step) = 0;  // range already checked
+    // `batches` full batches of `per` items from `first` (range already checked); default: one by one.
+    virtual void do_train_run(bool groups, int first, int per, int batches, uint64_t step);
 
 private:
     void check_range(const char* what, int first, int count, long size) const;

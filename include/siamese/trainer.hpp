@@ -15,6 +15,10 @@ namespace siamese {
 // How the loop reports (the recipe, with epochs, batch, seed and margin, is the backend's).
 struct TrainOptions {
     int checkpoint_every = 0;  // also call on_checkpoint every N steps (0: at epoch ends only)
+    // Call on_batch after every step (a testing aid that acts at one exact step needs it);
+    // otherwise an engine that prefers runs of steps (Backend::preferred_run, the CUDA graphs)
+    // gets them, and on_batch is called after each run.
+    bool batch_by_batch = false;
 };
 
 struct EpochStats {
