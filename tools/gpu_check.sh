@@ -208,7 +208,7 @@ if [ $have_gpu = 1 ] && command -v ncu >/dev/null; then
   }
   ncu_run reference 200 30 --epochs 1
   ncu_run tiled 200 30 --epochs 1 --conv tiled
-  ncu_run fused 200 15 --epochs 1 --fused
+  ncu_run fused 200 30 --epochs 1 --fused  # 30: one whole step (10 launches + cuBLAS split-K) wherever the window starts
   ncu_run strong 120 40 --recipe strong --protocol people --train-people 1-30 --test-people 31-40 --epochs 2
 else
   for s in ncu_reference ncu_tiled ncu_fused ncu_strong; do

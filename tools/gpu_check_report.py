@@ -210,14 +210,58 @@ for name in ("reference", "tiled", "fused", "strong"):
     row(f"ncu {name}", f"{len(ks)} launches, {total:.0f} us; largest: " +
         "; ".join(f"{short(k['kernel'])} {k['us']:.1f} us (SM {k.get('sm', 0):.0f}%, mem {k.get('mem', 0):.0f}%)" for k in top))
 
+# Kernel by kernel: the fused step's ncu rows matched, in launch order, with `siamese plan
+# --fused` (each launch's FLOPs, bytes and floor), from the first conv1 forward of the window: a
+# cuBLAS call takes its GEMM and any split-K reduction after it. Achieved FLOP/s and bytes/s
+# against the H200's peaks, i.e. how far each kernel is from its floor.
+def plan_rows(text, which):
+    blocks = re.split(r"(?m)^CUDA training step:", text)[1:]
+    if len(blocks) <= which:
+        return []
+    rows_ = []
+    unit = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+    for m in re.finditer(r"(?m)^\s*\d+\s+(\S+)( \*)?\s+.*?\s([\d.]+) ([kMGT]?)\s+([\d.]+) ([kMGT]?)B\s+([\d.]+) us$",
+                         blocks[which]):
+        rows_.append({"kernel": m.group(1), "library": bool(m.group(2)),
+                      "flops": float(m.group(3)) * unit[m.group(4)], "bytes": float(m.group(5)) * unit[m.group(6)],
+                      "floor_us": float(m.group(7))})
+    return rows_
+
+
+def match_step(ks, plan):
+    start = next((i for i, k in enumerate(ks) if re.match(r"(conv_pool_forward|tiled_forward)_kernel", k["kernel"])), None)
+    if start is None or not plan:
+        return []
+    out, i = [], start
+    for p in plan:
+        if i >= len(ks):
+            return []  # the window ended inside the step
+        us = ks[i]["us"]
+        i += 1
+        if p["library"] and i < len(ks) and "splitKreduce" in ks[i]["kernel"]:
+            us += ks[i]["us"]
+            i += 1
+        out.append(dict(p, us=us))
+    return out
+
+
+steps = match_step(res.get("ncu_fused", []), plan_rows(read("plan.txt"), 1))
+if steps:
+    res["fused_by_kernel"] = steps
+    for k in steps:
+        row(f"  {k['kernel'][:28]}", f"{k['us']:8.1f} us  floor {k['floor_us']:6.2f} us ({k['us'] / max(k['floor_us'], 1e-3):5.0f}x)  "
+            f"{k['flops'] / k['us'] / 1e6:7.2f} TFLOP/s  {k['bytes'] / k['us'] / 1e6:6.3f} TB/s")
+
 # The fused step measured (ncu, eager, base clocks) against the plan's floor for the same step
 # (the second table of plan.txt: FLOPs at 60 TFLOP/s or bytes at 4.8 TB/s, launch by launch).
 floors = re.findall(r"(?m)^\s+total\s.*?([\d.]+) us$", read("plan.txt"))
 if len(floors) > 1 and res.get("ncu_fused"):
-    measured = sum(k["us"] for k in res["ncu_fused"])
+    # One matched step when the window held one; else every kernel of the window.
+    measured = sum(k["us"] for k in (steps or res["ncu_fused"]))
+    what = f"one step's {len(steps)} launches" if steps else f"{len(res['ncu_fused'])} kernels (unmatched)"
     floor = float(floors[1])
     res["fused_floor_us"] = floor
-    row("fused step vs its floor", f"{measured:.0f} us in {len(res['ncu_fused'])} kernels (ncu, base clocks) vs floor "
+    row("fused step vs its floor", f"{measured:.0f} us in {what} (ncu, base clocks) vs floor "
         f"{floor:.2f} us: {measured / floor:.0f}x the floor")
 
 json.dump(res, open(results_path, "w"), indent=1)
