@@ -182,7 +182,7 @@ if [ $have_gpu = 1 ] && command -v compute-sanitizer >/dev/null; then
   stage memcheck_train 120 "${cs[@]}" --tool memcheck "$bin" train "${data_args[@]}" --epochs 2 --device cuda --quiet \
     --out "$logs/run_memcheck"
   stage memcheck_tests 200 "${cs[@]}" --tool memcheck build-gpu/tests/siamese_cuda_tests "[cuda]"
-  stage racecheck 90 "${cs[@]}" --tool racecheck build-gpu/tests/siamese_cuda_tests "[loss],[eval],[strong]"
+  stage racecheck 90 "${cs[@]}" --tool racecheck build-gpu/tests/siamese_cuda_tests "[loss],[eval],[strong],[tail]"
 else
   for s in memcheck_train memcheck_tests racecheck; do
     echo "SKIPPED: $( [ $have_gpu = 1 ] && echo 'compute-sanitizer not found' || echo 'no GPU')" > "$logs/$s.log"
