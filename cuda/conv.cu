@@ -37,7 +37,8 @@ __global__ void conv_pool_forward_kernel(ConvShape s, int n, const float* __rest
         layer_id, st);
 }
 
-__host__ __device__ inline int wgrad_params(const ConvShape& s) { return s.F * s.C * s.K * s.K + s.F; }
+template <class S>
+__host__ __device__ inline int wgrad_params(const S& s) { return s.F * s.C * s.K * s.K + s.F; }
 // At most this many chunks of images in the weight gradient (enough for ~64k threads in flight),
 // WHATEVER n: the scratch size then depends on the shape alone (a size that shrank with n once
 // let a smaller buffer from an inference pass be overrun by the next training batch).
@@ -58,7 +59,8 @@ __device__ inline float pooled_grad(const float* __restrict__ g, const float* __
 // positions first, first + step, ... of its filter's geff g (F, Hp, Wp) (masked by y when y is
 // set: pooled_grad), each weight's tap read from the input x (C, H, W) at the window's argmax a.
 // Shared by the custom and tiled kernels (global or shared memory alike).
-__device__ inline float wgrad_terms(const ConvShape& s, int j, const float* g, const float* y, float scale,
+template <class S>
+__device__ inline float wgrad_terms(const S& s, int j, const float* g, const float* y, float scale,
                                     const uint8_t* a, const float* x, int first, int step, float acc) {
     const int CKK = s.C * s.K * s.K, nw = s.F * CKK, per_image = s.Hp * s.Wp;
     const bool bias = j >= nw;
@@ -145,7 +147,8 @@ constexpr int kTileThreads = 256;
 
 // Forward: the image, the weights and biases in shared memory; thread = one group of four pooled
 // outputs (as conv_pool_forward_kernel); blockIdx.x = image * chunks + chunk of 256 groups.
-__global__ void tiled_forward_kernel(ConvShape s, const float* __restrict__ in, ImageGather gather,
+template <class S>
+__global__ void tiled_forward_kernel(S s, const float* __restrict__ in, ImageGather gather,
                                      const float* __restrict__ w, const float* __restrict__ b, float* __restrict__ out,
                                      uint8_t* __restrict__ argmax, float rate, uint64_t seed, uint32_t layer_id,
                                      const StepState* __restrict__ st, int chunks) {
@@ -170,7 +173,8 @@ __global__ void tiled_forward_kernel(ConvShape s, const float* __restrict__ in, 
 // (F, Hp*P, Wp*P) tile in shared memory (zero off the argmax), the weights beside it; thread =
 // one input element of the block's chunk, summing over (f, ky, kx) in the order of
 // conv_input_grad_kernel (the zero terms off the argmax add nothing to its sum).
-__global__ void tiled_input_grad_kernel(ConvShape s, const float* __restrict__ geff,
+template <class S>
+__global__ void tiled_input_grad_kernel(S s, const float* __restrict__ geff,
                                         const float* __restrict__ ymask, float scale,
                                         const uint8_t* __restrict__ argmax, const float* __restrict__ w,
                                         float* __restrict__ din, int chunks, int per_chunk) {
@@ -217,7 +221,8 @@ __global__ void tiled_input_grad_kernel(ConvShape s, const float* __restrict__ g
 // their sums are added in slice order; otherwise each thread keeps up to kWgradPerThread weights.
 constexpr int kWgradPerThread = 32;
 
-__global__ void tiled_wgrad_kernel(ConvShape s, int n, int chunk, const float* __restrict__ in,
+template <class S>
+__global__ void tiled_wgrad_kernel(S s, int n, int chunk, const float* __restrict__ in,
                                    ImageGather gather, const float* __restrict__ geff,
                                    const float* __restrict__ ymask, float scale,
                                    const uint8_t* __restrict__ argmax, float* __restrict__ partial, int split,
@@ -292,7 +297,31 @@ bool tiled_smem_ok(size_t bytes) {
     return true;
 }
 
+// The recipes' conv blocks at the ORL input (56 x 46 after the stride-2 subsampling): the
+// reference's 6 and 12 filters, the strong recipe's 16 and 32. Their tiled kernels are
+// instantiated with every size a constant; any other shape runs the same templates on the
+// run-time ConvShape. conv_fixed_shapes(false) turns the fixed ones off (tests, A/B timing).
+using RefConv1 = FixedShape<1, 56, 46, 6, 3, 2>;
+using RefConv2 = FixedShape<6, 27, 22, 12, 3, 2>;
+using StrongConv1 = FixedShape<1, 56, 46, 16, 3, 2>;
+using StrongConv2 = FixedShape<16, 27, 22, 32, 3, 2>;
+bool g_fixed_shapes = true;
+
+// f(shape) with the fixed shape equal to s when there is one, else with s itself.
+template <class F>
+void with_shape(const ConvShape& s, F&& f) {
+    if (g_fixed_shapes) {
+        if (RefConv1::matches(s)) return f(RefConv1{});
+        if (RefConv2::matches(s)) return f(RefConv2{});
+        if (StrongConv1::matches(s)) return f(StrongConv1{});
+        if (StrongConv2::matches(s)) return f(StrongConv2{});
+    }
+    f(s);
+}
+
 }  // namespace
+
+void conv_fixed_shapes(bool on) { g_fixed_shapes = on; }
 
 void conv_pool_forward(float* out, uint8_t* argmax, const float* in, const float* w, const float* b, const ConvShape& s,
                        int n, ImageGather gather, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
@@ -339,13 +368,16 @@ void conv_pool_forward_tiled(float* out, uint8_t* argmax, const float* in, const
                              const ConvShape& s, int n, ImageGather gather, float rate, uint64_t seed, uint32_t layer_id,
                              const StepState* st, cudaStream_t stream) {
     const size_t bytes = (size_t(s.in_elems()) + size_t(s.F) * s.C * s.K * s.K + s.F) * sizeof(float);
-    if (s.P > 8 || n == 0 || !tiled_smem_ok<tiled_forward_kernel>(bytes))
-        return conv_pool_forward(out, argmax, in, w, b, s, n, gather, rate, seed, layer_id, st, stream);
-    NvtxRange r("conv_pool_forward_tiled");
-    const int groups = (s.out_elems() + 3) / 4, chunks = (groups + kTileThreads - 1) / kTileThreads;
-    tiled_forward_kernel<<<unsigned(long(n) * chunks), kTileThreads, bytes, stream>>>(s, in, gather, w, b, out, argmax, rate,
-                                                                                    seed, layer_id, st, chunks);
-    CUDA_CHECK_LAUNCH();
+    with_shape(s, [&](auto shape) {
+        using S = decltype(shape);
+        if (s.P > 8 || n == 0 || !tiled_smem_ok<tiled_forward_kernel<S>>(bytes))
+            return conv_pool_forward(out, argmax, in, w, b, s, n, gather, rate, seed, layer_id, st, stream);
+        NvtxRange r("conv_pool_forward_tiled");
+        const int groups = (s.out_elems() + 3) / 4, chunks = (groups + kTileThreads - 1) / kTileThreads;
+        tiled_forward_kernel<S><<<unsigned(long(n) * chunks), kTileThreads, bytes, stream>>>(
+            shape, in, gather, w, b, out, argmax, rate, seed, layer_id, st, chunks);
+        CUDA_CHECK_LAUNCH();
+    });
 }
 
 void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in,
@@ -355,29 +387,35 @@ void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_
     const int split = nwb < kTileThreads ? kTileThreads / nwb : 1;
     const size_t pooled = size_t(s.out_elems());
     const size_t bytes = (size_t(s.in_elems()) + pooled + (split > 1 ? size_t(split) * nwb : 0)) * sizeof(float) + pooled;
-    if (n == 0 || nwb > kWgradPerThread * kTileThreads || !tiled_smem_ok<tiled_wgrad_kernel>(bytes))
-        return conv_backward_weights(grad_wb, geff, argmax, in, s, n, gather, partial, partial_elems, stream, fuse);
-    NvtxRange r("conv_backward_weights_tiled");
-    require_elems(partial_elems, conv_partial_needed(s, n), "conv_backward_weights_tiled: partial");
-    const int chunk = wgrad_chunk(s, n), chunks = (n + chunk - 1) / chunk;
-    tiled_wgrad_kernel<<<unsigned(chunks), kTileThreads, bytes, stream>>>(s, n, chunk, in, gather, geff, fuse.y, fuse.scale,
-                                                                         argmax, partial, split, grad_wb, fuse.counter);
-    CUDA_CHECK_LAUNCH();
-    if (!fuse.counter) column_sums(grad_wb, partial, chunks, nwb, stream);  // the chunks in order
+    with_shape(s, [&](auto shape) {
+        using S = decltype(shape);
+        if (n == 0 || nwb > kWgradPerThread * kTileThreads || !tiled_smem_ok<tiled_wgrad_kernel<S>>(bytes))
+            return conv_backward_weights(grad_wb, geff, argmax, in, s, n, gather, partial, partial_elems, stream, fuse);
+        NvtxRange r("conv_backward_weights_tiled");
+        require_elems(partial_elems, conv_partial_needed(s, n), "conv_backward_weights_tiled: partial");
+        const int chunk = wgrad_chunk(s, n), chunks = (n + chunk - 1) / chunk;
+        tiled_wgrad_kernel<S><<<unsigned(chunks), kTileThreads, bytes, stream>>>(
+            shape, n, chunk, in, gather, geff, fuse.y, fuse.scale, argmax, partial, split, grad_wb, fuse.counter);
+        CUDA_CHECK_LAUNCH();
+        if (!fuse.counter) column_sums(grad_wb, partial, chunks, nwb, stream);  // the chunks in order
+    });
 }
 
 void conv_backward_input_tiled(float* din, const float* geff, const uint8_t* argmax, const float* w, const ConvShape& s,
                                int n, cudaStream_t stream, const ConvBackwardFusion& fuse) {
     const size_t dc = size_t(s.F) * s.Hp * s.P * s.Wp * s.P;
     const size_t bytes = (dc + size_t(s.F) * s.C * s.K * s.K) * sizeof(float);
-    if (n == 0 || !tiled_smem_ok<tiled_input_grad_kernel>(bytes))
-        return conv_backward_input(din, geff, argmax, w, s, n, stream, fuse);
-    NvtxRange r("conv_backward_input_tiled");
-    // Chunks of 4 elements a thread: the scatter into the tile is repeated per chunk, so not too many.
-    const int per_chunk = 4 * kTileThreads, chunks = (s.in_elems() + per_chunk - 1) / per_chunk;
-    tiled_input_grad_kernel<<<unsigned(long(n) * chunks), kTileThreads, bytes, stream>>>(s, geff, fuse.y, fuse.scale, argmax,
-                                                                                       w, din, chunks, per_chunk);
-    CUDA_CHECK_LAUNCH();
+    with_shape(s, [&](auto shape) {
+        using S = decltype(shape);
+        if (n == 0 || !tiled_smem_ok<tiled_input_grad_kernel<S>>(bytes))
+            return conv_backward_input(din, geff, argmax, w, s, n, stream, fuse);
+        NvtxRange r("conv_backward_input_tiled");
+        // Chunks of 4 elements a thread: the scatter into the tile is repeated per chunk, so not too many.
+        const int per_chunk = 4 * kTileThreads, chunks = (s.in_elems() + per_chunk - 1) / per_chunk;
+        tiled_input_grad_kernel<S><<<unsigned(long(n) * chunks), kTileThreads, bytes, stream>>>(
+            shape, geff, fuse.y, fuse.scale, argmax, w, din, chunks, per_chunk);
+        CUDA_CHECK_LAUNCH();
+    });
 }
 
 }  // namespace siamese::cuda

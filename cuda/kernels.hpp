@@ -115,6 +115,9 @@ void conv_pool_forward_tiled(float* out, uint8_t* argmax, const float* in, const
 void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in,
                                  const ConvShape& s, int n, ImageGather gather, float* partial, size_t partial_elems,
                                  cudaStream_t stream, const ConvBackwardFusion& fuse = {});
+// The tiled kernels of the recipes' shapes are compiled with every size a constant (cuda/conv.cu);
+// off, every shape runs them on run-time sizes (the same bits: a [cuda] test compares them).
+void conv_fixed_shapes(bool on);
 void conv_backward_input_tiled(float* din, const float* geff, const uint8_t* argmax, const float* w, const ConvShape& s,
                                int n, cudaStream_t stream, const ConvBackwardFusion& fuse = {});
 

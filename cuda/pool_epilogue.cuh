@@ -10,9 +10,24 @@
 
 namespace siamese::cuda {
 
+// A conv block's shape with every size a compile-time constant: the kernels templated on their
+// shape type S read s.C, s.Hp, s.in_elems()... from it exactly as from a run-time ConvShape, and
+// the compiler unrolls their tap and pool loops and folds the index arithmetic. Used for the
+// recipes' shapes (conv.cu); the same code, the same order of operations: the same bits.
+template <int C_, int H_, int W_, int F_, int K_, int P_>
+struct FixedShape {
+    static constexpr int C = C_, H = H_, W = W_, F = F_, K = K_, P = P_;
+    static constexpr int Ho = H - K + 1, Wo = W - K + 1, Hp = Ho / P, Wp = Wo / P;
+    __host__ __device__ static constexpr int in_elems() { return C * H * W; }
+    __host__ __device__ static constexpr int out_elems() { return F * Hp * Wp; }
+    static bool matches(const ConvShape& s) {
+        return s.C == C && s.H == H && s.W == W && s.F == F && s.K == K && s.P == P;
+    }
+};
+
 // value(f, oy, ox): the conv output (bias included) at filter f, row oy, column ox.
-template <class Value>
-__device__ inline void pool_relu_dropout_group(const ConvShape& s, int i, int g, Value value, float* __restrict__ out,
+template <class S, class Value>
+__device__ inline void pool_relu_dropout_group(const S& s, int i, int g, Value value, float* __restrict__ out,
                                                uint8_t* __restrict__ argmax, float rate, uint64_t seed,
                                                uint32_t layer_id, const StepState* __restrict__ st) {
     const int per_image = s.Hp * s.Wp, elems = s.F * per_image;
@@ -34,7 +49,8 @@ __device__ inline void pool_relu_dropout_group(const ConvShape& s, int i, int g,
 
 // The conv output at (f, oy, ox) of image x (C, H, W) with weights w (F, C, K, K) and bias b:
 // the bias, then every (c, ky, kx) in order (the CPU reference's order).
-__device__ inline float conv_value(const ConvShape& s, const float* x, const float* w, const float* b, int f, int oy,
+template <class S>
+__device__ inline float conv_value(const S& s, const float* x, const float* w, const float* b, int f, int oy,
                                    int ox) {
     const float* wf = w + f * s.C * s.K * s.K;
     float acc = b[f];

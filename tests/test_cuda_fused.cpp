@@ -261,3 +261,45 @@ TEST_CASE("conv blocks reading the pair order directly give build_gather's bits"
         }
     }
 }
+
+TEST_CASE("tiled conv kernels compiled for the recipes' fixed shapes give the run-time shapes' bits", "[cuda][conv][fixed]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(305);
+    const std::vector<ConvShape> shapes = {conv_shape(1, 56, 46, 6, 3, 2), conv_shape(6, 27, 22, 12, 3, 2),
+                                           conv_shape(1, 56, 46, 16, 3, 2), conv_shape(16, 27, 22, 32, 3, 2)};
+    for (const ConvShape& s : shapes)
+        for (int n : {1, 3, 257}) {
+            INFO("C" << s.C << " F" << s.F << " n" << n);
+            const size_t pooled = size_t(n) * s.out_elems();
+            const auto x = testutil::random_vector(size_t(n) * s.in_elems(), r, 0, 1);
+            const auto w = testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r, -0.5, 0.5);
+            const auto b = testutil::random_vector(s.F, r, -0.1, 0.1);
+            const auto d = testutil::random_vector(pooled, r);
+            auto d_x = to_device<float>(x), d_w = to_device<float>(w), d_b = to_device<float>(b), d_d = to_device<float>(d);
+            DeviceBuffer<StepState> st;
+            StepState* sp = device_state(st, 0, 0, 3);
+            DeviceBuffer<float> partial(conv_partial_elems(s));
+            std::vector<std::vector<float>> outs[2];
+            std::vector<uint8_t> args[2];
+            for (int fixed = 0; fixed < 2; ++fixed) {
+                conv_fixed_shapes(fixed == 1);
+                auto out = poisoned<float>(pooled), wb = poisoned<float>(w.size() + b.size()), din = poisoned<float>(x.size());
+                auto arg = poisoned<uint8_t>(pooled);
+                conv_pool_forward_tiled(out.get(), arg.get(), d_x.get(), d_w.get(), d_b.get(), s, n, nullptr, 0.25f, 9, 4, sp,
+                                        nullptr);
+                conv_backward_weights_tiled(wb.get(), d_d.get(), arg.get(), d_x.get(), s, n, nullptr, partial.get(),
+                                            partial.size(), nullptr);
+                conv_backward_input_tiled(din.get(), d_d.get(), arg.get(), d_w.get(), s, n, nullptr);
+                CUDA_CHECK(cudaDeviceSynchronize());
+                outs[fixed] = {out.download(), wb.download(), din.download()};
+                args[fixed] = arg.download();
+            }
+            conv_fixed_shapes(true);
+            for (int k = 0; k < 3; ++k) {
+                INFO("output " << k << " (forward, weight gradient, input gradient)");
+                REQUIRE(cudatest::all_finite(outs[1][k]));
+                CHECK(std::memcmp(outs[0][k].data(), outs[1][k].data(), outs[0][k].size() * sizeof(float)) == 0);
+            }
+            CHECK(args[0] == args[1]);
+        }
+}
