@@ -216,6 +216,17 @@ else
   done
 fi
 
+# 6c. throughput at 8192 pairs a step (2 steps an epoch: a speed figure, not an accuracy one),
+#     ours (default and fused + tiled) and PyTorch eager on the same pairs.
+if [ $have_gpu = 1 ]; then
+  train cuda_b8192 60 --device cuda --batch 8192
+  train cuda_b8192_fused 60 --device cuda --batch 8192 --fused --conv tiled
+  [ $have_torch = 1 ] && stage pytorch_eager_b8192 60 $py tools/pytorch_twin.py "${data_args[@]}" --pairs "$logs/pairs.json" \
+    --epochs "$epochs" --device $torch_dev --mode eager --batch 8192
+else
+  for s in train_cuda_b8192 train_cuda_b8192_fused pytorch_eager_b8192; do echo "SKIPPED: no GPU" > "$logs/$s.log"; done
+fi
+
 # 7. PyTorch at its best: torch.compile (CUDA graphs on the GPU)
 if [ $have_torch = 1 ]; then
   pytorch compile 150

@@ -77,7 +77,7 @@ def steady(e):
 
 runs = {}
 for name in ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cuda_tf32", "cpu", "strong_cuda",
-             "strong_cpu"):
+             "strong_cpu", "cuda_b8192", "cuda_b8192_fused"):
     s = summary(name)
     if s is None:
         row(f"train {name}", why_not(f"train_{name}") or "no summary.json")
@@ -140,6 +140,18 @@ if runs and torch_runs:
         t = steady(r["epoch_seconds"])
         parts.append(f"torch {mode} {t:.4f} ({t / best:.1f}x ours {best_name})")
     row("s/epoch, median of 2..", " | ".join(parts))
+
+# Batch 8192 (2 steps an epoch): ours against PyTorch eager on the same pairs and batches.
+text = read("pytorch_eager_b8192.log")
+lines = [l for l in text.splitlines() if l.startswith("RESULT ")]
+big = {k: runs[k]["seconds_per_epoch"] for k in ("cuda_b8192", "cuda_b8192_fused") if k in runs}
+if lines:
+    big["torch eager"] = steady(json.loads(lines[-1][7:])["epoch_seconds"])
+if big:
+    best = min(v for k, v in big.items() if k != "torch eager") if len(big) > ("torch eager" in big) else None
+    row("batch 8192, s/epoch", " | ".join(f"{k} {v:.4f}" + (f" ({v / best:.1f}x ours)" if k == "torch eager" and best else "")
+                                          for k, v in big.items()))
+    res["batch_8192"] = big
 
 # ---- compute-sanitizer
 for name in ("memcheck_train", "memcheck_tests", "racecheck"):
