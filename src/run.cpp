@@ -387,6 +387,13 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
                         resumed.data_fingerprint + "; now: " + fingerprint + ")");
     // The engine before the folder: no GPU must not leave an empty output folder behind.
     auto backend = make_backend(h, engine);
+    if (backend->name().rfind("cuda", 0) != 0) {  // the CPU engine: say which CUDA options it ignores
+        std::string ignored;
+        if (spec.fused) ignored += " --fused";
+        if (spec.tf32) ignored += " --tf32";
+        if (spec.conv != "custom") ignored += " --conv " + spec.conv;
+        if (!ignored.empty()) std::fprintf(stderr, "note:%s: CUDA engine options, ignored on the CPU\n", ignored.c_str());
+    }
     prepare_out_dir(out);
     const FolderLock lock(out);
     backend->upload_images(bank);

@@ -106,3 +106,14 @@ TEST_CASE("siamese plan prints the step's launches, FLOPs and floors without a G
     CHECK(testutil::run_cli("plan --peak-flops -1").status == 2);
     CHECK(testutil::run_cli("plan --help").status == 0);
 }
+
+TEST_CASE("CUDA engine options on the CPU engine are named as ignored, not silently dropped", "[plan][cli]") {
+    // A tiny run (4 generated people, 3 photos each, quarter resolution): the note is what counts.
+    const std::string dir = std::string(SIAMESE_BINARY) + "_ignored";
+    REQUIRE(testutil::run_cli("synth --out " + dir + "/faces --people 4 --images 3").status == 0);
+    const auto r = testutil::run_cli("train --data " + dir + "/faces --protocol people --train-people 1-2 --test-people 3-4 "
+                                     "--epochs 1 --downsample 4 --device cpu --threads 1 --fused --tf32 --quiet --out " +
+                                     dir + "/run");
+    REQUIRE(r.status == 0);
+    CHECK(r.out.find("note: --fused --tf32: CUDA engine options, ignored on the CPU") != std::string::npos);
+}
