@@ -8,7 +8,11 @@
 # over about one step of each recipe; PyTorch with torch.compile(mode="reduce-overhead") (CUDA graphs). Without a GPU it runs the
 # CPU parts and says why each GPU part was skipped.
 #
-# usage: tools/gpu_check.sh RESULTS_DIR [ORL_DIR]    (env: EPOCHS=13, BUDGET=470 seconds)
+# usage: tools/gpu_check.sh RESULTS_DIR [ORL_DIR]    (env: EPOCHS=13, BUDGET=470 seconds, QUICK=0)
+#
+# QUICK=1: the rerun after a fix, in about a third of the time: the build, the [cuda] tests only
+# (ctest -L cuda), and the reference recipe trained on the GPU (default, --fused, --conv tiled
+# --fused), the fused runs compared with the default one; nothing else.
 #
 # Every stage runs under `timeout`, capped by what is left of BUDGET, so the script ends in time
 # whatever hangs. RESULTS_DIR gets exactly four files: table.txt (printed last, also on failure),
@@ -23,6 +27,7 @@ out=${1:?usage: tools/gpu_check.sh RESULTS_DIR [ORL_DIR]}
 orl=${2:-${SIAMESE_ORL_DIR:-../shared/data/orl_faces}}
 epochs=${EPOCHS:-13}
 budget=${BUDGET:-470}
+quick=${QUICK:-0}
 root=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -36,6 +41,7 @@ table="$out/table.txt"
 : > "$table"
 stages="$logs/stages.tsv"
 : > "$stages"
+[ "$quick" = 1 ] && : > "$logs/quick"  # the report says "not run: QUICK=1" for the rest
 t0=$SECONDS
 jobs=$(nproc)
 
@@ -127,7 +133,8 @@ wheel_lib=$(python3 -c "import nvidia.cudnn as m, os; print(os.path.join(list(m.
 # 2. the whole suite, [cuda] included (120 s per test at most)
 # Two OpenMP threads a test: 8 tests at once with one thread per core each oversubscribed 16
 # cores and timed out three CPU tests at 120 s (2026-11-29).
-OMP_NUM_THREADS=2 stage ctest 200 ctest --test-dir build-gpu -j"$(( jobs < 8 ? jobs : 8 ))" --timeout 120 --output-on-failure
+only=(); [ "$quick" = 1 ] && only=(-L cuda)
+OMP_NUM_THREADS=2 stage ctest 200 ctest --test-dir build-gpu -j"$(( jobs < 8 ? jobs : 8 ))" --timeout 120 --output-on-failure "${only[@]}"
 row "ctest" "$(grep -E 'tests passed' "$logs/ctest.log" | tail -1 || echo 'no summary')"
 
 # 3. the reference recipe: GPU custom, GPU cuDNN, GPU tiled, CPU (same seed, same pairs)
@@ -135,6 +142,14 @@ train() {  # name limit args...
   local name=$1 limit=$2; shift 2
   stage "train_$name" "$limit" "$bin" train "${data_args[@]}" --epochs "$epochs" --seed 1 --out "$logs/run_$name" "$@"
 }
+if [ "$quick" = 1 ]; then
+  if [ $have_gpu = 1 ]; then
+    train cuda 90 --device cuda
+    train cuda_fused 90 --device cuda --fused
+    train cuda_tiled_fused 90 --device cuda --conv tiled --fused
+  fi
+  exit 0  # the report (finish) compares what ran
+fi
 if [ $have_gpu = 1 ]; then
   train cuda 90 --device cuda
   train cuda_cudnn 90 --device cuda --conv cudnn
