@@ -142,13 +142,23 @@ public:
     }
 
     std::vector<float> net_embed_bank() override { return embed_device(bank_.get(), n_bank_); }
+    // The validation pass of every epoch: its buffers are kept (no allocation or free, each of
+    // which would wait for the device) and its pairs uploaded only when they change.
     std::vector<float> net_bank_pair_distances(const PairSet& pairs) override {
         NvtxRange r("bank_pair_distances");
         if (pairs.size() == 0) return {};
         const int E = L_.embed_dim();
-        DeviceBuffer<float> emb(size_t(n_bank_) * E);
-        embed_to_device(bank_.get(), n_bank_, emb.get());
-        return device_distances(emb.get(), pairs);
+        val_emb_.resize(size_t(n_bank_) * E);
+        embed_to_device(bank_.get(), n_bank_, val_emb_.get());
+        if (pairs.a != val_pairs_.a || pairs.b != val_pairs_.b) {
+            val_a_.upload(pairs.a.data(), pairs.a.size(), stream_.get());
+            val_b_.upload(pairs.b.data(), pairs.b.size(), stream_.get());
+            val_pairs_.a = pairs.a;
+            val_pairs_.b = pairs.b;
+        }
+        val_d_.resize(pairs.size());
+        pair_distances(val_d_.get(), val_emb_.get(), E, val_a_.get(), val_b_.get(), pairs.size(), stream_.get());
+        return val_d_.download(stream_.get());
     }
     std::vector<float> net_distances(const std::vector<float>& embeddings, const PairSet& pairs) override {
         NvtxRange r("distances");
@@ -615,7 +625,9 @@ private:
     Owned<cudnnHandle_t, CudnnDestroy> cudnn_;
 #endif
     DeviceBuffer<float> bank_, params_, grad_, opt_state_, order_y_, losses_, partial_, aug_, rows_, emb_, norm_;
-    DeviceBuffer<float> tail_partial_;
+    DeviceBuffer<float> tail_partial_, val_emb_, val_d_;
+    DeviceBuffer<int> val_a_, val_b_;
+    PairSet val_pairs_;  // the pairs in val_a_, val_b_ (host copies, to see a change)
     DeviceBuffer<unsigned> counters_;
     DeviceBuffer<float> saved_params_, saved_opt_, saved_losses_;
     DeviceBuffer<int> order_a_, order_b_, order_ids_, gather_;

@@ -237,6 +237,12 @@ TEST_CASE("CUDA embeddings and pair distances match the CPU's", "[cuda][eval]") 
         REQUIRE(dg.size() == size_t(s.split.test.size()));
         CHECK(cudatest::all_finite(dg));
         CHECK(testutil::rel_error(dg, dc) < 1e-5);
+        // The engine keeps the last pairs on the device: other pairs (the validation split),
+        // then the first ones again, must each be uploaded and give their own distances.
+        const auto vg = gpu->bank_pair_distances(s.split.val), vc = cpu->bank_pair_distances(s.split.val);
+        REQUIRE(vg.size() == size_t(s.split.val.size()));
+        CHECK(testutil::rel_error(vg, vc) < 1e-5);
+        CHECK(gpu->bank_pair_distances(s.split.test) == dg);
     }
 }
 
