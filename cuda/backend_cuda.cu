@@ -135,7 +135,8 @@ public:
     }
 
     std::vector<float> batch_losses() override {
-        std::vector<float> all = losses_.download(stream_.get());
+        // The epoch's batches only (the buffer holds one slot per pair: 128x what is used).
+        std::vector<float> all = losses_.download_first(size_t(batches_), stream_.get());
         all.resize(size_t(batches_));
         collect_profile();
         return all;

@@ -44,10 +44,12 @@ public:
         CUDA_CHECK(cudaStreamSynchronize(stream));
     }
     void upload(const std::vector<T>& v, cudaStream_t stream = nullptr) { upload(v.data(), v.size(), stream); }
-    std::vector<T> download(cudaStream_t stream = nullptr) const {
-        std::vector<T> v(n_);
-        if (n_) {
-            CUDA_CHECK(cudaMemcpyAsync(v.data(), ptr_, n_ * sizeof(T), cudaMemcpyDeviceToHost, stream));
+    std::vector<T> download(cudaStream_t stream = nullptr) const { return download_first(n_, stream); }
+    // The first min(n, size()) elements only.
+    std::vector<T> download_first(size_t n, cudaStream_t stream = nullptr) const {
+        std::vector<T> v(n < n_ ? n : n_);
+        if (!v.empty()) {
+            CUDA_CHECK(cudaMemcpyAsync(v.data(), ptr_, v.size() * sizeof(T), cudaMemcpyDeviceToHost, stream));
             CUDA_CHECK(cudaStreamSynchronize(stream));
         }
         return v;
