@@ -196,10 +196,14 @@ if [ $have_gpu = 1 ] && command -v compute-sanitizer >/dev/null; then
   cs=(compute-sanitizer --error-exitcode 9 --print-limit 20)
   stage memcheck_train 120 "${cs[@]}" --tool memcheck "$bin" train "${data_args[@]}" --epochs 2 --device cuda --quiet \
     --out "$logs/run_memcheck"
-  stage memcheck_tests 200 "${cs[@]}" --tool memcheck build-gpu/tests/siamese_cuda_tests "[cuda]"
+  # The fused step's training too; the tests without the whole-engine [training] ones, which
+  # run six engine kinds each (too slow under memcheck; the two trainings cover the engine).
+  stage memcheck_train_fused 90 "${cs[@]}" --tool memcheck "$bin" train "${data_args[@]}" --epochs 2 --device cuda --quiet \
+    --fused --conv tiled --out "$logs/run_memcheck_fused"
+  stage memcheck_tests 200 "${cs[@]}" --tool memcheck build-gpu/tests/siamese_cuda_tests "[cuda]~[training]"
   stage racecheck 90 "${cs[@]}" --tool racecheck build-gpu/tests/siamese_cuda_tests "[loss],[eval],[strong],[tail]"
 else
-  for s in memcheck_train memcheck_tests racecheck; do
+  for s in memcheck_train memcheck_train_fused memcheck_tests racecheck; do
     echo "SKIPPED: $( [ $have_gpu = 1 ] && echo 'compute-sanitizer not found' || echo 'no GPU')" > "$logs/$s.log"
   done
 fi

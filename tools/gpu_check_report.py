@@ -157,7 +157,7 @@ if big:
     res["batch_8192"] = big
 
 # ---- compute-sanitizer
-for name in ("memcheck_train", "memcheck_tests", "racecheck"):
+for name in ("memcheck_train", "memcheck_train_fused", "memcheck_tests", "racecheck"):
     text = read(name + ".log")
     refused = re.search(r"(?im)^.*(not supported|unsupported|unable to|could not|failed to initialize).*$", text)
     # memcheck ends with "ERROR SUMMARY: N errors", racecheck with "RACECHECK SUMMARY: N hazards
