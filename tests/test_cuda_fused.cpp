@@ -17,6 +17,7 @@
 #include "cpu/dense.hpp"
 #include "cpu/loss.hpp"
 #include "siamese/rules.hpp"
+#include "tail_reference.hpp"
 #include "test_util.hpp"
 
 using namespace siamese;
@@ -34,71 +35,25 @@ unsigned counter_value(DeviceBuffer<unsigned>& c) { return c.download()[0]; }
 TEST_CASE("the fused tail matches bias/ReLU/dropout + dense + contrastive loss + their backward on the CPU", "[cuda][fused][tail]") {
     SKIP_WITHOUT_CUDA();
     std::mt19937_64 r(301);
-    // (count, I, O): the recipe's 128 -> 50 at batch 1, 3, 128 and 257 pairs (a short last
-    // block), odd small sizes, and a wide layer that fits only 1 or 2 pairs a block.
-    for (auto [count, I, O] : std::vector<std::tuple<int, int, int>>{
-             {1, 128, 50}, {3, 128, 50}, {128, 128, 50}, {257, 128, 50}, {5, 17, 3}, {9, 600, 12}})
+    for (auto [count, I, O] : tailtest::shapes())
         for (bool relu : {true, false})
             for (float rate : {0.0f, 0.1f}) {
                 INFO("count " << count << " I " << I << " O " << O << " relu " << relu << " rate " << rate);
                 REQUIRE(contrastive_tail_fits(I, O));
-                const int n = 2 * count, first = 2;
-                const uint64_t seed = 5, step = 9;
-                const uint32_t layer = 17;
-                // v: the penultimate GEMM's output; h = relu(v + hb) * dropout (the epilogue the tail
-                // applies), computed from v's float values as the GPU does, then widened.
-                const auto v = testutil::random_vector(size_t(n) * I, r, -0.5, 1.0);
-                const auto hb = testutil::random_vector(I, r, -0.1, 0.1);
-                std::vector<double> h(v.size());
-                for (int i = 0; i < n; ++i)
-                    for (int k = 0; k < I; ++k) {
-                        const float x = float(v[size_t(i) * I + k]) + float(hb[k]);
-                        const bool keep = rate <= 0 || dropout_keep(seed, step, layer, uint32_t(i), uint32_t(k), rate);
-                        h[size_t(i) * I + k] = x > 0 && keep ? double(x) * (rate > 0 ? 1.0 / (1.0 - double(float(rate))) : 1.0) : 0.0;
-                    }
-                const auto w = testutil::random_vector(size_t(O) * I, r, -0.2, 0.2);
-                // The bias redrawn until no pre-activation lies within 1e-5 of zero: fp32 and double
-                // must agree on which units the embedding ReLU passes (an indexing fault still
-                // changes thousands of values).
-                std::vector<double> b, pre(size_t(n) * O);
-                for (double gap = 0; gap < 1e-5;) {
-                    b = testutil::random_vector(O, r, -0.1, 0.1);
-                    dense_forward(pre.data(), h.data(), w.data(), b.data(), n, I, O, false);
-                    gap = INFINITY;
-                    for (double v : pre) gap = std::min(gap, std::abs(v));
-                }
-                std::vector<float> labels(first + count);
-                for (auto& y : labels) y = float(r() % 2);
-                // Reference: e = relu?(h W^T + b); the loss and dL/de; through the ReLU; dense_backward;
-                // dh through h's ReLU and dropout (h > 0: kept and active); its column sums.
-                std::vector<double> e(size_t(n) * O), g(e.size());
-                dense_forward(e.data(), h.data(), w.data(), b.data(), n, I, O, relu);
-                const double loss = contrastive_loss<double>(g.data(), g.data() + size_t(count) * O, nullptr, e.data(),
-                                                             e.data() + size_t(count) * O, labels.data() + first, count, O, 1.0);
-                if (relu)
-                    for (size_t k = 0; k < g.size(); ++k) g[k] = e[k] > 0 ? g[k] : 0.0;
-                std::vector<double> dh(h.size()), gw(w.size()), gb(O), ghb(I, 0.0);
-                dense_backward(dh.data(), gw.data(), gb.data(), g.data(), h.data(), w.data(), n, I, O);
-                const double scale = rate > 0 ? 1.0 / (1.0 - double(float(rate))) : 1.0;
-                for (int i = 0; i < n; ++i)
-                    for (int k = 0; k < I; ++k) {
-                        double& v = dh[size_t(i) * I + k];
-                        v = h[size_t(i) * I + k] > 0 ? v * scale : 0.0;
-                        ghb[k] += v;
-                    }
-                auto d_v = to_device<float>(v), d_hb = to_device<float>(hb), d_w = to_device<float>(w), d_b = to_device<float>(b);
-                auto d_y = to_device<float>(labels);
+                const tailtest::Problem p = tailtest::make_problem(r, count, I, O, relu, rate);
+                auto d_v = to_device<float>(p.v), d_hb = to_device<float>(p.hb), d_w = to_device<float>(p.w),
+                     d_b = to_device<float>(p.b), d_y = to_device<float>(p.labels);
                 DeviceBuffer<float> partial(contrastive_tail_partial_elems(count, I, O));
                 DeviceBuffer<unsigned> counter(1);
                 counter.fill_bytes(0);
                 DeviceBuffer<StepState> st;
                 std::vector<float> first_run;
                 for (int run = 0; run < 2; ++run) {
-                    auto d_gw = poisoned<float>(gw.size()), d_gb = poisoned<float>(O), d_dh = poisoned<float>(dh.size()),
+                    auto d_gw = poisoned<float>(p.gw.size()), d_gb = poisoned<float>(O), d_dh = poisoned<float>(p.dh.size()),
                          d_ghb = poisoned<float>(I), d_loss = poisoned<float>(4);
                     contrastive_tail(d_gw.get(), d_gb.get(), d_dh.get(), d_ghb.get(), d_loss.get(), d_v.get(), d_hb.get(),
-                                     d_w.get(), d_b.get(), d_y.get(), count, I, O, relu, 1.0f, rate, seed, layer,
-                                     device_state(st, first, 3, step), partial.get(), partial.size(), counter.get(),
+                                     d_w.get(), d_b.get(), d_y.get(), count, I, O, relu, 1.0f, rate, p.seed, p.layer,
+                                     device_state(st, p.first, 3, p.step), partial.get(), partial.size(), counter.get(),
                                      nullptr);
                     CUDA_CHECK(cudaDeviceSynchronize());
                     CHECK(counter_value(counter) == 0u);
@@ -107,11 +62,11 @@ TEST_CASE("the fused tail matches bias/ReLU/dropout + dense + contrastive loss +
                     REQUIRE(cudatest::all_finite(gdh));
                     // fp32 sums of up to 2*257 rows (dW, db) or I products (e): 1e-4 relative
                     // leaves room for order; an indexing fault is off by O(1).
-                    CHECK(d_loss.download()[3] == Approx(loss).epsilon(1e-5));
-                    CHECK(testutil::rel_error(ggw, gw) < 1e-4);
-                    CHECK(testutil::rel_error(ggb, gb) < 1e-4);
-                    CHECK(testutil::rel_error(gdh, dh) < 1e-5);
-                    CHECK(testutil::rel_error(gghb, ghb) < 1e-4);
+                    CHECK(d_loss.download()[3] == Approx(p.loss).epsilon(1e-5));
+                    CHECK(testutil::rel_error(ggw, p.gw) < 1e-4);
+                    CHECK(tailtest::error_against(ggb, p.gb, p.gb_scale) < 1e-4);  // gb cancels to 0 without the ReLU
+                    CHECK(testutil::rel_error(gdh, p.dh) < 1e-5);
+                    CHECK(testutil::rel_error(gghb, p.ghb) < 1e-4);
                     std::vector<float> all(ggw);
                     all.insert(all.end(), gdh.begin(), gdh.end());
                     all.insert(all.end(), gghb.begin(), gghb.end());

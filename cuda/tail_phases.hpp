@@ -1,0 +1,196 @@
+// The fused tail kernel's code (cuda/tail.cu), phase by phase, as host-and-device functions: the
+// kernel runs the phases with a barrier between each, and tests/test_tail_emulation.cpp runs the
+// very same functions on the CPU, block by block and thread by thread, against the double
+// reference: so the kernel's indexing is checked where no GPU exists. Each phase is a loop
+// `for (k = tid; k < K; k += nt)` whose iterations are independent, so running the threads one
+// after another is a faithful schedule; no phase uses warp intrinsics or atomics (the last-block
+// ticket is the kernel's, cuda/last_block.cuh; the emulation simply runs the reduction last).
+// No CUDA header: this file compiles in the CPU test suite as well.
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "siamese/rules.hpp"  // relu, the dropout stream, the distance and contrastive rules
+
+namespace siamese::tail {
+
+// Everything a launch reads and writes. The step state's values are copied in by the kernel
+// (labels offset by first, step, batch) so that the phases need no device-only type.
+struct Args {
+    const float* v;       // (2*count, I): the penultimate layer's GEMM output
+    const float* hb;      // (I): its bias
+    const float* w;       // (O, I): the last layer's weights
+    const float* b;       // (O): its bias
+    const float* labels;  // (count): this batch's labels
+    int count, I, O, G;   // pairs, widths, pairs a block
+    bool relu;            // the embedding's ReLU
+    float margin, h_rate; // contrastive margin; the penultimate layer's dropout rate
+    uint64_t seed, step;  // dropout stream
+    uint32_t h_layer;     // its layer id
+    float* gw;            // (O, I) out: the last layer's weight gradient
+    float* gb;            // (O) out: its bias gradient
+    float* dh;            // (2*count, I) out: gradient at the penultimate pre-activation
+    float* ghb;           // (I) out: the penultimate bias gradient
+    float* loss;          // out: the batch's mean loss
+    float* partial;       // blocks x block_partial(I, O) scratch
+};
+
+// A block's shared memory: W padded to rows of I + 1 floats (consecutive rows in different
+// banks), b, h and dh (2G, I), e and g (2G, O), the coefficient and loss term of each pair.
+struct Smem {
+    float *ws, *bs, *hs, *ds, *es, *gs, *cs, *ts;
+    int ldw;
+};
+SIAMESE_HD Smem carve(float* sm, int G, int I, int O) {
+    Smem s;
+    s.ldw = I + 1;
+    s.ws = sm;
+    s.bs = s.ws + size_t(O) * s.ldw;
+    s.hs = s.bs + O;
+    s.ds = s.hs + size_t(2 * G) * I;
+    s.es = s.ds + size_t(2 * G) * I;
+    s.gs = s.es + size_t(2 * G) * O;
+    s.cs = s.gs + size_t(2 * G) * O;
+    s.ts = s.cs + G;
+    return s;
+}
+// Floats of one block's partial sums: dW (O*I), db (O), dhb (I), the loss (1).
+SIAMESE_HD size_t block_partial(int I, int O) { return size_t(O) * I + O + I + 1; }
+// Pairs of block blk, and the global row of its local row r (< 2G): left images are rows
+// 0..count-1, right images count..2count-1 (the batch layout of cuda/kernels.hpp).
+SIAMESE_HD int pairs_of(const Args& a, int blk) {
+    const int left = a.count - blk * a.G;
+    return left < a.G ? left : a.G;
+}
+SIAMESE_HD int row_of(const Args& a, int blk, int r) {
+    const int p0 = blk * a.G;
+    return r < a.G ? p0 + r : a.count + p0 + r - a.G;
+}
+
+// 1. W and b, and h = relu(v + hb) * dropout (bias_relu_dropout_kernel's expression and Philox
+//    stream: unit i of image slot `row` is word i % 4 of group i / 4); padding rows are zero.
+SIAMESE_HD void load(const Args& a, const Smem& s, int blk, int tid, int nt) {
+    for (int k = tid; k < a.O * a.I; k += nt) s.ws[(k / a.I) * s.ldw + k % a.I] = a.w[k];
+    for (int k = tid; k < a.O; k += nt) s.bs[k] = a.b[k];
+    const int pairs = pairs_of(a, blk);
+    const uint64_t h_step = a.h_rate > 0.0f ? a.step : 0;
+    for (int k = tid; k < 2 * a.G * a.I; k += nt) {
+        const int r = k / a.I, i = k % a.I;
+        float x = 0.0f;
+        if (r % a.G < pairs) {
+            const int row = row_of(a, blk, r);
+            const DropoutGroup drop = dropout_group(a.seed, h_step, a.h_layer, uint32_t(row), uint32_t(i / 4), a.h_rate);
+            x = relu(a.v[size_t(row) * a.I + i] + a.hb[i]) * drop.factor(i % 4);
+        }
+        s.hs[k] = x;
+    }
+}
+
+// 2. e = relu?(h . W^T + b): the sum over i, then the bias (cuBLAS's GEMM then the bias kernel).
+SIAMESE_HD void forward(const Args& a, const Smem& s, int tid, int nt) {
+    for (int k = tid; k < 2 * a.G * a.O; k += nt) {
+        const int r = k / a.O, o = k % a.O;
+        const float* hr = s.hs + size_t(r) * a.I;
+        const float* wr = s.ws + size_t(o) * s.ldw;
+        float acc = 0.0f;
+        for (int i = 0; i < a.I; ++i) acc = fmaf(hr[i], wr[i], acc);
+        const float e = acc + s.bs[o];
+        s.es[k] = a.relu ? relu(e) : e;
+    }
+}
+
+// 3. Each pair's distance, loss term and gradient coefficient (one thread a pair).
+SIAMESE_HD void pair_terms(const Args& a, const Smem& s, int blk, int tid, int nt) {
+    const int pairs = pairs_of(a, blk);
+    for (int j = tid; j < pairs; j += nt) {
+        float sq = 0.0f;
+        for (int o = 0; o < a.O; ++o) {
+            const float diff = s.es[j * a.O + o] - s.es[(a.G + j) * a.O + o];
+            sq = fmaf(diff, diff, sq);
+        }
+        const float y = a.labels[blk * a.G + j];
+        const float d = safe_distance(sq);
+        s.ts[j] = contrastive_term(d, y, a.margin);
+        s.cs[j] = contrastive_grad_coef(d, y, a.margin, distance_clamped(sq), a.count);
+    }
+}
+
+// 4. The embedding gradient, through the embedding ReLU (e > 0: relu_dropout_backward at rate 0).
+SIAMESE_HD void embed_grad(const Args& a, const Smem& s, int blk, int tid, int nt) {
+    const int pairs = pairs_of(a, blk);
+    for (int k = tid; k < 2 * a.G * a.O; k += nt) {
+        const int r = k / a.O, o = k % a.O, j = r % a.G;
+        float g = 0.0f;
+        if (j < pairs) {
+            const float diff = s.es[j * a.O + o] - s.es[(a.G + j) * a.O + o];
+            g = (r < a.G ? s.cs[j] : -s.cs[j]) * diff;
+            if (a.relu && !(s.es[k] > 0.0f)) g = 0.0f;
+        }
+        s.gs[k] = g;
+    }
+}
+
+// 5. dh = (g . W) through h's ReLU and dropout (h > 0 exactly where the unit was kept and
+//    active), kept for the bias sums and written out for the block's real rows.
+SIAMESE_HD void input_grad(const Args& a, const Smem& s, int blk, int tid, int nt) {
+    const int pairs = pairs_of(a, blk);
+    const float scale = dropout_keep_scale(a.h_rate);
+    for (int k = tid; k < 2 * a.G * a.I; k += nt) {
+        const int r = k / a.I, i = k % a.I;
+        float acc = 0.0f;
+        for (int o = 0; o < a.O; ++o) acc = fmaf(s.gs[r * a.O + o], s.ws[size_t(o) * s.ldw + i], acc);
+        const float gv = s.hs[k] > 0.0f ? acc * scale : 0.0f;
+        s.ds[k] = gv;
+        if (r % a.G < pairs) a.dh[size_t(row_of(a, blk, r)) * a.I + i] = gv;
+    }
+}
+
+// 6. The block's partial sums over its rows in local order (padding rows are zero), into its
+//    slot of `partial`: dW, db, dhb, then the loss terms.
+SIAMESE_HD void partials(const Args& a, const Smem& s, int blk, int tid, int nt) {
+    float* mine = a.partial + size_t(blk) * block_partial(a.I, a.O);
+    const int R = 2 * a.G;
+    for (int k = tid; k < a.O * a.I; k += nt) {
+        const int o = k / a.I, i = k % a.I;
+        float acc = 0.0f;
+        for (int r = 0; r < R; ++r) acc = fmaf(s.gs[r * a.O + o], s.hs[r * a.I + i], acc);
+        mine[k] = acc;
+    }
+    for (int o = tid; o < a.O; o += nt) {
+        float acc = 0.0f;
+        for (int r = 0; r < R; ++r) acc += s.gs[r * a.O + o];
+        mine[size_t(a.O) * a.I + o] = acc;
+    }
+    for (int i = tid; i < a.I; i += nt) {
+        float acc = 0.0f;
+        for (int r = 0; r < R; ++r) acc += s.ds[r * a.I + i];
+        mine[size_t(a.O) * a.I + a.O + i] = acc;
+    }
+    if (tid == 0) {
+        float acc = 0.0f;
+        for (int j = 0; j < pairs_of(a, blk); ++j) acc += s.ts[j];
+        mine[size_t(a.O) * a.I + a.O + a.I] = acc;
+    }
+}
+
+// 7. In the last block: every block's partials added in block order into the outputs.
+//    load(p) reads one partial (on the device past this SM's L1: __ldcg).
+template <class Load>
+SIAMESE_HD void reduce(const Args& a, int blocks, int tid, int nt, Load load) {
+    const size_t P = block_partial(a.I, a.O), OI = size_t(a.O) * a.I;
+    for (size_t k = tid; k < P; k += size_t(nt)) {
+        float acc = 0.0f;
+        for (int blk = 0; blk < blocks; ++blk) acc += load(a.partial + size_t(blk) * P + k);
+        if (k < OI)
+            a.gw[k] = acc;
+        else if (k < OI + a.O)
+            a.gb[k - OI] = acc;
+        else if (k < P - 1)
+            a.ghb[k - OI - a.O] = acc;
+        else
+            *a.loss = acc / float(a.count);
+    }
+}
+
+}  // namespace siamese::tail
