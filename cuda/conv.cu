@@ -12,7 +12,7 @@
 #include "launch.hpp"
 #include "nvtx.hpp"
 #include "last_block.cuh"
-#include "pool_epilogue.cuh"
+#include "conv_phases.hpp"
 #include "siamese/rules.hpp"
 
 namespace siamese::cuda {
@@ -34,11 +34,9 @@ __global__ void conv_pool_forward_kernel(ConvShape s, int n, const float* __rest
     const float* x = in + size_t(gather(i)) * s.C * s.H * s.W;
     pool_relu_dropout_group(
         s, i, g, [&](int f, int oy, int ox) { return conv_value(s, x, w, b, f, oy, ox); }, out, argmax, rate, seed,
-        layer_id, st);
+        layer_id, rate > 0.0f ? st->step : 0);
 }
 
-template <class S>
-__host__ __device__ inline int wgrad_params(const S& s) { return s.F * s.C * s.K * s.K + s.F; }
 // At most this many chunks of images in the weight gradient (enough for ~64k threads in flight),
 // WHATEVER n: the scratch size then depends on the shape alone (a size that shrank with n once
 // let a smaller buffer from an inference pass be overrun by the next training batch).
@@ -47,41 +45,6 @@ int wgrad_max_chunks(const ConvShape& s) { return std::max(1, 65536 / wgrad_para
 int wgrad_chunk(const ConvShape& s, int n) {
     const int chunks = std::max(1, std::min(n, wgrad_max_chunks(s)));
     return (n + chunks - 1) / chunks;
-}
-
-// The pooled gradient as the backward kernels read it: g[k] itself, or (fused) masked on read
-// by the block's output y: y > 0 ? g * scale : 0, relu_dropout_backward's expression.
-__device__ inline float pooled_grad(const float* __restrict__ g, const float* __restrict__ y, float scale, size_t k) {
-    return y ? (y[k] > 0.0f ? g[k] * scale : 0.0f) : g[k];
-}
-
-// Weight (or bias) j's gradient terms from one image, added to acc in position order: pooled
-// positions first, first + step, ... of its filter's geff g (F, Hp, Wp) (masked by y when y is
-// set: pooled_grad), each weight's tap read from the input x (C, H, W) at the window's argmax a.
-// Shared by the custom and tiled kernels (global or shared memory alike).
-template <class S>
-__device__ inline float wgrad_terms(const S& s, int j, const float* g, const float* y, float scale,
-                                    const uint8_t* a, const float* x, int first, int step, float acc) {
-    const int CKK = s.C * s.K * s.K, nw = s.F * CKK, per_image = s.Hp * s.Wp;
-    const bool bias = j >= nw;
-    const int f = bias ? j - nw : j / CKK;
-    const int rem = j % CKK, c = rem / (s.K * s.K), ky = (rem / s.K) % s.K, kx = rem % s.K;
-    g += f * per_image;
-    if (y) y += f * per_image;
-    a += f * per_image;
-    x += c * s.H * s.W;
-    for (int pos = first; pos < per_image; pos += step) {
-        const float gv = pooled_grad(g, y, scale, pos);
-        if (gv == 0.0f) continue;
-        if (bias) {
-            acc += gv;
-        } else {
-            const int py = pos / s.Wp, px = pos % s.Wp;
-            const int oy = py * s.P + a[pos] / s.P, ox = px * s.P + a[pos] % s.P;
-            acc += gv * x[(oy + ky) * s.W + ox + kx];
-        }
-    }
-    return acc;
 }
 
 // Thread j of chunk blockIdx.y: the sum over the chunk's images of weight (or bias) j's gradient.
@@ -145,6 +108,9 @@ __global__ void conv_input_grad_kernel(ConvShape s, int n, const float* __restri
 
 constexpr int kTileThreads = 256;
 
+// The kernels below run the phases of conv_phases.hpp with a barrier between each (the CPU suite
+// runs the same phases thread by thread: tests/test_conv_emulation.cpp).
+
 // Forward: the image, the weights and biases in shared memory; thread = one group of four pooled
 // outputs (as conv_pool_forward_kernel); blockIdx.x = image * chunks + chunk of 256 groups.
 template <class S>
@@ -154,25 +120,14 @@ __global__ void tiled_forward_kernel(S s, const float* __restrict__ in, ImageGat
                                      const StepState* __restrict__ st, int chunks) {
     extern __shared__ float sm[];
     const int i = blockIdx.x / chunks, chunk = blockIdx.x % chunks;
-    const int img = s.C * s.H * s.W, CKK = s.C * s.K * s.K, nw = s.F * CKK;
-    float *xs = sm, *ws = sm + img, *bs = ws + nw;
-    const float* x = in + size_t(gather(i)) * img;
-    for (int k = threadIdx.x; k < img; k += blockDim.x) xs[k] = x[k];
-    for (int k = threadIdx.x; k < nw; k += blockDim.x) ws[k] = w[k];
-    for (int k = threadIdx.x; k < s.F; k += blockDim.x) bs[k] = b[k];
+    tiled_forward_stage(s, in + size_t(gather(i)) * (s.C * s.H * s.W), w, b, sm, threadIdx.x, blockDim.x);
     __syncthreads();
-    const int per_image = s.Hp * s.Wp, elems = s.F * per_image, groups = (elems + 3) / 4;
-    const int g = chunk * blockDim.x + threadIdx.x;
-    if (g >= groups) return;
-    pool_relu_dropout_group(
-        s, i, g, [&](int f, int oy, int ox) { return conv_value(s, xs, ws, bs, f, oy, ox); }, out, argmax, rate, seed,
-        layer_id, st);
+    tiled_forward_compute(s, i, chunk, sm, out, argmax, rate, seed, layer_id, rate > 0.0f ? st->step : 0, threadIdx.x,
+                          blockDim.x);
 }
 
 // Input gradient: the image's conv gradient scattered from (geff, argmax) into a dense
-// (F, Hp*P, Wp*P) tile in shared memory (zero off the argmax), the weights beside it; thread =
-// one input element of the block's chunk, summing over (f, ky, kx) in the order of
-// conv_input_grad_kernel (the zero terms off the argmax add nothing to its sum).
+// (F, Hp*P, Wp*P) tile in shared memory, the weights beside it; thread = input elements.
 template <class S>
 __global__ void tiled_input_grad_kernel(S s, const float* __restrict__ geff,
                                         const float* __restrict__ ymask, float scale,
@@ -180,47 +135,16 @@ __global__ void tiled_input_grad_kernel(S s, const float* __restrict__ geff,
                                         float* __restrict__ din, int chunks, int per_chunk) {
     extern __shared__ float sm[];
     const int i = blockIdx.x / chunks, chunk = blockIdx.x % chunks;
-    const int Hc = s.Hp * s.P, Wc = s.Wp * s.P, dc = s.F * Hc * Wc, KK = s.K * s.K, nw = s.F * s.C * KK;
-    float *ds = sm, *ws = sm + dc;
-    for (int k = threadIdx.x; k < dc; k += blockDim.x) ds[k] = 0.0f;
-    for (int k = threadIdx.x; k < nw; k += blockDim.x) ws[k] = w[k];
+    tiled_input_grad_clear(s, w, sm, threadIdx.x, blockDim.x);
     __syncthreads();
-    const int per_image = s.Hp * s.Wp;
-    const float* g = geff + size_t(i) * s.F * per_image;
-    const float* ym = ymask ? ymask + size_t(i) * s.F * per_image : nullptr;
-    const uint8_t* a = argmax + size_t(i) * s.F * per_image;
-    for (int e = threadIdx.x; e < s.F * per_image; e += blockDim.x) {
-        const int f = e / per_image, p = e % per_image, py = p / s.Wp, px = p % s.Wp;
-        ds[(f * Hc + py * s.P + a[e] / s.P) * Wc + px * s.P + a[e] % s.P] = pooled_grad(g, ym, scale, e);
-    }
+    tiled_input_grad_scatter(s, i, geff, ymask, scale, argmax, sm, threadIdx.x, blockDim.x);
     __syncthreads();
-    const int img = s.C * s.H * s.W, e1 = min(img, (chunk + 1) * per_chunk);
-    for (int e = chunk * per_chunk + threadIdx.x; e < e1; e += blockDim.x) {
-        const int x = e % s.W, y = (e / s.W) % s.H, c = e / (s.W * s.H);
-        float acc = 0.0f;
-        for (int f = 0; f < s.F; ++f) {
-            const float* wk = ws + (f * s.C + c) * KK;
-            const float* df = ds + f * Hc * Wc;
-            for (int ky = 0; ky < s.K; ++ky) {
-                const int oy = y - ky;
-                if (oy < 0 || oy >= Hc) continue;
-                for (int kx = 0; kx < s.K; ++kx) {
-                    const int ox = x - kx;
-                    if (ox < 0 || ox >= Wc) continue;
-                    acc += wk[ky * s.K + kx] * df[oy * Wc + ox];
-                }
-            }
-        }
-        din[size_t(i) * img + e] = acc;
-    }
+    tiled_input_grad_compute(s, i, chunk, per_chunk, sm, din, threadIdx.x, blockDim.x);
 }
 
 // Weight gradient: block = a chunk of images (wgrad_chunk, as conv_wgrad_partial_kernel), each
-// image's input, geff and argmax staged in shared memory in turn. With fewer weights than threads
-// (conv1: 60), `split` threads share a weight, each taking every split-th pooled position, and
-// their sums are added in slice order; otherwise each thread keeps up to kWgradPerThread weights.
-constexpr int kWgradPerThread = 32;
-
+// staged in turn; the block's sums into its slot of partial; fused (counter set): the last block
+// to finish sums the chunks into grad_wb.
 template <class S>
 __global__ void tiled_wgrad_kernel(S s, int n, int chunk, const float* __restrict__ in,
                                    ImageGather gather, const float* __restrict__ geff,
@@ -228,45 +152,23 @@ __global__ void tiled_wgrad_kernel(S s, int n, int chunk, const float* __restric
                                    const uint8_t* __restrict__ argmax, float* __restrict__ partial, int split,
                                    float* __restrict__ grad_wb, unsigned* __restrict__ counter) {
     extern __shared__ float sm[];
-    const int img = s.C * s.H * s.W, pooled = s.F * s.Hp * s.Wp, nwb = wgrad_params(s);
-    float *xs = sm, *gs = sm + img, *red = gs + pooled;  // red: split * nwb floats (split > 1)
-    uint8_t* as = reinterpret_cast<uint8_t*>(red + (split > 1 ? split * nwb : 0));
+    const WgradTiles t = wgrad_tiles(s, sm, split);
+    const int tid = threadIdx.x, nt = blockDim.x, nwb = wgrad_params(s);
     float acc[kWgradPerThread];
 #pragma unroll
     for (int q = 0; q < kWgradPerThread; ++q) acc[q] = 0.0f;
-    const int slice = split > 1 ? int(threadIdx.x) / nwb : 0;
     const int i0 = blockIdx.x * chunk, i1 = min(n, i0 + chunk);
     for (int i = i0; i < i1; ++i) {
         __syncthreads();  // the previous image is done with the tiles
-        const float* x = in + size_t(gather(i)) * img;
-        for (int k = threadIdx.x; k < img; k += blockDim.x) xs[k] = x[k];
-        for (int k = threadIdx.x; k < pooled; k += blockDim.x) {
-            gs[k] = pooled_grad(geff, ymask, scale, size_t(i) * pooled + k);
-            as[k] = argmax[size_t(i) * pooled + k];
-        }
+        tiled_wgrad_stage(s, i, in + size_t(gather(i)) * (s.C * s.H * s.W), geff, ymask, scale, argmax, t, tid, nt);
         __syncthreads();
-#pragma unroll
-        for (int q = 0; q < kWgradPerThread; ++q) {
-            const int j = split > 1 ? int(threadIdx.x) % nwb : int(threadIdx.x) + q * int(blockDim.x);
-            if ((split > 1 && (q > 0 || slice >= split)) || j >= nwb) break;
-            acc[q] = wgrad_terms(s, j, gs, nullptr, 1.0f, as, xs, slice, split, acc[q]);
-        }
+        tiled_wgrad_accumulate(s, t, split, acc, tid, nt);
     }
     float* dst = partial + size_t(blockIdx.x) * nwb;
-    if (split == 1) {
-#pragma unroll
-        for (int q = 0; q < kWgradPerThread; ++q) {
-            const int j = int(threadIdx.x) + q * int(blockDim.x);
-            if (j < nwb) dst[j] = acc[q];
-        }
-    } else {
-        if (slice < split) red[slice * nwb + int(threadIdx.x) % nwb] = acc[0];
+    tiled_wgrad_write(s, t, split, acc, dst, tid, nt);
+    if (split > 1) {
         __syncthreads();
-        for (int j = threadIdx.x; j < nwb; j += blockDim.x) {
-            float sum = 0.0f;
-            for (int t = 0; t < split; ++t) sum += red[t * nwb + j];
-            dst[j] = sum;
-        }
+        tiled_wgrad_sum_slices(s, t, split, dst, tid, nt);
     }
     if (counter && last_block_done(counter, gridDim.x)) sum_partials(grad_wb, partial, gridDim.x, nwb);
 }

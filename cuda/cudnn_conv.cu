@@ -8,7 +8,7 @@
 
 #include "launch.hpp"
 #include "nvtx.hpp"
-#include "pool_epilogue.cuh"
+#include "conv_phases.hpp"
 #include "siamese/rules.hpp"
 
 namespace siamese::cuda {
@@ -68,7 +68,7 @@ __global__ void pool_forward_kernel(ConvShape s, int n, const float* __restrict_
     const float* c = conv + size_t(i) * s.F * s.Ho * s.Wo;
     pool_relu_dropout_group(
         s, i, g, [&](int f, int oy, int ox) { return c[(f * s.Ho + oy) * s.Wo + ox]; }, out, argmax, rate, seed, layer_id,
-        st);
+        rate > 0.0f ? st->step : 0);
 }
 
 // dconv (n, F, Ho, Wo): geff at each window's argmax, zero elsewhere (written in full).

@@ -1,0 +1,261 @@
+// The convolution kernels' per-thread code as host-and-device functions (no CUDA header): the
+// pool epilogue every conv forward shares (conv.cu, cudnn_conv.cu), the weight-gradient terms,
+// and the tiled kernels (--conv tiled) phase by phase. The kernels in conv.cu run the phases with
+// a barrier between each; tests/test_conv_emulation.cpp runs the very same functions on the CPU,
+// block by block and thread by thread (each phase's iterations are independent of the other
+// threads'), against the CPU reference: the kernels' indexing is checked where no GPU exists.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "siamese/network.hpp"  // ConvShape
+#include "siamese/rules.hpp"    // pool, ReLU, dropout rules
+
+// Unrolled on the device (constant indices keep per-thread arrays in registers); nothing on the host.
+#if defined(__CUDA_ARCH__)
+#define SIAMESE_UNROLL _Pragma("unroll")
+#else
+#define SIAMESE_UNROLL
+#endif
+
+namespace siamese::cuda {
+
+// A conv block's shape with every size a compile-time constant: the code templated on its shape
+// type S reads s.C, s.Hp, s.in_elems()... from it exactly as from a run-time ConvShape, and the
+// compiler unrolls the tap and pool loops and folds the index arithmetic. Used for the recipes'
+// shapes (conv.cu); the same code, the same order of operations: the same bits.
+template <int C_, int H_, int W_, int F_, int K_, int P_>
+struct FixedShape {
+    static constexpr int C = C_, H = H_, W = W_, F = F_, K = K_, P = P_;
+    static constexpr int Ho = H - K + 1, Wo = W - K + 1, Hp = Ho / P, Wp = Wo / P;
+    SIAMESE_HD static constexpr int in_elems() { return C * H * W; }
+    SIAMESE_HD static constexpr int out_elems() { return F * Hp * Wp; }
+    static bool matches(const ConvShape& s) {
+        return s.C == C && s.H == H && s.W == W && s.F == F && s.K == K && s.P == P;
+    }
+};
+
+// Pooled outputs 4g..4g+3 of image i, each the max of its P x P window of conv values, its
+// argmax, ReLU and the group's dropout factor (one Philox call for the four, as on the CPU).
+// value(f, oy, ox): the conv output (bias included). step: the dropout stream's step (any
+// value when rate is 0: no mask is drawn).
+template <class S, class Value>
+SIAMESE_HD void pool_relu_dropout_group(const S& s, int i, int g, Value value, float* out, uint8_t* argmax, float rate,
+                                        uint64_t seed, uint32_t layer_id, uint64_t step) {
+    const int per_image = s.Hp * s.Wp, elems = s.F * per_image;
+    const DropoutGroup drop = dropout_group(seed, rate > 0.0f ? step : 0, layer_id, uint32_t(i), uint32_t(g), rate);
+    SIAMESE_UNROLL
+    for (int j = 0; j < 4; ++j) {
+        const int e = 4 * g + j;
+        if (e >= elems) break;
+        const int f = e / per_image, pos = e % per_image;
+        const int py = pos / s.Wp, px = pos % s.Wp;
+        int arg = 0;
+        const float best =
+            pool_window_max(s.P, [&](int dy, int dx) { return value(f, py * s.P + dy, px * s.P + dx); }, arg);
+        const size_t o = size_t(i) * elems + e;
+        out[o] = relu(best) * drop.factor(j);
+        argmax[o] = uint8_t(arg);
+    }
+}
+
+// The conv output at (f, oy, ox) of image x (C, H, W) with weights w (F, C, K, K) and bias b:
+// the bias, then every (c, ky, kx) in order (the CPU reference's order).
+template <class S>
+SIAMESE_HD float conv_value(const S& s, const float* x, const float* w, const float* b, int f, int oy, int ox) {
+    const float* wf = w + f * s.C * s.K * s.K;
+    float acc = b[f];
+    for (int c = 0; c < s.C; ++c)
+        for (int ky = 0; ky < s.K; ++ky) {
+            const float* xr = x + (c * s.H + oy + ky) * s.W + ox;
+            const float* wr = wf + (c * s.K + ky) * s.K;
+            for (int kx = 0; kx < s.K; ++kx) acc += wr[kx] * xr[kx];
+        }
+    return acc;
+}
+
+// The pooled gradient as the backward kernels read it: g[k] itself, or (fused) masked on read
+// by the block's output y: y > 0 ? g * scale : 0, relu_dropout_backward's expression.
+SIAMESE_HD float pooled_grad(const float* g, const float* y, float scale, size_t k) {
+    return y ? (y[k] > 0.0f ? g[k] * scale : 0.0f) : g[k];
+}
+
+template <class S>
+SIAMESE_HD int wgrad_params(const S& s) { return s.F * s.C * s.K * s.K + s.F; }
+
+// Weight (or bias) j's gradient terms from one image, added to acc in position order: pooled
+// positions first, first + step, ... of its filter's geff g (F, Hp, Wp) (masked by y when y is
+// set: pooled_grad), each weight's tap read from the input x (C, H, W) at the window's argmax a.
+template <class S>
+SIAMESE_HD float wgrad_terms(const S& s, int j, const float* g, const float* y, float scale, const uint8_t* a,
+                             const float* x, int first, int step, float acc) {
+    const int CKK = s.C * s.K * s.K, nw = s.F * CKK, per_image = s.Hp * s.Wp;
+    const bool bias = j >= nw;
+    const int f = bias ? j - nw : j / CKK;
+    const int rem = j % CKK, c = rem / (s.K * s.K), ky = (rem / s.K) % s.K, kx = rem % s.K;
+    g += f * per_image;
+    if (y) y += f * per_image;
+    a += f * per_image;
+    x += c * s.H * s.W;
+    for (int pos = first; pos < per_image; pos += step) {
+        const float gv = pooled_grad(g, y, scale, pos);
+        if (gv == 0.0f) continue;
+        if (bias) {
+            acc += gv;
+        } else {
+            const int py = pos / s.Wp, px = pos % s.Wp;
+            const int oy = py * s.P + a[pos] / s.P, ox = px * s.P + a[pos] % s.P;
+            acc += gv * x[(oy + ky) * s.W + ox + kx];
+        }
+    }
+    return acc;
+}
+
+// ---- the tiled kernels' phases (--conv tiled). Each block works on one image (or one image's
+// chunk of outputs) staged in shared memory `sm`; thread tid of nt.
+
+// Forward, phase 1: the image x, the weights and biases into sm.
+template <class S>
+SIAMESE_HD void tiled_forward_stage(const S& s, const float* x, const float* w, const float* b, float* sm, int tid,
+                                    int nt) {
+    const int img = s.C * s.H * s.W, nw = s.F * s.C * s.K * s.K;
+    float *xs = sm, *ws = sm + img, *bs = ws + nw;
+    for (int k = tid; k < img; k += nt) xs[k] = x[k];
+    for (int k = tid; k < nw; k += nt) ws[k] = w[k];
+    for (int k = tid; k < s.F; k += nt) bs[k] = b[k];
+}
+// Forward, phase 2: thread = one group of four pooled outputs of image i (group chunk * nt + tid).
+template <class S>
+SIAMESE_HD void tiled_forward_compute(const S& s, int i, int chunk, const float* sm, float* out, uint8_t* argmax,
+                                      float rate, uint64_t seed, uint32_t layer_id, uint64_t step, int tid, int nt) {
+    const int img = s.C * s.H * s.W, nw = s.F * s.C * s.K * s.K;
+    const float *xs = sm, *ws = sm + img, *bs = ws + nw;
+    const int groups = (s.F * s.Hp * s.Wp + 3) / 4, g = chunk * nt + tid;
+    if (g >= groups) return;
+    pool_relu_dropout_group(
+        s, i, g, [&](int f, int oy, int ox) { return conv_value(s, xs, ws, bs, f, oy, ox); }, out, argmax, rate, seed,
+        layer_id, step);
+}
+
+// Input gradient, phase 1: a zero (F, Hp*P, Wp*P) tile and the weights beside it.
+template <class S>
+SIAMESE_HD void tiled_input_grad_clear(const S& s, const float* w, float* sm, int tid, int nt) {
+    const int dc = s.F * s.Hp * s.P * s.Wp * s.P, nw = s.F * s.C * s.K * s.K;
+    float *ds = sm, *ws = sm + dc;
+    for (int k = tid; k < dc; k += nt) ds[k] = 0.0f;
+    for (int k = tid; k < nw; k += nt) ws[k] = w[k];
+}
+// Input gradient, phase 2: image i's pooled gradient scattered through its argmax into the tile.
+template <class S>
+SIAMESE_HD void tiled_input_grad_scatter(const S& s, int i, const float* geff, const float* ymask, float scale,
+                                         const uint8_t* argmax, float* sm, int tid, int nt) {
+    const int Hc = s.Hp * s.P, Wc = s.Wp * s.P, per_image = s.Hp * s.Wp;
+    float* ds = sm;
+    const float* g = geff + size_t(i) * s.F * per_image;
+    const float* ym = ymask ? ymask + size_t(i) * s.F * per_image : nullptr;
+    const uint8_t* a = argmax + size_t(i) * s.F * per_image;
+    for (int e = tid; e < s.F * per_image; e += nt) {
+        const int f = e / per_image, p = e % per_image, py = p / s.Wp, px = p % s.Wp;
+        ds[(f * Hc + py * s.P + a[e] / s.P) * Wc + px * s.P + a[e] % s.P] = pooled_grad(g, ym, scale, e);
+    }
+}
+// Input gradient, phase 3: thread = input elements of the block's chunk, each a plain transposed
+// convolution over the tile, summing (f, ky, kx) in conv_input_grad_kernel's order (the zero
+// terms off the argmax add nothing).
+template <class S>
+SIAMESE_HD void tiled_input_grad_compute(const S& s, int i, int chunk, int per_chunk, const float* sm, float* din,
+                                         int tid, int nt) {
+    const int Hc = s.Hp * s.P, Wc = s.Wp * s.P, dc = s.F * Hc * Wc, KK = s.K * s.K;
+    const float *ds = sm, *ws = sm + dc;
+    const int img = s.C * s.H * s.W, end = (chunk + 1) * per_chunk, e1 = img < end ? img : end;
+    for (int e = chunk * per_chunk + tid; e < e1; e += nt) {
+        const int x = e % s.W, y = (e / s.W) % s.H, c = e / (s.W * s.H);
+        float acc = 0.0f;
+        for (int f = 0; f < s.F; ++f) {
+            const float* wk = ws + (f * s.C + c) * KK;
+            const float* df = ds + f * Hc * Wc;
+            for (int ky = 0; ky < s.K; ++ky) {
+                const int oy = y - ky;
+                if (oy < 0 || oy >= Hc) continue;
+                for (int kx = 0; kx < s.K; ++kx) {
+                    const int ox = x - kx;
+                    if (ox < 0 || ox >= Wc) continue;
+                    acc += wk[ky * s.K + kx] * df[oy * Wc + ox];
+                }
+            }
+        }
+        din[size_t(i) * img + e] = acc;
+    }
+}
+
+// Weight gradient: a block sums a chunk of images, each staged in turn. With fewer weights than
+// threads (conv1: 60), `split` threads share a weight, each taking every split-th pooled
+// position, and their sums are added in slice order; otherwise each thread keeps up to
+// kWgradPerThread weights (acc: a thread's kWgradPerThread running sums, zero at the start).
+constexpr int kWgradPerThread = 32;
+// Shared memory: the image (floats), its pooled gradient (floats), split * nwb floats for the
+// slices' sums (split > 1), then the argmax (bytes).
+struct WgradTiles {
+    float *xs, *gs, *red;
+    uint8_t* as;
+};
+template <class S>
+SIAMESE_HD WgradTiles wgrad_tiles(const S& s, float* sm, int split) {
+    const int img = s.C * s.H * s.W, pooled = s.F * s.Hp * s.Wp;
+    WgradTiles t;
+    t.xs = sm;
+    t.gs = sm + img;
+    t.red = t.gs + pooled;
+    t.as = reinterpret_cast<uint8_t*>(t.red + (split > 1 ? split * wgrad_params(s) : 0));
+    return t;
+}
+// Phase 1 (per image i): the input x, the pooled gradient (masked when ymask is set) and argmax.
+template <class S>
+SIAMESE_HD void tiled_wgrad_stage(const S& s, int i, const float* x, const float* geff, const float* ymask, float scale,
+                                  const uint8_t* argmax, const WgradTiles& t, int tid, int nt) {
+    const int img = s.C * s.H * s.W, pooled = s.F * s.Hp * s.Wp;
+    for (int k = tid; k < img; k += nt) t.xs[k] = x[k];
+    for (int k = tid; k < pooled; k += nt) {
+        t.gs[k] = pooled_grad(geff, ymask, scale, size_t(i) * pooled + k);
+        t.as[k] = argmax[size_t(i) * pooled + k];
+    }
+}
+// Phase 2 (per image): this thread's weights' terms added to acc.
+template <class S>
+SIAMESE_HD void tiled_wgrad_accumulate(const S& s, const WgradTiles& t, int split, float* acc, int tid, int nt) {
+    const int nwb = wgrad_params(s), slice = split > 1 ? tid / nwb : 0;
+    SIAMESE_UNROLL
+    for (int q = 0; q < kWgradPerThread; ++q) {
+        const int j = split > 1 ? tid % nwb : tid + q * nt;
+        if ((split > 1 && (q > 0 || slice >= split)) || j >= nwb) break;
+        acc[q] = wgrad_terms(s, j, t.gs, nullptr, 1.0f, t.as, t.xs, slice, split, acc[q]);
+    }
+}
+// Phase 3: the block's partial sums into dst (split 1), or each slice's sum into t.red (split > 1).
+template <class S>
+SIAMESE_HD void tiled_wgrad_write(const S& s, const WgradTiles& t, int split, const float* acc, float* dst, int tid,
+                                  int nt) {
+    const int nwb = wgrad_params(s);
+    if (split == 1) {
+        SIAMESE_UNROLL
+        for (int q = 0; q < kWgradPerThread; ++q) {
+            const int j = tid + q * nt;
+            if (j < nwb) dst[j] = acc[q];
+        }
+        return;
+    }
+    const int slice = tid / nwb;
+    if (slice < split) t.red[slice * nwb + tid % nwb] = acc[0];
+}
+// Phase 4 (split > 1 only): the slices' sums added in slice order into dst.
+template <class S>
+SIAMESE_HD void tiled_wgrad_sum_slices(const S& s, const WgradTiles& t, int split, float* dst, int tid, int nt) {
+    const int nwb = wgrad_params(s);
+    for (int j = tid; j < nwb; j += nt) {
+        float sum = 0.0f;
+        for (int q = 0; q < split; ++q) sum += t.red[q * nwb + j];
+        dst[j] = sum;
+    }
+}
+
+}  // namespace siamese::cuda

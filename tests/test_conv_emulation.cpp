@@ -1,0 +1,220 @@
+// The tiled convolution kernels' own code (cuda/conv_phases.hpp, the phases cuda/conv.cu runs
+// with a barrier between each) run on the CPU: every block, every phase, every thread of 256 in
+// turn, shared memory poisoned with NaN first, against a double reference written out here.
+// Also the recipes' fixed-shape instantiations against the run-time ones, bit for bit. So the
+// tiled kernels' indexing is tested where no GPU exists ([cuda] tests run the kernels themselves).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "conv_phases.hpp"
+#include "test_util.hpp"
+
+using namespace siamese;
+using namespace siamese::cuda;
+
+namespace {
+
+constexpr int kThreads = 256;
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+std::vector<float> to_float(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
+
+// The conv output at (f, oy, ox), bias included, in double.
+double conv_at(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& w,
+               const std::vector<float>& b, int i, int f, int oy, int ox) {
+    double acc = b[f];
+    for (int c = 0; c < s.C; ++c)
+        for (int ky = 0; ky < s.K; ++ky)
+            for (int kx = 0; kx < s.K; ++kx)
+                acc += double(w[((f * s.C + c) * s.K + ky) * s.K + kx]) *
+                       x[size_t(i) * s.in_elems() + (c * s.H + oy + ky) * s.W + ox + kx];
+    return acc;
+}
+
+template <class S>
+void emulate_forward(const S& shape, const ConvShape& s, int n, const std::vector<float>& x, const std::vector<float>& w,
+                     const std::vector<float>& b, float rate, std::vector<float>& out, std::vector<uint8_t>& arg) {
+    const int groups = (s.out_elems() + 3) / 4, chunks = (groups + kThreads - 1) / kThreads;
+    out.assign(size_t(n) * s.out_elems(), kNaN);
+    arg.assign(out.size(), 0xFF);
+    std::vector<float> sm(size_t(s.in_elems()) + size_t(s.F) * s.C * s.K * s.K + s.F);
+    for (int blk = 0; blk < n * chunks; ++blk) {
+        const int i = blk / chunks, chunk = blk % chunks;
+        std::fill(sm.begin(), sm.end(), kNaN);
+        for (int t = 0; t < kThreads; ++t)
+            tiled_forward_stage(shape, x.data() + size_t(i) * s.in_elems(), w.data(), b.data(), sm.data(), t, kThreads);
+        for (int t = 0; t < kThreads; ++t)
+            tiled_forward_compute(shape, i, chunk, sm.data(), out.data(), arg.data(), rate, 3, 7, 11, t, kThreads);
+    }
+}
+
+template <class S>
+std::vector<float> emulate_input_grad(const S& shape, const ConvShape& s, int n, const std::vector<float>& g,
+                                      const std::vector<float>* y, float scale, const std::vector<uint8_t>& arg,
+                                      const std::vector<float>& w) {
+    const int per_chunk = 4 * kThreads, chunks = (s.in_elems() + per_chunk - 1) / per_chunk;
+    std::vector<float> din(size_t(n) * s.in_elems(), kNaN);
+    std::vector<float> sm(size_t(s.F) * s.Hp * s.P * s.Wp * s.P + size_t(s.F) * s.C * s.K * s.K);
+    for (int blk = 0; blk < n * chunks; ++blk) {
+        const int i = blk / chunks, chunk = blk % chunks;
+        std::fill(sm.begin(), sm.end(), kNaN);
+        for (int t = 0; t < kThreads; ++t) tiled_input_grad_clear(shape, w.data(), sm.data(), t, kThreads);
+        for (int t = 0; t < kThreads; ++t)
+            tiled_input_grad_scatter(shape, i, g.data(), y ? y->data() : nullptr, scale, arg.data(), sm.data(), t, kThreads);
+        for (int t = 0; t < kThreads; ++t)
+            tiled_input_grad_compute(shape, i, chunk, per_chunk, sm.data(), din.data(), t, kThreads);
+    }
+    return din;
+}
+
+// Blocks of `chunk` images; each block's sums into partial, then the blocks added in order.
+template <class S>
+std::vector<float> emulate_wgrad(const S& shape, const ConvShape& s, int n, int chunk, const std::vector<float>& x,
+                                 const std::vector<float>& g, const std::vector<float>* y, float scale,
+                                 const std::vector<uint8_t>& arg) {
+    const int nwb = wgrad_params(s), split = nwb < kThreads ? kThreads / nwb : 1, blocks = (n + chunk - 1) / chunk;
+    const size_t pooled = size_t(s.out_elems());
+    std::vector<float> sm(size_t(s.in_elems()) + pooled + (split > 1 ? size_t(split) * nwb : 0) + (pooled + 3) / 4);
+    std::vector<float> partial(size_t(blocks) * nwb, kNaN);
+    std::vector<float> acc(size_t(kThreads) * kWgradPerThread);
+    for (int blk = 0; blk < blocks; ++blk) {
+        std::fill(sm.begin(), sm.end(), kNaN);
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        const WgradTiles tiles = wgrad_tiles(shape, sm.data(), split);
+        for (int i = blk * chunk; i < std::min(n, (blk + 1) * chunk); ++i) {
+            for (int t = 0; t < kThreads; ++t)
+                tiled_wgrad_stage(shape, i, x.data() + size_t(i) * s.in_elems(), g.data(), y ? y->data() : nullptr, scale,
+                                  arg.data(), tiles, t, kThreads);
+            for (int t = 0; t < kThreads; ++t)
+                tiled_wgrad_accumulate(shape, tiles, split, acc.data() + size_t(t) * kWgradPerThread, t, kThreads);
+        }
+        float* dst = partial.data() + size_t(blk) * nwb;
+        for (int t = 0; t < kThreads; ++t)
+            tiled_wgrad_write(shape, tiles, split, acc.data() + size_t(t) * kWgradPerThread, dst, t, kThreads);
+        if (split > 1)
+            for (int t = 0; t < kThreads; ++t) tiled_wgrad_sum_slices(shape, tiles, split, dst, t, kThreads);
+    }
+    std::vector<float> wb(nwb, 0.0f);
+    for (int blk = 0; blk < blocks; ++blk)
+        for (int j = 0; j < nwb; ++j) wb[j] += partial[size_t(blk) * nwb + j];
+    return wb;
+}
+
+// Every check on one shape type (the run-time ConvShape, or a FixedShape equal to s).
+template <class S>
+void check_shape(const S& shape, const ConvShape& s, int n, std::mt19937_64& r) {
+    const auto x = to_float(testutil::random_vector(size_t(n) * s.in_elems(), r, 0, 1));
+    const auto w = to_float(testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r, -0.5, 0.5));
+    const auto b = to_float(testutil::random_vector(s.F, r, -0.1, 0.1));
+    // Forward, no dropout: every pooled value against the double max of its window (the argmax
+    // may differ only in a near-tie: then the values still agree to rounding).
+    std::vector<float> out;
+    std::vector<uint8_t> arg;
+    emulate_forward(shape, s, n, x, w, b, 0.0f, out, arg);
+    double worst = 0;
+    long bad_arg = 0;
+    for (int i = 0; i < n; ++i)
+        for (int f = 0; f < s.F; ++f)
+            for (int py = 0; py < s.Hp; ++py)
+                for (int px = 0; px < s.Wp; ++px) {
+                    double best = -INFINITY, second = -INFINITY;
+                    int at = 0;
+                    for (int d = 0; d < s.P * s.P; ++d) {
+                        const double v = conv_at(s, x, w, b, i, f, py * s.P + d / s.P, px * s.P + d % s.P);
+                        if (v > best) second = best, best = v, at = d;
+                        else if (v > second) second = v;
+                    }
+                    const size_t o = size_t(i) * s.out_elems() + (size_t(f) * s.Hp + py) * s.Wp + px;
+                    worst = std::max(worst, std::abs(double(out[o]) - std::max(best, 0.0)));
+                    bad_arg += arg[o] != at && best - second > 1e-5;
+                }
+    CHECK(worst < 1e-5);  // sums of up to C*K*K + 1 fp32 terms of size ~1
+    CHECK(bad_arg == 0);
+    // Backward from a random pooled gradient, read raw and (fused) masked by an output y.
+    auto g = to_float(testutil::random_vector(out.size(), r));
+    auto y = to_float(testutil::random_vector(out.size(), r, -1, 1));
+    for (float& v : y) v = v > 0 ? v : 0.0f;
+    for (const bool masked : {false, true}) {
+        INFO("masked " << masked);
+        const float scale = masked ? 1.0f / 0.75f : 1.0f;
+        std::vector<double> ge(g.size());
+        for (size_t k = 0; k < g.size(); ++k) ge[k] = masked ? (y[k] > 0 ? double(g[k] * scale) : 0.0) : g[k];
+        std::vector<double> din(x.size(), 0.0), dw(w.size(), 0.0), db(s.F, 0.0);
+        for (int i = 0; i < n; ++i)
+            for (int f = 0; f < s.F; ++f)
+                for (int p = 0; p < s.Hp * s.Wp; ++p) {
+                    const size_t o = size_t(i) * s.out_elems() + size_t(f) * s.Hp * s.Wp + p;
+                    const int oy = (p / s.Wp) * s.P + arg[o] / s.P, ox = (p % s.Wp) * s.P + arg[o] % s.P;
+                    db[f] += ge[o];
+                    for (int c = 0; c < s.C; ++c)
+                        for (int ky = 0; ky < s.K; ++ky)
+                            for (int kx = 0; kx < s.K; ++kx) {
+                                const size_t wi = ((size_t(f) * s.C + c) * s.K + ky) * s.K + kx;
+                                const size_t xi = size_t(i) * s.in_elems() + (size_t(c) * s.H + oy + ky) * s.W + ox + kx;
+                                din[xi] += ge[o] * w[wi];
+                                dw[wi] += ge[o] * x[xi];
+                            }
+                }
+        const auto gi = emulate_input_grad(shape, s, n, g, masked ? &y : nullptr, scale, arg, w);
+        CHECK(testutil::rel_error(gi, din) < 1e-5);
+        if (wgrad_params(s) <= kWgradPerThread * kThreads) {  // larger layers take the untiled kernel
+            const auto wb = emulate_wgrad(shape, s, n, 2, x, g, masked ? &y : nullptr, scale, arg);
+            CHECK(testutil::rel_error(std::vector<float>(wb.begin(), wb.begin() + long(w.size())), dw) < 1e-4);
+            CHECK(testutil::rel_error(std::vector<float>(wb.begin() + long(w.size()), wb.end()), db) < 1e-4);
+        }
+    }
+}
+
+}  // namespace
+
+TEST_CASE("the tiled conv kernels' phases, run on the CPU, match a double reference", "[conv][tiled][emulation]") {
+    std::mt19937_64 r(501);
+    // The recipe's two blocks, a non-square odd one, other kernel/pool sizes, the strong
+    // recipe's second block, and one too wide for the tiled weight gradient.
+    for (const ConvShape& s : {conv_shape(1, 56, 46, 6, 3, 2), conv_shape(6, 27, 22, 12, 3, 2), conv_shape(3, 13, 9, 5, 2, 3),
+                               conv_shape(2, 11, 17, 7, 5, 1), conv_shape(16, 27, 22, 32, 3, 2), conv_shape(64, 5, 5, 16, 3, 1)})
+        for (int n : {1, 3}) {
+            INFO("C" << s.C << " H" << s.H << " W" << s.W << " F" << s.F << " K" << s.K << " P" << s.P << " n" << n);
+            check_shape(s, s, n, r);
+        }
+}
+
+TEST_CASE("the fixed-shape instantiations compute what the run-time shape computes, bit for bit", "[conv][tiled][emulation]") {
+    // FixedShape's constants (Ho, Hp, in_elems...) must equal conv_shape's: the same phases on
+    // either type give the same bits.
+    std::mt19937_64 r(502);
+    auto same = [&](auto fixed) {
+        using F = decltype(fixed);
+        const ConvShape s = conv_shape(F::C, F::H, F::W, F::F, F::K, F::P);
+        REQUIRE(F::matches(s));
+        CHECK(F::Ho == s.Ho);
+        CHECK(F::Wp == s.Wp);
+        CHECK(F::out_elems() == s.out_elems());
+        const int n = 2;
+        const auto x = to_float(testutil::random_vector(size_t(n) * s.in_elems(), r, 0, 1));
+        const auto w = to_float(testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r, -0.5, 0.5));
+        const auto b = to_float(testutil::random_vector(s.F, r, -0.1, 0.1));
+        std::vector<float> o1, o2;
+        std::vector<uint8_t> a1, a2;
+        emulate_forward(s, s, n, x, w, b, 0.25f, o1, a1);
+        emulate_forward(fixed, s, n, x, w, b, 0.25f, o2, a2);
+        CHECK(std::memcmp(o1.data(), o2.data(), o1.size() * sizeof(float)) == 0);
+        CHECK(a1 == a2);
+        const auto g = to_float(testutil::random_vector(o1.size(), r));
+        const auto d1 = emulate_input_grad(s, s, n, g, nullptr, 1.0f, a1, w);
+        const auto d2 = emulate_input_grad(fixed, s, n, g, nullptr, 1.0f, a1, w);
+        CHECK(std::memcmp(d1.data(), d2.data(), d1.size() * sizeof(float)) == 0);
+        const auto w1 = emulate_wgrad(s, s, n, 1, x, g, nullptr, 1.0f, a1);
+        const auto w2 = emulate_wgrad(fixed, s, n, 1, x, g, nullptr, 1.0f, a1);
+        CHECK(std::memcmp(w1.data(), w2.data(), w1.size() * sizeof(float)) == 0);
+    };
+    same(FixedShape<1, 56, 46, 6, 3, 2>{});
+    same(FixedShape<6, 27, 22, 12, 3, 2>{});
+    same(FixedShape<1, 56, 46, 16, 3, 2>{});
+    same(FixedShape<16, 27, 22, 32, 3, 2>{});
+}
