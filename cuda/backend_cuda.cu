@@ -133,14 +133,12 @@ public:
     // one after another replay as the steps launched one by one (a [cuda] test compares the bits).
     int preferred_run() const override { return e_.graphs && !e_.profile ? 1 << 20 : 1; }
     void do_train_run(bool groups, int first, int per, int batches, uint64_t step) override {
-        if (!e_.graphs || e_.profile || batches == 1) return Backend::do_train_run(groups, first, per, batches, step);
-        step_at(first, per, step, groups, batches);
+        step_at(first, per, step, groups, batches);  // without graphs: the steps launched one by one
     }
 
     std::vector<float> batch_losses() override {
         // The epoch's batches only (the buffer holds one slot per pair: 128x what is used).
         std::vector<float> all = losses_.download_first(size_t(batches_), stream_.get());
-        all.resize(size_t(batches_));
         collect_profile();
         return all;
     }

@@ -163,7 +163,6 @@ void contrastive_loss(float* g, float* losses, float* dist, const float* emb, co
 // Labels read at labels + st->first. partial: contrastive_tail_partial_elems(count, I, O) floats;
 // counter: one zeroed unsigned, left zero. Deterministic (fixed-order sums throughout).
 // Reference: dense_forward, contrastive_loss, relu_dropout_backward, dense_backward (src/cpu/).
-bool contrastive_tail_fits(int I, int O);  // the layer fits one block's default shared memory
 size_t contrastive_tail_partial_elems(int count, int I, int O);
 void contrastive_tail(float* gw, float* gb, float* dh, float* ghb, float* losses, const float* v, const float* hb,
                       const float* w, const float* b, const float* labels, int count, int I, int O, bool relu,

@@ -52,8 +52,6 @@ __global__ void contrastive_tail_kernel(tail::Args a, const StepState* __restric
 
 }  // namespace
 
-bool contrastive_tail_fits(int I, int O) { return tail_pairs_per_block(I, O) > 0; }
-
 size_t contrastive_tail_partial_elems(int count, int I, int O) {
     const int G = tail_pairs_per_block(I, O);
     if (G == 0) return 0;

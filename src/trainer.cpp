@@ -101,17 +101,10 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& 
         // Runs of steps where the engine prefers them and nothing has to happen in between.
         const int run = opt.batch_by_batch || opt.checkpoint_every > 0 ? 1 : std::max(1, backend.preferred_run());
         for (int b = resumed ? resume.next_batch : 0; b < batches; ++b) {
-            const int first = b * per;
-            if (run > 1 && batches - b > 1) {
-                const int k = std::min(run, batches - b);
-                backend.train_run(groups, first, per, k, step);
-                step += uint64_t(k);
-                b += k - 1;
-            } else if (groups) {
-                backend.train_group(first, std::min(per, n - first), step++);
-            } else {
-                backend.train_batch(first, std::min(per, n - first), step++);
-            }
+            const int k = std::min(run, batches - b);  // train_run takes a short last batch on its own
+            backend.train_run(groups, b * per, per, k, step);
+            step += uint64_t(k);
+            b += k - 1;
             if (cb.on_batch) cb.on_batch(b + 1, batches, step);
             if (opt.checkpoint_every > 0 && step % uint64_t(opt.checkpoint_every) == 0 && b + 1 < batches && cb.on_checkpoint) {
                 std::vector<float> losses = earlier;
