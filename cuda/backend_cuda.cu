@@ -1,4 +1,5 @@
-// The CUDA engine: the image bank and each epoch's pair order live on the device; one training
+// The CUDA engine: the image bank and the training pairs live on the device, and each epoch's
+// pair order is built there (shuffle.cu: one launch, no upload, no wait); one training
 // step = gather indices -> fused conv blocks (both twins in one launch per layer) -> dense
 // layers (cuBLAS) -> fused distance + loss -> backward -> one optimizer kernel, captured once
 // as a CUDA graph and replayed for every batch (kernels read the batch position from a
@@ -118,6 +119,29 @@ public:
         expected_first_ = -1;  // force a StepState upload at the first batch
     }
 
+    // The trainer's epochs: the training pairs stay on the device, and the epoch's order is one
+    // launch (shuffle.cu), queued behind the previous epoch with no copy and no wait.
+    void do_begin_epoch_shuffled(const PairSet& train, uint64_t seed, int epoch) override {
+        NvtxRange r("begin_epoch (device shuffle)");
+        if (train.a != train_pairs_.a || train.b != train_pairs_.b || train.label != train_pairs_.label) {
+            train_a_.upload(train.a.data(), train.a.size(), stream_.get());
+            train_b_.upload(train.b.data(), train.b.size(), stream_.get());
+            train_y_.upload(train.label.data(), train.label.size(), stream_.get());
+            train_pairs_.a = train.a;
+            train_pairs_.b = train.b;
+            train_pairs_.label = train.label;
+        }
+        const size_t n = train.a.size();
+        order_a_.resize(n);
+        order_b_.resize(n);
+        order_y_.resize(n);
+        epoch_order(order_a_.get(), order_b_.get(), order_y_.get(), train_a_.get(), train_b_.get(), train_y_.get(),
+                    shuffle_key(seed, epoch, uint32_t(n)), stream_.get());
+        losses_.resize(std::max<size_t>(1, n));
+        batches_ = 0;
+        expected_first_ = -1;
+    }
+
     void do_begin_epoch_groups(const GroupOrder& order) override {
         NvtxRange r("begin_epoch_groups");
         order_a_.upload(order.image.data(), order.image.size(), stream_.get());
@@ -192,15 +216,14 @@ private:
     }
 
     // `steps` steps of either sampler from (first, step), `count` items each: the StepState
-    // uploaded only when the position is not where the last step left it, then the captured
+    // set (a launch, no copy) only when the position is not where the last step left it, then the captured
     // graph of this sampler, batch size and step count replayed (captured after one eager
     // warm-up step the first time).
     void step_at(int first, int count, uint64_t step, bool groups, int steps = 1) {
         ensure_capacity(groups ? count : 2 * count);
         require_elems(losses_.size(), size_t(batches_) + size_t(steps), "train step: batch losses");
         if (first != expected_first_ || step != expected_step_) {
-            const StepState s{first, batches_, step};
-            state_.upload(&s, 1, stream_.get());  // issued on the stream, then waited for
+            set_step_state(state_.get(), StepState{first, batches_, step}, stream_.get());
         }
         if (e_.graphs && !e_.profile) {
             if (!graphs_valid()) graphs_.clear();
@@ -633,6 +656,10 @@ private:
     DeviceBuffer<unsigned> counters_;
     DeviceBuffer<float> saved_params_, saved_opt_, saved_losses_;
     DeviceBuffer<int> order_a_, order_b_, order_ids_, gather_;
+    // The training pairs the device-side shuffle reads (their host copy: uploaded when they change).
+    DeviceBuffer<int> train_a_, train_b_;
+    DeviceBuffer<float> train_y_;
+    PairSet train_pairs_;
     DeviceBuffer<StepState> state_, saved_state_;
     std::vector<DeviceBuffer<float>> conv_out_, conv_d_, dense_out_, dense_d_;
     std::vector<DeviceBuffer<uint8_t>> conv_arg_;

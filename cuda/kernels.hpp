@@ -18,6 +18,7 @@
 #include "siamese/network.hpp"
 #include "siamese/optimizer.hpp"
 #include "siamese/rules.hpp"
+#include "siamese/shuffle.hpp"
 
 namespace siamese::cuda {
 
@@ -68,6 +69,14 @@ void optimizer_step(const OptimizerConfig& c, float* params, const float* grad, 
 // (--fused: one launch fewer). counter: a zeroed unsigned, left zero.
 void optimizer_step_advance(const OptimizerConfig& c, float* params, const float* grad, float* state, size_t n,
                             StepState* st, int advance, unsigned* counter, cudaStream_t stream);
+
+// ---- the epoch's order (shuffle.cu) ---------------------------------------------------------
+// (oa, ob, oy)[i] = (a, b, y)[shuffle_index(key, i)] for i < key.n: the epoch's pair order.
+// Reference: epoch_order in src/pairs.cpp.
+void epoch_order(int* oa, int* ob, float* oy, const int* a, const int* b, const float* y, const ShuffleKey& key,
+                 cudaStream_t stream);
+// *st = s, as a launch on the stream (no host copy to wait for).
+void set_step_state(StepState* st, const StepState& s, cudaStream_t stream);
 
 // ---- convolution blocks (conv.cu) ------------------------------------------------------------
 // out (n, F,Hp,Wp) = dropout(relu(maxpool(conv(in) + b))), argmax (n, F,Hp,Wp) = dy*P+dx.

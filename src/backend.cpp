@@ -19,6 +19,16 @@ void Backend::begin_epoch(const PairSet& ordered) {
     epoch_images_ = -1;
 }
 
+void Backend::begin_epoch_shuffled(const PairSet& train, uint64_t seed, int epoch) {
+    do_begin_epoch_shuffled(train, seed, epoch);
+    epoch_pairs_ = train.size();
+    epoch_images_ = -1;
+}
+
+void Backend::do_begin_epoch_shuffled(const PairSet& train, uint64_t seed, int epoch) {
+    do_begin_epoch(epoch_order(train, seed, epoch));
+}
+
 void Backend::begin_epoch_groups(const GroupOrder& order) {
     if (order.image.size() != order.person.size()) throw std::logic_error("begin_epoch_groups: images and people differ in count");
     do_begin_epoch_groups(order);

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "siamese/common.hpp"
+#include "siamese/shuffle.hpp"
 
 namespace siamese {
 
@@ -204,6 +205,16 @@ std::vector<int> parse_people_list(const std::string& spec, int n, const std::st
         }
     }
     std::sort(out.begin(), out.end());
+    return out;
+}
+
+PairSet epoch_order(const PairSet& train, uint64_t seed, int epoch) {
+    const ShuffleKey key = shuffle_key(seed, epoch, uint32_t(train.size()));
+    PairSet out;
+    for (int i = 0; i < train.size(); ++i) {
+        const uint32_t j = shuffle_index(key, uint32_t(i));
+        out.push(train.a[j], train.b[j], train.label[j]);
+    }
     return out;
 }
 

@@ -3,23 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <numeric>
 
 #include "siamese/files.hpp"
 #include "siamese/common.hpp"
 #include "siamese/rules.hpp"
 
 namespace siamese {
-
-PairSet epoch_order(const PairSet& train, uint64_t seed, int epoch) {
-    Rng r(seed * 0x9E3779B97F4A7C15ull + uint64_t(epoch) + 1);
-    std::vector<int> idx(train.size());
-    std::iota(idx.begin(), idx.end(), 0);
-    r.shuffle(idx);
-    PairSet out;
-    for (int i : idx) out.push(train.a[i], train.b[i], train.label[i]);
-    return out;
-}
 
 double contrastive_loss_of(const std::vector<float>& d, const std::vector<float>& y, double margin) {
     if (d.empty()) return 0;
@@ -90,9 +79,8 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& 
             checksum = group_order_checksum(order);
             backend.begin_epoch_groups(order);
         } else {
-            const PairSet order = epoch_order(split.train, recipe.seed, epoch);
-            checksum = order_checksum(order);
-            backend.begin_epoch(order);
+            checksum = order_checksum(epoch_order(split.train, recipe.seed, epoch));
+            backend.begin_epoch_shuffled(split.train, recipe.seed, epoch);
         }
         const bool resumed = epoch == resume.epoch && resume.next_batch > 0;
         if (resumed && checksum != resume.order_checksum)

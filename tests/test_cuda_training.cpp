@@ -324,3 +324,44 @@ TEST_CASE("a run of CUDA steps replayed as one graph gives the bits of the steps
         CHECK(std::memcmp(p1.data(), p2.data(), p1.size() * sizeof(float)) == 0);
     }
 }
+
+TEST_CASE("epochs ordered on the device train to the bits of the host's order, and follow new pairs", "[cuda][training][shuffle]") {
+    // The trainer's way (begin_epoch_shuffled: the pairs kept on the device, the order built by
+    // one kernel) against begin_epoch(epoch_order(...)) uploaded from the host, over three epochs
+    // as runs; the third epoch's training pairs are new (reversed), which must reach the device.
+    SKIP_WITHOUT_CUDA();
+    const Setup s;
+    const int per = 8;
+    for (const char* kind : {"custom", "custom+fused"}) {
+        INFO(kind);
+        Recipe h = hyper(19);
+        auto host = make_cuda_backend(h, engine(kind));
+        auto dev = make_cuda_backend(h, engine(kind));
+        const std::vector<float> init = glorot_init(host->layout(), 19);
+        for (auto* be : {host.get(), dev.get()}) {
+            be->upload_images(s.bank);
+            be->set_params(init);
+        }
+        PairSet train = s.split.train;
+        const int n = train.size(), batches = (n + per - 1) / per;
+        uint64_t step = 0;
+        for (int epoch = 1; epoch <= 3; ++epoch) {
+            if (epoch == 3) {
+                std::reverse(train.a.begin(), train.a.end());
+                std::reverse(train.b.begin(), train.b.end());
+                std::reverse(train.label.begin(), train.label.end());
+            }
+            host->begin_epoch(epoch_order(train, 19, epoch));
+            dev->begin_epoch_shuffled(train, 19, epoch);
+            host->train_run(false, 0, per, batches, step);
+            dev->train_run(false, 0, per, batches, step);
+            step += uint64_t(batches);
+            const auto l1 = host->batch_losses(), l2 = dev->batch_losses();
+            REQUIRE(l1.size() == l2.size());
+            CHECK(std::memcmp(l1.data(), l2.data(), l1.size() * sizeof(float)) == 0);
+        }
+        const auto p1 = host->params(), p2 = dev->params();
+        REQUIRE(cudatest::all_finite(p2));
+        CHECK(std::memcmp(p1.data(), p2.data(), p1.size() * sizeof(float)) == 0);
+    }
+}

@@ -86,6 +86,10 @@ public:
     virtual void set_opt_state(const std::vector<float>& s) = 0;
     // The epoch's pairs in training order; resets the batch-loss list.
     void begin_epoch(const PairSet& ordered);
+    // The same as begin_epoch(epoch_order(train, seed, epoch)), the trainer's way: the CUDA engine
+    // keeps `train` on the device (uploaded again only when it changes) and builds the order
+    // there with one kernel, so an epoch starts with no upload and no wait for the device.
+    void begin_epoch_shuffled(const PairSet& train, uint64_t seed, int epoch);
     // One optimisation step on pairs [first, first+count) of the epoch's order. `step` is the
     // global 0-based step: it keys the dropout stream and the optimizer's step count (step+1).
     // A range outside the epoch's order (or before any begin_epoch) is refused with
@@ -130,6 +134,7 @@ protected:
     virtual std::vector<float> net_bank_pair_distances(const PairSet& pairs);
     virtual std::vector<float> net_distances(const std::vector<float>& embeddings, const PairSet& pairs);
     virtual void do_begin_epoch(const PairSet& ordered) = 0;
+    virtual void do_begin_epoch_shuffled(const PairSet& train, uint64_t seed, int epoch);  // default: on the host
     virtual void do_train_batch(int first, int count, uint64_t step) = 0;  // range already checked
     virtual void do_begin_epoch_groups(const GroupOrder& order) = 0;
     virtual void do_train_group(int first, int count, uint64_t step) = 0;  // range already checked

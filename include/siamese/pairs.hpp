@@ -49,6 +49,10 @@ constexpr long long kMaxEvalPairs = 2000000;
 PairSet all_pairs(const ImageBank& bank, const std::vector<int>& people, uint64_t seed = 1,
                   long long max_pairs = kMaxEvalPairs);
 
+// The epoch's pair order: the counter-based permutation of (seed, epoch) (siamese/shuffle.hpp),
+// so a run can resume at any epoch and the CUDA engine builds the same order on the device.
+PairSet epoch_order(const PairSet& train, uint64_t seed, int epoch);
+
 // Parses "1-30", "1,3,5-9" (1-based, inclusive) into sorted 0-based indices < n. Throws
 // UsageError for bad syntax, out-of-range or repeated entries; `what` names the option.
 std::vector<int> parse_people_list(const std::string& spec, int n, const std::string& what);

@@ -41,9 +41,6 @@ struct TrainResult {
     double threshold = 0.5;  // maximises validation accuracy after the last epoch
 };
 
-// The epoch's pair order: a shuffle seeded by (seed, epoch), so a run can resume at any epoch.
-PairSet epoch_order(const PairSet& train, uint64_t seed, int epoch);
-
 // Checksum of a pair order (a resumed run checks it regenerated the same order).
 std::string order_checksum(const PairSet& order);
 
