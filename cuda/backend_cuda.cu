@@ -162,20 +162,22 @@ public:
 
     std::vector<float> batch_losses() override {
         // The epoch's batches only (the buffer holds one slot per pair: 128x what is used).
-        std::vector<float> all = losses_.download_first(size_t(batches_), stream_.get());
+        losses_host_.copy_from_async(losses_, std::min(size_t(batches_), losses_.size()), stream_.get());
+        sync();
         collect_profile();
-        return all;
+        return losses_host_.to_vector();
     }
 
     std::vector<float> net_embed_bank() override { return embed_device(bank_.get(), n_bank_); }
-    // The validation pass of every epoch: its buffers are kept (no allocation or free, each of
-    // which would wait for the device) and its pairs uploaded only when they change.
+    // The validation pass of every epoch: the bank's inference embeddings, the pairs' distances and
+    // their copy into pinned host memory, as one captured graph replayed each epoch (the first
+    // pass at a set of buffers runs eagerly: library first-use setup must not happen inside a
+    // capture). Its buffers are kept; its pairs are uploaded only when they change.
     std::vector<float> net_bank_pair_distances(const PairSet& pairs) override {
         NvtxRange r("bank_pair_distances");
         if (pairs.size() == 0) return {};
         const int E = L_.embed_dim();
         val_emb_.resize(size_t(n_bank_) * E);
-        embed_to_device(bank_.get(), n_bank_, val_emb_.get());
         if (pairs.a != val_pairs_.a || pairs.b != val_pairs_.b) {
             val_a_.upload(pairs.a.data(), pairs.a.size(), stream_.get());
             val_b_.upload(pairs.b.data(), pairs.b.size(), stream_.get());
@@ -183,8 +185,37 @@ public:
             val_pairs_.b = pairs.b;
         }
         val_d_.resize(pairs.size());
-        pair_distances(val_d_.get(), val_emb_.get(), E, val_a_.get(), val_b_.get(), pairs.size(), stream_.get());
-        return val_d_.download(stream_.get());
+        val_host_.resize(pairs.size());
+        prepare_embed(n_bank_);  // every allocation before a capture
+        auto pass = [&] {
+            embed_to_device(bank_.get(), n_bank_, val_emb_.get());
+            pair_distances(val_d_.get(), val_emb_.get(), E, val_a_.get(), val_b_.get(), pairs.size(), stream_.get());
+            val_host_.copy_from_async(val_d_, pairs.size(), stream_.get());
+        };
+        if (!e_.graphs || e_.profile) {
+            pass();
+        } else {
+            std::vector<const void*> key = device_pointers();
+            for (const void* q : {(const void*)val_emb_.get(), (const void*)val_d_.get(), (const void*)val_a_.get(),
+                                  (const void*)val_b_.get(), (const void*)mirror_.get(), (const void*)val_host_.get()})
+                key.push_back(q);
+            key.push_back(reinterpret_cast<const void*>(uintptr_t(n_bank_)));
+            key.push_back(reinterpret_cast<const void*>(uintptr_t(pairs.size())));
+            if (val_graph_ && key == val_key_) {
+                NvtxRange g("validation (graph)");
+                CUDA_CHECK(cudaGraphLaunch(val_graph_.get(), stream_.get()));
+            } else if (key != val_key_) {
+                pass();  // eager, first at these buffers
+                val_graph_.reset();
+                val_key_ = key;
+            } else {
+                val_graph_ = capture([&] { pass(); });
+                CUDA_CHECK(cudaGraphLaunch(val_graph_.get(), stream_.get()));
+            }
+        }
+        sync();
+        collect_profile();
+        return val_host_.to_vector();
     }
     std::vector<float> net_distances(const std::vector<float>& embeddings, const PairSet& pairs) override {
         NvtxRange r("distances");
@@ -564,24 +595,33 @@ private:
 #endif
     }
 
-    GraphExec capture_steps(int count, bool groups, int steps) {
-        NvtxRange r("capture_steps");
+    // What f queues on the stream, captured as one graph and instantiated; *kernels: its kernel nodes.
+    template <class F>
+    GraphExec capture(F&& f, int* kernels = nullptr) {
         cudaGraph_t graph = nullptr;
         CUDA_CHECK(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal));
         try {
-            for (int k = 0; k < steps; ++k) run_any_step(count, groups);
+            f();
         } catch (...) {
             cudaStreamEndCapture(stream_.get(), &graph);  // leave the stream usable
             if (graph) cudaGraphDestroy(graph);
             throw;
         }
         CUDA_CHECK(cudaStreamEndCapture(stream_.get(), &graph));
-        kernel_nodes_ = count_kernel_nodes(graph) / steps;  // per step
+        if (kernels) *kernels = count_kernel_nodes(graph);
         cudaGraphExec_t exec = nullptr;
         const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
         cudaGraphDestroy(graph);
         CUDA_CHECK(err);
         return GraphExec(exec);
+    }
+
+    GraphExec capture_steps(int count, bool groups, int steps) {
+        NvtxRange r("capture_steps");
+        int kernels = 0;
+        GraphExec g = capture([&] { for (int k = 0; k < steps; ++k) run_any_step(count, groups); }, &kernels);
+        kernel_nodes_ = kernels / steps;  // per step
+        return g;
     }
 
     // Kernel nodes of a captured step (what the plan of siamese/step_plan.hpp is checked against).
@@ -601,22 +641,27 @@ private:
         return kernels;
     }
 
+    // The buffers an inference pass over n images uses (allocated here, never during a capture).
+    void prepare_embed(int n) {
+        ensure_capacity(std::min(std::max(cap_, 512), std::max(n, 1)));
+        if (r_.net.flip_average) mirror_.resize(size_t(cap_) * r_.net.in_h * r_.net.in_w);
+    }
+
     // Inference embeddings of n device images into dst (n, E) on the device, in chunks.
     void embed_to_device(const float* images, int n, float* dst) {
         NvtxRange r("embed");
-        const int E = L_.embed_dim(), chunk = std::max(cap_, 512);
-        ensure_capacity(std::min(chunk, std::max(n, 1)));
+        const int E = L_.embed_dim();
+        prepare_embed(n);
         const size_t elems = size_t(r_.net.in_h) * r_.net.in_w;
-        DeviceBuffer<float> mirror;
-        if (r_.net.flip_average) mirror.resize(size_t(cap_) * elems);
+        float* mirror = mirror_.get();
         for (int s = 0; s < n; s += cap_) {
             const int m = std::min(cap_, n - s);
             forward(images + s * elems, nullptr, m, false);
             CUDA_CHECK(cudaMemcpyAsync(dst + size_t(s) * E, embedding(), size_t(m) * E * sizeof(float),
                                        cudaMemcpyDeviceToDevice, stream_.get()));
             if (r_.net.flip_average) {  // the same on the mirror images, then the mean
-                mirror_images(mirror.get(), images + s * elems, m, r_.net.in_h, r_.net.in_w, stream_.get());
-                forward(mirror.get(), nullptr, m, false);
+                mirror_images(mirror, images + s * elems, m, r_.net.in_h, r_.net.in_w, stream_.get());
+                forward(mirror, nullptr, m, false);
                 flip_average(dst + size_t(s) * E, embedding(), m, E, r_.net.l2_normalize, stream_.get());
             }
         }
@@ -653,6 +698,10 @@ private:
     DeviceBuffer<float> tail_partial_, val_emb_, val_d_;
     DeviceBuffer<int> val_a_, val_b_;
     PairSet val_pairs_;  // the pairs in val_a_, val_b_ (host copies, to see a change)
+    DeviceBuffer<float> mirror_;                  // flip averaging's mirror images
+    PinnedBuffer<float> losses_host_, val_host_;  // what an epoch reads back
+    GraphExec val_graph_;                         // the validation pass
+    std::vector<const void*> val_key_;            // its buffers and sizes when last run
     DeviceBuffer<unsigned> counters_;
     DeviceBuffer<float> saved_params_, saved_opt_, saved_losses_;
     DeviceBuffer<int> order_a_, order_b_, order_ids_, gather_;

@@ -4,6 +4,8 @@
 // memory owned by the caller); tests may pass none (the legacy default stream).
 #pragma once
 #include <cstddef>
+#include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -70,6 +72,44 @@ public:
     size_t size() const { return n_; }
 
 private:
+    T* ptr_ = nullptr;
+    size_t n_ = 0;
+};
+
+// Page-locked host memory (cudaMallocHost) for the few values the engine reads back every epoch
+// (batch losses, validation distances): a device-to-host copy into it is one DMA, legal inside a
+// captured graph, that the host waits for once, where a copy into pageable memory is staged
+// through the driver and waited for on its own.
+template <class T>
+class PinnedBuffer {
+public:
+    PinnedBuffer() = default;
+    ~PinnedBuffer() { if (ptr_) cudaFreeHost(ptr_); }
+    PinnedBuffer(const PinnedBuffer&) = delete;
+    PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+    // Reallocates (contents lost) when the size changes; the pointer may then change.
+    void resize(size_t n) {
+        if (n == n_) return;
+        if (ptr_) CUDA_CHECK(cudaFreeHost(ptr_));
+        ptr_ = nullptr;
+        n_ = n;
+        if (n) CUDA_CHECK(cudaMallocHost(&ptr_, n * sizeof(T)));
+    }
+    // Queues the copy of the first n elements of `src` into this buffer (resized to n) on `stream`;
+    // read them only after the stream is synchronised.
+    void copy_from_async(const DeviceBuffer<T>& src, size_t n, cudaStream_t stream) {
+        require_fits(src.size(), n);
+        resize(n);
+        if (n) CUDA_CHECK(cudaMemcpyAsync(ptr_, src.get(), n * sizeof(T), cudaMemcpyDeviceToHost, stream));
+    }
+    std::vector<T> to_vector() const { return std::vector<T>(ptr_, ptr_ + n_); }
+    T* get() { return ptr_; }
+    size_t size() const { return n_; }
+
+private:
+    static void require_fits(size_t have, size_t need) {
+        if (need > have) throw std::logic_error("PinnedBuffer: copy of " + std::to_string(need) + " elements from " + std::to_string(have));
+    }
     T* ptr_ = nullptr;
     size_t n_ = 0;
 };

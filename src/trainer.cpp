@@ -101,6 +101,9 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& 
                 checkpoint(TrainProgress{epoch, b + 1, step, losses, checksum}, epoch);
             }
         }
+        // Validation from inference embeddings (every bank image once, then pair distances),
+        // queued before the losses are read back, so a GPU runs it right behind the epoch's steps.
+        dval = backend.bank_pair_distances(split.val);
         std::vector<float> losses = earlier;
         for (float l : backend.batch_losses()) losses.push_back(l);
         check_finite(losses, epoch);
@@ -109,8 +112,6 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& 
         double s = 0;  // sample-weighted mean of the batch losses, as Keras reports it
         for (int b = 0; b < int(losses.size()); ++b) s += double(losses[b]) * std::min(per, n - b * per);
         st.train_loss = s / n;
-        // Validation from inference embeddings: every bank image once, then pair distances.
-        dval = backend.bank_pair_distances(split.val);
         st.val_loss = contrastive_loss_of(dval, split.val.label, recipe.margin);
         st.val_accuracy = accuracy_at(dval, split.val.label, 0.5);
         st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -365,3 +365,29 @@ TEST_CASE("epochs ordered on the device train to the bits of the host's order, a
         CHECK(std::memcmp(p1.data(), p2.data(), p1.size() * sizeof(float)) == 0);
     }
 }
+
+TEST_CASE("the validation pass replayed as a graph gives the eager pass's bits, following new weights and pairs", "[cuda][training][validation]") {
+    // Rounds: eager at new buffers, then captured, then replayed; new pairs (eager again, then a
+    // graph); new weights set in place (the same graph reads them).
+    SKIP_WITHOUT_CUDA();
+    const Setup s;
+    for (const char* kind : {"custom", "tiled+fused"}) {
+        INFO(kind);
+        Recipe h = hyper(21);
+        h.net.flip_average = true;  // the mirror buffer is captured too
+        auto graph = make_cuda_backend(h, engine(kind, true));
+        auto eager = make_cuda_backend(h, engine(kind, false));
+        for (auto* be : {graph.get(), eager.get()}) run_steps(*be, s, 5, 8, 21);
+        for (int round = 0; round < 6; ++round) {
+            INFO("round " << round);
+            const PairSet& pairs = round < 3 ? s.split.val : s.split.test;
+            if (round == 5)
+                for (auto* be : {graph.get(), eager.get()}) be->set_params(glorot_init(be->layout(), 99));
+            const auto dg = graph->bank_pair_distances(pairs), de = eager->bank_pair_distances(pairs);
+            REQUIRE(dg.size() == size_t(pairs.size()));
+            REQUIRE(de.size() == dg.size());
+            CHECK(cudatest::all_finite(dg));
+            CHECK(std::memcmp(dg.data(), de.data(), dg.size() * sizeof(float)) == 0);
+        }
+    }
+}
