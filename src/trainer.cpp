@@ -72,17 +72,21 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& 
     };
     for (int epoch = resume.epoch; epoch <= recipe.epochs; ++epoch) {
         const auto t0 = std::chrono::steady_clock::now();
+        const bool resumed = epoch == resume.epoch && resume.next_batch > 0;
+        // The order's checksum is only needed to check a resume or to save a mid-epoch checkpoint;
+        // the pair sampler's order is then regenerated on the host, never otherwise (the CUDA
+        // engine builds it on the device: the host has nothing to do between two epochs).
+        const bool need_checksum = resumed || opt.checkpoint_every > 0;
         std::string checksum;
         if (groups) {
             const GroupOrder order = group_epoch_order(source, recipe.P, recipe.K, recipe.seed, epoch);
             if (order.size() != n) throw std::logic_error("train_model: P-K epoch size changed");
-            checksum = group_order_checksum(order);
+            if (need_checksum) checksum = group_order_checksum(order);
             backend.begin_epoch_groups(order);
         } else {
-            checksum = order_checksum(epoch_order(split.train, recipe.seed, epoch));
+            if (need_checksum) checksum = order_checksum(epoch_order(split.train, recipe.seed, epoch));
             backend.begin_epoch_shuffled(split.train, recipe.seed, epoch);
         }
-        const bool resumed = epoch == resume.epoch && resume.next_batch > 0;
         if (resumed && checksum != resume.order_checksum)
             throw DataError("cannot resume: the epoch's pair order differs from the saved one (different data or version?)");
         std::vector<float> earlier = resumed ? resume.losses : std::vector<float>{};
