@@ -74,6 +74,25 @@ void Backend::train_run(bool groups, int first, int per, int batches, uint64_t s
     }
 }
 
+Backend::EpochOutput Backend::train_epoch(const PairSet& train, uint64_t seed, int epoch, int per, uint64_t step,
+                                          const PairSet& val) {
+    if (per < 1 || train.size() == 0) throw std::logic_error("train_epoch: no batches");
+    EpochOutput o = do_train_epoch(train, seed, epoch, per, step, val);
+    epoch_pairs_ = train.size();  // as begin_epoch_shuffled leaves it, whichever way the epoch ran
+    epoch_images_ = -1;
+    return o;
+}
+
+Backend::EpochOutput Backend::do_train_epoch(const PairSet& train, uint64_t seed, int epoch, int per, uint64_t step,
+                                             const PairSet& val) {
+    begin_epoch_shuffled(train, seed, epoch);
+    train_run(false, 0, per, (train.size() + per - 1) / per, step);
+    EpochOutput o;
+    o.val_distances = bank_pair_distances(val);  // queued before the losses are read back
+    o.losses = batch_losses();
+    return o;
+}
+
 void Backend::do_train_run(bool groups, int first, int per, int batches, uint64_t step) {
     for (int b = 0; b < batches; ++b) {
         if (groups)

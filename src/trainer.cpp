@@ -73,43 +73,53 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& 
     for (int epoch = resume.epoch; epoch <= recipe.epochs; ++epoch) {
         const auto t0 = std::chrono::steady_clock::now();
         const bool resumed = epoch == resume.epoch && resume.next_batch > 0;
-        // The order's checksum is only needed to check a resume or to save a mid-epoch checkpoint;
-        // the pair sampler's order is then regenerated on the host, never otherwise (the CUDA
-        // engine builds it on the device: the host has nothing to do between two epochs).
-        const bool need_checksum = resumed || opt.checkpoint_every > 0;
-        std::string checksum;
-        if (groups) {
-            const GroupOrder order = group_epoch_order(source, recipe.P, recipe.K, recipe.seed, epoch);
-            if (order.size() != n) throw std::logic_error("train_model: P-K epoch size changed");
-            if (need_checksum) checksum = group_order_checksum(order);
-            backend.begin_epoch_groups(order);
-        } else {
-            if (need_checksum) checksum = order_checksum(epoch_order(split.train, recipe.seed, epoch));
-            backend.begin_epoch_shuffled(split.train, recipe.seed, epoch);
-        }
-        if (resumed && checksum != resume.order_checksum)
-            throw DataError("cannot resume: the epoch's pair order differs from the saved one (different data or version?)");
-        std::vector<float> earlier = resumed ? resume.losses : std::vector<float>{};
         // Runs of steps where the engine prefers them and nothing has to happen in between.
         const int run = opt.batch_by_batch || opt.checkpoint_every > 0 ? 1 : std::max(1, backend.preferred_run());
-        for (int b = resumed ? resume.next_batch : 0; b < batches; ++b) {
-            const int k = std::min(run, batches - b);  // train_run takes a short last batch on its own
-            backend.train_run(groups, b * per, per, k, step);
-            step += uint64_t(k);
-            b += k - 1;
-            if (cb.on_batch) cb.on_batch(b + 1, batches, step);
-            if (opt.checkpoint_every > 0 && step % uint64_t(opt.checkpoint_every) == 0 && b + 1 < batches && cb.on_checkpoint) {
-                std::vector<float> losses = earlier;
-                for (float l : backend.batch_losses()) losses.push_back(l);
-                check_finite(losses, epoch);
-                checkpoint(TrainProgress{epoch, b + 1, step, losses, checksum}, epoch);
+        std::vector<float> losses = resumed ? resume.losses : std::vector<float>{};
+        if (!groups && !resumed && run >= batches) {
+            // Nothing between the steps: the whole epoch, validation included, in one call (one
+            // graph on the GPU).
+            Backend::EpochOutput o = backend.train_epoch(split.train, recipe.seed, epoch, per, step, split.val);
+            step += uint64_t(batches);
+            if (cb.on_batch) cb.on_batch(batches, batches, step);
+            dval = std::move(o.val_distances);
+            for (float l : o.losses) losses.push_back(l);
+        } else {
+            // The order's checksum is only needed to check a resume or to save a mid-epoch
+            // checkpoint: the pair sampler's order is regenerated on the host only then.
+            const bool need_checksum = resumed || opt.checkpoint_every > 0;
+            std::string checksum;
+            if (groups) {
+                const GroupOrder order = group_epoch_order(source, recipe.P, recipe.K, recipe.seed, epoch);
+                if (order.size() != n) throw std::logic_error("train_model: P-K epoch size changed");
+                if (need_checksum) checksum = group_order_checksum(order);
+                backend.begin_epoch_groups(order);
+            } else {
+                if (need_checksum) checksum = order_checksum(epoch_order(split.train, recipe.seed, epoch));
+                backend.begin_epoch_shuffled(split.train, recipe.seed, epoch);
             }
+            if (resumed && checksum != resume.order_checksum)
+                throw DataError("cannot resume: the epoch's pair order differs from the saved one (different data or version?)");
+            const std::vector<float> earlier = losses;
+            for (int b = resumed ? resume.next_batch : 0; b < batches; ++b) {
+                const int k = std::min(run, batches - b);  // train_run takes a short last batch on its own
+                backend.train_run(groups, b * per, per, k, step);
+                step += uint64_t(k);
+                b += k - 1;
+                if (cb.on_batch) cb.on_batch(b + 1, batches, step);
+                if (opt.checkpoint_every > 0 && step % uint64_t(opt.checkpoint_every) == 0 && b + 1 < batches &&
+                    cb.on_checkpoint) {
+                    std::vector<float> so_far = earlier;
+                    for (float l : backend.batch_losses()) so_far.push_back(l);
+                    check_finite(so_far, epoch);
+                    checkpoint(TrainProgress{epoch, b + 1, step, so_far, checksum}, epoch);
+                }
+            }
+            // Validation from inference embeddings (every bank image once, then pair distances),
+            // queued before the losses are read back, so a GPU runs it right behind the steps.
+            dval = backend.bank_pair_distances(split.val);
+            for (float l : backend.batch_losses()) losses.push_back(l);
         }
-        // Validation from inference embeddings (every bank image once, then pair distances),
-        // queued before the losses are read back, so a GPU runs it right behind the epoch's steps.
-        dval = backend.bank_pair_distances(split.val);
-        std::vector<float> losses = earlier;
-        for (float l : backend.batch_losses()) losses.push_back(l);
         check_finite(losses, epoch);
         EpochStats st;
         st.epoch = epoch;

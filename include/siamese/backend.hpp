@@ -108,6 +108,17 @@ public:
     void train_run(bool groups, int first, int per, int batches, uint64_t step);
     // How many batches a train_run call should hold to pay: 1 where nothing is gained (the CPU).
     virtual int preferred_run() const { return 1; }
+    // A whole epoch of the pair sampler in one call, what the trainer does when nothing has to
+    // happen between its steps: begin_epoch_shuffled(train, seed, epoch), its ceil(n / per)
+    // batches of `per` pairs from `step` (train_run), then the validation distances of `val`
+    // (bank_pair_distances) and the batch losses. The same results as those calls, bit for bit.
+    // The CUDA engine (with graphs) replays it as ONE graph: the order, the steps, validation and
+    // the copies back, launched once and waited for once.
+    struct EpochOutput {
+        std::vector<float> losses;         // the batches' mean losses, in order
+        std::vector<float> val_distances;  // of `val`
+    };
+    EpochOutput train_epoch(const PairSet& train, uint64_t seed, int epoch, int per, uint64_t step, const PairSet& val);
     // Mean losses of this epoch's batches so far, in order (waits for the device). A step whose
     // loss or gradient was not finite reports NaN; backends never decide about divergence
     // themselves: the trainer does (train_model), naming the tensor from last_gradient().
@@ -140,6 +151,9 @@ protected:
     virtual void do_train_group(int first, int count, uint64_t step) = 0;  // range already checked
     // `batches` full batches of `per` items from `first` (range already checked); default: one by one.
     virtual void do_train_run(bool groups, int first, int per, int batches, uint64_t step);
+    // train_epoch's work (per >= 1 and a non-empty train already checked); default: the calls it names.
+    virtual EpochOutput do_train_epoch(const PairSet& train, uint64_t seed, int epoch, int per, uint64_t step,
+                                       const PairSet& val);
 
 private:
     void check_range(const char* what, int first, int count, long size) const;
