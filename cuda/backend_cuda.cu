@@ -123,18 +123,8 @@ public:
     // launch (shuffle.cu), queued behind the previous epoch with no copy and no wait.
     void do_begin_epoch_shuffled(const PairSet& train, uint64_t seed, int epoch) override {
         NvtxRange r("begin_epoch (device shuffle)");
-        if (train.a != train_pairs_.a || train.b != train_pairs_.b || train.label != train_pairs_.label) {
-            train_a_.upload(train.a.data(), train.a.size(), stream_.get());
-            train_b_.upload(train.b.data(), train.b.size(), stream_.get());
-            train_y_.upload(train.label.data(), train.label.size(), stream_.get());
-            train_pairs_.a = train.a;
-            train_pairs_.b = train.b;
-            train_pairs_.label = train.label;
-        }
+        keep_train_pairs(train);
         const size_t n = train.a.size();
-        order_a_.resize(n);
-        order_b_.resize(n);
-        order_y_.resize(n);
         epoch_order(order_a_.get(), order_b_.get(), order_y_.get(), train_a_.get(), train_b_.get(), train_y_.get(),
                     shuffle_key(seed, epoch, uint32_t(n)), stream_.get());
         losses_.resize(std::max<size_t>(1, n));
@@ -176,40 +166,20 @@ public:
     std::vector<float> net_bank_pair_distances(const PairSet& pairs) override {
         NvtxRange r("bank_pair_distances");
         if (pairs.size() == 0) return {};
-        const int E = L_.embed_dim();
-        val_emb_.resize(size_t(n_bank_) * E);
-        if (pairs.a != val_pairs_.a || pairs.b != val_pairs_.b) {
-            val_a_.upload(pairs.a.data(), pairs.a.size(), stream_.get());
-            val_b_.upload(pairs.b.data(), pairs.b.size(), stream_.get());
-            val_pairs_.a = pairs.a;
-            val_pairs_.b = pairs.b;
-        }
-        val_d_.resize(pairs.size());
-        val_host_.resize(pairs.size());
-        prepare_embed(n_bank_);  // every allocation before a capture
-        auto pass = [&] {
-            embed_to_device(bank_.get(), n_bank_, val_emb_.get());
-            pair_distances(val_d_.get(), val_emb_.get(), E, val_a_.get(), val_b_.get(), pairs.size(), stream_.get());
-            val_host_.copy_from_async(val_d_, pairs.size(), stream_.get());
-        };
+        keep_val_pairs(pairs);
         if (!e_.graphs || e_.profile) {
-            pass();
+            queue_validation(pairs.size());
         } else {
-            std::vector<const void*> key = device_pointers();
-            for (const void* q : {(const void*)val_emb_.get(), (const void*)val_d_.get(), (const void*)val_a_.get(),
-                                  (const void*)val_b_.get(), (const void*)mirror_.get(), (const void*)val_host_.get()})
-                key.push_back(q);
-            key.push_back(reinterpret_cast<const void*>(uintptr_t(n_bank_)));
-            key.push_back(reinterpret_cast<const void*>(uintptr_t(pairs.size())));
+            const std::vector<const void*> key = graph_key({size_t(pairs.size())});
             if (val_graph_ && key == val_key_) {
                 NvtxRange g("validation (graph)");
                 CUDA_CHECK(cudaGraphLaunch(val_graph_.get(), stream_.get()));
             } else if (key != val_key_) {
-                pass();  // eager, first at these buffers
+                queue_validation(pairs.size());  // eager, first at these buffers
                 val_graph_.reset();
-                val_key_ = key;
+                val_key_ = graph_key({size_t(pairs.size())});  // what the pass left allocated
             } else {
-                val_graph_ = capture([&] { pass(); });
+                val_graph_ = capture([&] { queue_validation(pairs.size()); });
                 CUDA_CHECK(cudaGraphLaunch(val_graph_.get(), stream_.get()));
             }
         }
@@ -217,6 +187,59 @@ public:
         collect_profile();
         return val_host_.to_vector();
     }
+
+    // A whole epoch of the pair sampler as ONE graph: epoch_start (the epoch's order, from the
+    // step the device state holds), the full batches, the short last one, the validation pass
+    // and the copies of the losses and distances into pinned memory; launched once, waited for
+    // once. The first epoch at a set of buffers runs as the separate calls (captured step graphs
+    // after their eager warm-up: every library's first-use setup happens there); the next one
+    // is captured, later ones replayed.
+    EpochOutput do_train_epoch(const PairSet& train, uint64_t seed, int epoch, int per, uint64_t step,
+                               const PairSet& val) override {
+        const int n = train.size(), batches = (n + per - 1) / per, rest = n - (batches - 1) * per;
+        // The graph derives the epoch from the step: only where the two agree (they always do in
+        // training, whose epochs all have `batches` steps).
+        if (!e_.graphs || e_.profile || !pixel_branch().empty() || epoch_at_step(step, batches) != epoch)
+            return Backend::do_train_epoch(train, seed, epoch, per, step, val);
+        NvtxRange r("train_epoch");
+        keep_train_pairs(train);
+        if (val.size()) keep_val_pairs(val);
+        ensure_capacity(2 * per);
+        losses_.resize(std::max<size_t>(1, size_t(n)));
+        losses_host_.resize(size_t(batches));  // no allocation inside the capture
+        const std::vector<const void*> key = graph_key({size_t(n), size_t(per), size_t(val.size()), size_t(seed)});
+        if (key != epoch_key_) {
+            epoch_graph_.reset();
+            EpochOutput o = Backend::do_train_epoch(train, seed, epoch, per, step, val);
+            losses_host_.resize(size_t(batches));
+            epoch_key_ = graph_key({size_t(n), size_t(per), size_t(val.size()), size_t(seed)});  // what it left
+            return o;
+        }
+        auto queue_epoch = [&] {
+            epoch_start(order_a_.get(), order_b_.get(), order_y_.get(), train_a_.get(), train_b_.get(), train_y_.get(), n,
+                        seed, batches, state_.get(), stream_.get());
+            for (int k = 0; k + 1 < batches; ++k) run_step(per);
+            run_step(rest);
+            if (val.size()) queue_validation(val.size());
+            losses_host_.copy_from_async(losses_, size_t(batches), stream_.get());
+        };
+        if (!epoch_graph_) epoch_graph_ = capture(queue_epoch);
+        if (step != expected_step_) set_step_state(state_.get(), StepState{0, 0, step}, stream_.get());
+        {
+            NvtxRange g("epoch (graph)");
+            CUDA_CHECK(cudaGraphLaunch(epoch_graph_.get(), stream_.get()));
+        }
+        ++epoch_graph_runs_;
+        sync();
+        batches_ = batches;
+        expected_first_ = n;
+        expected_step_ = step + uint64_t(batches);
+        EpochOutput o;
+        o.losses = losses_host_.to_vector();
+        if (val.size()) o.val_distances = val_host_.to_vector();
+        return o;
+    }
+
     std::vector<float> net_distances(const std::vector<float>& embeddings, const PairSet& pairs) override {
         NvtxRange r("distances");
         if (pairs.size() == 0) return {};
@@ -232,9 +255,65 @@ public:
 
     std::string profile_report() override { return profile_table(prof_ms_); }
     int step_kernel_nodes() const override { return kernel_nodes_; }
+    long epochs_as_graph() const override { return epoch_graph_runs_; }
 
 private:
     void sync() { CUDA_CHECK(cudaStreamSynchronize(stream_.get())); }
+
+    // The training pairs the device-side shuffle reads, uploaded when they change; the order's
+    // buffers sized for them.
+    void keep_train_pairs(const PairSet& train) {
+        if (train.a != train_pairs_.a || train.b != train_pairs_.b || train.label != train_pairs_.label) {
+            train_a_.upload(train.a.data(), train.a.size(), stream_.get());
+            train_b_.upload(train.b.data(), train.b.size(), stream_.get());
+            train_y_.upload(train.label.data(), train.label.size(), stream_.get());
+            train_pairs_.a = train.a;
+            train_pairs_.b = train.b;
+            train_pairs_.label = train.label;
+        }
+        const size_t n = train.a.size();
+        order_a_.resize(n);
+        order_b_.resize(n);
+        order_y_.resize(n);
+    }
+
+    // The validation pairs, uploaded when they change, and every buffer their pass uses (all
+    // allocated here, so that the pass can be captured).
+    void keep_val_pairs(const PairSet& pairs) {
+        if (pairs.a != val_pairs_.a || pairs.b != val_pairs_.b) {
+            val_a_.upload(pairs.a.data(), pairs.a.size(), stream_.get());
+            val_b_.upload(pairs.b.data(), pairs.b.size(), stream_.get());
+            val_pairs_.a = pairs.a;
+            val_pairs_.b = pairs.b;
+        }
+        val_emb_.resize(size_t(n_bank_) * L_.embed_dim());
+        val_d_.resize(pairs.size());
+        val_host_.resize(pairs.size());
+        prepare_embed(n_bank_);
+    }
+
+    // The validation pass queued on the stream: the bank's embeddings, the distances of the
+    // `count` pairs keep_val_pairs holds, and their copy into pinned memory.
+    void queue_validation(int count) {
+        embed_to_device(bank_.get(), n_bank_, val_emb_.get());
+        pair_distances(val_d_.get(), val_emb_.get(), L_.embed_dim(), val_a_.get(), val_b_.get(), count, stream_.get());
+        val_host_.copy_from_async(val_d_, size_t(count), stream_.get());
+    }
+
+    // What a captured graph depends on: every device buffer (device_pointers), the validation's and
+    // the pinned ones, and the sizes it was captured for.
+    std::vector<const void*> graph_key(std::initializer_list<size_t> sizes) const {
+        std::vector<const void*> key = device_pointers();
+        for (const void* q : {(const void*)val_emb_.get(), (const void*)val_d_.get(), (const void*)val_a_.get(),
+                              (const void*)val_b_.get(), (const void*)mirror_.get(), (const void*)train_a_.get(),
+                              (const void*)train_b_.get(), (const void*)train_y_.get()})
+            key.push_back(q);
+        for (const void* q : {(const void*)losses_host_.ptr(), (const void*)val_host_.ptr()}) key.push_back(q);
+        key.push_back(reinterpret_cast<const void*>(uintptr_t(n_bank_)));
+        key.push_back(reinterpret_cast<const void*>(uintptr_t(cap_)));
+        for (size_t v : sizes) key.push_back(reinterpret_cast<const void*>(uintptr_t(v)));
+        return key;
+    }
 
     // Distances of `pairs` of rows of device embeddings (n, E).
     std::vector<float> device_distances(const float* emb, const PairSet& pairs) {
@@ -702,6 +781,8 @@ private:
     PinnedBuffer<float> losses_host_, val_host_;  // what an epoch reads back
     GraphExec val_graph_;                         // the validation pass
     std::vector<const void*> val_key_;            // its buffers and sizes when last run
+    GraphExec epoch_graph_;                       // a whole epoch (train_epoch)
+    std::vector<const void*> epoch_key_;          // its buffers and sizes when last run
     DeviceBuffer<unsigned> counters_;
     DeviceBuffer<float> saved_params_, saved_opt_, saved_losses_;
     DeviceBuffer<int> order_a_, order_b_, order_ids_, gather_;
@@ -720,6 +801,7 @@ private:
     std::vector<const void*> captured_;
     std::vector<Pending> pending_;
     PhaseTimes prof_ms_;
+    long epoch_graph_runs_ = 0;
     int n_bank_ = 0, cap_ = 0, batches_ = 0, expected_first_ = -1, kernel_nodes_ = -1;
     bool tail_ = false;  // the fused tail applies to this recipe (EngineOptions::fused)
     uint64_t expected_step_ = 0;

@@ -104,6 +104,7 @@ public:
     }
     std::vector<T> to_vector() const { return std::vector<T>(ptr_, ptr_ + n_); }
     T* get() { return ptr_; }
+    const T* ptr() const { return ptr_; }
     size_t size() const { return n_; }
 
 private:

@@ -167,8 +167,17 @@ void CudnnConvBlock::set_batch(int n) {
     cur_n_ = n;
     // The algorithms are chosen for this batch size, whatever the block's capacity: a block
     // regrown for a larger bank then computes a training batch exactly as before (bit-identical
-    // runs whether or not validation embedded the bank in between).
+    // runs whether or not validation embedded the bank in between). The heuristics answer the
+    // same for the same descriptors, so their first answer for a size is kept.
+    if (auto it = chosen_.find(n); it != chosen_.end()) {
+        fwd_algo_ = it->second.fwd;
+        bwd_filter_algo_ = it->second.bwd_filter;
+        bwd_data_algo_ = it->second.bwd_data;
+        for (int k = 0; k < 3; ++k) fell_back_[k] = it->second.fell_back[k];
+        return;  // its workspace was met when it was chosen (the workspace only grows)
+    }
     choose_algorithms();
+    chosen_[n] = Chosen{fwd_algo_, bwd_filter_algo_, bwd_data_algo_, {fell_back_[0], fell_back_[1], fell_back_[2]}};
 }
 
 void CudnnConvBlock::ensure_workspace() {

@@ -7,6 +7,7 @@
 #include <cudnn.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,16 @@ private:
     cudnnConvolutionBwdFilterAlgo_t bwd_filter_algo_{};
     cudnnConvolutionBwdDataAlgo_t bwd_data_algo_{};
     bool fell_back_[3] = {false, false, false};
+    // The algorithms chosen for each batch size met so far: a size met again (the epoch graph
+    // alternates training batches and the validation bank) asks no heuristics, so nothing but
+    // descriptor updates happens on the host while a graph is being captured.
+    struct Chosen {
+        cudnnConvolutionFwdAlgo_t fwd;
+        cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+        cudnnConvolutionBwdDataAlgo_t bwd_data;
+        bool fell_back[3];
+    };
+    std::map<int, Chosen> chosen_;
 };
 
 }  // namespace siamese::cuda

@@ -75,6 +75,11 @@ void optimizer_step_advance(const OptimizerConfig& c, float* params, const float
 // Reference: epoch_order in src/pairs.cpp.
 void epoch_order(int* oa, int* ob, float* oy, const int* a, const int* b, const float* y, const ShuffleKey& key,
                  cudaStream_t stream);
+// The same order for the epoch that begins at st->step (epoch_at_step: epochs of `batches`
+// steps), and st->first = st->batch = 0: an epoch graph's first node, so the graph needs no new
+// arguments from one epoch to the next.
+void epoch_start(int* oa, int* ob, float* oy, const int* a, const int* b, const float* y, int n, uint64_t seed,
+                 int batches, StepState* st, cudaStream_t stream);
 // *st = s, as a launch on the stream (no host copy to wait for).
 void set_step_state(StepState* st, const StepState& s, cudaStream_t stream);
 

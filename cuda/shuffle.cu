@@ -22,6 +22,25 @@ __global__ void epoch_order_kernel(int* __restrict__ oa, int* __restrict__ ob, f
     oy[i] = y[j];
 }
 
+// The epoch graph's first node: the epoch follows from the step the state holds (every epoch of
+// the pair sampler is `batches` steps), the order is built for it, and the position reset. Thread
+// 0 writes first and batch, which no thread of this kernel reads.
+__global__ void epoch_start_kernel(int* __restrict__ oa, int* __restrict__ ob, float* __restrict__ oy,
+                                   const int* __restrict__ a, const int* __restrict__ b, const float* __restrict__ y,
+                                   uint32_t n, uint64_t seed, int batches, StepState* st) {
+    const uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+    const ShuffleKey key = shuffle_key(seed, epoch_at_step(st->step, batches), n);
+    if (i == 0) {
+        st->first = 0;
+        st->batch = 0;
+    }
+    if (i >= n) return;
+    const uint32_t j = shuffle_index(key, i);
+    oa[i] = a[j];
+    ob[i] = b[j];
+    oy[i] = y[j];
+}
+
 __global__ void set_step_state_kernel(StepState* st, StepState s) { *st = s; }
 
 }  // namespace
@@ -31,6 +50,14 @@ void epoch_order(int* oa, int* ob, float* oy, const int* a, const int* b, const 
     NvtxRange r("epoch_order");
     if (key.n == 0) return;
     epoch_order_kernel<<<blocks_for(long(key.n)), kThreads, 0, stream>>>(oa, ob, oy, a, b, y, key);
+    CUDA_CHECK_LAUNCH();
+}
+
+void epoch_start(int* oa, int* ob, float* oy, const int* a, const int* b, const float* y, int n, uint64_t seed,
+                 int batches, StepState* st, cudaStream_t stream) {
+    NvtxRange r("epoch_start");
+    if (n < 1 || batches < 1) throw std::logic_error("epoch_start: an empty epoch");
+    epoch_start_kernel<<<blocks_for(long(n)), kThreads, 0, stream>>>(oa, ob, oy, a, b, y, uint32_t(n), seed, batches, st);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -388,7 +388,7 @@ TEST_CASE("a CUDA failure is a device error, not a data error", "[cuda][device]"
     }
 }
 
-TEST_CASE("the epoch order built on the device is the CPU's epoch_order, and set_step_state writes the state", "[cuda][shuffle]") {
+TEST_CASE("the epoch order built on the device is the CPU's epoch_order, as is an epoch graph's start, and set_step_state writes the state", "[cuda][shuffle]") {
     SKIP_WITHOUT_CUDA();
     std::mt19937_64 r(17);
     // Integers and labels copied, not computed: equality is exact. Sizes around the Feistel
@@ -415,4 +415,25 @@ TEST_CASE("the epoch order built on the device is the CPU's epoch_order, and set
     set_step_state(st.get(), StepState{42, 3, 1ull << 40}, nullptr);
     const StepState s = st.download()[0];
     CHECK((s.first == 42 && s.batch == 3 && s.step == (1ull << 40)));
+    // epoch_start: the order of the epoch the state's step begins (88 steps an epoch), the
+    // position reset, the step kept.
+    const int n = 11250;
+    PairSet train;
+    for (int i = 0; i < n; ++i) train.push(int(r() % 400), int(r() % 400), float(r() % 2));
+    auto a = to_device<int>(train.a), b = to_device<int>(train.b);
+    auto y = to_device<float>(train.label);
+    for (uint64_t step : {uint64_t(0), uint64_t(88), uint64_t(87 * 88)}) {
+        INFO("step " << step);
+        auto oa = poisoned<int>(n), ob = poisoned<int>(n);
+        auto oy = poisoned<float>(n);
+        set_step_state(st.get(), StepState{n, 88, step}, nullptr);
+        epoch_start(oa.get(), ob.get(), oy.get(), a.get(), b.get(), y.get(), n, 5, 88, st.get(), nullptr);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        const PairSet ref = epoch_order(train, 5, epoch_at_step(step, 88));
+        CHECK(oa.download() == ref.a);
+        CHECK(ob.download() == ref.b);
+        CHECK(oy.download() == ref.label);
+        const StepState t = st.download()[0];
+        CHECK((t.first == 0 && t.batch == 0 && t.step == step));
+    }
 }

@@ -391,3 +391,50 @@ TEST_CASE("the validation pass replayed as a graph gives the eager pass's bits, 
         }
     }
 }
+
+TEST_CASE("a whole epoch replayed as one graph gives the bits of its calls made one by one", "[cuda][training][epoch]") {
+    // train_epoch with graphs (epoch 1: the separate calls; 2: captured; 3: replayed; 4: new
+    // validation pairs, the calls again; 5: captured again) against the same epochs without
+    // graphs, every engine kind: losses, validation distances and weights, bit for bit.
+    SKIP_WITHOUT_CUDA();
+    const Setup s;
+    const int per = 8, n = int(s.split.train.size()), batches = (n + per - 1) / per;
+    REQUIRE(n % per != 0);  // a short last batch
+    for (const char* kind : conv_kinds()) {
+        INFO(kind);
+        Recipe h = hyper(23);
+        auto graph = make_cuda_backend(h, engine(kind, true));
+        auto eager = make_cuda_backend(h, engine(kind, false));
+        const std::vector<float> init = glorot_init(graph->layout(), 23);
+        for (auto* be : {graph.get(), eager.get()}) {
+            be->upload_images(s.bank);
+            be->set_params(init);
+        }
+        uint64_t step = 0;
+        for (int epoch = 1; epoch <= 5; ++epoch) {
+            INFO("epoch " << epoch);
+            const PairSet& val = epoch < 4 ? s.split.val : s.split.test;
+            const auto g = graph->train_epoch(s.split.train, 23, epoch, per, step, val);
+            const auto e = eager->train_epoch(s.split.train, 23, epoch, per, step, val);
+            step += uint64_t(batches);
+            REQUIRE(g.losses.size() == size_t(batches));
+            REQUIRE(e.losses.size() == g.losses.size());
+            REQUIRE(g.val_distances.size() == size_t(val.size()));
+            REQUIRE(e.val_distances.size() == g.val_distances.size());
+            CHECK(cudatest::all_finite(g.losses));
+            CHECK(std::memcmp(g.losses.data(), e.losses.data(), g.losses.size() * sizeof(float)) == 0);
+            CHECK(std::memcmp(g.val_distances.data(), e.val_distances.data(), g.val_distances.size() * sizeof(float)) == 0);
+        }
+        CHECK(graph->epochs_as_graph() == 3);  // epochs 2, 3 and 5
+        CHECK(eager->epochs_as_graph() == 0);
+        const auto pg = graph->params(), pe = eager->params();
+        CHECK(std::memcmp(pg.data(), pe.data(), pg.size() * sizeof(float)) == 0);
+        // After an epoch graph the engine still takes batches one by one where it left off.
+        const auto b1 = graph->batch_losses(), b2 = eager->batch_losses();
+        CHECK(b1 == b2);
+        graph->train_batch(0, per, step);
+        eager->train_batch(0, per, step);
+        const auto q1 = graph->params(), q2 = eager->params();
+        CHECK(std::memcmp(q1.data(), q2.data(), q1.size() * sizeof(float)) == 0);
+    }
+}

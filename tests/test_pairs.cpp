@@ -143,6 +143,15 @@ TEST_CASE("the epoch shuffle is a bijection of 0..n-1 for every n, near the Feis
     }
 }
 
+TEST_CASE("the epoch an epoch graph derives from its step is the trainer's", "[pairs][shuffle]") {
+    // The trainer's epoch e (1-based) of B steps begins at step (e - 1) * B.
+    for (int B : {1, 3, 88})
+        for (int e = 1; e <= 20; ++e) {
+            CHECK(epoch_at_step(uint64_t(e - 1) * uint64_t(B), B) == e);
+            CHECK(epoch_at_step(uint64_t(e) * uint64_t(B) - 1, B) == e);  // its last step
+        }
+}
+
 TEST_CASE("the epoch order is a permutation of the training pairs, seeded by (seed, epoch)", "[pairs][shuffle]") {
     PairSet train;
     for (int i = 0; i < 1000; ++i) train.push(i, 1000 + i, float(i % 2));

@@ -136,6 +136,8 @@ public:
     virtual std::string profile_report() { return ""; }
     // Kernel nodes of the last captured training-step graph (CUDA); -1 when none was captured.
     virtual int step_kernel_nodes() const { return -1; }
+    // How many train_epoch calls ran as one captured graph (CUDA); 0 elsewhere.
+    virtual long epochs_as_graph() const { return 0; }
 
 protected:
     virtual void do_upload_images(const ImageBank& bank) = 0;

@@ -72,4 +72,8 @@ SIAMESE_HD uint32_t shuffle_index(const ShuffleKey& k, uint32_t i) {
     return x;
 }
 
+// The 1-based epoch that begins at global step `step` when every epoch is `batches` steps (the
+// pair sampler's: the same pairs every epoch), as the CUDA engine's epoch graph derives it.
+SIAMESE_HD int epoch_at_step(uint64_t step, int batches) { return int(step / uint64_t(batches)) + 1; }
+
 }  // namespace siamese
