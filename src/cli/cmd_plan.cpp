@@ -58,11 +58,15 @@ Runner add_plan(CLI::App& app) {
                     r.sampler == Recipe::Sampler::PK ? r.P * r.K : 2 * r.batch, bank.height, bank.width, a->conv.c_str(),
                     a->fused ? " --fused" : "");
         std::printf("%s", plan_table(plan, a->peak_flops, a->peak_bw).c_str());
-        std::printf("per epoch, around the steps: %s; the full batches as one graph, a short last batch as "
-                    "another; the validation pass (embeddings of the bank, pair distances, the copy back) as one "
-                    "graph; the batch losses and distances read back through pinned memory\n",
-                    r.sampler == Recipe::Sampler::PK ? "the P-K order uploaded"
-                                                     : "the pair order built on the device (epoch_order, 1 launch)");
+        if (r.sampler == Recipe::Sampler::PK)
+            std::printf("per epoch: the P-K order uploaded; the full batches as one graph, a short last batch as "
+                        "another; the validation pass as one graph; losses and distances read back through pinned "
+                        "memory\n");
+        else
+            std::printf("per epoch (with CUDA graphs, from the second epoch on): ONE graph of epoch_start (the pair "
+                        "order built on the device), these steps for every batch, the validation pass (embeddings "
+                        "of the bank, pair distances) and the copies of the losses and distances into pinned "
+                        "memory: launched once, waited for once\n");
         return 0;
     };
 }
