@@ -181,3 +181,80 @@ TEST_CASE("train_run gives the bits of its batches one by one, a short last batc
     CHECK_THROWS_AS(run->train_run(false, n, per, 1, 0), std::logic_error);
     CHECK_THROWS_AS(run->train_run(false, 0, per, 0, 0), std::logic_error);
 }
+
+namespace {
+// The CPU engine behind an engine that, like the CUDA one with graphs, asks for whole runs: the
+// trainer then takes its whole-epoch path (train_epoch), whose calls this counts.
+class WholeEpochs : public Backend {
+public:
+    explicit WholeEpochs(std::unique_ptr<Backend> inner) : in_(std::move(inner)) {}
+    std::string name() const override { return "whole epochs over " + in_->name(); }
+    const ParamLayout& layout() const override { return in_->layout(); }
+    const NetConfig& net_config() const override { return in_->net_config(); }
+    void set_params(const std::vector<float>& p) override { in_->set_params(p); }
+    std::vector<float> params() override { return in_->params(); }
+    std::vector<float> opt_state() override { return in_->opt_state(); }
+    std::vector<float> last_gradient() override { return in_->last_gradient(); }
+    void set_opt_state(const std::vector<float>& s) override { in_->set_opt_state(s); }
+    std::vector<float> batch_losses() override { return in_->batch_losses(); }
+    int preferred_run() const override { return 1 << 20; }
+    int epochs = 0;
+
+protected:
+    void do_upload_images(const ImageBank& bank) override { in_->upload_images(bank); }
+    std::vector<float> net_embed_bank() override { return in_->embed_bank(); }
+    std::vector<float> net_embed(const float* images, int n) override { return in_->embed(images, n); }
+    void do_begin_epoch(const PairSet& ordered) override { in_->begin_epoch(ordered); }
+    void do_train_batch(int first, int count, uint64_t step) override { in_->train_batch(first, count, step); }
+    void do_begin_epoch_groups(const GroupOrder& order) override { in_->begin_epoch_groups(order); }
+    void do_train_group(int first, int count, uint64_t step) override { in_->train_group(first, count, step); }
+    EpochOutput do_train_epoch(const PairSet& train, uint64_t seed, int epoch, int per, uint64_t step,
+                               const PairSet& val) override {
+        ++epochs;
+        return Backend::do_train_epoch(train, seed, epoch, per, step, val);
+    }
+
+private:
+    std::unique_ptr<Backend> in_;
+};
+}  // namespace
+
+TEST_CASE("the trainer's whole-epoch path gives the bits of its batch-by-batch path", "[training][run]") {
+    // The CUDA engine with graphs takes every epoch through train_epoch (one graph); the trainer's
+    // bookkeeping there (steps, losses, validation, the threshold) must match the batch-by-batch
+    // path exactly. Checked on the CPU engine, over three epochs with a short last batch.
+    SynthOptions so;
+    so.people = 6;
+    so.images = 5;
+    const ImageBank bank = synth_bank(so, Preprocess{});
+    const PairSplit split = make_tutorial_pairs(bank, 2, 30, 20);
+    Recipe h;
+    h.seed = 6;
+    h.epochs = 3;
+    h.batch = 16;
+    REQUIRE(split.train.size() % h.batch != 0);
+    auto plain = make_cpu_backend(h, EngineOptions{});
+    WholeEpochs whole(make_cpu_backend(h, EngineOptions{}));
+    const std::vector<float> init = glorot_init(plain->layout(), 6);
+    for (Backend* be : {static_cast<Backend*>(plain.get()), static_cast<Backend*>(&whole)}) {
+        be->upload_images(bank);
+        be->set_params(init);
+    }
+    std::vector<uint64_t> seen;
+    TrainCallbacks cb;
+    cb.on_batch = [&](int, int, uint64_t step) { seen.push_back(step); };
+    const TrainResult a = train_model(*plain, split, h, TrainOptions{}, {});
+    const TrainResult b = train_model(whole, split, h, TrainOptions{}, cb);
+    CHECK(whole.epochs == 3);
+    const uint64_t per_epoch = uint64_t((split.train.size() + h.batch - 1) / h.batch);
+    CHECK(seen == std::vector<uint64_t>{per_epoch, 2 * per_epoch, 3 * per_epoch});
+    REQUIRE(a.epochs.size() == b.epochs.size());
+    for (size_t e = 0; e < a.epochs.size(); ++e) {
+        CHECK(a.epochs[e].train_loss == b.epochs[e].train_loss);
+        CHECK(a.epochs[e].val_loss == b.epochs[e].val_loss);
+        CHECK(a.epochs[e].val_accuracy == b.epochs[e].val_accuracy);
+    }
+    CHECK(a.threshold == b.threshold);
+    const auto p1 = plain->params(), p2 = whole.params();
+    CHECK(std::memcmp(p1.data(), p2.data(), p1.size() * sizeof(float)) == 0);
+}
