@@ -17,6 +17,19 @@
 using namespace siamese;
 
 namespace {
+// A small bank (6 people x 5 generated images) and its tutorial pairs: quick to train on.
+struct Small {
+    ImageBank bank;
+    PairSplit split;
+    Small() {
+        SynthOptions so;
+        so.people = 6;
+        so.images = 5;
+        bank = synth_bank(so, Preprocess{});
+        split = make_tutorial_pairs(bank, 2, 30, 20);
+    }
+};
+
 struct Outcome {
     TrainResult result;
     TestReport report;
@@ -154,11 +167,9 @@ TEST_CASE("train_run gives the bits of its batches one by one, a short last batc
     // The CUDA engine replays a run as one graph; every engine must give the same results as
     // the steps taken one at a time. Checked here on the CPU engine (the base class's split into
     // full batches and the remainder, the step numbers); [cuda] tests check the graph.
-    SynthOptions so;
-    so.people = 6;
-    so.images = 5;
-    const ImageBank bank = synth_bank(so, Preprocess{});
-    const PairSplit split = make_tutorial_pairs(bank, 2, 30, 20);
+    const Small small;
+    const ImageBank& bank = small.bank;
+    const PairSplit& split = small.split;
     Recipe h;
     h.seed = 4;
     const int n = int(split.train.size()), per = 16, batches = (n + per - 1) / per;
@@ -223,11 +234,9 @@ TEST_CASE("the trainer's whole-epoch path gives the bits of its batch-by-batch p
     // The CUDA engine with graphs takes every epoch through train_epoch (one graph); the trainer's
     // bookkeeping there (steps, losses, validation, the threshold) must match the batch-by-batch
     // path exactly. Checked on the CPU engine, over three epochs with a short last batch.
-    SynthOptions so;
-    so.people = 6;
-    so.images = 5;
-    const ImageBank bank = synth_bank(so, Preprocess{});
-    const PairSplit split = make_tutorial_pairs(bank, 2, 30, 20);
+    const Small small;
+    const ImageBank& bank = small.bank;
+    const PairSplit& split = small.split;
     Recipe h;
     h.seed = 6;
     h.epochs = 3;
