@@ -501,6 +501,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
 
     nlohmann::json summary = {{"protocol", a.protocol},
                               {"device", backend->name()},
+                              {"epochs_as_graph", backend->epochs_as_graph()},  // CUDA: one graph an epoch
                               {"seed", a.seed},
                               {"epochs", a.epochs},
                               {"batch", a.batch},

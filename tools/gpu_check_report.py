@@ -87,7 +87,8 @@ for name in ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused
     runs[name] = {"seconds_per_epoch": steady(s["epoch_seconds"]), "epoch_seconds": s["epoch_seconds"],
                   "epoch_losses": [h["loss"] for h in s["history"]], "test": t, "device": s["device"]}
     row(f"train {name}", f"{steady(s['epoch_seconds']):8.4f} s/epoch  loss1 {s['history'][0]['loss']:.6f}  "
-        f"auc {t['auc']:.4f}  acc@thr {t['accuracy_at_threshold']:.4f}  eer {t['eer']:.4f}")
+        f"auc {t['auc']:.4f}  acc@thr {t['accuracy_at_threshold']:.4f}  eer {t['eer']:.4f}  "
+        f"graph epochs {s.get('epochs_as_graph', '?')}/{len(s['epoch_seconds'])}")
 res["runs"] = runs
 if "cuda_cudnn" in runs:
     row("cuDNN algorithms", runs["cuda_cudnn"]["device"][:300])
