@@ -20,6 +20,7 @@
 
 #include "siamese/backend.hpp"
 #include "siamese/baselines.hpp"
+#include "siamese/checkpoint_writer.hpp"
 #include "siamese/files.hpp"
 #include "siamese/model.hpp"
 #include "siamese/pixel_branch.hpp"
@@ -442,11 +443,16 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     const std::string args_json = recipe_to_json(a);
     const std::string state_path = out + "/state.safetensors";
     int current_epoch = start.epoch;
+    // Checkpoints go to disk on their own thread: an epoch waits for the snapshot only.
+    CheckpointWriter checkpoints(state_path);
     TrainCallbacks cb;
     cb.on_batch = [&](int done, int total, uint64_t step) {
         observer.batch(current_epoch, done, total);
         if (spec.stop && *spec.stop) throw RunInterrupted(int(*spec.stop));
-        if (spec.crash_after_steps > 0 && step == uint64_t(spec.crash_after_steps)) ::kill(::getpid(), SIGKILL);
+        if (spec.crash_after_steps > 0 && step == uint64_t(spec.crash_after_steps)) {
+            checkpoints.flush();  // the testing aid kills once the checkpoints due are on disk
+            ::kill(::getpid(), SIGKILL);
+        }
     };
     cb.on_epoch = [&](const EpochStats& s) {
         observer.epoch(s);
@@ -462,11 +468,12 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
         st.params = params;
         st.opt_state = backend->opt_state();
         st.data_fingerprint = fingerprint;
-        save_train_state(state_path, st);
+        checkpoints.submit(std::move(st));
     };
     TrainProgress from;
     if (resuming) from = resumed.progress;
     const TrainResult trained = train_model(*backend, split, h, to, cb, from);
+    checkpoints.flush();  // the finished run's state on disk before its model
     const TrainResult res = with_pixel_branch(*backend, a, bank, split, trained);
 
     RunOutcome outcome;

@@ -1,8 +1,10 @@
 #include <catch2/catch.hpp>
 
+#include "siamese/checkpoint_writer.hpp"
 #include "siamese/files.hpp"
 #include "siamese/model.hpp"
 #include "siamese/safetensors.hpp"
+#include "siamese/train_state.hpp"
 #include "siamese/common.hpp"
 #include "siamese/pgm.hpp"
 #include <filesystem>
@@ -104,4 +106,42 @@ TEST_CASE("inputs the fuzzer found are refused cleanly (regressions)", "[checkpo
         CHECK_THROWS_AS(parse_model(bytes, e.path().string()), DataError);
     }
     CHECK(files >= 1);
+}
+
+namespace {
+TrainState state_at(uint64_t step) {
+    TrainState s;
+    s.args_json = "{}";
+    s.history_json = "[]";
+    s.progress.step = step;
+    s.params.assign(1000, float(step));
+    s.opt_state.assign(2000, 0.5f);
+    return s;
+}
+}  // namespace
+
+TEST_CASE("checkpoints written on their own thread: the latest on disk after flush, a failure thrown", "[checkpoint][writer]") {
+    const std::string dir = testutil::temp_dir("writer");
+    const std::string path = dir + "/state.safetensors";
+    {
+        CheckpointWriter w(path);
+        for (uint64_t step = 1; step <= 50; ++step) w.submit(state_at(step));
+        w.flush();
+        CHECK(load_train_state(path).progress.step == 50u);  // the last one, whatever was skipped
+        CHECK(load_train_state(path).params[0] == 50.0f);
+        CHECK(w.written() >= 1);
+        CHECK(w.written() + w.replaced() == 50);  // each snapshot either written or replaced
+        w.submit(state_at(51));
+    }  // the destructor writes what is in hand
+    CHECK(load_train_state(path).progress.step == 51u);
+    // A write that fails is reported by the next flush (and submit), naming the file.
+    CheckpointWriter bad(dir + "/no/such/folder/state.safetensors");
+    bad.submit(state_at(1));
+    try {
+        bad.flush();
+        FAIL("no error");
+    } catch (const DataError& e) {
+        CHECK(std::string(e.what()).find("no/such/folder/state.safetensors") != std::string::npos);
+    }
+    bad.flush();  // reported once
 }
