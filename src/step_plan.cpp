@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <sstream>
+#include <stdexcept>
 
 namespace siamese {
 
@@ -140,6 +141,26 @@ struct Planner {
         optimizer();
     }
 
+    // The validation pass over `images` bank images and `pairs` pairs (queue_validation): the
+    // inference forward (no dropout draws, the same launches), flip averaging when the recipe
+    // has it, the embeddings copied out, the pairs' distances and their copy to the host.
+    void validation(double images, double pairs) {
+        const size_t nd = L.dense.size(), nc = L.conv.size();
+        const double E = L.embed_dim(), img = double(r.net.in_h) * r.net.in_w;
+        for (int view = 0; view < (r.net.flip_average ? 2 : 1); ++view) {
+            if (view == 1) add("mirror_images", "flip view", 0, 2 * images * img * kF);
+            for (size_t l = 0; l < nc; ++l) conv_forward(l, images, false);
+            for (size_t l = 0; l < nd; ++l) dense_forward(l, images);
+            if (r.net.l2_normalize) add("l2_normalize_forward", "head", 3 * images * E, 2 * images * E * kF);
+            if (view == 0)
+                add("cudaMemcpyAsync", "embeddings (device to device)", 0, 2 * images * E * kF);
+            else
+                add("flip_average", "mean of the views", 2 * images * E, 3 * images * E * kF);
+        }
+        add("pair_distances", "validation pairs", 3 * pairs * E, (2 * pairs * E + 3 * pairs) * kF);
+        add("cudaMemcpyAsync", "distances (device to host)", 0, pairs * kF);
+    }
+
     void optimizer() {
         const double p = double(L.total);
         if (e.fused) {
@@ -181,6 +202,30 @@ std::vector<PlannedLaunch> cuda_step_plan(const Recipe& r, const EngineOptions& 
     else
         p.pairs_step();
     return p.out;
+}
+
+double plan_floor(const std::vector<PlannedLaunch>& plan, double peak_flops, double peak_bytes_per_s) {
+    double t = 0;
+    for (const PlannedLaunch& k : plan) t += std::max(k.flops / peak_flops, k.bytes / peak_bytes_per_s);
+    return t;
+}
+
+EpochPlan cuda_epoch_plan(const Recipe& r, const EngineOptions& e, int train_pairs, int bank_images, int val_pairs) {
+    if (r.sampler != Recipe::Sampler::Pairs || train_pairs < 1 || r.batch < 1)
+        throw std::logic_error("cuda_epoch_plan: the pair sampler's epochs only");
+    EpochPlan p;
+    p.full_steps = train_pairs / r.batch;
+    const int rest = train_pairs - p.full_steps * r.batch;
+    p.step = cuda_step_plan(r, e);
+    if (rest > 0) {
+        Recipe last = r;
+        last.batch = rest;
+        p.last_step = cuda_step_plan(last, e);
+    }
+    Planner v{r, e, make_layout(r.net), {}};
+    if (val_pairs > 0) v.validation(bank_images, val_pairs);
+    p.validation = v.out;
+    return p;
 }
 
 std::string plan_table(const std::vector<PlannedLaunch>& plan, double peak_flops, double peak_bytes_per_s) {

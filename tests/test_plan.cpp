@@ -94,6 +94,42 @@ TEST_CASE("the fused tail's block geometry fits the default shared memory", "[pl
     CHECK(tail_pairs_per_block(4096, 64) == 0);
 }
 
+TEST_CASE("the epoch plan: full steps, the short one, validation, and the floor they add up to", "[plan]") {
+    // ORL's reference epoch: 11,250 training pairs (87 steps of 128 and one of 114), 3,750
+    // validation pairs over the 400 images.
+    const Recipe r = reference();
+    const EngineOptions e = engine(ConvAlgo::Custom, true);
+    const EpochPlan p = cuda_epoch_plan(r, e, 11250, 400, 3750);
+    CHECK(p.full_steps == 87);
+    CHECK(p.step.size() == 10);
+    CHECK(p.last_step.size() == p.step.size());  // the same launches at 114 pairs
+    // The short step's arithmetic is its share of a full one's (the optimizer's aside).
+    const double opt = p.step.back().flops;
+    CHECK(sum_of(p.last_step, &PlannedLaunch::flops) - opt == Approx((sum_of(p.step, &PlannedLaunch::flops) - opt) * 114 / 128).epsilon(1e-6));
+    // Validation: conv1, conv2, two dense layers (GEMM + bias/activation), the embeddings'
+    // copy, the distances and their copy back: 9.
+    REQUIRE(p.validation.size() == 9);
+    CHECK(p.validation[0].kernel == "conv_pool_forward");
+    CHECK(p.validation[0].flops == Approx(2.0 * 400 * 6 * 54 * 44 * 9));
+    CHECK(p.validation.back().bytes == 3750 * 4.0);
+    const double peak = 60e12, bw = 4.8e12;
+    const double epoch = p.full_steps * plan_floor(p.step, peak, bw) + plan_floor(p.last_step, peak, bw) +
+                         plan_floor(p.validation, peak, bw);
+    CHECK(epoch > 87 * plan_floor(p.step, peak, bw));
+    CHECK(epoch < 5e-3);  // the goal is reachable in principle: 3.7x this floor
+    // Pairs that divide into batches: no short step; flip averaging: a second view.
+    CHECK(cuda_epoch_plan(r, e, 128 * 10, 400, 100).last_step.empty());
+    Recipe flip = r;
+    flip.net.flip_average = true;
+    const EpochPlan f = cuda_epoch_plan(flip, e, 1000, 400, 100);
+    CHECK(f.validation.size() == 9 + 8);  // the mirror images, the 6 forward launches again, the mean of the views
+    CHECK(count_of(f.validation, "flip_average") == 1);
+    // The P-K sampler's epoch is not this plan's.
+    Recipe pk = r;
+    pk.sampler = Recipe::Sampler::PK;
+    CHECK_THROWS_AS(cuda_epoch_plan(pk, e, 1000, 400, 100), std::logic_error);
+}
+
 TEST_CASE("siamese plan prints the step's launches, FLOPs and floors without a GPU", "[plan][cli]") {
     const auto count = testutil::run_cli("plan --fused --count");
     REQUIRE(count.status == 0);
@@ -102,6 +138,8 @@ TEST_CASE("siamese plan prints the step's launches, FLOPs and floors without a G
     REQUIRE(table.status == 0);
     CHECK(table.out.find("contrastive_tail") != std::string::npos);
     CHECK(table.out.find("10 launches per step") != std::string::npos);
+    CHECK(table.out.find("CUDA training epoch") != std::string::npos);
+    CHECK(table.out.find("the goal: 5 ms") != std::string::npos);
     CHECK(testutil::run_cli("plan --conv bogus").status == 2);
     CHECK(testutil::run_cli("plan --peak-flops -1").status == 2);
     CHECK(testutil::run_cli("plan --help").status == 0);

@@ -28,6 +28,19 @@ std::vector<PlannedLaunch> cuda_step_plan(const Recipe& r, const EngineOptions& 
 // shared memory (the tail's rule: 8, 4, 2 or 1 pairs a block within 48 KB).
 bool fused_tail_applies(const Recipe& r);
 
+// The sum over the launches of max(flops / peak, bytes / bandwidth): the plan's floor, seconds.
+double plan_floor(const std::vector<PlannedLaunch>& plan, double peak_flops, double peak_bytes_per_s);
+
+// One epoch of the pair sampler on the CUDA engine (its epoch graph): train_pairs / r.batch full
+// steps, a short last step when the pairs do not divide, and the validation pass over the bank
+// (bank_images inference embeddings, val_pairs distances). The floor the 5 ms epoch goal of
+// docs/gpu-speed.md is measured against.
+struct EpochPlan {
+    int full_steps = 0;
+    std::vector<PlannedLaunch> step, last_step, validation;  // last_step empty when none
+};
+EpochPlan cuda_epoch_plan(const Recipe& r, const EngineOptions& e, int train_pairs, int bank_images, int val_pairs);
+
 // The plan as a table: one row a launch, the totals, and each floor at the given peaks.
 std::string plan_table(const std::vector<PlannedLaunch>& plan, double peak_flops, double peak_bytes_per_s);
 

@@ -7,6 +7,7 @@
 #include "commands.hpp"
 #include "siamese/common.hpp"
 #include "siamese/dataset.hpp"
+#include "siamese/pairs.hpp"
 #include "siamese/step_plan.hpp"
 #include "siamese/synth.hpp"
 
@@ -58,15 +59,35 @@ Runner add_plan(CLI::App& app) {
                     r.sampler == Recipe::Sampler::PK ? r.P * r.K : 2 * r.batch, bank.height, bank.width, a->conv.c_str(),
                     a->fused ? " --fused" : "");
         std::printf("%s", plan_table(plan, a->peak_flops, a->peak_bw).c_str());
-        if (r.sampler == Recipe::Sampler::PK)
+        if (r.sampler == Recipe::Sampler::PK) {
             std::printf("per epoch: the P-K order uploaded; the full batches as one graph, a short last batch as "
                         "another; the validation pass as one graph; losses and distances read back through pinned "
                         "memory\n");
-        else
-            std::printf("per epoch (with CUDA graphs, from the second epoch on): ONE graph of epoch_start (the pair "
-                        "order built on the device), these steps for every batch, the validation pass (embeddings "
-                        "of the bank, pair distances) and the copies of the losses and distances into pinned "
-                        "memory: launched once, waited for once\n");
+            return 0;
+        }
+        // The epoch of this data's pairs: what the epoch graph holds, and its floor.
+        const PairSplit split = make_split(bank, a->recipe.protocol, a->recipe.train_people, a->recipe.test_people, r.seed);
+        const EpochPlan ep = cuda_epoch_plan(r, e, split.train.size(), bank.size(), split.val.size());
+        const double step_s = plan_floor(ep.step, a->peak_flops, a->peak_bw);
+        const double last_s = plan_floor(ep.last_step, a->peak_flops, a->peak_bw);
+        const double val_s = plan_floor(ep.validation, a->peak_flops, a->peak_bw);
+        const double epoch_s = ep.full_steps * step_s + last_s + val_s;
+        const size_t launches = size_t(ep.full_steps) * ep.step.size() + ep.last_step.size() + ep.validation.size() + 1;
+        std::printf("\nCUDA training epoch (with CUDA graphs, from the second epoch on: ONE graph): %d training pairs, "
+                    "%d validation pairs over %d images\n",
+                    split.train.size(), split.val.size(), bank.size());
+        std::printf("  epoch_start (the order, on the device)     1 launch\n");
+        std::printf("  %4d full steps of %d pairs            %5zu launches   floor %9.3f ms\n", ep.full_steps, r.batch,
+                    size_t(ep.full_steps) * ep.step.size(), ep.full_steps * step_s * 1e3);
+        if (!ep.last_step.empty())
+            std::printf("     1 short step of %d pairs            %5zu launches   floor %9.3f ms\n",
+                        split.train.size() - ep.full_steps * r.batch, ep.last_step.size(), last_s * 1e3);
+        std::printf("  validation (bank forward, distances)   %5zu launches   floor %9.3f ms\n", ep.validation.size(),
+                    val_s * 1e3);
+        std::printf("  epoch                                  %5zu launches   floor %9.3f ms (the goal: 5 ms, %.1fx "
+                    "the floor)\n",
+                    launches, epoch_s * 1e3, 5e-3 / epoch_s);
+        std::printf("launched once and waited for once; the losses and distances come back through pinned memory\n");
         return 0;
     };
 }
