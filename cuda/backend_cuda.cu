@@ -240,6 +240,66 @@ public:
         return o;
     }
 
+    // A whole P-K epoch as ONE graph: the epoch's order (made on the host, written into pinned
+    // memory) copied in by the graph's first nodes, the position reset, the steps, validation,
+    // the copies back. As for the pair sampler: the first epoch at a set of buffers runs as the
+    // separate calls, the next is captured, later ones replayed.
+    EpochOutput do_train_epoch_groups(const GroupOrder& order, int per, uint64_t step, const PairSet& val) override {
+        if (!e_.graphs || e_.profile || !pixel_branch().empty())
+            return Backend::do_train_epoch_groups(order, per, step, val);
+        NvtxRange r("train_epoch_groups");
+        const int n = order.size(), batches = (n + per - 1) / per, rest = n - (batches - 1) * per;
+        order_a_.resize(size_t(n));
+        order_ids_.resize(size_t(n));
+        order_host_.resize(size_t(n));
+        ids_host_.resize(size_t(n));
+        if (val.size()) keep_val_pairs(val);
+        ensure_capacity(per);
+        losses_.resize(std::max<size_t>(1, size_t(n)));
+        losses_host_.resize(size_t(batches));
+        auto key_now = [&] {
+            std::vector<const void*> k = graph_key({size_t(n), size_t(per), size_t(val.size())});
+            k.push_back(order_host_.ptr());
+            k.push_back(ids_host_.ptr());
+            return k;
+        };
+        if (key_now() != groups_key_) {
+            groups_graph_.reset();
+            EpochOutput o = Backend::do_train_epoch_groups(order, per, step, val);
+            losses_host_.resize(size_t(batches));
+            groups_key_ = key_now();  // what it left
+            return o;
+        }
+        std::copy(order.image.begin(), order.image.end(), order_host_.get());  // the last graph is done
+        std::copy(order.person.begin(), order.person.end(), ids_host_.get());
+        auto queue_epoch = [&] {
+            CUDA_CHECK(cudaMemcpyAsync(order_a_.get(), order_host_.get(), size_t(n) * sizeof(int), cudaMemcpyHostToDevice,
+                                       stream_.get()));
+            CUDA_CHECK(cudaMemcpyAsync(order_ids_.get(), ids_host_.get(), size_t(n) * sizeof(int), cudaMemcpyHostToDevice,
+                                       stream_.get()));
+            epoch_reset(state_.get(), stream_.get());
+            for (int k = 0; k + 1 < batches; ++k) run_group_step(per);
+            run_group_step(rest);
+            if (val.size()) queue_validation(val.size());
+            losses_host_.copy_from_async(losses_, size_t(batches), stream_.get());
+        };
+        if (!groups_graph_) groups_graph_ = capture(queue_epoch);
+        if (step != expected_step_) set_step_state(state_.get(), StepState{0, 0, step}, stream_.get());
+        {
+            NvtxRange g("epoch (graph)");
+            CUDA_CHECK(cudaGraphLaunch(groups_graph_.get(), stream_.get()));
+        }
+        ++epoch_graph_runs_;
+        sync();
+        batches_ = batches;
+        expected_first_ = n;
+        expected_step_ = step + uint64_t(batches);
+        EpochOutput o;
+        o.losses = losses_host_.to_vector();
+        if (val.size()) o.val_distances = val_host_.to_vector();
+        return o;
+    }
+
     std::vector<float> net_distances(const std::vector<float>& embeddings, const PairSet& pairs) override {
         NvtxRange r("distances");
         if (pairs.size() == 0) return {};
@@ -783,6 +843,9 @@ private:
     std::vector<const void*> val_key_;            // its buffers and sizes when last run
     GraphExec epoch_graph_;                       // a whole epoch (train_epoch)
     std::vector<const void*> epoch_key_;          // its buffers and sizes when last run
+    GraphExec groups_graph_;                      // a whole P-K epoch (train_epoch_groups)
+    std::vector<const void*> groups_key_;
+    PinnedBuffer<int> order_host_, ids_host_;     // the P-K epoch's order, copied in by its graph
     DeviceBuffer<unsigned> counters_;
     DeviceBuffer<float> saved_params_, saved_opt_, saved_losses_;
     DeviceBuffer<int> order_a_, order_b_, order_ids_, gather_;

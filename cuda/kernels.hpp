@@ -80,6 +80,8 @@ void epoch_order(int* oa, int* ob, float* oy, const int* a, const int* b, const 
 // arguments from one epoch to the next.
 void epoch_start(int* oa, int* ob, float* oy, const int* a, const int* b, const float* y, int n, uint64_t seed,
                  int batches, StepState* st, cudaStream_t stream);
+// st->first = st->batch = 0, the step kept: a P-K epoch graph's start (its order is copied in).
+void epoch_reset(StepState* st, cudaStream_t stream);
 // *st = s, as a launch on the stream (no host copy to wait for).
 void set_step_state(StepState* st, const StepState& s, cudaStream_t stream);
 

@@ -43,6 +43,11 @@ __global__ void epoch_start_kernel(int* __restrict__ oa, int* __restrict__ ob, f
 
 __global__ void set_step_state_kernel(StepState* st, StepState s) { *st = s; }
 
+__global__ void epoch_reset_kernel(StepState* st) {
+    st->first = 0;
+    st->batch = 0;
+}
+
 }  // namespace
 
 void epoch_order(int* oa, int* ob, float* oy, const int* a, const int* b, const float* y, const ShuffleKey& key,
@@ -58,6 +63,11 @@ void epoch_start(int* oa, int* ob, float* oy, const int* a, const int* b, const 
     NvtxRange r("epoch_start");
     if (n < 1 || batches < 1) throw std::logic_error("epoch_start: an empty epoch");
     epoch_start_kernel<<<blocks_for(long(n)), kThreads, 0, stream>>>(oa, ob, oy, a, b, y, uint32_t(n), seed, batches, st);
+    CUDA_CHECK_LAUNCH();
+}
+
+void epoch_reset(StepState* st, cudaStream_t stream) {
+    epoch_reset_kernel<<<1, 1, 0, stream>>>(st);
     CUDA_CHECK_LAUNCH();
 }
 

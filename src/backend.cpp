@@ -93,6 +93,24 @@ Backend::EpochOutput Backend::do_train_epoch(const PairSet& train, uint64_t seed
     return o;
 }
 
+Backend::EpochOutput Backend::train_epoch_groups(const GroupOrder& order, int per, uint64_t step, const PairSet& val) {
+    if (per < 1 || order.size() == 0) throw std::logic_error("train_epoch_groups: no batches");
+    if (order.image.size() != order.person.size()) throw std::logic_error("train_epoch_groups: images and people differ in count");
+    EpochOutput o = do_train_epoch_groups(order, per, step, val);
+    epoch_images_ = order.size();  // as begin_epoch_groups leaves it, whichever way the epoch ran
+    epoch_pairs_ = -1;
+    return o;
+}
+
+Backend::EpochOutput Backend::do_train_epoch_groups(const GroupOrder& order, int per, uint64_t step, const PairSet& val) {
+    begin_epoch_groups(order);
+    train_run(true, 0, per, (order.size() + per - 1) / per, step);
+    EpochOutput o;
+    o.val_distances = bank_pair_distances(val);
+    o.losses = batch_losses();
+    return o;
+}
+
 void Backend::do_train_run(bool groups, int first, int per, int batches, uint64_t step) {
     for (int b = 0; b < batches; ++b) {
         if (groups)

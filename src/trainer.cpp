@@ -70,16 +70,23 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& 
         cb.on_checkpoint(p, w);
         saved = true;
     };
+    auto checked_group_order = [&](int epoch) {
+        GroupOrder order = group_epoch_order(source, recipe.P, recipe.K, recipe.seed, epoch);
+        if (order.size() != n) throw std::logic_error("train_model: P-K epoch size changed");
+        return order;
+    };
     for (int epoch = resume.epoch; epoch <= recipe.epochs; ++epoch) {
         const auto t0 = std::chrono::steady_clock::now();
         const bool resumed = epoch == resume.epoch && resume.next_batch > 0;
         // Runs of steps where the engine prefers them and nothing has to happen in between.
         const int run = opt.batch_by_batch || opt.checkpoint_every > 0 ? 1 : std::max(1, backend.preferred_run());
         std::vector<float> losses = resumed ? resume.losses : std::vector<float>{};
-        if (!groups && !resumed && run >= batches) {
+        if (!resumed && run >= batches) {
             // Nothing between the steps: the whole epoch, validation included, in one call (one
             // graph on the GPU).
-            Backend::EpochOutput o = backend.train_epoch(split.train, recipe.seed, epoch, per, step, split.val);
+            Backend::EpochOutput o =
+                groups ? backend.train_epoch_groups(checked_group_order(epoch), per, step, split.val)
+                       : backend.train_epoch(split.train, recipe.seed, epoch, per, step, split.val);
             step += uint64_t(batches);
             if (cb.on_batch) cb.on_batch(batches, batches, step);
             dval = std::move(o.val_distances);
@@ -90,8 +97,7 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& 
             const bool need_checksum = resumed || opt.checkpoint_every > 0;
             std::string checksum;
             if (groups) {
-                const GroupOrder order = group_epoch_order(source, recipe.P, recipe.K, recipe.seed, epoch);
-                if (order.size() != n) throw std::logic_error("train_model: P-K epoch size changed");
+                const GroupOrder order = checked_group_order(epoch);
                 if (need_checksum) checksum = group_order_checksum(order);
                 backend.begin_epoch_groups(order);
             } else {

@@ -255,3 +255,45 @@ TEST_CASE("P-K CUDA steps (augmented, L2 head) match the CPU: first gradient, th
         CHECK(testutil::rel_error(p1, pc) < 1e-3);
     }
 }
+
+TEST_CASE("a whole P-K epoch replayed as one graph gives the bits of its calls made one by one", "[cuda][strong][training][epoch]") {
+    // train_epoch_groups with graphs (epoch 1: the separate calls; 2: captured; 3: replayed with a
+    // new order copied in; 4: new validation pairs, the calls again; 5: captured again) against
+    // the same epochs without graphs: losses, validation distances and weights, bit for bit.
+    SKIP_WITHOUT_CUDA();
+    const PkSetup s;
+    for (bool augment : {false, true}) {
+        INFO("augment " << augment);
+        Recipe h = strong_recipe(25, augment);
+        h.net.flip_average = augment;  // the validation's mirror view in the graph too
+        EngineOptions no_graphs;
+        no_graphs.graphs = false;
+        auto graph = make_cuda_backend(h, EngineOptions{});
+        auto eager = make_cuda_backend(h, no_graphs);
+        const std::vector<float> init = glorot_init(graph->layout(), 25);
+        for (auto* be : {graph.get(), eager.get()}) {
+            be->upload_images(s.bank);
+            be->set_params(init);
+        }
+        const int per = group_batch_images(s.src, h.P, h.K);
+        uint64_t step = 0;
+        for (int epoch = 1; epoch <= 5; ++epoch) {
+            INFO("epoch " << epoch);
+            const GroupOrder order = group_epoch_order(s.src, h.P, h.K, h.seed, epoch);
+            const PairSet& val = epoch < 4 ? s.split.val : s.split.test;
+            const auto g = graph->train_epoch_groups(order, per, step, val);
+            const auto e = eager->train_epoch_groups(order, per, step, val);
+            step += uint64_t(order.size() / per);
+            REQUIRE(g.losses.size() == size_t(order.size() / per));
+            REQUIRE(e.losses.size() == g.losses.size());
+            REQUIRE(g.val_distances.size() == size_t(val.size()));
+            REQUIRE(e.val_distances.size() == g.val_distances.size());
+            CHECK(cudatest::all_finite(g.losses));
+            CHECK(std::memcmp(g.losses.data(), e.losses.data(), g.losses.size() * sizeof(float)) == 0);
+            CHECK(std::memcmp(g.val_distances.data(), e.val_distances.data(), g.val_distances.size() * sizeof(float)) == 0);
+        }
+        CHECK(graph->epochs_as_graph() == 3);  // epochs 2, 3 and 5
+        const auto pg = graph->params(), pe = eager->params();
+        CHECK(std::memcmp(pg.data(), pe.data(), pg.size() * sizeof(float)) == 0);
+    }
+}

@@ -224,6 +224,10 @@ protected:
         ++epochs;
         return Backend::do_train_epoch(train, seed, epoch, per, step, val);
     }
+    EpochOutput do_train_epoch_groups(const GroupOrder& order, int per, uint64_t step, const PairSet& val) override {
+        ++epochs;
+        return Backend::do_train_epoch_groups(order, per, step, val);
+    }
 
 private:
     std::unique_ptr<Backend> in_;
@@ -231,16 +235,26 @@ private:
 }  // namespace
 
 TEST_CASE("the trainer's whole-epoch path gives the bits of its batch-by-batch path", "[training][run]") {
-    // The CUDA engine with graphs takes every epoch through train_epoch (one graph); the trainer's
-    // bookkeeping there (steps, losses, validation, the threshold) must match the batch-by-batch
-    // path exactly. Checked on the CPU engine, over three epochs with a short last batch.
+    // The CUDA engine with graphs takes every epoch through train_epoch or train_epoch_groups (one
+    // graph); the trainer's bookkeeping there (steps, losses, validation, the threshold) must match
+    // the batch-by-batch path exactly. Checked on the CPU engine, over three epochs: pairs with a
+    // short last batch, and P-K batches.
     const Small small;
     const ImageBank& bank = small.bank;
     const PairSplit& split = small.split;
+    const bool pk = GENERATE(false, true);
+    INFO("P-K " << pk);
     Recipe h;
     h.seed = 6;
     h.epochs = 3;
     h.batch = 16;
+    if (pk) {
+        h.sampler = Recipe::Sampler::PK;
+        h.P = 3;
+        h.K = 4;
+        h.net.embed_relu = false;
+        h.net.l2_normalize = true;
+    }
     REQUIRE(split.train.size() % h.batch != 0);
     auto plain = make_cpu_backend(h, EngineOptions{});
     WholeEpochs whole(make_cpu_backend(h, EngineOptions{}));
@@ -255,7 +269,9 @@ TEST_CASE("the trainer's whole-epoch path gives the bits of its batch-by-batch p
     const TrainResult a = train_model(*plain, split, h, TrainOptions{}, {});
     const TrainResult b = train_model(whole, split, h, TrainOptions{}, cb);
     CHECK(whole.epochs == 3);
-    const uint64_t per_epoch = uint64_t((split.train.size() + h.batch - 1) / h.batch);
+    const GroupSource src = group_source(split);
+    const uint64_t per_epoch =
+        pk ? uint64_t(group_batches(src, h.P, h.K)) : uint64_t((split.train.size() + h.batch - 1) / h.batch);
     CHECK(seen == std::vector<uint64_t>{per_epoch, 2 * per_epoch, 3 * per_epoch});
     REQUIRE(a.epochs.size() == b.epochs.size());
     for (size_t e = 0; e < a.epochs.size(); ++e) {

@@ -119,6 +119,10 @@ public:
         std::vector<float> val_distances;  // of `val`
     };
     EpochOutput train_epoch(const PairSet& train, uint64_t seed, int epoch, int per, uint64_t step, const PairSet& val);
+    // The same for the P-K sampler: begin_epoch_groups(order), its ceil(n / per) batches of `per`
+    // images, validation, losses; on the CUDA engine one graph whose first node copies the order
+    // in from pinned memory.
+    EpochOutput train_epoch_groups(const GroupOrder& order, int per, uint64_t step, const PairSet& val);
     // Mean losses of this epoch's batches so far, in order (waits for the device). A step whose
     // loss or gradient was not finite reports NaN; backends never decide about divergence
     // themselves: the trainer does (train_model), naming the tensor from last_gradient().
@@ -156,6 +160,7 @@ protected:
     // train_epoch's work (per >= 1 and a non-empty train already checked); default: the calls it names.
     virtual EpochOutput do_train_epoch(const PairSet& train, uint64_t seed, int epoch, int per, uint64_t step,
                                        const PairSet& val);
+    virtual EpochOutput do_train_epoch_groups(const GroupOrder& order, int per, uint64_t step, const PairSet& val);
 
 private:
     void check_range(const char* what, int first, int count, long size) const;
