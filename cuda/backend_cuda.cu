@@ -1,15 +1,20 @@
-// The CUDA engine: the image bank and the training pairs live on the device, and each epoch's
-// pair order is built there (shuffle.cu: one launch, no upload, no wait); one training
+// The CUDA engine: the image bank and the training pairs live on the device. One training
 // step = gather indices -> fused conv blocks (both twins in one launch per layer) -> dense
-// layers (cuBLAS) -> fused distance + loss -> backward -> one optimizer kernel, captured once
-// as a CUDA graph and replayed for every batch (kernels read the batch position from a
-// device-side StepState, so the graph needs no new arguments; an epoch's full batches are
-// captured back to back as one graph, train_run). --fused: 10 launches a step instead of 25
-// (siamese plan lists them: the tail kernel, masks and reductions folded into the kernels that
-// produce their inputs, the state advanced by the optimizer). The P-K sampler's step (the
-// strong recipe) is the same pipeline on one set of images: gather-and-augment from the bank ->
-// the same conv blocks and dense layers (-> L2 head) -> the in-batch loss over every pair ->
-// the same backward and optimizer, captured as its own graph.
+// layers (cuBLAS) -> fused distance + loss -> backward -> one optimizer kernel; kernels read the
+// batch position from a device-side StepState that the step's last kernel advances, so steps
+// captured one after another replay as they would run one by one. --fused: 10 launches a step
+// instead of 25 (siamese plan lists them: the tail kernel, masks and reductions folded into the
+// kernels that produce their inputs, the state advanced by the optimizer). The P-K sampler's
+// step (the strong recipe) is the same pipeline on one set of images: gather-and-augment from
+// the bank -> the same conv blocks and dense layers (-> L2 head) -> the in-batch loss over every
+// pair -> the same backward and optimizer.
+//
+// Graphs: a whole epoch is ONE graph (train_epoch, train_epoch_groups): the epoch's order (built
+// on the device for the pair sampler, shuffle.cu; copied in from pinned memory for P-K), every
+// step, the validation pass and the copies of the losses and distances into pinned memory. The
+// first epoch at a set of buffers runs as separate calls (a run of steps as one graph after an
+// eager warm-up step, train_run; validation eager, then as its own graph), where cuBLAS and
+// cuDNN set themselves up outside any capture; the next epoch is captured.
 #include <algorithm>
 #include <chrono>
 #include <cmath>

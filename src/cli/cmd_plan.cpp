@@ -60,9 +60,9 @@ Runner add_plan(CLI::App& app) {
                     a->fused ? " --fused" : "");
         std::printf("%s", plan_table(plan, a->peak_flops, a->peak_bw).c_str());
         if (r.sampler == Recipe::Sampler::PK) {
-            std::printf("per epoch: the P-K order uploaded; the full batches as one graph, a short last batch as "
-                        "another; the validation pass as one graph; losses and distances read back through pinned "
-                        "memory\n");
+            std::printf("per epoch (with CUDA graphs, from the second epoch on): ONE graph of the P-K order copied "
+                        "in from pinned memory, these steps for every batch, the validation pass and the copies of "
+                        "the losses and distances into pinned memory: launched once, waited for once\n");
             return 0;
         }
         // The epoch of this data's pairs: what the epoch graph holds, and its floor.
