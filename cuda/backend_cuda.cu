@@ -228,21 +228,7 @@ public:
             if (val.size()) queue_validation(val.size());
             losses_host_.copy_from_async(losses_, size_t(batches), stream_.get());
         };
-        if (!epoch_graph_) epoch_graph_ = capture(queue_epoch);
-        if (step != expected_step_) set_step_state(state_.get(), StepState{0, 0, step}, stream_.get());
-        {
-            NvtxRange g("epoch (graph)");
-            CUDA_CHECK(cudaGraphLaunch(epoch_graph_.get(), stream_.get()));
-        }
-        ++epoch_graph_runs_;
-        sync();
-        batches_ = batches;
-        expected_first_ = n;
-        expected_step_ = step + uint64_t(batches);
-        EpochOutput o;
-        o.losses = losses_host_.to_vector();
-        if (val.size()) o.val_distances = val_host_.to_vector();
-        return o;
+        return launch_epoch(epoch_graph_, queue_epoch, n, batches, step, val.size() > 0);
     }
 
     // A whole P-K epoch as ONE graph: the epoch's order (made on the host, written into pinned
@@ -288,21 +274,7 @@ public:
             if (val.size()) queue_validation(val.size());
             losses_host_.copy_from_async(losses_, size_t(batches), stream_.get());
         };
-        if (!groups_graph_) groups_graph_ = capture(queue_epoch);
-        if (step != expected_step_) set_step_state(state_.get(), StepState{0, 0, step}, stream_.get());
-        {
-            NvtxRange g("epoch (graph)");
-            CUDA_CHECK(cudaGraphLaunch(groups_graph_.get(), stream_.get()));
-        }
-        ++epoch_graph_runs_;
-        sync();
-        batches_ = batches;
-        expected_first_ = n;
-        expected_step_ = step + uint64_t(batches);
-        EpochOutput o;
-        o.losses = losses_host_.to_vector();
-        if (val.size()) o.val_distances = val_host_.to_vector();
-        return o;
+        return launch_epoch(groups_graph_, queue_epoch, n, batches, step, val.size() > 0);
     }
 
     std::vector<float> net_distances(const std::vector<float>& embeddings, const PairSet& pairs) override {
@@ -324,6 +296,27 @@ public:
 
 private:
     void sync() { CUDA_CHECK(cudaStreamSynchronize(stream_.get())); }
+
+    // An epoch's graph (captured from queue_epoch the first time) launched from `step` and waited
+    // for; its losses and (with validation) distances, read from pinned memory.
+    template <class F>
+    EpochOutput launch_epoch(GraphExec& graph, F&& queue_epoch, int n, int batches, uint64_t step, bool validation) {
+        if (!graph) graph = capture(queue_epoch);
+        if (step != expected_step_) set_step_state(state_.get(), StepState{0, 0, step}, stream_.get());
+        {
+            NvtxRange g("epoch (graph)");
+            CUDA_CHECK(cudaGraphLaunch(graph.get(), stream_.get()));
+        }
+        ++epoch_graph_runs_;
+        sync();
+        batches_ = batches;
+        expected_first_ = n;
+        expected_step_ = step + uint64_t(batches);
+        EpochOutput o;
+        o.losses = losses_host_.to_vector();
+        if (validation) o.val_distances = val_host_.to_vector();
+        return o;
+    }
 
     // The training pairs the device-side shuffle reads, uploaded when they change; the order's
     // buffers sized for them.

@@ -2,7 +2,9 @@
 // upload vectors, poison outputs before a kernel runs.
 #pragma once
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -52,6 +54,26 @@ bool all_finite(const std::vector<T>& v) {
     for (const auto& x : v)
         if (!std::isfinite(double(x))) return false;
     return true;
+}
+
+// The same floats, bit for bit (finite where `finite`).
+inline void check_same_bits(const std::vector<float>& a, const std::vector<float>& b, bool finite = false) {
+    REQUIRE(a.size() == b.size());
+    if (finite) CHECK(all_finite(a));
+    CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+// Two engines' outputs of one epoch (train_epoch*): `batches` finite losses and `val_pairs`
+// distances each, the same bits.
+inline void check_same_epoch(const siamese::Backend::EpochOutput& g, const siamese::Backend::EpochOutput& e,
+                             size_t batches, size_t val_pairs) {
+    REQUIRE(g.losses.size() == batches);
+    REQUIRE(e.losses.size() == batches);
+    REQUIRE(g.val_distances.size() == val_pairs);
+    REQUIRE(e.val_distances.size() == val_pairs);
+    CHECK(all_finite(g.losses));
+    CHECK(std::memcmp(g.losses.data(), e.losses.data(), batches * sizeof(float)) == 0);
+    CHECK(std::memcmp(g.val_distances.data(), e.val_distances.data(), val_pairs * sizeof(float)) == 0);
 }
 
 }  // namespace cudatest

@@ -284,13 +284,7 @@ TEST_CASE("a whole P-K epoch replayed as one graph gives the bits of its calls m
             const auto g = graph->train_epoch_groups(order, per, step, val);
             const auto e = eager->train_epoch_groups(order, per, step, val);
             step += uint64_t(order.size() / per);
-            REQUIRE(g.losses.size() == size_t(order.size() / per));
-            REQUIRE(e.losses.size() == g.losses.size());
-            REQUIRE(g.val_distances.size() == size_t(val.size()));
-            REQUIRE(e.val_distances.size() == g.val_distances.size());
-            CHECK(cudatest::all_finite(g.losses));
-            CHECK(std::memcmp(g.losses.data(), e.losses.data(), g.losses.size() * sizeof(float)) == 0);
-            CHECK(std::memcmp(g.val_distances.data(), e.val_distances.data(), g.val_distances.size() * sizeof(float)) == 0);
+            cudatest::check_same_epoch(g, e, size_t(order.size() / per), size_t(val.size()));
         }
         CHECK(graph->epochs_as_graph() == 3);  // epochs 2, 3 and 5
         const auto pg = graph->params(), pe = eager->params();

@@ -315,13 +315,9 @@ TEST_CASE("a run of CUDA steps replayed as one graph gives the bits of the steps
             for (int b = 0; b < batches; ++b) one->train_batch(b * per, std::min(per, n - b * per), step + uint64_t(b));
             run->train_run(false, 0, per, batches, step);
             step += uint64_t(batches);
-            const auto l1 = one->batch_losses(), l2 = run->batch_losses();
-            REQUIRE(l1.size() == l2.size());
-            CHECK(std::memcmp(l1.data(), l2.data(), l1.size() * sizeof(float)) == 0);
+            cudatest::check_same_bits(one->batch_losses(), run->batch_losses());
         }
-        const auto p1 = one->params(), p2 = run->params();
-        REQUIRE(cudatest::all_finite(p2));
-        CHECK(std::memcmp(p1.data(), p2.data(), p1.size() * sizeof(float)) == 0);
+        cudatest::check_same_bits(one->params(), run->params(), true);
     }
 }
 
@@ -356,13 +352,9 @@ TEST_CASE("epochs ordered on the device train to the bits of the host's order, a
             host->train_run(false, 0, per, batches, step);
             dev->train_run(false, 0, per, batches, step);
             step += uint64_t(batches);
-            const auto l1 = host->batch_losses(), l2 = dev->batch_losses();
-            REQUIRE(l1.size() == l2.size());
-            CHECK(std::memcmp(l1.data(), l2.data(), l1.size() * sizeof(float)) == 0);
+            cudatest::check_same_bits(host->batch_losses(), dev->batch_losses());
         }
-        const auto p1 = host->params(), p2 = dev->params();
-        REQUIRE(cudatest::all_finite(p2));
-        CHECK(std::memcmp(p1.data(), p2.data(), p1.size() * sizeof(float)) == 0);
+        cudatest::check_same_bits(host->params(), dev->params(), true);
     }
 }
 
@@ -417,13 +409,7 @@ TEST_CASE("a whole epoch replayed as one graph gives the bits of its calls made 
             const auto g = graph->train_epoch(s.split.train, 23, epoch, per, step, val);
             const auto e = eager->train_epoch(s.split.train, 23, epoch, per, step, val);
             step += uint64_t(batches);
-            REQUIRE(g.losses.size() == size_t(batches));
-            REQUIRE(e.losses.size() == g.losses.size());
-            REQUIRE(g.val_distances.size() == size_t(val.size()));
-            REQUIRE(e.val_distances.size() == g.val_distances.size());
-            CHECK(cudatest::all_finite(g.losses));
-            CHECK(std::memcmp(g.losses.data(), e.losses.data(), g.losses.size() * sizeof(float)) == 0);
-            CHECK(std::memcmp(g.val_distances.data(), e.val_distances.data(), g.val_distances.size() * sizeof(float)) == 0);
+            cudatest::check_same_epoch(g, e, size_t(batches), size_t(val.size()));
         }
         CHECK(graph->epochs_as_graph() == 3);  // epochs 2, 3 and 5
         CHECK(eager->epochs_as_graph() == 0);
