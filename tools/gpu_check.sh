@@ -162,6 +162,8 @@ else
 fi
 # The static plan of the step (no GPU needed), fused and not: what the ncu rows are set against.
 "$bin" plan > "$logs/plan.txt" 2>&1; "$bin" plan --fused >> "$logs/plan.txt" 2>&1
+# The trainer's own cost per epoch on this machine's CPU (an engine that takes no time).
+stage host_overhead 60 build-gpu/host_overhead 200
 train cpu 150 --device cpu
 # The strong recipe (P-K batches, augmentation, L2 head) on unseen people, 30 epochs, both engines.
 strong() {  # name limit args...

@@ -214,6 +214,17 @@ def ncu_kernels(text):
 plan = re.findall(r"(?m)^(\d+) launches per step", read("plan.txt"))
 if plan:
     row("plan (launches/step)", f"unfused {plan[0]}" + (f", fused {plan[1]}" if len(plan) > 1 else ""))
+epoch_floor = re.findall(r"(?m)^\s+epoch\s+(\d+) launches\s+floor\s+([\d.]+) ms", read("plan.txt"))
+if epoch_floor:
+    res["plan_epoch_floor_ms"] = [float(f) for _, f in epoch_floor]
+    row("plan (epoch floor)", ", ".join(f"{w} {f} ms ({n} launches)" for w, (n, f) in zip(("unfused", "fused"), epoch_floor))
+        + " against the 5 ms goal")
+host = re.findall(r"(?m)^(no checkpoints|with checkpoints): .*?([\d.]+) us an epoch in all", read("host_overhead.log"))
+if host:
+    res["host_us_per_epoch"] = {k: float(v) for k, v in host}
+    row("host cost per epoch", ", ".join(f"{k} {v} us" for k, v in host) + " (host_overhead: an engine that takes no time)")
+else:
+    row("host cost per epoch", why_not("host_overhead") or "no output")
 for name in ("reference", "tiled", "fused", "strong"):
     ks = ncu_kernels(read(f"ncu_{name}.csv"))
     res[f"ncu_{name}"] = ks
