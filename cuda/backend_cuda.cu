@@ -172,22 +172,11 @@ public:
         NvtxRange r("bank_pair_distances");
         if (pairs.size() == 0) return {};
         keep_val_pairs(pairs);
-        if (!e_.graphs || e_.profile) {
-            queue_validation(pairs.size());
-        } else {
-            const std::vector<const void*> key = graph_key({size_t(pairs.size())});
-            if (val_graph_ && key == val_key_) {
-                NvtxRange g("validation (graph)");
-                CUDA_CHECK(cudaGraphLaunch(val_graph_.get(), stream_.get()));
-            } else if (key != val_key_) {
-                queue_validation(pairs.size());  // eager, first at these buffers
-                val_graph_.reset();
-                val_key_ = graph_key({size_t(pairs.size())});  // what the pass left allocated
-            } else {
-                val_graph_ = capture([&] { queue_validation(pairs.size()); });
-                CUDA_CHECK(cudaGraphLaunch(val_graph_.get(), stream_.get()));
-            }
-        }
+        auto pass = [&] { queue_validation(pairs.size()); };
+        if (!e_.graphs || e_.profile)
+            pass();
+        else if (graph_ready(val_graph_, val_key_, [&] { return graph_key({size_t(pairs.size())}); }, pass, pass))
+            launch(val_graph_, "validation (graph)");
         sync();
         collect_profile();
         return val_host_.to_vector();
@@ -212,14 +201,6 @@ public:
         ensure_capacity(2 * per);
         losses_.resize(std::max<size_t>(1, size_t(n)));
         losses_host_.resize(size_t(batches));  // no allocation inside the capture
-        const std::vector<const void*> key = graph_key({size_t(n), size_t(per), size_t(val.size()), size_t(seed)});
-        if (key != epoch_key_) {
-            epoch_graph_.reset();
-            EpochOutput o = Backend::do_train_epoch(train, seed, epoch, per, step, val);
-            losses_host_.resize(size_t(batches));
-            epoch_key_ = graph_key({size_t(n), size_t(per), size_t(val.size()), size_t(seed)});  // what it left
-            return o;
-        }
         auto queue_epoch = [&] {
             epoch_start(order_a_.get(), order_b_.get(), order_y_.get(), train_a_.get(), train_b_.get(), train_y_.get(), n,
                         seed, batches, state_.get(), stream_.get());
@@ -228,7 +209,11 @@ public:
             if (val.size()) queue_validation(val.size());
             losses_host_.copy_from_async(losses_, size_t(batches), stream_.get());
         };
-        return launch_epoch(epoch_graph_, queue_epoch, n, batches, step, val.size() > 0);
+        EpochOutput o;
+        auto key_now = [&] { return graph_key({size_t(n), size_t(per), size_t(val.size()), size_t(seed)}); };
+        auto calls = [&] { o = Backend::do_train_epoch(train, seed, epoch, per, step, val); };
+        if (!graph_ready(epoch_graph_, epoch_key_, key_now, calls, queue_epoch)) return o;
+        return launch_epoch(epoch_graph_, n, batches, step, val.size() > 0);
     }
 
     // A whole P-K epoch as ONE graph: the epoch's order (made on the host, written into pinned
@@ -248,19 +233,6 @@ public:
         ensure_capacity(per);
         losses_.resize(std::max<size_t>(1, size_t(n)));
         losses_host_.resize(size_t(batches));
-        auto key_now = [&] {
-            std::vector<const void*> k = graph_key({size_t(n), size_t(per), size_t(val.size())});
-            k.push_back(order_host_.ptr());
-            k.push_back(ids_host_.ptr());
-            return k;
-        };
-        if (key_now() != groups_key_) {
-            groups_graph_.reset();
-            EpochOutput o = Backend::do_train_epoch_groups(order, per, step, val);
-            losses_host_.resize(size_t(batches));
-            groups_key_ = key_now();  // what it left
-            return o;
-        }
         std::copy(order.image.begin(), order.image.end(), order_host_.get());  // the last graph is done
         std::copy(order.person.begin(), order.person.end(), ids_host_.get());
         auto queue_epoch = [&] {
@@ -274,7 +246,16 @@ public:
             if (val.size()) queue_validation(val.size());
             losses_host_.copy_from_async(losses_, size_t(batches), stream_.get());
         };
-        return launch_epoch(groups_graph_, queue_epoch, n, batches, step, val.size() > 0);
+        EpochOutput o;
+        auto key_now = [&] {
+            std::vector<const void*> k = graph_key({size_t(n), size_t(per), size_t(val.size())});
+            k.push_back(order_host_.ptr());
+            k.push_back(ids_host_.ptr());
+            return k;
+        };
+        auto calls = [&] { o = Backend::do_train_epoch_groups(order, per, step, val); };
+        if (!graph_ready(groups_graph_, groups_key_, key_now, calls, queue_epoch)) return o;
+        return launch_epoch(groups_graph_, n, batches, step, val.size() > 0);
     }
 
     std::vector<float> net_distances(const std::vector<float>& embeddings, const PairSet& pairs) override {
@@ -297,16 +278,31 @@ public:
 private:
     void sync() { CUDA_CHECK(cudaStreamSynchronize(stream_.get())); }
 
-    // An epoch's graph (captured from queue_epoch the first time) launched from `step` and waited
-    // for; its losses and (with validation) distances, read from pinned memory.
-    template <class F>
-    EpochOutput launch_epoch(GraphExec& graph, F&& queue_epoch, int n, int batches, uint64_t step, bool validation) {
-        if (!graph) graph = capture(queue_epoch);
-        if (step != expected_step_) set_step_state(state_.get(), StepState{0, 0, step}, stream_.get());
-        {
-            NvtxRange g("epoch (graph)");
-            CUDA_CHECK(cudaGraphLaunch(graph.get(), stream_.get()));
+    // The rule of the engine's epoch and validation graphs: at new buffers or sizes (key_now()
+    // differs from `key`), `eager` runs instead (cuBLAS and cuDNN set themselves up outside any
+    // capture) and the key it leaves is kept; the next time, `queue` is captured. True when
+    // `graph` is ready to launch, false when `eager` ran.
+    template <class KeyNow, class Eager, class Queue>
+    bool graph_ready(GraphExec& graph, std::vector<const void*>& key, KeyNow key_now, Eager eager, Queue queue) {
+        if (key_now() != key) {
+            graph.reset();
+            eager();
+            key = key_now();  // what it left allocated
+            return false;
         }
+        if (!graph) graph = capture(queue);
+        return true;
+    }
+    void launch(const GraphExec& graph, const char* name) {
+        NvtxRange r(name);
+        CUDA_CHECK(cudaGraphLaunch(graph.get(), stream_.get()));
+    }
+
+    // An epoch's graph launched from `step` and waited for; its losses and (with validation)
+    // distances, read from pinned memory.
+    EpochOutput launch_epoch(const GraphExec& graph, int n, int batches, uint64_t step, bool validation) {
+        if (step != expected_step_) set_step_state(state_.get(), StepState{0, 0, step}, stream_.get());
+        launch(graph, "epoch (graph)");
         ++epoch_graph_runs_;
         sync();
         batches_ = batches;
@@ -402,8 +398,7 @@ private:
                 it = graphs_.emplace(key, capture_steps(count, groups, steps)).first;
                 captured_ = device_pointers();
             }
-            NvtxRange r(steps == 1 ? "train_step (graph)" : "train_run (graph)");
-            CUDA_CHECK(cudaGraphLaunch(it->second.get(), stream_.get()));
+            launch(it->second, steps == 1 ? "train_step (graph)" : "train_run (graph)");
         } else {
             for (int k = 0; k < steps; ++k) run_any_step(count, groups);
         }

@@ -4,12 +4,11 @@
 // memory owned by the caller); tests may pass none (the legacy default stream).
 #pragma once
 #include <cstddef>
-#include <stdexcept>
-#include <string>
 #include <utility>
 #include <vector>
 
 #include "check.hpp"
+#include "launch.hpp"  // require_elems
 
 namespace siamese::cuda {
 
@@ -98,7 +97,7 @@ public:
     // Queues the copy of the first n elements of `src` into this buffer (resized to n) on `stream`;
     // read them only after the stream is synchronised.
     void copy_from_async(const DeviceBuffer<T>& src, size_t n, cudaStream_t stream) {
-        require_fits(src.size(), n);
+        require_elems(src.size(), n, "PinnedBuffer::copy_from_async: source");
         resize(n);
         if (n) CUDA_CHECK(cudaMemcpyAsync(ptr_, src.get(), n * sizeof(T), cudaMemcpyDeviceToHost, stream));
     }
@@ -108,9 +107,6 @@ public:
     size_t size() const { return n_; }
 
 private:
-    static void require_fits(size_t have, size_t need) {
-        if (need > have) throw std::logic_error("PinnedBuffer: copy of " + std::to_string(need) + " elements from " + std::to_string(have));
-    }
     T* ptr_ = nullptr;
     size_t n_ = 0;
 };

@@ -11,15 +11,20 @@
 namespace siamese::cuda {
 namespace {
 
-__global__ void epoch_order_kernel(int* __restrict__ oa, int* __restrict__ ob, float* __restrict__ oy,
-                                   const int* __restrict__ a, const int* __restrict__ b, const float* __restrict__ y,
-                                   ShuffleKey key) {
-    const uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= key.n) return;
+// Position i of the order: the training pair the key's permutation puts there.
+__device__ void place_pair(const ShuffleKey& key, uint32_t i, int* oa, int* ob, float* oy, const int* a, const int* b,
+                           const float* y) {
     const uint32_t j = shuffle_index(key, i);
     oa[i] = a[j];
     ob[i] = b[j];
     oy[i] = y[j];
+}
+
+__global__ void epoch_order_kernel(int* __restrict__ oa, int* __restrict__ ob, float* __restrict__ oy,
+                                   const int* __restrict__ a, const int* __restrict__ b, const float* __restrict__ y,
+                                   ShuffleKey key) {
+    const uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < key.n) place_pair(key, i, oa, ob, oy, a, b, y);
 }
 
 // The epoch graph's first node: the epoch follows from the step the state holds (every epoch of
@@ -34,11 +39,7 @@ __global__ void epoch_start_kernel(int* __restrict__ oa, int* __restrict__ ob, f
         st->first = 0;
         st->batch = 0;
     }
-    if (i >= n) return;
-    const uint32_t j = shuffle_index(key, i);
-    oa[i] = a[j];
-    ob[i] = b[j];
-    oy[i] = y[j];
+    if (i < n) place_pair(key, i, oa, ob, oy, a, b, y);
 }
 
 __global__ void set_step_state_kernel(StepState* st, StepState s) { *st = s; }

@@ -87,6 +87,10 @@ Backend::EpochOutput Backend::do_train_epoch(const PairSet& train, uint64_t seed
                                              const PairSet& val) {
     begin_epoch_shuffled(train, seed, epoch);
     train_run(false, 0, per, (train.size() + per - 1) / per, step);
+    return end_epoch(val);
+}
+
+Backend::EpochOutput Backend::end_epoch(const PairSet& val) {
     EpochOutput o;
     o.val_distances = bank_pair_distances(val);  // queued before the losses are read back
     o.losses = batch_losses();
@@ -105,10 +109,7 @@ Backend::EpochOutput Backend::train_epoch_groups(const GroupOrder& order, int pe
 Backend::EpochOutput Backend::do_train_epoch_groups(const GroupOrder& order, int per, uint64_t step, const PairSet& val) {
     begin_epoch_groups(order);
     train_run(true, 0, per, (order.size() + per - 1) / per, step);
-    EpochOutput o;
-    o.val_distances = bank_pair_distances(val);
-    o.losses = batch_losses();
-    return o;
+    return end_epoch(val);
 }
 
 void Backend::do_train_run(bool groups, int first, int per, int batches, uint64_t step) {

@@ -187,6 +187,11 @@ std::string micro(double seconds) {
     return buf;
 }
 
+// A launch's floor: its arithmetic or its bytes at the peak, whichever takes longer.
+double launch_floor(const PlannedLaunch& k, double peak_flops, double peak_bytes_per_s) {
+    return std::max(k.flops / peak_flops, k.bytes / peak_bytes_per_s);
+}
+
 }  // namespace
 
 bool fused_tail_applies(const Recipe& r) {
@@ -206,7 +211,7 @@ std::vector<PlannedLaunch> cuda_step_plan(const Recipe& r, const EngineOptions& 
 
 double plan_floor(const std::vector<PlannedLaunch>& plan, double peak_flops, double peak_bytes_per_s) {
     double t = 0;
-    for (const PlannedLaunch& k : plan) t += std::max(k.flops / peak_flops, k.bytes / peak_bytes_per_s);
+    for (const PlannedLaunch& k : plan) t += launch_floor(k, peak_flops, peak_bytes_per_s);
     return t;
 }
 
@@ -238,7 +243,7 @@ std::string plan_table(const std::vector<PlannedLaunch>& plan, double peak_flops
     int library = 0;
     for (size_t i = 0; i < plan.size(); ++i) {
         const PlannedLaunch& k = plan[i];
-        const double f = std::max(k.flops / peak_flops, k.bytes / peak_bytes_per_s);
+        const double f = launch_floor(k, peak_flops, peak_bytes_per_s);
         flops += k.flops;
         bytes += k.bytes;
         floor += f;

@@ -163,6 +163,7 @@ protected:
     virtual EpochOutput do_train_epoch_groups(const GroupOrder& order, int per, uint64_t step, const PairSet& val);
 
 private:
+    EpochOutput end_epoch(const PairSet& val);  // the default epochs' validation, then losses
     void check_range(const char* what, int first, int count, long size) const;
     const ImageBank* bank_ref_ = nullptr;
     PixelBranch pixel_;
