@@ -37,16 +37,6 @@ __global__ void conv_pool_forward_kernel(ConvShape s, int n, const float* __rest
         layer_id, rate > 0.0f ? st->step : 0);
 }
 
-// At most this many chunks of images in the weight gradient (enough for ~64k threads in flight),
-// WHATEVER n: the scratch size then depends on the shape alone (a size that shrank with n once
-// let a smaller buffer from an inference pass be overrun by the next training batch).
-int wgrad_max_chunks(const ConvShape& s) { return std::max(1, 65536 / wgrad_params(s)); }
-// Images per chunk for n images.
-int wgrad_chunk(const ConvShape& s, int n) {
-    const int chunks = std::max(1, std::min(n, wgrad_max_chunks(s)));
-    return (n + chunks - 1) / chunks;
-}
-
 // Thread j of chunk blockIdx.y: the sum over the chunk's images of weight (or bias) j's gradient.
 // Fused (counter set): the last block to finish then sums the chunks into grad_wb.
 __global__ void conv_wgrad_partial_kernel(ConvShape s, int n, int chunk, const float* __restrict__ in,
@@ -64,7 +54,8 @@ __global__ void conv_wgrad_partial_kernel(ConvShape s, int n, int chunk, const f
                               in + size_t(gather(i)) * s.C * s.H * s.W, 0, 1, acc);
         partial[size_t(blockIdx.y) * nwb + j] = acc;
     }
-    if (counter && last_block_done(counter, gridDim.x * gridDim.y)) sum_partials(grad_wb, partial, chunks, nwb);
+    __shared__ float tile[kColsumTileFloats];
+    if (counter && last_block_done(counter, gridDim.x * gridDim.y)) sum_partials(tile, grad_wb, partial, chunks, nwb);
 }
 
 // One thread per input element (i, c, y, x): every (filter, tap) whose conv output was its pool
@@ -144,7 +135,7 @@ __global__ void tiled_input_grad_kernel(S s, const float* __restrict__ geff,
 
 // Weight gradient: block = a chunk of images (wgrad_chunk, as conv_wgrad_partial_kernel), each
 // staged in turn; the block's sums into its slot of partial; fused (counter set): the last block
-// to finish sums the chunks into grad_wb.
+// to finish sums the chunks into grad_wb (column_sums' order, with sm as its tile).
 template <class S>
 __global__ void tiled_wgrad_kernel(S s, int n, int chunk, const float* __restrict__ in,
                                    ImageGather gather, const float* __restrict__ geff,
@@ -170,7 +161,8 @@ __global__ void tiled_wgrad_kernel(S s, int n, int chunk, const float* __restric
         __syncthreads();
         tiled_wgrad_sum_slices(s, t, split, dst, tid, nt);
     }
-    if (counter && last_block_done(counter, gridDim.x)) sum_partials(grad_wb, partial, gridDim.x, nwb);
+    // The tiles are done with (last_block_done's barrier): sm serves the sum's tile.
+    if (counter && last_block_done(counter, gridDim.x)) sum_partials(sm, grad_wb, partial, gridDim.x, nwb);
 }
 
 // Dynamic shared memory a tiled kernel may use on this device (its opt-in maximum), or 0 when
@@ -186,12 +178,18 @@ size_t tiled_smem_limit() {
 }
 
 // True when `kernel` may launch with `bytes` of dynamic shared memory, raising its limit past
-// the default 48 KB when needed: once per size increase, so in the eager warm-up step that
-// precedes a graph capture, never during one.
+// the default (48 KB less the kernel's static shared memory: last_block_done's flag) when
+// needed: once per size increase, so in the eager warm-up step that precedes a graph capture,
+// never during one.
 template <auto Kernel>
 bool tiled_smem_ok(size_t bytes) {
-    static size_t raised = 48 * 1024;  // one per kernel
-    if (bytes > tiled_smem_limit()) return false;
+    static const size_t fixed = [] {  // the kernel's static shared memory
+        cudaFuncAttributes a{};
+        CUDA_CHECK(cudaFuncGetAttributes(&a, Kernel));
+        return a.sharedSizeBytes;
+    }();
+    static size_t raised = 48 * 1024 - fixed;  // one per kernel
+    if (bytes + fixed > tiled_smem_limit()) return false;
     if (bytes > raised) {
         CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
         raised = bytes;
@@ -288,7 +286,10 @@ void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_
     const int nwb = wgrad_params(s);
     const int split = nwb < kTileThreads ? kTileThreads / nwb : 1;
     const size_t pooled = size_t(s.out_elems());
-    const size_t bytes = (size_t(s.in_elems()) + pooled + (split > 1 ? size_t(split) * nwb : 0)) * sizeof(float) + pooled;
+    // At least the last block's column-sum tile (the kernel reuses its shared memory for it).
+    const size_t bytes = std::max((size_t(s.in_elems()) + pooled + (split > 1 ? size_t(split) * nwb : 0)) * sizeof(float) +
+                                      pooled,
+                                  size_t(kColsumTileFloats) * sizeof(float));
     with_shape(s, [&](auto shape) {
         using S = decltype(shape);
         if (n == 0 || nwb > kWgradPerThread * kTileThreads || !tiled_smem_ok<tiled_wgrad_kernel<S>>(bytes))

@@ -11,13 +11,6 @@
 #include "siamese/network.hpp"  // ConvShape
 #include "siamese/rules.hpp"    // pool, ReLU, dropout rules
 
-// Unrolled on the device (constant indices keep per-thread arrays in registers); nothing on the host.
-#if defined(__CUDA_ARCH__)
-#define SIAMESE_UNROLL _Pragma("unroll")
-#else
-#define SIAMESE_UNROLL
-#endif
-
 namespace siamese::cuda {
 
 // A conv block's shape with every size a compile-time constant: the code templated on its shape
@@ -82,6 +75,19 @@ SIAMESE_HD float pooled_grad(const float* g, const float* y, float scale, size_t
 
 template <class S>
 SIAMESE_HD int wgrad_params(const S& s) { return s.F * s.C * s.K * s.K + s.F; }
+
+// The weight gradient's chunks of images (host side: launch geometry). At most
+// wgrad_max_chunks (enough for ~64k threads in flight) WHATEVER n: the scratch size then depends
+// on the shape alone (a size that shrank with n once let a smaller buffer from an inference pass
+// be overrun by the next training batch). The chunks' partial sums are the rows the last block
+// (or column_sums) adds up: colsum_phases.hpp.
+inline int wgrad_max_chunks(const ConvShape& s) { return 65536 / wgrad_params(s) > 1 ? 65536 / wgrad_params(s) : 1; }
+// Images per chunk for n images.
+inline int wgrad_chunk(const ConvShape& s, int n) {
+    int chunks = n < wgrad_max_chunks(s) ? n : wgrad_max_chunks(s);
+    if (chunks < 1) chunks = 1;
+    return (n + chunks - 1) / chunks;
+}
 
 // Weight (or bias) j's gradient terms from one image, added to acc in position order: pooled
 // positions first, first + step, ... of its filter's geff g (F, Hp, Wp) (masked by y when y is

@@ -6,6 +6,7 @@
 
 #include "check.hpp"
 #include "kernels.hpp"
+#include "last_block.cuh"
 #include "launch.hpp"
 #include "nvtx.hpp"
 #include "siamese/rules.hpp"
@@ -43,13 +44,11 @@ __global__ void relu_dropout_backward_kernel(float* __restrict__ d, const float*
     d[idx] = y[idx] > 0.0f ? d[idx] * scale : 0.0f;
 }
 
-// out[c] = sum over rows r, in order, of m[r][c]: fixed order, so bit-identical run to run.
+// out[c] = the sum of column c of m over its rows, in colsum_phases.hpp's fixed order (bit-
+// identical run to run, and the order of the fused kernels' last-block sums): one block.
 __global__ void column_sums_kernel(const float* __restrict__ m, int rows, int cols, float* __restrict__ out) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= cols) return;
-    float acc = 0.0f;
-    for (int r = 0; r < rows; ++r) acc += m[size_t(r) * cols + c];
-    out[c] = acc;
+    __shared__ float tile[kColsumTileFloats];
+    sum_partials(tile, out, m, rows, cols);
 }
 
 // The handle must already be bound to `stream` (once, at its creation): calling cublasSetStream
@@ -64,7 +63,8 @@ void require_stream(cublasHandle_t h, cudaStream_t stream) {
 }  // namespace
 
 void column_sums(float* out, const float* m, int rows, int cols, cudaStream_t stream) {
-    column_sums_kernel<<<blocks_for(cols), kThreads, 0, stream>>>(m, rows, cols, out);
+    if (rows < 1 || cols < 1) return;
+    column_sums_kernel<<<1, kColsumThreads, 0, stream>>>(m, rows, cols, out);
     CUDA_CHECK_LAUNCH();
 }
 

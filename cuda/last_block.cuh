@@ -1,10 +1,13 @@
 // The "last block finishes" pattern (the threadFenceReduction sample of the CUDA samples): every
 // block writes its partial sums, fences them and takes a ticket; the block that takes the last
-// ticket adds every block's partials in block order (a fixed order: bit-identical run to run)
-// and resets the counter for the next launch. It replaces a separate reduction launch, and a
+// ticket adds every block's partials (colsum_phases.hpp: a fixed order, bit-identical run to
+// run, with all its threads) and resets the counter for the next launch. It replaces a separate reduction launch, and a
 // single-block column_sums kernel, after each kernel that produces partial sums.
 // Device code only: included by .cu files.
 #pragma once
+#include <cstdint>
+
+#include "colsum_phases.hpp"
 
 namespace siamese::cuda {
 
@@ -24,14 +27,40 @@ __device__ inline bool last_block_done(unsigned* counter, unsigned blocks) {
     return last;
 }
 
-// out[j] = sum over chunks c = 0, 1, ... in order of partial[c * cols + j], from 0.0f: the sum
-// column_sums_kernel makes (the same bits), by the threads of one block.
-__device__ inline void sum_partials(float* out, const float* partial, int chunks, int cols) {
-    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
-        float acc = 0.0f;
-        for (int c = 0; c < chunks; ++c) acc += __ldcg(partial + size_t(c) * cols + j);
-        out[j] = acc;
+// Column sums of m (rows, cols; row stride ld) by the calling block, every thread of it (at
+// most kColsumThreads do work), in colsum_phases.hpp's fixed order: store(c, sum) for each
+// column. Reads with __ldcg (past this SM's L1: other blocks wrote the partials), one 16-byte
+// load a row for each four columns where m and ld allow it. Every thread of the block must call
+// it. tile: kColsumTileFloats floats of shared memory (a kernel's own, once its work is done:
+// a kernel at the default 48 KB has no room for another static 4 KB).
+template <class Store>
+__device__ void block_column_sums(float* tile, const float* m, int rows, int cols, int ld, Store store) {
+    const ColsumPlan p = colsum_plan(rows, cols, ld, int(blockDim.x));
+    // Past this SM's L1: other blocks wrote the partials. Vec: one 16-byte load for four columns.
+    struct Load {
+        bool vec;
+        __device__ void quad(const float* q, float* v) const {
+            if (vec) {
+                const float4 t = __ldcg(reinterpret_cast<const float4*>(q));
+                v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+            } else {
+                for (int j = 0; j < 4; ++j) v[j] = __ldcg(q + j);
+            }
+        }
+        __device__ float one(const float* q) const { return __ldcg(q); }
+    };
+    const Load load{ld % 4 == 0 && reinterpret_cast<uintptr_t>(m) % 16 == 0};
+    for (int round = 0; round < p.rounds; ++round) {
+        colsum_segments(p, round, m, tile, int(threadIdx.x), int(blockDim.x), load);
+        __syncthreads();
+        colsum_combine(p, round, tile, store, int(threadIdx.x), int(blockDim.x));
+        __syncthreads();  // the tile is reused by the next round
     }
+}
+
+// out[j] = the column sums of partial (chunks, cols): the sum column_sums makes (the same bits).
+__device__ inline void sum_partials(float* tile, float* out, const float* partial, int chunks, int cols) {
+    block_column_sums(tile, partial, chunks, cols, cols, [out](int c, float v) { out[c] = v; });
 }
 
 }  // namespace siamese::cuda

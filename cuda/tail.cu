@@ -5,7 +5,8 @@
 // A block owns G pairs (2G image rows): the last layer's weights, its rows of h, the embeddings
 // and their gradients stay in shared memory from the forward to the backward. Per-block partial
 // sums (dW, db, the penultimate bias gradient, the loss) are added by the last block to finish,
-// in block order: deterministic, and no separate reduction launch.
+// with all its threads in a fixed order (colsum_phases.hpp): deterministic, and no separate
+// reduction launch.
 // Reference: dense_forward, contrastive_loss, relu_dropout_backward and dense_backward in
 // src/cpu/ (the unfused CUDA step launches ten kernels for the same).
 #include <algorithm>
@@ -26,7 +27,7 @@ namespace {
 constexpr int kTailThreads = 256;
 
 // The phases of cuda/tail_phases.hpp with a barrier between each; the last block to finish adds
-// every block's partials (in block order: deterministic).
+// every block's partials (a fixed order: deterministic).
 __global__ void contrastive_tail_kernel(tail::Args a, const StepState* __restrict__ st, float* __restrict__ losses,
                                         unsigned* __restrict__ counter) {
     extern __shared__ float sm[];
@@ -47,7 +48,9 @@ __global__ void contrastive_tail_kernel(tail::Args a, const StepState* __restric
     __syncthreads();
     tail::partials(a, s, blk, tid, nt);
     if (!last_block_done(counter, gridDim.x)) return;
-    tail::reduce(a, int(gridDim.x), tid, nt, [](const float* p) { return __ldcg(p); });
+    // The phases are done (last_block_done's barrier): sm serves the reduction's tile.
+    block_column_sums(sm, a.partial, int(gridDim.x), int(tail::block_partial(a.I, a.O)), int(tail::block_stride(a.I, a.O)),
+                      [&a](int k, float v) { tail::reduce_store(a, k, v); });
 }
 
 }  // namespace
@@ -55,7 +58,7 @@ __global__ void contrastive_tail_kernel(tail::Args a, const StepState* __restric
 size_t contrastive_tail_partial_elems(int count, int I, int O) {
     const int G = tail_pairs_per_block(I, O);
     if (G == 0) return 0;
-    return size_t((count + G - 1) / G) * tail::block_partial(I, O);
+    return size_t((count + G - 1) / G) * tail::block_stride(I, O);
 }
 
 void contrastive_tail(float* gw, float* gb, float* dh, float* ghb, float* losses, const float* v, const float* hb,
@@ -70,7 +73,7 @@ void contrastive_tail(float* gw, float* gb, float* dh, float* ghb, float* losses
     const tail::Args a{v, hb, w, b, labels, count, I, O, G, relu, margin, h_rate, seed, 0, h_layer,
                        gw, gb, dh, ghb, nullptr, partial};
     const unsigned blocks = unsigned((count + G - 1) / G);
-    const size_t bytes = tail_smem_floats(G, I, O) * sizeof(float);
+    const size_t bytes = std::max(tail_smem_floats(G, I, O), size_t(kColsumTileFloats)) * sizeof(float);
     contrastive_tail_kernel<<<blocks, kTailThreads, bytes, stream>>>(a, st, losses, counter);
     CUDA_CHECK_LAUNCH();
 }

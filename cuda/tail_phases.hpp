@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "colsum_phases.hpp"  // the last block's reduction
 #include "siamese/rules.hpp"  // relu, the dropout stream, the distance and contrastive rules
 
 namespace siamese::tail {
@@ -57,6 +58,9 @@ SIAMESE_HD Smem carve(float* sm, int G, int I, int O) {
 }
 // Floats of one block's partial sums: dW (O*I), db (O), dhb (I), the loss (1).
 SIAMESE_HD size_t block_partial(int I, int O) { return size_t(O) * I + O + I + 1; }
+// A block's slot in `partial`: block_partial rounded up to four floats, so that the reduction
+// reads four columns with one 16-byte load (the padding is never read).
+SIAMESE_HD size_t block_stride(int I, int O) { return (block_partial(I, O) + 3) / 4 * 4; }
 // Pairs of block blk, and the global row of its local row r (< 2G): left images are rows
 // 0..count-1, right images count..2count-1 (the batch layout of cuda/kernels.hpp).
 SIAMESE_HD int pairs_of(const Args& a, int blk) {
@@ -149,7 +153,7 @@ SIAMESE_HD void input_grad(const Args& a, const Smem& s, int blk, int tid, int n
 // 6. The block's partial sums over its rows in local order (padding rows are zero), into its
 //    slot of `partial`: dW, db, dhb, then the loss terms.
 SIAMESE_HD void partials(const Args& a, const Smem& s, int blk, int tid, int nt) {
-    float* mine = a.partial + size_t(blk) * block_partial(a.I, a.O);
+    float* mine = a.partial + size_t(blk) * block_stride(a.I, a.O);
     const int R = 2 * a.G;
     for (int k = tid; k < a.O * a.I; k += nt) {
         const int o = k / a.I, i = k % a.I;
@@ -174,23 +178,19 @@ SIAMESE_HD void partials(const Args& a, const Smem& s, int blk, int tid, int nt)
     }
 }
 
-// 7. In the last block: every block's partials added in block order into the outputs.
-//    load(p) reads one partial (on the device past this SM's L1: __ldcg).
-template <class Load>
-SIAMESE_HD void reduce(const Args& a, int blocks, int tid, int nt, Load load) {
-    const size_t P = block_partial(a.I, a.O), OI = size_t(a.O) * a.I;
-    for (size_t k = tid; k < P; k += size_t(nt)) {
-        float acc = 0.0f;
-        for (int blk = 0; blk < blocks; ++blk) acc += load(a.partial + size_t(blk) * P + k);
-        if (k < OI)
-            a.gw[k] = acc;
-        else if (k < OI + a.O)
-            a.gb[k - OI] = acc;
-        else if (k < P - 1)
-            a.ghb[k - OI - a.O] = acc;
-        else
-            *a.loss = acc / float(a.count);
-    }
+// 7. In the last block: the blocks' partials (`blocks` rows of block_partial columns, row stride
+//    block_stride) summed column by column by all the block's threads in colsum_phases.hpp's
+//    fixed order; reduce_store puts column k's sum where it belongs.
+SIAMESE_HD void reduce_store(const Args& a, int k, float acc) {
+    const int OI = a.O * a.I;
+    if (k < OI)
+        a.gw[k] = acc;
+    else if (k < OI + a.O)
+        a.gb[k - OI] = acc;
+    else if (k < OI + a.O + a.I)
+        a.ghb[k - OI - a.O] = acc;
+    else
+        *a.loss = acc / float(a.count);
 }
 
 }  // namespace siamese::tail

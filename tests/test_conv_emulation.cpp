@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "colsum_emulation.hpp"
 #include "conv_phases.hpp"
 #include "test_util.hpp"
 
@@ -72,7 +73,8 @@ std::vector<float> emulate_input_grad(const S& shape, const ConvShape& s, int n,
     return din;
 }
 
-// Blocks of `chunk` images; each block's sums into partial, then the blocks added in order.
+// Blocks of `chunk` images; each block's sums into partial, then the blocks' sums added up as the
+// last block (or column_sums) adds them.
 template <class S>
 std::vector<float> emulate_wgrad(const S& shape, const ConvShape& s, int n, int chunk, const std::vector<float>& x,
                                  const std::vector<float>& g, const std::vector<float>* y, float scale,
@@ -99,9 +101,8 @@ std::vector<float> emulate_wgrad(const S& shape, const ConvShape& s, int n, int 
         if (split > 1)
             for (int t = 0; t < kThreads; ++t) tiled_wgrad_sum_slices(shape, tiles, split, dst, t, kThreads);
     }
-    std::vector<float> wb(nwb, 0.0f);
-    for (int blk = 0; blk < blocks; ++blk)
-        for (int j = 0; j < nwb; ++j) wb[j] += partial[size_t(blk) * nwb + j];
+    std::vector<float> wb(nwb, kNaN);
+    colsumtest::emulate_block_column_sums(partial.data(), blocks, nwb, nwb, kThreads, [&](int j, float v) { wb[j] = v; });
     return wb;
 }
 

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <random>
 
+#include "colsum_emulation.hpp"
 #include "cuda_test_util.hpp"
 #if SIAMESE_HAVE_CUDNN
 #include "cudnn_conv.hpp"
@@ -288,6 +289,34 @@ TEST_CASE("optimizer kernel matches the CPU loop for rmsprop, adam and sgd", "[c
         CHECK(testutil::rel_error(d_p.download(), p) < 1e-6);
         CHECK(testutil::rel_error(d_s.download(), s) < 1e-6);
     }
+}
+
+TEST_CASE("column_sums adds in the documented order (the CPU emulation's bits) and to the double sums", "[cuda][colsum]") {
+    // The one reduction behind every bias gradient and conv weight gradient (column_sums, and
+    // the fused kernels' last blocks): pure fp32 additions in a fixed order, so the device must
+    // give the bits of colsum_phases.hpp run on the CPU, aligned (16-byte loads) or not.
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(109);
+    for (int rows : {1, 3, 86, 256, 257})
+        for (int cols : {1, 5, 60, 128, 660, 6579})
+            for (int offset : {0, 1}) {  // 1: the matrix one float past an aligned address
+                INFO("rows " << rows << " cols " << cols << " offset " << offset);
+                const auto m64 = testutil::random_vector(size_t(rows) * cols + offset, r, -1, 1);
+                const std::vector<float> m(m64.begin(), m64.end());
+                auto d_m = to_device<float>(m);
+                auto d_out = poisoned<float>(cols);
+                column_sums(d_out.get(), d_m.get() + offset, rows, cols, nullptr);
+                CUDA_CHECK(cudaDeviceSynchronize());
+                const auto got = d_out.download();
+                std::vector<float> want(cols, std::nanf(""));
+                colsumtest::emulate_block_column_sums(m.data() + offset, rows, cols, cols, 256,
+                                                      [&](int c, float v) { want[c] = v; });
+                cudatest::check_same_bits(got, want, true);
+                std::vector<double> exact(cols, 0.0);
+                for (int row = 0; row < rows; ++row)
+                    for (int c = 0; c < cols; ++c) exact[c] += m[offset + size_t(row) * cols + c];
+                CHECK(testutil::rel_error(got, exact) < 1e-5);  // up to 257 fp32 terms of size ~1
+            }
 }
 
 TEST_CASE("pair distances and the device ROC AUC match the CPU metrics", "[cuda][eval]") {

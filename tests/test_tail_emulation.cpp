@@ -1,7 +1,7 @@
 // The fused tail kernel's own code (cuda/tail_phases.hpp, the phases cuda/tail.cu runs with a
 // barrier between each) run on the CPU: every block, every phase, every thread of 256 in turn,
 // shared memory poisoned with NaN first (a read before its write shows), the last block's
-// reduction after all blocks. Checked against the double reference (tests/tail_reference.hpp)
+// reduction (colsum_emulation.hpp) after all blocks. Checked against the double reference (tests/tail_reference.hpp)
 // as the [cuda] test checks the kernel: its indexing is thereby tested where no GPU exists.
 #include <catch2/catch.hpp>
 
@@ -9,6 +9,7 @@
 #include <limits>
 #include <vector>
 
+#include "colsum_emulation.hpp"
 #include "siamese/step_plan.hpp"
 #include "tail_phases.hpp"
 #include "tail_reference.hpp"
@@ -29,7 +30,7 @@ Outputs emulate(const tailtest::Problem& p, int threads) {
         b(p.b.begin(), p.b.end());
     Outputs o;
     o.gw.assign(p.gw.size(), nan), o.gb.assign(p.O, nan), o.dh.assign(p.dh.size(), nan), o.ghb.assign(p.I, nan);
-    std::vector<float> partial(size_t(blocks) * tail::block_partial(p.I, p.O), nan);
+    std::vector<float> partial(size_t(blocks) * tail::block_stride(p.I, p.O), nan);
     const tail::Args a{v.data(), hb.data(), w.data(), b.data(), p.labels.data() + p.first, p.count, p.I, p.O, G, p.relu,
                        1.0f, p.rate, p.seed, p.step, p.layer, o.gw.data(), o.gb.data(), o.dh.data(), o.ghb.data(), &o.loss,
                        partial.data()};
@@ -44,7 +45,9 @@ Outputs emulate(const tailtest::Problem& p, int threads) {
         for (int t = 0; t < threads; ++t) tail::input_grad(a, s, blk, t, threads);
         for (int t = 0; t < threads; ++t) tail::partials(a, s, blk, t, threads);
     }
-    for (int t = 0; t < threads; ++t) tail::reduce(a, blocks, t, threads, [](const float* q) { return *q; });
+    colsumtest::emulate_block_column_sums(partial.data(), blocks, int(tail::block_partial(p.I, p.O)),
+                                          int(tail::block_stride(p.I, p.O)), threads,
+                                          [&a](int k, float v) { tail::reduce_store(a, k, v); });
     return o;
 }
 

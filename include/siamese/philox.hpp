@@ -9,6 +9,13 @@
 #else
 #define SIAMESE_HD inline
 #endif
+// Unrolled on the device (constant indices keep per-thread arrays in registers); nothing on the
+// host. For the kernels' host-and-device code (cuda/*_phases.hpp).
+#if defined(__CUDA_ARCH__)
+#define SIAMESE_UNROLL _Pragma("unroll")
+#else
+#define SIAMESE_UNROLL
+#endif
 
 namespace siamese {
 
