@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The one GPU check (issue 8). In order of what matters most if time runs out: record the
+# The one GPU check (issues 8 and 10). In order of what matters most if time runs out: record the
 # environment; build for sm_90; the whole test suite with every [cuda] test; the reference recipe
-# trained on the GPU (custom and cuDNN convolutions) and on the CPU, compared; the strong recipe
-# on both engines (30 epochs, unseen people), compared; PyTorch on the GPU
-# on the same pairs (eager); compute-sanitizer memcheck on a 2-epoch GPU training and on every
-# [cuda] test; racecheck on the kernels that use shared memory; --profile's per-phase table; ncu's per-kernel table
-# over about one step of each recipe; PyTorch with torch.compile(mode="reduce-overhead") (CUDA graphs). Without a GPU it runs the
-# CPU parts and says why each GPU part was skipped.
+# trained on the GPU (every engine kind) and on the CPU, compared; the static plan and the host's
+# cost per epoch; the strong recipe on both engines (30 epochs, unseen people), compared; PyTorch
+# on the GPU on the same pairs (eager); ncu kernel by kernel over one fused step (custom and tiled
+# conv) against the plan's floors; PyTorch with torch.compile(mode="reduce-overhead") (CUDA
+# graphs); compute-sanitizer memcheck on 2-epoch GPU trainings and racecheck on the kernels with
+# shared memory; throughput at 8192 pairs a step; --profile's per-phase table and ncu over the
+# unfused steps; memcheck on every [cuda] test. Without a GPU it runs the CPU parts and says why
+# each GPU part was skipped.
 #
 # usage: tools/gpu_check.sh RESULTS_DIR [ORL_DIR]    (env: EPOCHS=13, BUDGET=470 seconds, QUICK=0)
 #
@@ -162,6 +164,7 @@ else
 fi
 # The static plan of the step (no GPU needed), fused and not: what the ncu rows are set against.
 "$bin" plan > "$logs/plan.txt" 2>&1; "$bin" plan --fused >> "$logs/plan.txt" 2>&1
+"$bin" plan --fused --conv tiled >> "$logs/plan.txt" 2>&1
 # The trainer's own cost per epoch on this machine's CPU (an engine that takes no time).
 stage host_overhead 60 build-gpu/host_overhead 200
 train cpu 150 --device cpu
@@ -190,55 +193,52 @@ else
   echo "SKIPPED: no python3 torch or no ORL data" > "$logs/pytorch_eager.log"
 fi
 
-# 5. compute-sanitizer: memcheck on a 2-epoch GPU training and on every [cuda] test; racecheck
-#    on the kernels with shared memory (the loss reduction, Thrust's sort in the AUC).
+# 5. kernel by kernel, first: the fused step (custom and tiled conv) under ncu, each launch set
+#    against its floor in `siamese plan` (ncu's SpeedOfLight section: duration, SM and memory
+#    throughput; eager launches; ncu locks the clocks at base: each figure is ~1.4x the
+#    graph-replayed one). 30 launches: one whole step (10 launches + cuBLAS split-K) wherever the
+#    window starts. The table is ncu_<name>.csv, summarised in table.txt.
+have_ncu=0; [ $have_gpu = 1 ] && command -v ncu >/dev/null && have_ncu=1
+ncu_run() {  # name skip count args...
+  local name=$1 skip=$2 count=$3; shift 3
+  if [ $have_ncu = 0 ]; then
+    echo "SKIPPED: $( [ $have_gpu = 1 ] && echo 'ncu not found' || echo 'no GPU')" > "$logs/ncu_$name.log"
+    return
+  fi
+  stage "ncu_$name" 90 ncu --launch-skip "$skip" --launch-count "$count" --section SpeedOfLight --csv \
+    --log-file "$logs/ncu_$name.csv" "$bin" train "${data_args[@]}" --device cuda --no-graphs --quiet \
+    --out "$logs/run_ncu_$name" "$@"
+}
+ncu_run fused 200 30 --epochs 1 --fused
+ncu_run tiled_fused 200 30 --epochs 1 --fused --conv tiled
+
+# 6. PyTorch at its best: torch.compile (CUDA graphs on the GPU), the peer the 5 ms epoch is set against
+if [ $have_torch = 1 ]; then
+  pytorch compile 150
+else
+  echo "SKIPPED: no python3 torch or no ORL data" > "$logs/pytorch_compile.log"
+fi
+
+# 7. compute-sanitizer: memcheck on 2-epoch GPU trainings (the fused, tiled step first: the
+#    newest kernels), racecheck on the kernels with shared memory (the loss reduction, Thrust's
+#    sort in the AUC, the tail, the column sums), then memcheck on every [cuda] test.
 sanitizer_ok=0
+cs=(compute-sanitizer --error-exitcode 9 --print-limit 20)
 if [ $have_gpu = 1 ] && command -v compute-sanitizer >/dev/null; then
   sanitizer_ok=1
-  cs=(compute-sanitizer --error-exitcode 9 --print-limit 20)
-  stage memcheck_train 120 "${cs[@]}" --tool memcheck "$bin" train "${data_args[@]}" --epochs 2 --device cuda --quiet \
-    --out "$logs/run_memcheck"
-  # The fused step's training too; the tests without the whole-engine [training] ones, which
-  # run six engine kinds each (too slow under memcheck; the two trainings cover the engine).
   stage memcheck_train_fused 90 "${cs[@]}" --tool memcheck "$bin" train "${data_args[@]}" --epochs 2 --device cuda --quiet \
     --fused --conv tiled --out "$logs/run_memcheck_fused"
-  stage memcheck_tests 200 "${cs[@]}" --tool memcheck build-gpu/tests/siamese_cuda_tests "[cuda]~[training]"
-  stage racecheck 90 "${cs[@]}" --tool racecheck build-gpu/tests/siamese_cuda_tests "[loss],[eval],[strong],[tail]"
+  stage memcheck_train 120 "${cs[@]}" --tool memcheck "$bin" train "${data_args[@]}" --epochs 2 --device cuda --quiet \
+    --out "$logs/run_memcheck"
+  stage racecheck 90 "${cs[@]}" --tool racecheck build-gpu/tests/siamese_cuda_tests "[loss],[eval],[strong],[tail],[colsum]"
 else
   for s in memcheck_train memcheck_train_fused memcheck_tests racecheck; do
     echo "SKIPPED: $( [ $have_gpu = 1 ] && echo 'compute-sanitizer not found' || echo 'no GPU')" > "$logs/$s.log"
   done
 fi
 
-# 6. per-phase timings (eager launches, CUDA events)
-if [ $have_gpu = 1 ]; then
-  stage profile 60 "$bin" train "${data_args[@]}" --epochs 1 --device cuda --profile --no-graphs --quiet --out "$logs/run_profile"
-else
-  echo "SKIPPED: no GPU" > "$logs/profile.log"
-fi
-
-# 6b. kernel by kernel (ncu's SpeedOfLight section: duration, SM and memory throughput) over about
-#     one training step of each recipe, eager launches (ncu locks the clocks at base: each figure
-#     is ~1.4x the graph-replayed one). The table is ncu_<name>.csv, summarised in table.txt.
-if [ $have_gpu = 1 ] && command -v ncu >/dev/null; then
-  ncu_run() {  # name skip count args...
-    local name=$1 skip=$2 count=$3; shift 3
-    stage "ncu_$name" 90 ncu --launch-skip "$skip" --launch-count "$count" --section SpeedOfLight --csv \
-      --log-file "$logs/ncu_$name.csv" "$bin" train "${data_args[@]}" --device cuda --no-graphs --quiet \
-      --out "$logs/run_ncu_$name" "$@"
-  }
-  ncu_run reference 200 30 --epochs 1
-  ncu_run tiled 200 30 --epochs 1 --conv tiled
-  ncu_run fused 200 30 --epochs 1 --fused  # 30: one whole step (10 launches + cuBLAS split-K) wherever the window starts
-  ncu_run strong 120 40 --recipe strong --protocol people --train-people 1-30 --test-people 31-40 --epochs 2
-else
-  for s in ncu_reference ncu_tiled ncu_fused ncu_strong; do
-    echo "SKIPPED: $( [ $have_gpu = 1 ] && echo 'ncu not found' || echo 'no GPU')" > "$logs/$s.log"
-  done
-fi
-
-# 6c. throughput at 8192 pairs a step (2 steps an epoch: a speed figure, not an accuracy one),
-#     ours (default and fused + tiled) and PyTorch eager on the same pairs.
+# 8. throughput at 8192 pairs a step (2 steps an epoch: a speed figure, not an accuracy one),
+#    ours (default and fused + tiled) and PyTorch eager on the same pairs.
 if [ $have_gpu = 1 ]; then
   train cuda_b8192 60 --device cuda --batch 8192
   train cuda_b8192_fused 60 --device cuda --batch 8192 --fused --conv tiled
@@ -248,9 +248,16 @@ else
   for s in train_cuda_b8192 train_cuda_b8192_fused pytorch_eager_b8192; do echo "SKIPPED: no GPU" > "$logs/$s.log"; done
 fi
 
-# 7. PyTorch at its best: torch.compile (CUDA graphs on the GPU)
-if [ $have_torch = 1 ]; then
-  pytorch compile 150
+# 9. per-phase timings (eager launches, CUDA events); the unfused steps under ncu
+if [ $have_gpu = 1 ]; then
+  stage profile 60 "$bin" train "${data_args[@]}" --epochs 1 --device cuda --profile --no-graphs --quiet --out "$logs/run_profile"
 else
-  echo "SKIPPED: no python3 torch or no ORL data" > "$logs/pytorch_compile.log"
+  echo "SKIPPED: no GPU" > "$logs/profile.log"
 fi
+ncu_run reference 200 30 --epochs 1
+ncu_run tiled 200 30 --epochs 1 --conv tiled
+ncu_run strong 120 40 --recipe strong --protocol people --train-people 1-30 --test-people 31-40 --epochs 2
+
+# 10. last, the longest: memcheck on every [cuda] test but the whole-engine [training] ones (six
+#     engine kinds each: too slow under memcheck; the trainings above cover the engine).
+[ $sanitizer_ok = 1 ] && stage memcheck_tests 200 "${cs[@]}" --tool memcheck build-gpu/tests/siamese_cuda_tests "[cuda]~[training]"

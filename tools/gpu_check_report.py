@@ -213,11 +213,11 @@ def ncu_kernels(text):
 
 plan = re.findall(r"(?m)^(\d+) launches per step", read("plan.txt"))
 if plan:
-    row("plan (launches/step)", f"unfused {plan[0]}" + (f", fused {plan[1]}" if len(plan) > 1 else ""))
+    row("plan (launches/step)", ", ".join(f"{w} {n}" for w, n in zip(("unfused", "fused", "tiled fused"), plan)))
 epoch_floor = re.findall(r"(?m)^\s+epoch\s+(\d+) launches\s+floor\s+([\d.]+) ms", read("plan.txt"))
 if epoch_floor:
     res["plan_epoch_floor_ms"] = [float(f) for _, f in epoch_floor]
-    row("plan (epoch floor)", ", ".join(f"{w} {f} ms ({n} launches)" for w, (n, f) in zip(("unfused", "fused"), epoch_floor))
+    row("plan (epoch floor)", ", ".join(f"{w} {f} ms ({n} launches)" for w, (n, f) in zip(("unfused", "fused", "tiled fused"), epoch_floor))
         + " against the 5 ms goal")
 host = re.findall(r"(?m)^(no checkpoints|with checkpoints): .*?([\d.]+) us an epoch in all", read("host_overhead.log"))
 if host:
@@ -225,7 +225,7 @@ if host:
     row("host cost per epoch", ", ".join(f"{k} {v} us" for k, v in host) + " (host_overhead: an engine that takes no time)")
 else:
     row("host cost per epoch", why_not("host_overhead") or "no output")
-for name in ("reference", "tiled", "fused", "strong"):
+for name in ("reference", "tiled", "fused", "tiled_fused", "strong"):
     ks = ncu_kernels(read(f"ncu_{name}.csv"))
     res[f"ncu_{name}"] = ks
     if not ks:
@@ -272,24 +272,26 @@ def match_step(ks, plan):
     return out
 
 
-steps = match_step(res.get("ncu_fused", []), plan_rows(read("plan.txt"), 1))
-if steps:
-    res["fused_by_kernel"] = steps
-    for k in steps:
-        row(f"  {k['kernel'][:28]}", f"{k['us']:8.1f} us  floor {k['floor_us']:6.2f} us ({k['us'] / max(k['floor_us'], 1e-3):5.0f}x)  "
-            f"{k['flops'] / k['us'] / 1e6:7.2f} TFLOP/s  {k['bytes'] / k['us'] / 1e6:6.3f} TB/s")
-
-# The fused step measured (ncu, eager, base clocks) against the plan's floor for the same step
-# (the second table of plan.txt: FLOPs at 60 TFLOP/s or bytes at 4.8 TB/s, launch by launch).
+# The fused step measured (ncu, eager, base clocks) kernel by kernel and in all against the plan's
+# floor for the same step (plan.txt's second and third tables: --fused, --fused --conv tiled).
 floors = re.findall(r"(?m)^\s+total\s.*?([\d.]+) us$", read("plan.txt"))
-if len(floors) > 1 and res.get("ncu_fused"):
-    # One matched step when the window held one; else every kernel of the window.
-    measured = sum(k["us"] for k in (steps or res["ncu_fused"]))
-    what = f"one step's {len(steps)} launches" if steps else f"{len(res['ncu_fused'])} kernels (unmatched)"
-    floor = float(floors[1])
-    res["fused_floor_us"] = floor
-    row("fused step vs its floor", f"{measured:.0f} us in {what} (ncu, base clocks) vs floor "
-        f"{floor:.2f} us: {measured / floor:.0f}x the floor")
+for name, which in (("fused", 1), ("tiled_fused", 2)):
+    ks = res.get(f"ncu_{name}", [])
+    steps = match_step(ks, plan_rows(read("plan.txt"), which))
+    if steps:
+        res[f"{name}_by_kernel"] = steps
+        row(f"{name} step, kernel by kernel", "(ncu, base clocks; floor: FLOP at 60 TFLOP/s or bytes at 4.8 TB/s)")
+        for k in steps:
+            row(f"  {k['kernel'][:28]}", f"{k['us']:8.1f} us  floor {k['floor_us']:6.2f} us ({k['us'] / max(k['floor_us'], 1e-3):5.0f}x)  "
+                f"{k['flops'] / k['us'] / 1e6:7.2f} TFLOP/s  {k['bytes'] / k['us'] / 1e6:6.3f} TB/s")
+    if len(floors) > which and ks:
+        # One matched step when the window held one; else every kernel of the window.
+        measured = sum(k["us"] for k in (steps or ks))
+        what = f"one step's {len(steps)} launches" if steps else f"{len(ks)} kernels (unmatched)"
+        floor = float(floors[which])
+        res[f"{name}_floor_us"] = floor
+        row(f"{name} step vs its floor", f"{measured:.0f} us in {what} (ncu, base clocks) vs floor "
+            f"{floor:.2f} us: {measured / floor:.0f}x the floor")
 
 json.dump(res, open(results_path, "w"), indent=1)
 print("\n".join(rows))
