@@ -91,16 +91,35 @@ SIAMESE_HD void load(const Args& a, const Smem& s, int blk, int tid, int nt) {
     }
 }
 
+// The three product phases (2, 5, 6) give each thread two rows or two outputs, so that every
+// value loaded from shared memory serves two products (shared-memory loads, not arithmetic, bound
+// these phases); each output's own sum keeps the order of one output a thread (the same bits).
+// Outputs o and o + half(O) go together.
+SIAMESE_HD int half(int n) { return (n + 1) / 2; }
+
 // 2. e = relu?(h . W^T + b): the sum over i, then the bias (cuBLAS's GEMM then the bias kernel).
+//    Thread: pair j's two rows (j and G + j) for outputs o and o + half(O).
 SIAMESE_HD void forward(const Args& a, const Smem& s, int tid, int nt) {
-    for (int k = tid; k < 2 * a.G * a.O; k += nt) {
-        const int r = k / a.O, o = k % a.O;
-        const float* hr = s.hs + size_t(r) * a.I;
-        const float* wr = s.ws + size_t(o) * s.ldw;
-        float acc = 0.0f;
-        for (int i = 0; i < a.I; ++i) acc = fmaf(hr[i], wr[i], acc);
-        const float e = acc + s.bs[o];
-        s.es[k] = a.relu ? relu(e) : e;
+    const int OH = half(a.O);
+    for (int k = tid; k < a.G * OH; k += nt) {
+        const int j = k / OH, o0 = k % OH, o1 = o0 + OH, rows[2] = {j, a.G + j};
+        const bool two = o1 < a.O;
+        const float *h0 = s.hs + size_t(rows[0]) * a.I, *h1 = s.hs + size_t(rows[1]) * a.I;
+        const float *w0 = s.ws + size_t(o0) * s.ldw, *w1 = s.ws + size_t(two ? o1 : o0) * s.ldw;
+        float acc[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};  // [row][output]
+        for (int i = 0; i < a.I; ++i) {
+            const float x0 = h0[i], x1 = h1[i], u0 = w0[i], u1 = w1[i];
+            acc[0][0] = fmaf(x0, u0, acc[0][0]);
+            acc[0][1] = fmaf(x0, u1, acc[0][1]);
+            acc[1][0] = fmaf(x1, u0, acc[1][0]);
+            acc[1][1] = fmaf(x1, u1, acc[1][1]);
+        }
+        for (int q = 0; q < 2; ++q)
+            for (int t = 0; t < (two ? 2 : 1); ++t) {
+                const int o = t ? o1 : o0;
+                const float e = acc[q][t] + s.bs[o];
+                s.es[rows[q] * a.O + o] = a.relu ? relu(e) : e;
+            }
     }
 }
 
@@ -136,17 +155,26 @@ SIAMESE_HD void embed_grad(const Args& a, const Smem& s, int blk, int tid, int n
 }
 
 // 5. dh = (g . W) through h's ReLU and dropout (h > 0 exactly where the unit was kept and
-//    active), kept for the bias sums and written out for the block's real rows.
+//    active), kept for the bias sums and written out for the block's real rows. Thread: unit i
+//    of pair j's two rows.
 SIAMESE_HD void input_grad(const Args& a, const Smem& s, int blk, int tid, int nt) {
     const int pairs = pairs_of(a, blk);
     const float scale = dropout_keep_scale(a.h_rate);
-    for (int k = tid; k < 2 * a.G * a.I; k += nt) {
-        const int r = k / a.I, i = k % a.I;
-        float acc = 0.0f;
-        for (int o = 0; o < a.O; ++o) acc = fmaf(s.gs[r * a.O + o], s.ws[size_t(o) * s.ldw + i], acc);
-        const float gv = s.hs[k] > 0.0f ? acc * scale : 0.0f;
-        s.ds[k] = gv;
-        if (r % a.G < pairs) a.dh[size_t(row_of(a, blk, r)) * a.I + i] = gv;
+    for (int k = tid; k < a.G * a.I; k += nt) {
+        const int j = k / a.I, i = k % a.I, rows[2] = {j, a.G + j};
+        const float *g0 = s.gs + size_t(rows[0]) * a.O, *g1 = s.gs + size_t(rows[1]) * a.O;
+        float acc[2] = {0.0f, 0.0f};
+        for (int o = 0; o < a.O; ++o) {
+            const float u = s.ws[size_t(o) * s.ldw + i];
+            acc[0] = fmaf(g0[o], u, acc[0]);
+            acc[1] = fmaf(g1[o], u, acc[1]);
+        }
+        for (int q = 0; q < 2; ++q) {
+            const size_t at = size_t(rows[q]) * a.I + i;
+            const float gv = s.hs[at] > 0.0f ? acc[q] * scale : 0.0f;
+            s.ds[at] = gv;
+            if (j < pairs) a.dh[size_t(row_of(a, blk, rows[q])) * a.I + i] = gv;
+        }
     }
 }
 
@@ -154,12 +182,18 @@ SIAMESE_HD void input_grad(const Args& a, const Smem& s, int blk, int tid, int n
 //    slot of `partial`: dW, db, dhb, then the loss terms.
 SIAMESE_HD void partials(const Args& a, const Smem& s, int blk, int tid, int nt) {
     float* mine = a.partial + size_t(blk) * block_stride(a.I, a.O);
-    const int R = 2 * a.G;
-    for (int k = tid; k < a.O * a.I; k += nt) {
-        const int o = k / a.I, i = k % a.I;
-        float acc = 0.0f;
-        for (int r = 0; r < R; ++r) acc = fmaf(s.gs[r * a.O + o], s.hs[r * a.I + i], acc);
-        mine[k] = acc;
+    const int R = 2 * a.G, OH = half(a.O);
+    for (int k = tid; k < OH * a.I; k += nt) {  // thread: dW[o][i] and dW[o + half(O)][i]
+        const int o0 = k / a.I, o1 = o0 + OH, i = k % a.I;
+        const bool two = o1 < a.O;
+        float acc[2] = {0.0f, 0.0f};
+        for (int r = 0; r < R; ++r) {
+            const float x = s.hs[r * a.I + i];
+            acc[0] = fmaf(s.gs[r * a.O + o0], x, acc[0]);
+            acc[1] = fmaf(s.gs[r * a.O + (two ? o1 : o0)], x, acc[1]);
+        }
+        mine[size_t(o0) * a.I + i] = acc[0];
+        if (two) mine[size_t(o1) * a.I + i] = acc[1];
     }
     for (int o = tid; o < a.O; o += nt) {
         float acc = 0.0f;

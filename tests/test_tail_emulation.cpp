@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -23,7 +24,43 @@ struct Outputs {
     float loss = std::numeric_limits<float>::quiet_NaN();
 };
 
-Outputs emulate(const tailtest::Problem& p, int threads) {
+// The three product phases' outputs against plain loops in the order they promise: each e a
+// chain of fmaf over i then + b (and the ReLU), each dh a chain over o (then the mask), each
+// block partial of dW a chain over the block's rows: the threads may split the work any way,
+// but every output's own sum keeps this order (the same bits as one output a thread).
+struct PhaseOrder {
+    long e_bad = 0, dh_bad = 0, dw_bad = 0;
+    void check_forward(const tail::Args& a, const tail::Smem& s) {
+        for (int r = 0; r < 2 * a.G; ++r)
+            for (int o = 0; o < a.O; ++o) {
+                float acc = 0.0f;
+                for (int i = 0; i < a.I; ++i) acc = std::fmaf(s.hs[r * a.I + i], s.ws[o * s.ldw + i], acc);
+                float e = acc + s.bs[o];
+                if (a.relu) e = relu(e);
+                e_bad += !same(e, s.es[r * a.O + o]);
+            }
+    }
+    void check_input_grad(const tail::Args& a, const tail::Smem& s) {
+        const float scale = dropout_keep_scale(a.h_rate);
+        for (int r = 0; r < 2 * a.G; ++r)
+            for (int i = 0; i < a.I; ++i) {
+                float acc = 0.0f;
+                for (int o = 0; o < a.O; ++o) acc = std::fmaf(s.gs[r * a.O + o], s.ws[o * s.ldw + i], acc);
+                dh_bad += !same(s.hs[r * a.I + i] > 0.0f ? acc * scale : 0.0f, s.ds[r * a.I + i]);
+            }
+    }
+    void check_partials(const tail::Args& a, const tail::Smem& s, const float* mine) {
+        for (int o = 0; o < a.O; ++o)
+            for (int i = 0; i < a.I; ++i) {
+                float acc = 0.0f;
+                for (int r = 0; r < 2 * a.G; ++r) acc = std::fmaf(s.gs[r * a.O + o], s.hs[r * a.I + i], acc);
+                dw_bad += !same(acc, mine[o * a.I + i]);
+            }
+    }
+    static bool same(float x, float y) { return std::memcmp(&x, &y, sizeof x) == 0; }
+};
+
+Outputs emulate(const tailtest::Problem& p, int threads, PhaseOrder* order = nullptr) {
     const int G = tail_pairs_per_block(p.I, p.O), blocks = (p.count + G - 1) / G;
     const float nan = std::numeric_limits<float>::quiet_NaN();
     const std::vector<float> v(p.v.begin(), p.v.end()), hb(p.hb.begin(), p.hb.end()), w(p.w.begin(), p.w.end()),
@@ -40,10 +77,13 @@ Outputs emulate(const tailtest::Problem& p, int threads) {
         const tail::Smem s = tail::carve(sm.data(), G, p.I, p.O);
         for (int t = 0; t < threads; ++t) tail::load(a, s, blk, t, threads);
         for (int t = 0; t < threads; ++t) tail::forward(a, s, t, threads);
+        if (order) order->check_forward(a, s);
         for (int t = 0; t < threads; ++t) tail::pair_terms(a, s, blk, t, threads);
         for (int t = 0; t < threads; ++t) tail::embed_grad(a, s, blk, t, threads);
         for (int t = 0; t < threads; ++t) tail::input_grad(a, s, blk, t, threads);
+        if (order) order->check_input_grad(a, s);
         for (int t = 0; t < threads; ++t) tail::partials(a, s, blk, t, threads);
+        if (order) order->check_partials(a, s, partial.data() + size_t(blk) * tail::block_stride(p.I, p.O));
     }
     colsumtest::emulate_block_column_sums(partial.data(), blocks, int(tail::block_partial(p.I, p.O)),
                                           int(tail::block_stride(p.I, p.O)), threads,
@@ -61,7 +101,11 @@ TEST_CASE("the fused tail kernel's phases, run on the CPU, match the double refe
                 INFO("count " << count << " I " << I << " O " << O << " relu " << relu << " rate " << rate);
                 REQUIRE(tail_pairs_per_block(I, O) > 0);
                 const tailtest::Problem p = tailtest::make_problem(r, count, I, O, relu, rate);
-                const Outputs o = emulate(p, 256);
+                PhaseOrder order;
+                const Outputs o = emulate(p, 256, &order);
+                CHECK(order.e_bad == 0);  // every output's sum in its promised order, bit for bit
+                CHECK(order.dh_bad == 0);
+                CHECK(order.dw_bad == 0);
                 // The same bounds as the [cuda] test: fp32 sums in another order than double's.
                 CHECK(double(o.loss) == Approx(p.loss).epsilon(1e-5));
                 CHECK(testutil::rel_error(o.gw, p.gw) < 1e-4);
