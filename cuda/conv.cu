@@ -98,6 +98,7 @@ __global__ void conv_input_grad_kernel(ConvShape s, int n, const float* __restri
 // order. Shapes whose tiles exceed the device's shared memory take the kernels above.
 
 constexpr int kTileThreads = 256;
+static_assert(kTileThreads == kWgradThreads, "the fixed shapes' weight slots are counted for the tiles' block size");
 
 // The kernels below run the phases of conv_phases.hpp with a barrier between each (the CPU suite
 // runs the same phases thread by thread: tests/test_conv_emulation.cpp).
@@ -145,9 +146,9 @@ __global__ void tiled_wgrad_kernel(S s, int n, int chunk, const float* __restric
     extern __shared__ float sm[];
     const WgradTiles t = wgrad_tiles(s, sm, split);
     const int tid = threadIdx.x, nt = blockDim.x, nwb = wgrad_params(s);
-    float acc[kWgradPerThread];
+    float acc[WgradSlots<S>::value];
 #pragma unroll
-    for (int q = 0; q < kWgradPerThread; ++q) acc[q] = 0.0f;
+    for (int q = 0; q < WgradSlots<S>::value; ++q) acc[q] = 0.0f;
     const int i0 = blockIdx.x * chunk, i1 = min(n, i0 + chunk);
     for (int i = i0; i < i1; ++i) {
         __syncthreads();  // the previous image is done with the tiles

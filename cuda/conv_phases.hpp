@@ -199,6 +199,22 @@ SIAMESE_HD void tiled_input_grad_compute(const S& s, int i, int chunk, int per_c
 // position, and their sums are added in slice order; otherwise each thread keeps up to
 // kWgradPerThread weights (acc: a thread's kWgradPerThread running sums, zero at the start).
 constexpr int kWgradPerThread = 32;
+// The weights a thread keeps for shape type S, at the kernel's kWgradThreads threads: every size
+// known at compile time (FixedShape), just as many as its weights need (conv1's 60: one, with
+// threads sharing it; conv2's 660: three), so the unrolled per-thread arrays stay small (227
+// registers a thread with 32, one block an SM); kWgradPerThread for run-time shapes. Threads
+// beyond the first slots do no work and add nothing: the same sums, the same bits.
+constexpr int kWgradThreads = 256;
+template <class S>
+struct WgradSlots {
+    static constexpr int value = kWgradPerThread;
+};
+template <int C, int H, int W, int F, int K, int P>
+struct WgradSlots<FixedShape<C, H, W, F, K, P>> {
+    static constexpr int nwb = F * C * K * K + F;
+    static constexpr int need = (nwb + kWgradThreads - 1) / kWgradThreads;
+    static constexpr int value = need < kWgradPerThread ? need : kWgradPerThread;
+};
 // Shared memory: the image (floats), its pooled gradient (floats), split * nwb floats for the
 // slices' sums (split > 1), then the argmax (bytes).
 struct WgradTiles {
@@ -226,12 +242,13 @@ SIAMESE_HD void tiled_wgrad_stage(const S& s, int i, const float* x, const float
         t.as[k] = argmax[size_t(i) * pooled + k];
     }
 }
-// Phase 2 (per image): this thread's weights' terms added to acc.
+// Phase 2 (per image): this thread's weights' terms added to acc (WgradSlots<S> of them; nt must
+// be kWgradThreads for a FixedShape, whose slots are counted for that many threads).
 template <class S>
 SIAMESE_HD void tiled_wgrad_accumulate(const S& s, const WgradTiles& t, int split, float* acc, int tid, int nt) {
     const int nwb = wgrad_params(s), slice = split > 1 ? tid / nwb : 0;
     SIAMESE_UNROLL
-    for (int q = 0; q < kWgradPerThread; ++q) {
+    for (int q = 0; q < WgradSlots<S>::value; ++q) {
         const int j = split > 1 ? tid % nwb : tid + q * nt;
         if ((split > 1 && (q > 0 || slice >= split)) || j >= nwb) break;
         acc[q] = wgrad_terms(s, j, t.gs, nullptr, 1.0f, t.as, t.xs, slice, split, acc[q]);
@@ -244,7 +261,7 @@ SIAMESE_HD void tiled_wgrad_write(const S& s, const WgradTiles& t, int split, co
     const int nwb = wgrad_params(s);
     if (split == 1) {
         SIAMESE_UNROLL
-        for (int q = 0; q < kWgradPerThread; ++q) {
+        for (int q = 0; q < WgradSlots<S>::value; ++q) {
             const int j = tid + q * nt;
             if (j < nwb) dst[j] = acc[q];
         }
