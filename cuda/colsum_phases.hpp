@@ -43,7 +43,7 @@ SIAMESE_HD ColsumPlan colsum_plan(int rows, int cols, int ld, int nt) {
     ColsumPlan p;
     p.rows = rows, p.cols = cols, p.ld = ld;
     p.quads = (cols + 3) / 4;
-    if (rows < 1 || cols < 1) return p;  // rounds 0: nothing to sum, nothing written
+    if (rows < 1 || cols < 1) return p;  // rounds 0: nothing written (callers pass rows >= 1)
     int s = kColsumThreads / p.quads;
     if (s > rows / 8) s = rows / 8;
     if (s < 1) s = 1;

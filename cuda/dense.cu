@@ -63,7 +63,11 @@ void require_stream(cublasHandle_t h, cudaStream_t stream) {
 }  // namespace
 
 void column_sums(float* out, const float* m, int rows, int cols, cudaStream_t stream) {
-    if (rows < 1 || cols < 1) return;
+    if (cols < 1) return;
+    if (rows < 1) {  // the sums of no rows (block_column_sums takes at least one)
+        CUDA_CHECK(cudaMemsetAsync(out, 0, size_t(cols) * sizeof(float), stream));
+        return;
+    }
     column_sums_kernel<<<1, kColsumThreads, 0, stream>>>(m, rows, cols, out);
     CUDA_CHECK_LAUNCH();
 }

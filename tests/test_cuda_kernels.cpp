@@ -317,6 +317,10 @@ TEST_CASE("column_sums adds in the documented order (the CPU emulation's bits) a
                     for (int c = 0; c < cols; ++c) exact[c] += m[offset + size_t(row) * cols + c];
                 CHECK(testutil::rel_error(got, exact) < 1e-5);  // up to 257 fp32 terms of size ~1
             }
+    auto d_out = poisoned<float>(7);  // no rows: zeros
+    column_sums(d_out.get(), nullptr, 0, 7, nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CHECK(d_out.download() == std::vector<float>(7, 0.0f));
 }
 
 TEST_CASE("pair distances and the device ROC AUC match the CPU metrics", "[cuda][eval]") {
