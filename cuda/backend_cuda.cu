@@ -16,6 +16,7 @@
 // eager warm-up step, train_run; validation eager, then as its own graph), where cuBLAS and
 // cuDNN set themselves up outside any capture; the next epoch is captured.
 #include <algorithm>
+#include <iterator>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -47,6 +48,22 @@ namespace {
 constexpr size_t kCublasWorkspaceBytes = 32u << 20;
 
 class CudaBackend final : public Backend {
+    // A profiled phase: CUDA events around it (--profile).
+    struct Pending {
+        std::string name;
+        Event a, b;
+    };
+    // A captured graph, and (profiling) the events of its phases.
+    struct Graph {
+        GraphExec exec;
+        std::vector<Pending> phases;
+        explicit operator bool() const { return bool(exec); }
+        void reset() {
+            exec.reset();
+            phases.clear();
+        }
+    };
+
 public:
     CudaBackend(const Recipe& r, const EngineOptions& e) : r_(r), e_(e), L_(make_layout(r.net)) {
 #if !SIAMESE_HAVE_CUDNN
@@ -150,7 +167,7 @@ public:
     // A run of full batches as one graph of `batches` steps: every kernel reads its position from
     // the device-side StepState, which each step's last kernel advances, so the steps captured
     // one after another replay as the steps launched one by one (a [cuda] test compares the bits).
-    int preferred_run() const override { return e_.graphs && !e_.profile ? 1 << 20 : 1; }
+    int preferred_run() const override { return e_.graphs ? 1 << 20 : 1; }
     void do_train_run(bool groups, int first, int per, int batches, uint64_t step) override {
         step_at(first, per, step, groups, batches);  // without graphs: the steps launched one by one
     }
@@ -173,7 +190,7 @@ public:
         if (pairs.size() == 0) return {};
         keep_val_pairs(pairs);
         auto pass = [&] { queue_validation(pairs.size()); };
-        if (!e_.graphs || e_.profile)
+        if (!e_.graphs)
             pass();
         else if (graph_ready(val_graph_, val_key_, [&] { return graph_key({size_t(pairs.size())}); }, pass, pass))
             launch(val_graph_, "validation (graph)");
@@ -193,7 +210,7 @@ public:
         const int n = train.size(), batches = (n + per - 1) / per, rest = n - (batches - 1) * per;
         // The graph derives the epoch from the step: only where the two agree (they always do in
         // training, whose epochs all have `batches` steps).
-        if (!e_.graphs || e_.profile || !pixel_branch().empty() || epoch_at_step(step, batches) != epoch)
+        if (!e_.graphs || !pixel_branch().empty() || epoch_at_step(step, batches) != epoch)
             return Backend::do_train_epoch(train, seed, epoch, per, step, val);
         NvtxRange r("train_epoch");
         keep_train_pairs(train);
@@ -221,7 +238,7 @@ public:
     // the copies back. As for the pair sampler: the first epoch at a set of buffers runs as the
     // separate calls, the next is captured, later ones replayed.
     EpochOutput do_train_epoch_groups(const GroupOrder& order, int per, uint64_t step, const PairSet& val) override {
-        if (!e_.graphs || e_.profile || !pixel_branch().empty())
+        if (!e_.graphs || !pixel_branch().empty())
             return Backend::do_train_epoch_groups(order, per, step, val);
         NvtxRange r("train_epoch_groups");
         const int n = order.size(), batches = (n + per - 1) / per, rest = n - (batches - 1) * per;
@@ -283,7 +300,7 @@ private:
     // capture) and the key it leaves is kept; the next time, `queue` is captured. True when
     // `graph` is ready to launch, false when `eager` ran.
     template <class KeyNow, class Eager, class Queue>
-    bool graph_ready(GraphExec& graph, std::vector<const void*>& key, KeyNow key_now, Eager eager, Queue queue) {
+    bool graph_ready(Graph& graph, std::vector<const void*>& key, KeyNow key_now, Eager eager, Queue queue) {
         if (key_now() != key) {
             graph.reset();
             eager();
@@ -293,14 +310,20 @@ private:
         if (!graph) graph = capture(queue);
         return true;
     }
-    void launch(const GraphExec& graph, const char* name) {
+    // Profiling: the graph's phases were captured as event-record nodes; each replay is waited
+    // for and its phases' times added (the same table as eager launches, at graph speed).
+    void launch(const Graph& graph, const char* name) {
         NvtxRange r(name);
-        CUDA_CHECK(cudaGraphLaunch(graph.get(), stream_.get()));
+        CUDA_CHECK(cudaGraphLaunch(graph.exec.get(), stream_.get()));
+        if (e_.profile) {
+            sync();
+            add_phase_times(graph.phases);
+        }
     }
 
     // An epoch's graph launched from `step` and waited for; its losses and (with validation)
     // distances, read from pinned memory.
-    EpochOutput launch_epoch(const GraphExec& graph, int n, int batches, uint64_t step, bool validation) {
+    EpochOutput launch_epoch(const Graph& graph, int n, int batches, uint64_t step, bool validation) {
         if (step != expected_step_) set_step_state(state_.get(), StepState{0, 0, step}, stream_.get());
         launch(graph, "epoch (graph)");
         ++epoch_graph_runs_;
@@ -389,7 +412,7 @@ private:
         if (first != expected_first_ || step != expected_step_) {
             set_step_state(state_.get(), StepState{first, batches_, step}, stream_.get());
         }
-        if (e_.graphs && !e_.profile) {
+        if (e_.graphs) {
             if (!graphs_valid()) graphs_.clear();
             const GraphKey key{count, groups, steps};
             auto it = graphs_.find(key);
@@ -438,6 +461,7 @@ private:
     // selection, module loading) here, where it is legal, not inside the capture.
     void warm_up(int count, bool groups) {
         NvtxRange r("warm_up");
+        const size_t timed = pending_.size();
         saved_params_.copy_from(params_, stream_.get());
         saved_opt_.copy_from(opt_state_, stream_.get());
         saved_state_.copy_from(state_, stream_.get());
@@ -448,6 +472,7 @@ private:
         state_.copy_from(saved_state_, stream_.get());
         losses_.copy_from(saved_losses_, stream_.get());
         sync();
+        pending_.resize(timed);  // not a step of the training: not in the profile
     }
 
     // Activation and gradient buffers for up to n images; invalidates captured graphs.
@@ -506,7 +531,8 @@ private:
         }
     }
 
-    // Profiling: CUDA events around each phase (eager mode only).
+    // Profiling: CUDA events around each phase. Eager, they are read at the next wait; inside a
+    // capture they become event-record nodes of the graph (capture() moves them into it).
     template <class F>
     void phase(const char* name, F&& f) {
         if (!e_.profile) {
@@ -520,14 +546,17 @@ private:
         pending_.push_back(std::move(p));
     }
     void collect_profile() {
-        for (auto& p : pending_) {
+        add_phase_times(pending_);
+        pending_.clear();
+    }
+    void add_phase_times(const std::vector<Pending>& phases) {
+        for (const Pending& p : phases) {
             float ms = 0;
             CUDA_CHECK(cudaEventElapsedTime(&ms, p.a.get(), p.b.get()));
             auto& slot = prof_ms_[p.name];
             slot.first += ms;
             slot.second += 1;
         }
-        pending_.clear();
     }
 
     // Forward over n images: layer 1 reads in + gather[i] (or in + i) directly. The fused tail
@@ -727,16 +756,22 @@ private:
 #endif
     }
 
-    // What f queues on the stream, captured as one graph and instantiated; *kernels: its kernel nodes.
+    // What f queues on the stream, captured as one graph and instantiated; *kernels: its kernel
+    // nodes. Profiling: the phases' events recorded during the capture go with the graph (the
+    // capture is relaxed then: creating an event is not a stream operation, but the default
+    // mode would refuse it as a potentially unsafe call).
     template <class F>
-    GraphExec capture(F&& f, int* kernels = nullptr) {
+    Graph capture(F&& f, int* kernels = nullptr) {
         cudaGraph_t graph = nullptr;
-        CUDA_CHECK(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal));
+        const size_t timed = pending_.size();
+        CUDA_CHECK(cudaStreamBeginCapture(stream_.get(),
+                                          e_.profile ? cudaStreamCaptureModeRelaxed : cudaStreamCaptureModeThreadLocal));
         try {
             f();
         } catch (...) {
             cudaStreamEndCapture(stream_.get(), &graph);  // leave the stream usable
             if (graph) cudaGraphDestroy(graph);
+            pending_.resize(timed);
             throw;
         }
         CUDA_CHECK(cudaStreamEndCapture(stream_.get(), &graph));
@@ -745,13 +780,17 @@ private:
         const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
         cudaGraphDestroy(graph);
         CUDA_CHECK(err);
-        return GraphExec(exec);
+        Graph g;
+        g.exec = GraphExec(exec);
+        std::move(pending_.begin() + long(timed), pending_.end(), std::back_inserter(g.phases));
+        pending_.resize(timed);
+        return g;
     }
 
-    GraphExec capture_steps(int count, bool groups, int steps) {
+    Graph capture_steps(int count, bool groups, int steps) {
         NvtxRange r("capture_steps");
         int kernels = 0;
-        GraphExec g = capture([&] { for (int k = 0; k < steps; ++k) run_any_step(count, groups); }, &kernels);
+        Graph g = capture([&] { for (int k = 0; k < steps; ++k) run_any_step(count, groups); }, &kernels);
         kernel_nodes_ = kernels / steps;  // per step
         return g;
     }
@@ -807,10 +846,6 @@ private:
         return emb.download(stream_.get());
     }
 
-    struct Pending {
-        std::string name;
-        Event a, b;
-    };
 #if SIAMESE_HAVE_CUDNN
     struct CudnnDestroy { void operator()(cudnnHandle_t h) const { cudnnDestroy(h); } };
 #endif
@@ -832,11 +867,11 @@ private:
     PairSet val_pairs_;  // the pairs in val_a_, val_b_ (host copies, to see a change)
     DeviceBuffer<float> mirror_;                  // flip averaging's mirror images
     PinnedBuffer<float> losses_host_, val_host_;  // what an epoch reads back
-    GraphExec val_graph_;                         // the validation pass
+    Graph val_graph_;                             // the validation pass
     std::vector<const void*> val_key_;            // its buffers and sizes when last run
-    GraphExec epoch_graph_;                       // a whole epoch (train_epoch)
+    Graph epoch_graph_;                           // a whole epoch (train_epoch)
     std::vector<const void*> epoch_key_;          // its buffers and sizes when last run
-    GraphExec groups_graph_;                      // a whole P-K epoch (train_epoch_groups)
+    Graph groups_graph_;                          // a whole P-K epoch (train_epoch_groups)
     std::vector<const void*> groups_key_;
     PinnedBuffer<int> order_host_, ids_host_;     // the P-K epoch's order, copied in by its graph
     DeviceBuffer<unsigned> counters_;
@@ -853,7 +888,7 @@ private:
     std::vector<std::unique_ptr<CudnnConvBlock>> conv_blocks_;
 #endif
     using GraphKey = std::tuple<int, bool, int>;  // batch size, P-K sampler, steps
-    std::map<GraphKey, GraphExec> graphs_;
+    std::map<GraphKey, Graph> graphs_;
     std::vector<const void*> captured_;
     std::vector<Pending> pending_;
     PhaseTimes prof_ms_;

@@ -248,9 +248,11 @@ else
   for s in train_cuda_b8192 train_cuda_b8192_fused pytorch_eager_b8192; do echo "SKIPPED: no GPU" > "$logs/$s.log"; done
 fi
 
-# 9. per-phase timings (eager launches, CUDA events); the unfused steps under ncu
+# 9. per-phase timings (CUDA events recorded inside the replayed graphs: epoch 1 the separate
+#    calls, then the epoch graph) of the fused, tiled step; the unfused steps under ncu
 if [ $have_gpu = 1 ]; then
-  stage profile 60 "$bin" train "${data_args[@]}" --epochs 1 --device cuda --profile --no-graphs --quiet --out "$logs/run_profile"
+  stage profile 60 "$bin" train "${data_args[@]}" --epochs 3 --device cuda --profile --fused --conv tiled --quiet \
+    --out "$logs/run_profile"
 else
   echo "SKIPPED: no GPU" > "$logs/profile.log"
 fi

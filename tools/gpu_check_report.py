@@ -183,7 +183,7 @@ for name in ("memcheck_train", "memcheck_train_fused", "memcheck_tests", "racech
 text = read("profile.log")
 prof = [l for l in text.splitlines() if re.match(r"^\S.*\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+%$", l)]
 res["profile"] = prof
-row("profile (1 epoch, eager)", "; ".join(re.sub(r"\s{2,}", " ", l) for l in prof[:4]) if prof else (why_not("profile") or "no table"))
+row("profile (3 epochs, graphs)", "; ".join(re.sub(r"\s{2,}", " ", l) for l in prof[:4]) if prof else (why_not("profile") or "no table"))
 
 # ---- ncu: one row per kernel launch (duration in µs, SM and memory throughput in %)
 def ncu_kernels(text):

@@ -17,5 +17,5 @@ elif command -v ncu >/dev/null; then
   ncu --clock-control none --launch-count 40 -o profile/siamese -f "$bin" train --device cuda --out profile/run --epochs 1
   ncu --import profile/siamese.ncu-rep --print-summary per-kernel | head -60
 else
-  "$bin" train --device cuda --profile --no-graphs --out profile/run "${args[@]}"
+  "$bin" train --device cuda --profile --out profile/run "${args[@]}"
 fi

@@ -50,7 +50,7 @@ struct EngineOptions {
     int threads = 0;                  // CPU threads (0: all cores)
     ConvAlgo conv = ConvAlgo::Custom;
     bool graphs = true;               // CUDA: capture the training step once, replay it per batch
-    bool profile = false;             // time every phase (CUDA: with CUDA events, no graphs)
+    bool profile = false;             // time every phase (CUDA: CUDA events, captured into the graphs)
     // CUDA: the fused step (siamese/step_plan.hpp): the tail kernel, the relu/dropout masks read by
     // the conv backward kernels, reductions and the state advance done by the kernels' last
     // blocks. Off by default until a GPU run has checked it (docs/gpu-speed.md).

@@ -112,7 +112,8 @@ Runner add_train(CLI::App& app) {
                   "CUDA: the dense layers' GEMMs on TF32 tensor cores (inputs rounded to 10 mantissa bits); its effect on "
                   "accuracy is not yet measured (tools/gpu_check.sh compares it with FP32)");
     sub->add_flag("--profile", r->profile,
-                  "Time every phase of the training steps and print a table at the end (CUDA: CUDA events, eager launches)");
+                  "Time every phase of the training steps and print a table at the end (CUDA: CUDA events, recorded inside "
+                  "the replayed graphs; with --no-graphs, around eager launches, host gaps included)");
     sub->add_flag("--quiet", *quiet, "Print only the final figures");
     sub->add_option("--crash-after-steps", r->crash_after_steps, "Testing aid: kill this process (SIGKILL) after N steps")
         ->group("");
