@@ -195,9 +195,9 @@ fi
 
 # 5. kernel by kernel, first: the fused step (custom and tiled conv) under ncu, each launch set
 #    against its floor in `siamese plan` (ncu's SpeedOfLight section: duration, SM and memory
-#    throughput; eager launches; ncu locks the clocks at base: each figure is ~1.4x the
-#    graph-replayed one). 30 launches: one whole step (10 launches + cuBLAS split-K) wherever the
-#    window starts. The table is ncu_<name>.csv, summarised in table.txt.
+#    throughput; eager launches; --clock-control none: the clocks as found, as the workplace's
+#    method asks, not ncu's default lock at base). 30 launches: one whole step (10 launches +
+#    cuBLAS split-K) wherever the window starts. The table is ncu_<name>.csv, summarised in table.txt.
 have_ncu=0; [ $have_gpu = 1 ] && command -v ncu >/dev/null && have_ncu=1
 ncu_run() {  # name skip count args...
   local name=$1 skip=$2 count=$3; shift 3
@@ -205,7 +205,7 @@ ncu_run() {  # name skip count args...
     echo "SKIPPED: $( [ $have_gpu = 1 ] && echo 'ncu not found' || echo 'no GPU')" > "$logs/ncu_$name.log"
     return
   fi
-  stage "ncu_$name" 90 ncu --launch-skip "$skip" --launch-count "$count" --section SpeedOfLight --csv \
+  stage "ncu_$name" 90 ncu --clock-control none --launch-skip "$skip" --launch-count "$count" --section SpeedOfLight --csv \
     --log-file "$logs/ncu_$name.csv" "$bin" train "${data_args[@]}" --device cuda --no-graphs --quiet \
     --out "$logs/run_ncu_$name" "$@"
 }

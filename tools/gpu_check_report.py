@@ -272,7 +272,7 @@ def match_step(ks, plan):
     return out
 
 
-# The fused step measured (ncu, eager, base clocks) kernel by kernel and in all against the plan's
+# The fused step measured (ncu, eager, clocks as found) kernel by kernel and in all against the plan's
 # floor for the same step (plan.txt's second and third tables: --fused, --fused --conv tiled).
 floors = re.findall(r"(?m)^\s+total\s.*?([\d.]+) us$", read("plan.txt"))
 for name, which in (("fused", 1), ("tiled_fused", 2)):
@@ -280,7 +280,7 @@ for name, which in (("fused", 1), ("tiled_fused", 2)):
     steps = match_step(ks, plan_rows(read("plan.txt"), which))
     if steps:
         res[f"{name}_by_kernel"] = steps
-        row(f"{name} step, kernel by kernel", "(ncu, base clocks; floor: FLOP at 60 TFLOP/s or bytes at 4.8 TB/s)")
+        row(f"{name} step, kernel by kernel", "(ncu, clocks as found; floor: FLOP at 60 TFLOP/s or bytes at 4.8 TB/s)")
         for k in steps:
             row(f"  {k['kernel'][:28]}", f"{k['us']:8.1f} us  floor {k['floor_us']:6.2f} us ({k['us'] / max(k['floor_us'], 1e-3):5.0f}x)  "
                 f"{k['flops'] / k['us'] / 1e6:7.2f} TFLOP/s  {k['bytes'] / k['us'] / 1e6:6.3f} TB/s")
@@ -290,7 +290,7 @@ for name, which in (("fused", 1), ("tiled_fused", 2)):
         what = f"one step's {len(steps)} launches" if steps else f"{len(ks)} kernels (unmatched)"
         floor = float(floors[which])
         res[f"{name}_floor_us"] = floor
-        row(f"{name} step vs its floor", f"{measured:.0f} us in {what} (ncu, base clocks) vs floor "
+        row(f"{name} step vs its floor", f"{measured:.0f} us in {what} (ncu) vs floor "
             f"{floor:.2f} us: {measured / floor:.0f}x the floor")
 
 json.dump(res, open(results_path, "w"), indent=1)
