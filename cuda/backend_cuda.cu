@@ -75,6 +75,13 @@ public:
         stream_ = make_stream();
         cublas_ws_.resize(kCublasWorkspaceBytes);
         cublas_ = make_cublas(stream_.get(), cublas_ws_.get(), cublas_ws_.size(), e.tf32);
+        if (e.side_stream) {  // the weight gradients' stream, its own cuBLAS handle and workspace
+            side_ = make_stream();
+            fork_ = make_sync_event();
+            join_ = make_sync_event();
+            cublas_side_ws_.resize(kCublasWorkspaceBytes);
+            cublas_side_ = make_cublas(side_.get(), cublas_side_ws_.get(), cublas_side_ws_.size(), e.tf32);
+        }
 #if SIAMESE_HAVE_CUDNN
         if (e.conv == ConvAlgo::Cudnn) {
             cudnnHandle_t c = nullptr;
@@ -94,9 +101,14 @@ public:
         counters_.resize(2 + L_.conv.size());
         counters_.fill_bytes(0, stream_.get());
         tail_ = e_.fused && fused_tail_applies(r_);
+        // A slice a conv layer (their weight gradients may run at once on the two streams), each
+        // enough for any batch: the chunk count is capped per shape.
         size_t partial = 0;
-        for (const ConvShape& s : L_.conv) partial = std::max(partial, conv_partial_elems(s));
-        partial_.resize(partial);  // enough for any batch: the chunk count is capped per shape
+        for (const ConvShape& s : L_.conv) {
+            partial_at_.push_back(partial);
+            partial += conv_partial_elems(s);
+        }
+        partial_.resize(partial);
     }
     std::string name() const override {
 #if SIAMESE_HAVE_CUDNN
@@ -443,7 +455,8 @@ private:
         std::vector<const void*> p = {bank_.get(),   params_.get(),  grad_.get(),    opt_state_.get(), order_a_.get(),
                                       order_b_.get(), order_y_.get(), losses_.get(), partial_.get(),   gather_.get(),
                                       state_.get(),   cublas_ws_.get(), order_ids_.get(), aug_.get(),  rows_.get(),
-                                      emb_.get(),     norm_.get(),    counters_.get(), tail_partial_.get()};
+                                      emb_.get(),     norm_.get(),    counters_.get(), tail_partial_.get(),
+                                      cublas_side_ws_.get()};
         for (const auto* v : {&conv_out_, &conv_d_, &dense_out_, &dense_d_})
             for (const auto& b : *v) p.push_back(b.get());
         for (const auto& b : conv_arg_) p.push_back(b.get());
@@ -687,6 +700,18 @@ private:
         const int nd = int(L_.dense.size()), nc = int(L_.conv.size());
         const bool tail = top >= 0;
         if (!tail) top = nd - 1;
+        // Where the weight gradients go: the side stream (after everything queued so far on the
+        // main one: the gradient at the layer's output is ready), or the main stream itself.
+        const bool side = side_on();
+        bool forked = false;
+        auto weights_stream = [&]() -> cudaStream_t {
+            if (!side) return stream;
+            CUDA_CHECK(cudaEventRecord(fork_.get(), stream));
+            CUDA_CHECK(cudaStreamWaitEvent(side_.get(), fork_.get(), 0));
+            forked = true;
+            return side_.get();
+        };
+        cublasHandle_t wblas = side ? cublas_side_.get() : cublas_.get();
         if (r_.net.l2_normalize && !tail)
             phase("l2 normalize", [&] {
                 l2_normalize_backward(dense_d_.back().get(), dense_d_.back().get(), emb_.get(), norm_.get(), n,
@@ -701,8 +726,10 @@ private:
                 if (!done && (!last || r_.net.embed_relu))  // a linear embedding layer has no ReLU (and no dropout)
                     relu_dropout_backward(dense_d_[l].get(), dense_out_[l].get(), n, d.out,
                                           last ? 0.0f : r_.net.dense_dropout, stream);
-                dense_backward(dx, grad_.get() + L_.dense_w[l], done ? nullptr : grad_.get() + L_.dense_b[l],
-                               dense_d_[l].get(), x, params_.get() + L_.dense_w[l], n, d.in, d.out, cublas_.get(), stream);
+                dense_backward_weights(grad_.get() + L_.dense_w[l], done ? nullptr : grad_.get() + L_.dense_b[l],
+                                       dense_d_[l].get(), x, n, d.in, d.out, wblas, weights_stream());
+                dense_backward_input(dx, dense_d_[l].get(), params_.get() + L_.dense_w[l], n, d.in, d.out, cublas_.get(),
+                                     stream);
             });
         }
         for (int l = nc - 1; l >= 0; --l) {
@@ -710,6 +737,8 @@ private:
             const float* in = l > 0 ? conv_out_[l - 1].get() : images;
             const ImageGather gather = l > 0 ? ImageGather() : gather0;
             float* din = l > 0 ? conv_d_[l - 1].get() : nullptr;
+            float* partial = partial_.get() + partial_at_[l];
+            const size_t partial_elems = conv_partial_elems(s);
             // Fused: the relu/dropout mask read inside the backward kernels, the chunk sums by
             // their last block (the same bits as the separate launches).
             ConvBackwardFusion fuse;
@@ -720,23 +749,30 @@ private:
                     relu_dropout_backward(conv_d_[l].get(), conv_out_[l].get(), n, s.out_elems(), r_.net.conv_dropout,
                                           stream);
 #if SIAMESE_HAVE_CUDNN
-                if (cudnn_) {
+                if (cudnn_) {  // one call for both gradients, on the stream its handle is bound to
                     conv_blocks_[l]->backward(grad_.get() + L_.conv_w[l], din, conv_d_[l].get(), conv_arg_[l].get(), in,
                                               params_.get() + L_.conv_w[l], n, gather, stream);
                     return;
                 }
 #endif
+                // The weight gradient beside the input gradient when one follows (the bottom
+                // layer's has nothing to overlap on the main stream).
+                cudaStream_t ws = din ? weights_stream() : stream;
                 const float* w = params_.get() + L_.conv_w[l];
                 if (e_.conv == ConvAlgo::Tiled) {
                     conv_backward_weights_tiled(grad_.get() + L_.conv_w[l], conv_d_[l].get(), conv_arg_[l].get(), in, s, n,
-                                                gather, partial_.get(), partial_.size(), stream, fuse);
+                                                gather, partial, partial_elems, ws, fuse);
                     if (din) conv_backward_input_tiled(din, conv_d_[l].get(), conv_arg_[l].get(), w, s, n, stream, fuse);
                 } else {
                     conv_backward_weights(grad_.get() + L_.conv_w[l], conv_d_[l].get(), conv_arg_[l].get(), in, s, n, gather,
-                                          partial_.get(), partial_.size(), stream, fuse);
+                                          partial, partial_elems, ws, fuse);
                     if (din) conv_backward_input(din, conv_d_[l].get(), conv_arg_[l].get(), w, s, n, stream, fuse);
                 }
             });
+        }
+        if (forked) {  // the optimizer reads every gradient
+            CUDA_CHECK(cudaEventRecord(join_.get(), side_.get()));
+            CUDA_CHECK(cudaStreamWaitEvent(stream, join_.get(), 0));
         }
         phase("optimizer", [&] {
             if (e_.fused) {
@@ -748,6 +784,9 @@ private:
             advance_state(state_.get(), advance, stream);
         });
     }
+    // The second stream is used when it was made, and not while profiling (the phases' events
+    // are on the main stream: the table shows the step serialised).
+    bool side_on() const { return bool(side_) && !e_.profile; }
     bool cudnn_active() const {
 #if SIAMESE_HAVE_CUDNN
         return bool(cudnn_);
@@ -858,6 +897,10 @@ private:
     Stream stream_;
     DeviceBuffer<unsigned char> cublas_ws_;
     CublasHandle cublas_;
+    Stream side_;                                   // the weight gradients' stream (EngineOptions::side_stream)
+    Event fork_, join_;                             // ordering between the two streams
+    DeviceBuffer<unsigned char> cublas_side_ws_;
+    CublasHandle cublas_side_;                      // bound to side_
 #if SIAMESE_HAVE_CUDNN
     Owned<cudnnHandle_t, CudnnDestroy> cudnn_;
 #endif
@@ -875,6 +918,7 @@ private:
     std::vector<const void*> groups_key_;
     PinnedBuffer<int> order_host_, ids_host_;     // the P-K epoch's order, copied in by its graph
     DeviceBuffer<unsigned> counters_;
+    std::vector<size_t> partial_at_;              // each conv layer's slice of partial_
     DeviceBuffer<float> saved_params_, saved_opt_, saved_losses_;
     DeviceBuffer<int> order_a_, order_b_, order_ids_, gather_;
     // The training pairs the device-side shuffle reads (their host copy: uploaded when they change).

@@ -100,16 +100,29 @@ void relu_dropout_backward(float* d, const float* y, int n, int elems, float rat
     CUDA_CHECK_LAUNCH();
 }
 
-void dense_backward(float* dx, float* dw, float* db, const float* d, const float* x, const float* w, int n, int I, int O,
-                    cublasHandle_t h, cudaStream_t stream) {
-    NvtxRange r("dense_backward");
+void dense_backward_weights(float* dw, float* db, const float* d, const float* x, int n, int I, int O, cublasHandle_t h,
+                            cudaStream_t stream) {
+    NvtxRange r("dense_backward_weights");
     const float one = 1.0f, zero = 0.0f;
     require_stream(h, stream);
     // dW^T (I, O) = x^T (I, n) . d (n, O)
     CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, I, O, n, &one, x, I, d, O, &zero, dw, I));
     if (db) column_sums(db, d, n, O, stream);  // null: already summed (the fused tail)
+}
+
+void dense_backward_input(float* dx, const float* d, const float* w, int n, int I, int O, cublasHandle_t h,
+                          cudaStream_t stream) {
+    NvtxRange r("dense_backward_input");
+    const float one = 1.0f, zero = 0.0f;
+    require_stream(h, stream);
     // dx^T (I, n) = W^T (I, O) . d^T (O, n)
-    if (dx) CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, I, n, O, &one, w, I, d, O, &zero, dx, I));
+    CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, I, n, O, &one, w, I, d, O, &zero, dx, I));
+}
+
+void dense_backward(float* dx, float* dw, float* db, const float* d, const float* x, const float* w, int n, int I, int O,
+                    cublasHandle_t h, cudaStream_t stream) {
+    dense_backward_weights(dw, db, d, x, n, I, O, h, stream);
+    if (dx) dense_backward_input(dx, d, w, n, I, O, h, stream);
 }
 
 }  // namespace siamese::cuda

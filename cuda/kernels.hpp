@@ -159,6 +159,12 @@ void relu_dropout_backward(float* d, const float* y, int n, int elems, float rat
 // Reference: dense_backward in src/cpu/dense.hpp.
 void dense_backward(float* dx, float* dw, float* db, const float* d, const float* x, const float* w, int n, int I, int O,
                     cublasHandle_t h, cudaStream_t stream);
+// Its two halves, for two streams (the weight gradient is off the step's critical path):
+// dW and db, then dx alone.
+void dense_backward_weights(float* dw, float* db, const float* d, const float* x, int n, int I, int O, cublasHandle_t h,
+                            cudaStream_t stream);
+void dense_backward_input(float* dx, const float* d, const float* w, int n, int I, int O, cublasHandle_t h,
+                          cudaStream_t stream);
 
 // ---- distance and loss (loss.cu) ------------------------------------------------------------
 // emb (2*count, E). One block: per pair d = sqrt(max(|a-b|^2, eps)), the loss term, the

@@ -20,9 +20,12 @@ struct Planner {
     ParamLayout L;
     std::vector<PlannedLaunch> out;
 
-    void add(const char* kernel, const std::string& what, double flops, double bytes, bool library = false) {
-        out.push_back({kernel, what, library, flops, bytes});
+    void add(const char* kernel, const std::string& what, double flops, double bytes, bool library = false,
+             bool side = false) {
+        out.push_back({kernel, what, library, flops, bytes, side});
     }
+    // The weight gradients go to the second stream (the engine's rule: not while profiling).
+    bool side() const { return e.side_stream && !e.profile; }
     bool cudnn() const { return e.conv == ConvAlgo::Cudnn; }
     // Multiply-adds of one conv block's taps at the pooled positions (the argmax ones: backward)
     // or at every conv output of the pooled region (forward).
@@ -60,8 +63,8 @@ struct Planner {
         const std::string what = "dense" + std::to_string(l + 1);
         const double dy = n * d.out * kF, x = n * d.in * kF, w = double(d.in) * d.out * kF;
         if (!masked && (!last || r.net.embed_relu)) add("relu_dropout_backward", what, n * d.out, 3 * dy);
-        add("cublasSgemm", what + " dW", 2 * n * d.in * d.out, dy + x + w, true);
-        if (!db_done) add("column_sums", what + " db", n * d.out, dy + d.out * kF);
+        add("cublasSgemm", what + " dW", 2 * n * d.in * d.out, dy + x + w, true, side());
+        if (!db_done) add("column_sums", what + " db", n * d.out, dy + d.out * kF, false, side());
         add("cublasSgemm", what + " dx", 2 * n * d.in * d.out, dy + w + x, true);
     }
     void conv_backward(size_t l, double n, bool gathered) {
@@ -84,8 +87,10 @@ struct Planner {
         }
         const bool tiled = e.conv == ConvAlgo::Tiled;
         const double mask = fuse ? g : 0;  // the output y read beside the gradient
-        add(tiled ? "conv_backward_weights_tiled" : "conv_backward_weights", what + " dW", 2 * madds, g + mask + arg + in + wb);
-        if (!fuse) add("column_sums", what + " dW chunks", 0, wb);
+        const bool beside = side() && l > 0;  // the bottom layer's has no input gradient to overlap
+        add(tiled ? "conv_backward_weights_tiled" : "conv_backward_weights", what + " dW", 2 * madds, g + mask + arg + in + wb,
+            false, beside);
+        if (!fuse) add("column_sums", what + " dW chunks", 0, wb, false, beside);
         if (l > 0)
             add(tiled ? "conv_backward_input_tiled" : "conv_backward_input", what + " dx", 2 * madds, g + mask + arg + wb + in);
     }
@@ -239,18 +244,20 @@ std::string plan_table(const std::vector<PlannedLaunch>& plan, double peak_flops
     std::snprintf(line, sizeof line, "%3s  %-30s %-40s %11s %11s %11s\n", "#", "launch", "what", "FLOP", "bytes",
                   "floor");
     o << line;
-    double flops = 0, bytes = 0, floor = 0;
-    int library = 0;
+    double flops = 0, bytes = 0, floor = 0, path_floor = 0;
+    int library = 0, side = 0;
     for (size_t i = 0; i < plan.size(); ++i) {
         const PlannedLaunch& k = plan[i];
         const double f = launch_floor(k, peak_flops, peak_bytes_per_s);
         flops += k.flops;
         bytes += k.bytes;
         floor += f;
+        if (!k.side) path_floor += f;
         library += k.library;
+        side += k.side;
         std::snprintf(line, sizeof line, "%3zu  %-30s %-40s %11s %11s %11s\n", i + 1,
-                      (k.kernel + (k.library ? " *" : "")).c_str(), k.what.c_str(), human(k.flops, "").c_str(),
-                      human(k.bytes, "B").c_str(), micro(f).c_str());
+                      (k.kernel + (k.library ? " *" : "")).c_str(), (k.what + (k.side ? " (side)" : "")).c_str(),
+                      human(k.flops, "").c_str(), human(k.bytes, "B").c_str(), micro(f).c_str());
         o << line;
     }
     std::snprintf(line, sizeof line, "%3s  %-30s %-40s %11s %11s %11s\n", "", "total", "", human(flops, "").c_str(),
@@ -260,6 +267,9 @@ std::string plan_table(const std::vector<PlannedLaunch>& plan, double peak_flops
       << " library calls, marked *, each of which may launch more than one kernel: cuBLAS may add a split-K reduction)\n";
     o << "floor: max(FLOP / " << human(peak_flops, "FLOP/s") << ", bytes / " << human(peak_bytes_per_s, "B/s")
       << ") per launch\n";
+    if (side)
+        o << "critical path: " << plan.size() - size_t(side) << " launches, floor " << micro(path_floor) << "; the " << side
+          << " marked (side) run on a second stream beside it (train --one-stream: all on one)\n";
     return o.str();
 }
 

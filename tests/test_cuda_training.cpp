@@ -477,3 +477,35 @@ TEST_CASE("profiling inside the replayed graphs changes no bit and times every p
         CHECK(plain->profile_report().empty());
     }
 }
+
+TEST_CASE("the weight gradients on a second stream give the bits of the one-stream step", "[cuda][training][streams]") {
+    // EngineOptions::side_stream: each layer's weight gradient runs beside the input-gradient
+    // chain, joined before the optimizer. Same kernels, same sums: the same losses, distances
+    // and weights, every engine kind, eager and as epoch graphs (a missing dependency between
+    // the streams would show here as a race: bits that differ, or differ run to run).
+    SKIP_WITHOUT_CUDA();
+    const Setup s;
+    const int per = 8, n = int(s.split.train.size()), batches = (n + per - 1) / per;
+    for (const char* kind : conv_kinds())
+        for (bool graphs : {false, true}) {
+            INFO(kind << (graphs ? " with graphs" : " eager"));
+            EngineOptions two = engine(kind, graphs), one = engine(kind, graphs);
+            one.side_stream = false;
+            auto a = make_cuda_backend(hyper(31), two);
+            auto b = make_cuda_backend(hyper(31), one);
+            const std::vector<float> init = glorot_init(a->layout(), 31);
+            for (auto* be : {a.get(), b.get()}) {
+                be->upload_images(s.bank);
+                be->set_params(init);
+            }
+            uint64_t step = 0;
+            for (int epoch = 1; epoch <= 3; ++epoch) {
+                const auto ea = a->train_epoch(s.split.train, 31, epoch, per, step, s.split.val);
+                const auto eb = b->train_epoch(s.split.train, 31, epoch, per, step, s.split.val);
+                step += uint64_t(batches);
+                cudatest::check_same_epoch(ea, eb, size_t(batches), size_t(s.split.val.size()));
+            }
+            const auto pa = a->params(), pb = b->params();
+            CHECK(std::memcmp(pa.data(), pb.data(), pa.size() * sizeof(float)) == 0);
+        }
+}

@@ -150,8 +150,35 @@ TEST_CASE("CUDA engine options on the CPU engine are named as ignored, not silen
     const std::string dir = std::string(SIAMESE_BINARY) + "_ignored";
     REQUIRE(testutil::run_cli("synth --out " + dir + "/faces --people 4 --images 3").status == 0);
     const auto r = testutil::run_cli("train --data " + dir + "/faces --protocol people --train-people 1-2 --test-people 3-4 "
-                                     "--epochs 1 --downsample 4 --device cpu --threads 1 --fused --tf32 --quiet --out " +
+                                     "--epochs 1 --downsample 4 --device cpu --threads 1 --fused --tf32 --one-stream --quiet --out " +
                                      dir + "/run");
     REQUIRE(r.status == 0);
-    CHECK(r.out.find("note: --fused --tf32: CUDA engine options, ignored on the CPU") != std::string::npos);
+    CHECK(r.out.find("note: --fused --tf32 --one-stream: CUDA engine options, ignored on the CPU") != std::string::npos);
+}
+
+TEST_CASE("the weight gradients that overlap the input-gradient chain are on the second stream", "[plan]") {
+    // The engine's rule (cuda/backend_cuda.cu): every dense layer's dW (and db), and every conv
+    // layer's but the bottom one's (it has no input gradient to overlap), unless --one-stream,
+    // profiling or cuDNN's one-call conv backward.
+    const Recipe r = reference();
+    auto sides = [](const std::vector<PlannedLaunch>& plan) {
+        std::vector<std::string> v;
+        for (const auto& k : plan)
+            if (k.side) v.push_back(k.what);
+        return v;
+    };
+    EngineOptions e = engine(ConvAlgo::Tiled, true);
+    CHECK(sides(cuda_step_plan(r, e)) == std::vector<std::string>{"dense1 dW", "conv2 dW"});
+    e.fused = false;  // dense2 too, and the column sums of the side launches
+    CHECK(sides(cuda_step_plan(r, e)) ==
+          std::vector<std::string>{"dense2 dW", "dense2 db", "dense1 dW", "dense1 db", "conv2 dW", "conv2 dW chunks"});
+    e.conv = ConvAlgo::Cudnn;  // cuDNN's conv backward stays on the main stream
+    CHECK(sides(cuda_step_plan(r, e)) == std::vector<std::string>{"dense2 dW", "dense2 db", "dense1 dW", "dense1 db"});
+    e.side_stream = false;
+    CHECK(sides(cuda_step_plan(r, e)).empty());
+    e.side_stream = true;
+    e.profile = true;
+    CHECK(sides(cuda_step_plan(r, e)).empty());
+    const std::string table = plan_table(cuda_step_plan(r, engine(ConvAlgo::Custom, true)), 60e12, 4.8e12);
+    CHECK(table.find("critical path: 8 launches") != std::string::npos);
 }

@@ -159,8 +159,11 @@ if [ $have_gpu = 1 ]; then
   train cuda_fused 90 --device cuda --fused
   train cuda_tiled_fused 90 --device cuda --conv tiled --fused
   train cuda_tf32 90 --device cuda --tf32
+  train cuda_tiled_fused_one 90 --device cuda --conv tiled --fused --one-stream  # the same bits, one stream: its time
 else
-  for s in cuda cuda_cudnn cuda_tiled cuda_fused cuda_tiled_fused cuda_tf32; do echo "SKIPPED: no GPU" > "$logs/train_$s.log"; done
+  for s in cuda cuda_cudnn cuda_tiled cuda_fused cuda_tiled_fused cuda_tf32 cuda_tiled_fused_one; do
+    echo "SKIPPED: no GPU" > "$logs/train_$s.log"
+  done
 fi
 # The static plan of the step (no GPU needed), fused and not: what the ncu rows are set against.
 "$bin" plan > "$logs/plan.txt" 2>&1; "$bin" plan --fused >> "$logs/plan.txt" 2>&1

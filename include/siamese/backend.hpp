@@ -58,6 +58,11 @@ struct EngineOptions {
     // CUDA: the dense layers' GEMMs on TF32 tensor cores (inputs rounded to a 10-bit mantissa).
     // Off by default: an optional precision path, its accuracy effect measured by gpu_check.sh.
     bool tf32 = false;
+    // CUDA: each layer's weight gradient on a second stream as soon as the gradient at its output
+    // is ready, while the main stream goes on down the input gradients (the weight gradients are
+    // off the step's critical path: only the optimizer needs them). The same kernels and sums:
+    // the same bits. Off (--one-stream) and while profiling, the step is one stream.
+    bool side_stream = true;
 };
 
 class Backend {

@@ -17,6 +17,7 @@ struct PlannedLaunch {
     bool library;        // a cuBLAS/cuDNN call: the library may launch more than one kernel
     double flops;        // arithmetic (a multiply-add is 2)
     double bytes;        // each input read once and each output written once (DRAM), nothing more
+    bool side = false;   // on the second stream, beside the step's critical path (EngineOptions::side_stream)
 };
 
 // The launches of one training step of `r` on the CUDA engine `e` at the recipe's batch size
