@@ -579,7 +579,20 @@ private:
         check_capacity(n);
         cudaStream_t stream = stream_.get();
         const float* x = in;
-        for (size_t l = 0; l < L_.conv.size(); ++l) {
+        size_t first_conv = 0;
+        if (pair_forward()) {  // conv1 and conv2 in one launch
+            const float rate = train ? r_.net.conv_dropout : 0.0f;
+            phase("conv1+2 forward", [&] {
+                conv_pair_forward_tiled(conv_out_[0].get(), conv_arg_[0].get(), conv_out_[1].get(), conv_arg_[1].get(), in,
+                                        params_.get() + L_.conv_w[0], params_.get() + L_.conv_b[0],
+                                        params_.get() + L_.conv_w[1], params_.get() + L_.conv_b[1], L_.conv[0], L_.conv[1],
+                                        n, gather, rate, r_.seed, kConvDropoutId, state_.get(), stream);
+            });
+            x = conv_out_[1].get();
+            gather = nullptr;
+            first_conv = 2;
+        }
+        for (size_t l = first_conv; l < L_.conv.size(); ++l) {
             const float rate = train ? r_.net.conv_dropout : 0.0f;
             const uint32_t id = kConvDropoutId + uint32_t(l);
             const float* w = params_.get() + L_.conv_w[l];
@@ -787,6 +800,8 @@ private:
     // The second stream is used when it was made, and not while profiling (the phases' events
     // are on the main stream: the table shows the step serialised).
     bool side_on() const { return bool(side_) && !e_.profile; }
+    // --conv tiled --fused: the first two conv blocks' forward in one launch (conv_pair_forward_tiled).
+    bool pair_forward() const { return e_.fused && e_.conv == ConvAlgo::Tiled && !cudnn_active() && L_.conv.size() >= 2; }
     bool cudnn_active() const {
 #if SIAMESE_HAVE_CUDNN
         return bool(cudnn_);

@@ -6,6 +6,7 @@
 // n = 2 * pairs images of (C, H, W) floats. Reference: src/cpu/conv.hpp (same names).
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 #include "check.hpp"
 #include "kernels.hpp"
@@ -118,6 +119,32 @@ __global__ void tiled_forward_kernel(S s, const float* __restrict__ in, ImageGat
                           blockDim.x);
 }
 
+// Two conv blocks, b reading a's output, in one launch (--conv tiled --fused): a block per image
+// runs a's forward phases over all its chunks (a's output written as tiled_forward_kernel writes
+// it), then, after a barrier, b's from that output (written by this block: visible to it after
+// the barrier; read with plain loads, never through the read-only path). The same phases, the
+// same bits as the two launches.
+template <class SA, class SB>
+__global__ void tiled_pair_forward_kernel(SA sa, SB sb, const float* __restrict__ in, ImageGather gather,
+                                          const float* __restrict__ wa, const float* __restrict__ ba, float* out_a,
+                                          uint8_t* __restrict__ arg_a, const float* __restrict__ wb,
+                                          const float* __restrict__ bb, float* __restrict__ out_b,
+                                          uint8_t* __restrict__ arg_b, float rate, uint64_t seed, uint32_t layer_a,
+                                          const StepState* __restrict__ st) {
+    extern __shared__ float sm[];
+    const int i = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
+    const uint64_t step = rate > 0.0f ? st->step : 0;
+    tiled_forward_stage(sa, in + size_t(gather(i)) * (sa.C * sa.H * sa.W), wa, ba, sm, tid, nt);
+    __syncthreads();
+    for (int c = 0; c < tiled_forward_chunks(sa, nt); ++c)
+        tiled_forward_compute(sa, i, c, sm, out_a, arg_a, rate, seed, layer_a, step, tid, nt);
+    __syncthreads();  // a's output of image i is written, and a's tiles are no longer read
+    tiled_forward_stage(sb, out_a + size_t(i) * (sa.F * sa.Hp * sa.Wp), wb, bb, sm, tid, nt);
+    __syncthreads();
+    for (int c = 0; c < tiled_forward_chunks(sb, nt); ++c)
+        tiled_forward_compute(sb, i, c, sm, out_b, arg_b, rate, seed, layer_a + 1, step, tid, nt);
+}
+
 // Input gradient: the image's conv gradient scattered from (geff, argmax) into a dense
 // (F, Hp*P, Wp*P) tile in shared memory, the weights beside it; thread = input elements.
 template <class S>
@@ -220,6 +247,16 @@ void with_shape(const ConvShape& s, F&& f) {
     f(s);
 }
 
+// f(shape a, shape b) with the recipe's fixed pair when (a, b) is one, else with a and b themselves.
+template <class F>
+void with_pair_shape(const ConvShape& a, const ConvShape& b, F&& f) {
+    if (g_fixed_shapes) {
+        if (RefConv1::matches(a) && RefConv2::matches(b)) return f(RefConv1{}, RefConv2{});
+        if (StrongConv1::matches(a) && StrongConv2::matches(b)) return f(StrongConv1{}, StrongConv2{});
+    }
+    f(a, b);
+}
+
 }  // namespace
 
 void conv_fixed_shapes(bool on) { g_fixed_shapes = on; }
@@ -274,7 +311,7 @@ void conv_pool_forward_tiled(float* out, uint8_t* argmax, const float* in, const
         if (s.P > 8 || n == 0 || !tiled_smem_ok<tiled_forward_kernel<S>>(bytes))
             return conv_pool_forward(out, argmax, in, w, b, s, n, gather, rate, seed, layer_id, st, stream);
         NvtxRange r("conv_pool_forward_tiled");
-        const int groups = (s.out_elems() + 3) / 4, chunks = (groups + kTileThreads - 1) / kTileThreads;
+        const int chunks = tiled_forward_chunks(shape, kTileThreads);
         tiled_forward_kernel<S><<<unsigned(long(n) * chunks), kTileThreads, bytes, stream>>>(
             shape, in, gather, w, b, out, argmax, rate, seed, layer_id, st, chunks);
         CUDA_CHECK_LAUNCH();
@@ -318,6 +355,29 @@ void conv_backward_input_tiled(float* din, const float* geff, const uint8_t* arg
         const int per_chunk = 4 * kTileThreads, chunks = (s.in_elems() + per_chunk - 1) / per_chunk;
         tiled_input_grad_kernel<S><<<unsigned(long(n) * chunks), kTileThreads, bytes, stream>>>(
             shape, geff, fuse.y, fuse.scale, argmax, w, din, chunks, per_chunk);
+        CUDA_CHECK_LAUNCH();
+    });
+}
+
+void conv_pair_forward_tiled(float* out_a, uint8_t* arg_a, float* out_b, uint8_t* arg_b, const float* in, const float* wa,
+                             const float* ba, const float* wb, const float* bb, const ConvShape& sa, const ConvShape& sb,
+                             int n, ImageGather gather, float rate, uint64_t seed, uint32_t layer_a, const StepState* st,
+                             cudaStream_t stream) {
+    if (sb.C != sa.F || sb.H != sa.Hp || sb.W != sa.Wp)
+        throw std::logic_error("conv_pair_forward_tiled: the second block does not read the first one's output");
+    auto tile = [](const ConvShape& s) { return size_t(s.in_elems()) + size_t(s.F) * s.C * s.K * s.K + s.F; };
+    const size_t bytes = std::max(tile(sa), tile(sb)) * sizeof(float);
+    with_pair_shape(sa, sb, [&](auto a, auto b) {
+        using A = decltype(a);
+        using B = decltype(b);
+        if (sa.P > 8 || sb.P > 8 || n == 0 || !tiled_smem_ok<tiled_pair_forward_kernel<A, B>>(bytes)) {
+            conv_pool_forward_tiled(out_a, arg_a, in, wa, ba, sa, n, gather, rate, seed, layer_a, st, stream);
+            conv_pool_forward_tiled(out_b, arg_b, out_a, wb, bb, sb, n, nullptr, rate, seed, layer_a + 1, st, stream);
+            return;
+        }
+        NvtxRange r("conv_pair_forward_tiled");
+        tiled_pair_forward_kernel<A, B><<<unsigned(n), kTileThreads, bytes, stream>>>(
+            a, b, in, gather, wa, ba, out_a, arg_a, wb, bb, out_b, arg_b, rate, seed, layer_a, st);
         CUDA_CHECK_LAUNCH();
     });
 }

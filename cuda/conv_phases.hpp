@@ -130,6 +130,11 @@ SIAMESE_HD void tiled_forward_stage(const S& s, const float* x, const float* w, 
     for (int k = tid; k < nw; k += nt) ws[k] = w[k];
     for (int k = tid; k < s.F; k += nt) bs[k] = b[k];
 }
+// Forward: chunks of nt groups of four pooled outputs an image (phase 2 takes one a call).
+template <class S>
+SIAMESE_HD int tiled_forward_chunks(const S& s, int nt) {
+    return ((s.F * s.Hp * s.Wp + 3) / 4 + nt - 1) / nt;
+}
 // Forward, phase 2: thread = one group of four pooled outputs of image i (group chunk * nt + tid).
 template <class S>
 SIAMESE_HD void tiled_forward_compute(const S& s, int i, int chunk, const float* sm, float* out, uint8_t* argmax,

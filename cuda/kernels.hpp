@@ -131,6 +131,15 @@ void conv_pool_forward_tiled(float* out, uint8_t* argmax, const float* in, const
 void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in,
                                  const ConvShape& s, int n, ImageGather gather, float* partial, size_t partial_elems,
                                  cudaStream_t stream, const ConvBackwardFusion& fuse = {});
+// Blocks a and b (b reads a's output) forward in ONE launch (--conv tiled --fused): a block per
+// image stages it, computes a's pooled output (written to out_a / arg_a as the launch above
+// writes it), then stages that output and computes b's (layer ids layer_a and layer_a + 1): the
+// same phases, the same bits as two conv_pool_forward_tiled launches, which it falls back to
+// where the tiles do not fit.
+void conv_pair_forward_tiled(float* out_a, uint8_t* arg_a, float* out_b, uint8_t* arg_b, const float* in, const float* wa,
+                             const float* ba, const float* wb, const float* bb, const ConvShape& sa, const ConvShape& sb,
+                             int n, ImageGather gather, float rate, uint64_t seed, uint32_t layer_a, const StepState* st,
+                             cudaStream_t stream);
 // The tiled kernels of the recipes' shapes are compiled with every size a constant (cuda/conv.cu);
 // off, every shape runs them on run-time sizes (the same bits: a [cuda] test compares them).
 void conv_fixed_shapes(bool on);

@@ -49,6 +49,22 @@ struct Planner {
         add(e.conv == ConvAlgo::Tiled ? "conv_pool_forward_tiled" : "conv_pool_forward", what, 2 * conv_fwd_madds(s, n),
             in + wb + out);
     }
+    // --conv tiled --fused: conv1 and conv2 forward in one launch (the engine's pair_forward).
+    bool pair_forward() const { return e.fused && e.conv == ConvAlgo::Tiled && L.conv.size() >= 2; }
+    // The conv blocks' forward over n images: one launch each, or the first two as one (conv1's
+    // output is still written once for the backward, and read back from cache, not DRAM).
+    void conv_forwards(double n, bool gathered) {
+        size_t l = 0;
+        if (pair_forward()) {
+            const ConvShape &a = L.conv[0], &b = L.conv[1];
+            const double in = n * a.in_elems() * kF, wb_a = (a.F * a.C * a.K * a.K + a.F) * kF;
+            const double wb_b = (b.F * b.C * b.K * b.K + b.F) * kF;
+            add("conv_pair_forward_tiled", "conv1 + conv2", 2 * (conv_fwd_madds(a, n) + conv_fwd_madds(b, n)),
+                in + wb_a + n * a.out_elems() * (kF + 1) + wb_b + n * b.out_elems() * (kF + 1));
+            l = 2;
+        }
+        for (; l < L.conv.size(); ++l) conv_forward(l, n, gathered && l == 0);
+    }
     // raw: the GEMM alone (the fused tail applies the bias, ReLU and dropout as it loads).
     void dense_forward(size_t l, double n, bool raw = false) {
         const DenseShape& d = L.dense[l];
@@ -101,7 +117,7 @@ struct Planner {
         const bool tail = e.fused && fused_tail_applies(r);
         const int E = L.embed_dim();
         if (!e.fused) add("build_gather", "pairs", 0, 3 * n * kF);  // fused: conv1 reads the pair order
-        for (size_t l = 0; l < nc; ++l) conv_forward(l, n, l == 0);
+        conv_forwards(n, true);
         const size_t dense_fwd = tail ? nd - 1 : nd;
         for (size_t l = 0; l < dense_fwd; ++l) dense_forward(l, n, tail && l + 1 == dense_fwd);
         if (tail) {
@@ -127,7 +143,7 @@ struct Planner {
             add("augment_images", "views", 30 * n * img, 2 * n * img * kF);
         else
             add("build_gather_images", "batch", 0, 2 * n * kF);
-        for (size_t l = 0; l < nc; ++l) conv_forward(l, n, l == 0 && !r.augment.enabled);
+        conv_forwards(n, !r.augment.enabled);
         for (size_t l = 0; l < nd; ++l) dense_forward(l, n);
         if (r.net.l2_normalize) add("l2_normalize_forward", "head", 3 * n * E, 2 * n * E * kF);
         const double pairs = n * (n - 1) / 2;
@@ -150,11 +166,11 @@ struct Planner {
     // inference forward (no dropout draws, the same launches), flip averaging when the recipe
     // has it, the embeddings copied out, the pairs' distances and their copy to the host.
     void validation(double images, double pairs) {
-        const size_t nd = L.dense.size(), nc = L.conv.size();
+        const size_t nd = L.dense.size();
         const double E = L.embed_dim(), img = double(r.net.in_h) * r.net.in_w;
         for (int view = 0; view < (r.net.flip_average ? 2 : 1); ++view) {
             if (view == 1) add("mirror_images", "flip view", 0, 2 * images * img * kF);
-            for (size_t l = 0; l < nc; ++l) conv_forward(l, images, false);
+            conv_forwards(images, false);
             for (size_t l = 0; l < nd; ++l) dense_forward(l, images);
             if (r.net.l2_normalize) add("l2_normalize_forward", "head", 3 * images * E, 2 * images * E * kF);
             if (view == 0)

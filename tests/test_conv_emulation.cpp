@@ -219,3 +219,82 @@ TEST_CASE("the fixed-shape instantiations compute what the run-time shape comput
     same(FixedShape<1, 56, 46, 16, 3, 2>{});
     same(FixedShape<16, 27, 22, 32, 3, 2>{});
 }
+
+namespace {
+
+// conv_pair_forward_tiled's kernel, block by block: a block per image stages it, runs a's compute
+// phase over all its chunks, then (after the kernel's barrier) stages b from a's output of that
+// image and runs b's: shared memory poisoned first, as for the single-block kernels.
+template <class A, class B>
+void emulate_pair_forward(const A& sa, const B& sb, int n, const std::vector<float>& x, const std::vector<float>& wa,
+                          const std::vector<float>& ba, const std::vector<float>& wb, const std::vector<float>& bb,
+                          float rate, std::vector<float>& out_a, std::vector<uint8_t>& arg_a, std::vector<float>& out_b,
+                          std::vector<uint8_t>& arg_b) {
+    out_a.assign(size_t(n) * sa.out_elems(), kNaN), arg_a.assign(out_a.size(), 0xFF);
+    out_b.assign(size_t(n) * sb.out_elems(), kNaN), arg_b.assign(out_b.size(), 0xFF);
+    auto tile = [](int in, int F, int C, int K) { return size_t(in) + size_t(F) * C * K * K + F; };
+    std::vector<float> sm(std::max(tile(sa.in_elems(), sa.F, sa.C, sa.K), tile(sb.in_elems(), sb.F, sb.C, sb.K)));
+    for (int i = 0; i < n; ++i) {
+        std::fill(sm.begin(), sm.end(), kNaN);
+        for (int t = 0; t < kThreads; ++t)
+            tiled_forward_stage(sa, x.data() + size_t(i) * sa.in_elems(), wa.data(), ba.data(), sm.data(), t, kThreads);
+        for (int c = 0; c < tiled_forward_chunks(sa, kThreads); ++c)
+            for (int t = 0; t < kThreads; ++t)
+                tiled_forward_compute(sa, i, c, sm.data(), out_a.data(), arg_a.data(), rate, 3, 7, 11, t, kThreads);
+        for (int t = 0; t < kThreads; ++t)
+            tiled_forward_stage(sb, out_a.data() + size_t(i) * sa.out_elems(), wb.data(), bb.data(), sm.data(), t, kThreads);
+        for (int c = 0; c < tiled_forward_chunks(sb, kThreads); ++c)
+            for (int t = 0; t < kThreads; ++t)
+                tiled_forward_compute(sb, i, c, sm.data(), out_b.data(), arg_b.data(), rate, 3, 8, 11, t, kThreads);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("conv1 and conv2 forward in one block per image give the two launches' bits", "[conv][tiled][emulation]") {
+    // conv_pair_forward_tiled (--conv tiled --fused) against the two single-layer tiled launches,
+    // dropout on, the recipes' pairs (fixed and run-time shapes) and an odd one.
+    std::mt19937_64 r(503);
+    auto check_pair = [&](auto fa, auto fb, const ConvShape& a, const ConvShape& b) {
+        REQUIRE(b.C == a.F);
+        REQUIRE(b.H == a.Hp);
+        REQUIRE(b.W == a.Wp);
+        for (int n : {1, 3}) {
+            INFO("a C" << a.C << " F" << a.F << ", b F" << b.F << ", n " << n);
+            const auto x = to_float(testutil::random_vector(size_t(n) * a.in_elems(), r, 0, 1));
+            const auto wa = to_float(testutil::random_vector(size_t(a.F) * a.C * a.K * a.K, r, -0.5, 0.5));
+            const auto ba = to_float(testutil::random_vector(a.F, r, -0.1, 0.1));
+            const auto wb = to_float(testutil::random_vector(size_t(b.F) * b.C * b.K * b.K, r, -0.5, 0.5));
+            const auto bb = to_float(testutil::random_vector(b.F, r, -0.1, 0.1));
+            std::vector<float> oa, ob, ra, rb;
+            std::vector<uint8_t> aa, ab, qa, qb;
+            emulate_pair_forward(fa, fb, n, x, wa, ba, wb, bb, 0.25f, oa, aa, ob, ab);
+            // The two launches: layer ids 7 and 8 (emulate_forward's are fixed at 7: b's runs on
+            // its own phases here with id 8).
+            emulate_forward(a, a, n, x, wa, ba, 0.25f, ra, qa);
+            const int groups = (b.out_elems() + 3) / 4, chunks = (groups + kThreads - 1) / kThreads;
+            rb.assign(size_t(n) * b.out_elems(), kNaN), qb.assign(rb.size(), 0xFF);
+            std::vector<float> sm(size_t(b.in_elems()) + size_t(b.F) * b.C * b.K * b.K + b.F);
+            for (int blk = 0; blk < n * chunks; ++blk) {
+                const int i = blk / chunks, chunk = blk % chunks;
+                std::fill(sm.begin(), sm.end(), kNaN);
+                for (int t = 0; t < kThreads; ++t)
+                    tiled_forward_stage(b, ra.data() + size_t(i) * b.in_elems(), wb.data(), bb.data(), sm.data(), t, kThreads);
+                for (int t = 0; t < kThreads; ++t)
+                    tiled_forward_compute(b, i, chunk, sm.data(), rb.data(), qb.data(), 0.25f, 3, 8, 11, t, kThreads);
+            }
+            CHECK(std::memcmp(oa.data(), ra.data(), oa.size() * sizeof(float)) == 0);
+            CHECK(aa == qa);
+            CHECK(std::memcmp(ob.data(), rb.data(), ob.size() * sizeof(float)) == 0);
+            CHECK(ab == qb);
+            CHECK(std::count_if(ob.begin(), ob.end(), [](float v) { return v > 0.0f; }) > 0);  // not all dropped or dead
+        }
+    };
+    const ConvShape r1 = conv_shape(1, 56, 46, 6, 3, 2), r2 = conv_shape(6, 27, 22, 12, 3, 2);
+    check_pair(FixedShape<1, 56, 46, 6, 3, 2>{}, FixedShape<6, 27, 22, 12, 3, 2>{}, r1, r2);
+    check_pair(r1, r2, r1, r2);
+    const ConvShape s1 = conv_shape(1, 56, 46, 16, 3, 2), s2 = conv_shape(16, 27, 22, 32, 3, 2);
+    check_pair(FixedShape<1, 56, 46, 16, 3, 2>{}, FixedShape<16, 27, 22, 32, 3, 2>{}, s1, s2);
+    const ConvShape o1 = conv_shape(2, 13, 11, 3, 3, 2), o2 = conv_shape(3, 5, 4, 4, 2, 1);
+    check_pair(o1, o2, o1, o2);
+}

@@ -259,3 +259,53 @@ TEST_CASE("tiled conv kernels compiled for the recipes' fixed shapes give the ru
             CHECK(args[0] == args[1]);
         }
 }
+
+TEST_CASE("conv1 and conv2 forward in one launch give the two tiled launches' bits", "[cuda][fused][conv][pair]") {
+    // conv_pair_forward_tiled (--conv tiled --fused) against conv_pool_forward_tiled twice, dropout
+    // on, images read through a gather list: the recipes' pairs (fixed shapes, then run-time) and
+    // an odd pair, batches of 1, 3 and 257 images.
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(307);
+    const std::vector<std::pair<ConvShape, ConvShape>> pairs = {
+        {conv_shape(1, 56, 46, 6, 3, 2), conv_shape(6, 27, 22, 12, 3, 2)},
+        {conv_shape(1, 56, 46, 16, 3, 2), conv_shape(16, 27, 22, 32, 3, 2)},
+        {conv_shape(2, 13, 11, 3, 3, 2), conv_shape(3, 5, 4, 4, 2, 1)}};
+    for (bool fixed : {true, false}) {
+        conv_fixed_shapes(fixed);
+        for (const auto& [a, b] : pairs)
+            for (int n : {1, 3, 257}) {
+                INFO("a F" << a.F << " b F" << b.F << " n " << n << (fixed ? " fixed" : " run-time"));
+                const int bank_n = 300;
+                const auto bank = testutil::random_vector(size_t(bank_n) * a.in_elems(), r, 0, 1);
+                const auto wa = testutil::random_vector(size_t(a.F) * a.C * a.K * a.K, r, -0.5, 0.5);
+                const auto ba = testutil::random_vector(a.F, r, -0.1, 0.1);
+                const auto wb = testutil::random_vector(size_t(b.F) * b.C * b.K * b.K, r, -0.5, 0.5);
+                const auto bb = testutil::random_vector(b.F, r, -0.1, 0.1);
+                std::vector<int> gather(n);
+                for (int& g : gather) g = int(r() % bank_n);
+                auto d_bank = to_device<float>(bank), d_wa = to_device<float>(wa), d_ba = to_device<float>(ba);
+                auto d_wb = to_device<float>(wb), d_bb = to_device<float>(bb);
+                auto d_g = to_device<int>(gather);
+                DeviceBuffer<StepState> st;
+                StepState* sp = device_state(st, 0, 0, 9);
+                const size_t ea = size_t(n) * a.out_elems(), eb = size_t(n) * b.out_elems();
+                auto oa1 = poisoned<float>(ea), oa2 = poisoned<float>(ea), ob1 = poisoned<float>(eb), ob2 = poisoned<float>(eb);
+                auto aa1 = poisoned<uint8_t>(ea), aa2 = poisoned<uint8_t>(ea), ab1 = poisoned<uint8_t>(eb),
+                     ab2 = poisoned<uint8_t>(eb);
+                conv_pool_forward_tiled(oa1.get(), aa1.get(), d_bank.get(), d_wa.get(), d_ba.get(), a, n, d_g.get(), 0.25f, 3, 7,
+                                        sp, nullptr);
+                conv_pool_forward_tiled(ob1.get(), ab1.get(), oa1.get(), d_wb.get(), d_bb.get(), b, n, nullptr, 0.25f, 3, 8, sp,
+                                        nullptr);
+                conv_pair_forward_tiled(oa2.get(), aa2.get(), ob2.get(), ab2.get(), d_bank.get(), d_wa.get(), d_ba.get(),
+                                        d_wb.get(), d_bb.get(), a, b, n, d_g.get(), 0.25f, 3, 7, sp, nullptr);
+                CUDA_CHECK(cudaDeviceSynchronize());
+                const auto x1 = oa1.download(), x2 = oa2.download(), y1 = ob1.download(), y2 = ob2.download();
+                REQUIRE(cudatest::all_finite(y2));
+                CHECK(std::memcmp(x1.data(), x2.data(), x1.size() * sizeof(float)) == 0);
+                CHECK(std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float)) == 0);
+                CHECK(aa1.download() == aa2.download());
+                CHECK(ab1.download() == ab2.download());
+            }
+    }
+    conv_fixed_shapes(true);
+}

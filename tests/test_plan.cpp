@@ -61,8 +61,20 @@ TEST_CASE("the reference recipe's CUDA step: 25 launches unfused, 10 fused", "[p
 
 TEST_CASE("the plan follows the recipe: tiled and cuDNN convolutions, the P-K sampler, an L2 head", "[plan]") {
     const Recipe r = reference();
-    CHECK(cuda_step_plan(r, engine(ConvAlgo::Tiled, true)).size() == 10);
-    CHECK(count_of(cuda_step_plan(r, engine(ConvAlgo::Tiled, true)), "conv_backward_input_tiled") == 1);
+    // Tiled and fused: conv1 and conv2 forward in one launch, 9 in all.
+    const auto tiled = cuda_step_plan(r, engine(ConvAlgo::Tiled, true));
+    CHECK(tiled.size() == 9);
+    CHECK(count_of(tiled, "conv_pair_forward_tiled") == 1);
+    CHECK(count_of(tiled, "conv_pool_forward_tiled") == 0);
+    CHECK(count_of(tiled, "conv_backward_input_tiled") == 1);
+    // The same arithmetic as the two forward launches; conv1's output is not read back from DRAM.
+    const auto two = cuda_step_plan(r, engine(ConvAlgo::Tiled, false));
+    REQUIRE(count_of(two, "conv_pool_forward_tiled") == 2);
+    double fwd = 0, fwd_bytes = 0;
+    for (const auto& k : two)
+        if (k.kernel == "conv_pool_forward_tiled") fwd += k.flops, fwd_bytes += k.bytes;
+    CHECK(tiled[0].flops == Approx(fwd));
+    CHECK(tiled[0].bytes < fwd_bytes);
     // cuDNN keeps its own backward: the masks stay separate launches.
     const auto cudnn = cuda_step_plan(r, engine(ConvAlgo::Cudnn, true));
     CHECK(count_of(cudnn, "relu_dropout_backward") == 2);
@@ -180,5 +192,5 @@ TEST_CASE("the weight gradients that overlap the input-gradient chain are on the
     e.profile = true;
     CHECK(sides(cuda_step_plan(r, e)).empty());
     const std::string table = plan_table(cuda_step_plan(r, engine(ConvAlgo::Custom, true)), 60e12, 4.8e12);
-    CHECK(table.find("critical path: 8 launches") != std::string::npos);
+    CHECK(table.find("critical path: 8 launches") != std::string::npos);  // custom conv: 10 launches
 }
