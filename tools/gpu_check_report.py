@@ -266,7 +266,7 @@ def plan_rows(text, which):
 
 
 def match_step(ks, plan):
-    start = next((i for i, k in enumerate(ks) if re.match(r"(conv_pool_forward|tiled_forward)_kernel", k["kernel"])), None)
+    start = next((i for i, k in enumerate(ks) if re.match(r"(conv_pool_forward|tiled_forward|tiled_pair_forward)_kernel", k["kernel"])), None)
     if start is None or not plan:
         return []
     out, i = [], start
