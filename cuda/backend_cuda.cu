@@ -15,6 +15,11 @@
 // first epoch at a set of buffers runs as separate calls (a run of steps as one graph after an
 // eager warm-up step, train_run; validation eager, then as its own graph), where cuBLAS and
 // cuDNN set themselves up outside any capture; the next epoch is captured.
+//
+// Streams: each layer's weight gradient runs on a second stream as soon as the gradient at its
+// output is ready, beside the main stream's input-gradient chain; the optimizer waits for both
+// (EngineOptions::side_stream; the same kernels, the same bits; captured graphs hold the fork
+// and join as edges).
 #include <algorithm>
 #include <iterator>
 #include <chrono>
