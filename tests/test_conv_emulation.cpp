@@ -39,7 +39,8 @@ double conv_at(const ConvShape& s, const std::vector<float>& x, const std::vecto
 
 template <class S>
 void emulate_forward(const S& shape, const ConvShape& s, int n, const std::vector<float>& x, const std::vector<float>& w,
-                     const std::vector<float>& b, float rate, std::vector<float>& out, std::vector<uint8_t>& arg) {
+                     const std::vector<float>& b, float rate, std::vector<float>& out, std::vector<uint8_t>& arg,
+                     uint32_t layer_id = 7) {
     const int groups = (s.out_elems() + 3) / 4, chunks = (groups + kThreads - 1) / kThreads;
     out.assign(size_t(n) * s.out_elems(), kNaN);
     arg.assign(out.size(), 0xFF);
@@ -50,7 +51,7 @@ void emulate_forward(const S& shape, const ConvShape& s, int n, const std::vecto
         for (int t = 0; t < kThreads; ++t)
             tiled_forward_stage(shape, x.data() + size_t(i) * s.in_elems(), w.data(), b.data(), sm.data(), t, kThreads);
         for (int t = 0; t < kThreads; ++t)
-            tiled_forward_compute(shape, i, chunk, sm.data(), out.data(), arg.data(), rate, 3, 7, 11, t, kThreads);
+            tiled_forward_compute(shape, i, chunk, sm.data(), out.data(), arg.data(), rate, 3, layer_id, 11, t, kThreads);
     }
 }
 
@@ -269,20 +270,9 @@ TEST_CASE("conv1 and conv2 forward in one block per image give the two launches'
             std::vector<float> oa, ob, ra, rb;
             std::vector<uint8_t> aa, ab, qa, qb;
             emulate_pair_forward(fa, fb, n, x, wa, ba, wb, bb, 0.25f, oa, aa, ob, ab);
-            // The two launches: layer ids 7 and 8 (emulate_forward's are fixed at 7: b's runs on
-            // its own phases here with id 8).
-            emulate_forward(a, a, n, x, wa, ba, 0.25f, ra, qa);
-            const int groups = (b.out_elems() + 3) / 4, chunks = (groups + kThreads - 1) / kThreads;
-            rb.assign(size_t(n) * b.out_elems(), kNaN), qb.assign(rb.size(), 0xFF);
-            std::vector<float> sm(size_t(b.in_elems()) + size_t(b.F) * b.C * b.K * b.K + b.F);
-            for (int blk = 0; blk < n * chunks; ++blk) {
-                const int i = blk / chunks, chunk = blk % chunks;
-                std::fill(sm.begin(), sm.end(), kNaN);
-                for (int t = 0; t < kThreads; ++t)
-                    tiled_forward_stage(b, ra.data() + size_t(i) * b.in_elems(), wb.data(), bb.data(), sm.data(), t, kThreads);
-                for (int t = 0; t < kThreads; ++t)
-                    tiled_forward_compute(b, i, chunk, sm.data(), rb.data(), qb.data(), 0.25f, 3, 8, 11, t, kThreads);
-            }
+            // The two launches: layer ids 7 and 8, b reading a's output.
+            emulate_forward(a, a, n, x, wa, ba, 0.25f, ra, qa, 7);
+            emulate_forward(b, b, n, ra, wb, bb, 0.25f, rb, qb, 8);
             CHECK(std::memcmp(oa.data(), ra.data(), oa.size() * sizeof(float)) == 0);
             CHECK(aa == qa);
             CHECK(std::memcmp(ob.data(), rb.data(), ob.size() * sizeof(float)) == 0);

@@ -73,6 +73,27 @@ EngineOptions engine(const std::string& kind = "custom", bool graphs = true) {
     return e;
 }
 
+// Two engines from the same weights through `epochs` epochs of train_epoch (validation on the
+// validation pairs): the same losses and distances every epoch, and the same weights after.
+void check_same_epochs(Backend& a, Backend& b, const Setup& s, uint64_t seed, int epochs, int per) {
+    const int n = int(s.split.train.size()), batches = (n + per - 1) / per;
+    const std::vector<float> init = glorot_init(a.layout(), seed);
+    for (Backend* be : {&a, &b}) {
+        be->upload_images(s.bank);
+        be->set_params(init);
+    }
+    uint64_t step = 0;
+    for (int epoch = 1; epoch <= epochs; ++epoch) {
+        INFO("epoch " << epoch);
+        const auto ea = a.train_epoch(s.split.train, seed, epoch, per, step, s.split.val);
+        const auto eb = b.train_epoch(s.split.train, seed, epoch, per, step, s.split.val);
+        step += uint64_t(batches);
+        cudatest::check_same_epoch(ea, eb, size_t(batches), size_t(s.split.val.size()));
+    }
+    const auto pa = a.params(), pb = b.params();
+    CHECK(std::memcmp(pa.data(), pb.data(), pa.size() * sizeof(float)) == 0);
+}
+
 }  // namespace
 
 TEST_CASE("asking for the CUDA engine without a device fails with a clear message", "[cuda][device]") {
@@ -441,21 +462,8 @@ TEST_CASE("profiling inside the replayed graphs changes no bit and times every p
         timed.profile = true;
         auto prof = make_cuda_backend(hyper(29), timed);
         auto plain = make_cuda_backend(hyper(29), engine(kind, true));
-        const std::vector<float> init = glorot_init(prof->layout(), 29);
-        for (auto* be : {prof.get(), plain.get()}) {
-            be->upload_images(s.bank);
-            be->set_params(init);
-        }
-        uint64_t step = 0;
-        for (int epoch = 1; epoch <= 3; ++epoch) {
-            const auto a = prof->train_epoch(s.split.train, 29, epoch, per, step, s.split.val);
-            const auto b = plain->train_epoch(s.split.train, 29, epoch, per, step, s.split.val);
-            step += uint64_t(batches);
-            cudatest::check_same_epoch(a, b, size_t(batches), size_t(s.split.val.size()));
-        }
+        check_same_epochs(*prof, *plain, s, 29, 3, per);
         CHECK(prof->epochs_as_graph() == 2);
-        const auto pa = prof->params(), pb = plain->params();
-        CHECK(std::memcmp(pa.data(), pb.data(), pa.size() * sizeof(float)) == 0);
         // The table: the optimizer phase once a step of the three epochs (none from the warm-up
         // step before a capture, which is undone), every mean time positive.
         const std::string table = prof->profile_report();
@@ -485,7 +493,7 @@ TEST_CASE("the weight gradients on a second stream give the bits of the one-stre
     // the streams would show here as a race: bits that differ, or differ run to run).
     SKIP_WITHOUT_CUDA();
     const Setup s;
-    const int per = 8, n = int(s.split.train.size()), batches = (n + per - 1) / per;
+    const int per = 8;
     for (const char* kind : conv_kinds())
         for (bool graphs : {false, true}) {
             INFO(kind << (graphs ? " with graphs" : " eager"));
@@ -493,19 +501,6 @@ TEST_CASE("the weight gradients on a second stream give the bits of the one-stre
             one.side_stream = false;
             auto a = make_cuda_backend(hyper(31), two);
             auto b = make_cuda_backend(hyper(31), one);
-            const std::vector<float> init = glorot_init(a->layout(), 31);
-            for (auto* be : {a.get(), b.get()}) {
-                be->upload_images(s.bank);
-                be->set_params(init);
-            }
-            uint64_t step = 0;
-            for (int epoch = 1; epoch <= 3; ++epoch) {
-                const auto ea = a->train_epoch(s.split.train, 31, epoch, per, step, s.split.val);
-                const auto eb = b->train_epoch(s.split.train, 31, epoch, per, step, s.split.val);
-                step += uint64_t(batches);
-                cudatest::check_same_epoch(ea, eb, size_t(batches), size_t(s.split.val.size()));
-            }
-            const auto pa = a->params(), pb = b->params();
-            CHECK(std::memcmp(pa.data(), pb.data(), pa.size() * sizeof(float)) == 0);
+            check_same_epochs(*a, *b, s, 31, 3, per);
         }
 }
