@@ -18,8 +18,8 @@
 //
 // Streams: each layer's weight gradient runs on a second stream as soon as the gradient at its
 // output is ready, beside the main stream's input-gradient chain; the optimizer waits for both
-// (EngineOptions::side_stream; the same kernels, the same bits; captured graphs hold the fork
-// and join as edges).
+// (EngineOptions::side_stream, --side-stream; the same kernels, the same bits; captured graphs
+// hold the fork and join as edges).
 #include <algorithm>
 #include <iterator>
 #include <chrono>
@@ -75,8 +75,9 @@ public:
         if (e.conv == ConvAlgo::Cudnn)
             throw UsageError("--conv cudnn: this build has no cuDNN (configure with -DCUDNN_ROOT=DIR, or install cuDNN)");
 #endif
-        // Every copy and kernel goes to this one stream, in order; nothing relies on the legacy
-        // default stream's implicit synchronisation.
+        // Every copy and kernel goes to this stream, in order (with --side-stream the weight
+        // gradients go to a second one, ordered by events); nothing relies on the legacy default
+        // stream's implicit synchronisation.
         stream_ = make_stream();
         cublas_ws_.resize(kCublasWorkspaceBytes);
         cublas_ = make_cublas(stream_.get(), cublas_ws_.get(), cublas_ws_.size(), e.tf32);

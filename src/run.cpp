@@ -374,7 +374,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     engine.profile = spec.profile;
     engine.fused = spec.fused;
     engine.tf32 = spec.tf32;
-    engine.side_stream = !spec.one_stream;
+    engine.side_stream = spec.side_stream;
 
     // Everything that can be wrong with the input is found before the output folder is touched.
     const ImageBank bank = a.data.empty() ? synth_bank(SynthOptions{}, pp) : load_dataset(a.data, pp);
@@ -393,7 +393,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
         std::string ignored;
         if (spec.fused) ignored += " --fused";
         if (spec.tf32) ignored += " --tf32";
-        if (spec.one_stream) ignored += " --one-stream";
+        if (spec.side_stream) ignored += " --side-stream";
         if (spec.conv != "custom") ignored += " --conv " + spec.conv;
         if (!ignored.empty()) std::fprintf(stderr, "note:%s: CUDA engine options, ignored on the CPU\n", ignored.c_str());
     }

@@ -285,7 +285,7 @@ std::string plan_table(const std::vector<PlannedLaunch>& plan, double peak_flops
       << ") per launch\n";
     if (side)
         o << "critical path: " << plan.size() - size_t(side) << " launches, floor " << micro(path_floor) << "; the " << side
-          << " marked (side) run on a second stream beside it (train --one-stream: all on one)\n";
+          << " marked (side) run on a second stream beside it (train --side-stream)\n";
     return o.str();
 }
 

@@ -487,7 +487,7 @@ TEST_CASE("profiling inside the replayed graphs changes no bit and times every p
 }
 
 TEST_CASE("the weight gradients on a second stream give the bits of the one-stream step", "[cuda][training][streams]") {
-    // EngineOptions::side_stream: each layer's weight gradient runs beside the input-gradient
+    // EngineOptions::side_stream (--side-stream): each layer's weight gradient runs beside the input-gradient
     // chain, joined before the optimizer. Same kernels, same sums: the same losses, distances
     // and weights, every engine kind, eager and as epoch graphs (a missing dependency between
     // the streams would show here as a race: bits that differ, or differ run to run).
@@ -498,7 +498,7 @@ TEST_CASE("the weight gradients on a second stream give the bits of the one-stre
         for (bool graphs : {false, true}) {
             INFO(kind << (graphs ? " with graphs" : " eager"));
             EngineOptions two = engine(kind, graphs), one = engine(kind, graphs);
-            one.side_stream = false;
+            two.side_stream = true;
             auto a = make_cuda_backend(hyper(31), two);
             auto b = make_cuda_backend(hyper(31), one);
             check_same_epochs(*a, *b, s, 31, 3, per);

@@ -162,16 +162,16 @@ TEST_CASE("CUDA engine options on the CPU engine are named as ignored, not silen
     const std::string dir = std::string(SIAMESE_BINARY) + "_ignored";
     REQUIRE(testutil::run_cli("synth --out " + dir + "/faces --people 4 --images 3").status == 0);
     const auto r = testutil::run_cli("train --data " + dir + "/faces --protocol people --train-people 1-2 --test-people 3-4 "
-                                     "--epochs 1 --downsample 4 --device cpu --threads 1 --fused --tf32 --one-stream --quiet --out " +
+                                     "--epochs 1 --downsample 4 --device cpu --threads 1 --fused --tf32 --side-stream --quiet --out " +
                                      dir + "/run");
     REQUIRE(r.status == 0);
-    CHECK(r.out.find("note: --fused --tf32 --one-stream: CUDA engine options, ignored on the CPU") != std::string::npos);
+    CHECK(r.out.find("note: --fused --tf32 --side-stream: CUDA engine options, ignored on the CPU") != std::string::npos);
 }
 
 TEST_CASE("the weight gradients that overlap the input-gradient chain are on the second stream", "[plan]") {
     // The engine's rule (cuda/backend_cuda.cu): every dense layer's dW (and db), and every conv
-    // layer's but the bottom one's (it has no input gradient to overlap), unless --one-stream,
-    // profiling or cuDNN's one-call conv backward.
+    // layer's but the bottom one's (it has no input gradient to overlap), with --side-stream,
+    // not while profiling, and not cuDNN's one-call conv backward.
     const Recipe r = reference();
     auto sides = [](const std::vector<PlannedLaunch>& plan) {
         std::vector<std::string> v;
@@ -180,6 +180,8 @@ TEST_CASE("the weight gradients that overlap the input-gradient chain are on the
         return v;
     };
     EngineOptions e = engine(ConvAlgo::Tiled, true);
+    CHECK(sides(cuda_step_plan(r, e)).empty());  // off by default
+    e.side_stream = true;
     CHECK(sides(cuda_step_plan(r, e)) == std::vector<std::string>{"dense1 dW", "conv2 dW"});
     e.fused = false;  // dense2 too, and the column sums of the side launches
     CHECK(sides(cuda_step_plan(r, e)) ==
@@ -191,6 +193,8 @@ TEST_CASE("the weight gradients that overlap the input-gradient chain are on the
     e.side_stream = true;
     e.profile = true;
     CHECK(sides(cuda_step_plan(r, e)).empty());
-    const std::string table = plan_table(cuda_step_plan(r, engine(ConvAlgo::Custom, true)), 60e12, 4.8e12);
+    EngineOptions custom = engine(ConvAlgo::Custom, true);
+    custom.side_stream = true;
+    const std::string table = plan_table(cuda_step_plan(r, custom), 60e12, 4.8e12);
     CHECK(table.find("critical path: 8 launches") != std::string::npos);  // custom conv: 10 launches
 }

@@ -159,9 +159,9 @@ if [ $have_gpu = 1 ]; then
   train cuda_fused 90 --device cuda --fused
   train cuda_tiled_fused 90 --device cuda --conv tiled --fused
   train cuda_tf32 90 --device cuda --tf32
-  train cuda_tiled_fused_one 90 --device cuda --conv tiled --fused --one-stream  # the same bits, one stream: its time
+  train cuda_tiled_fused_two 90 --device cuda --conv tiled --fused --side-stream  # the same bits on two streams: its time
 else
-  for s in cuda cuda_cudnn cuda_tiled cuda_fused cuda_tiled_fused cuda_tf32 cuda_tiled_fused_one; do
+  for s in cuda cuda_cudnn cuda_tiled cuda_fused cuda_tiled_fused cuda_tf32 cuda_tiled_fused_two; do
     echo "SKIPPED: no GPU" > "$logs/train_$s.log"
   done
 fi

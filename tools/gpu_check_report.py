@@ -77,7 +77,7 @@ def steady(e):
 
 
 runs = {}
-for name in ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cuda_tf32", "cuda_tiled_fused_one", "cpu",
+for name in ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cuda_tf32", "cuda_tiled_fused_two", "cpu",
              "strong_cuda", "strong_cpu", "cuda_b8192", "cuda_b8192_fused"):
     s = summary(name)
     if s is None:
@@ -119,10 +119,10 @@ if "cuda_tf32" in runs and "cuda" in runs:
     row("tf32 vs fp32 (cuda)", f"test AUC {runs['cuda_tf32']['test']['auc']:.4f} vs {runs['cuda']['test']['auc']:.4f} "
         f"(difference {dauc:+.4f}), s/epoch {runs['cuda_tf32']['seconds_per_epoch']:.4f} vs {runs['cuda']['seconds_per_epoch']:.4f}")
 
-# The weight gradients on a second stream (the default) against one stream: the same kernels and
+# The weight gradients on a second stream (--side-stream) against one stream: the same kernels and
 # sums, so the very same test figures (anything else is a race between the streams), and the time.
-if "cuda_tiled_fused" in runs and "cuda_tiled_fused_one" in runs:
-    two, one = runs["cuda_tiled_fused"], runs["cuda_tiled_fused_one"]
+if "cuda_tiled_fused" in runs and "cuda_tiled_fused_two" in runs:
+    two, one = runs["cuda_tiled_fused_two"], runs["cuda_tiled_fused"]
     same = two["test"] == one["test"] and two["epoch_losses"] == one["epoch_losses"]
     res["two_streams_same_bits"] = same
     row("two streams vs one", f"s/epoch {two['seconds_per_epoch']:.4f} vs {one['seconds_per_epoch']:.4f} (tiled fused); "
@@ -144,7 +144,7 @@ res["pytorch"] = torch_runs
 if runs and torch_runs:
     # PyTorch trains the reference recipe on the same pairs: the ratio is against our fastest
     # engine on that recipe (the strong runs are shown, not compared).
-    same = [k for k in ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cuda_tiled_fused_one", "cpu")
+    same = [k for k in ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cuda_tiled_fused_two", "cpu")
             if k in runs]
     ours = {k: v["seconds_per_epoch"] for k, v in runs.items() if k != "cpu"} or {"cpu": runs["cpu"]["seconds_per_epoch"]}
     parts = [f"ours {k} {v:.4f}" for k, v in ours.items()]

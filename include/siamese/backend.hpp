@@ -61,8 +61,9 @@ struct EngineOptions {
     // CUDA: each layer's weight gradient on a second stream as soon as the gradient at its output
     // is ready, while the main stream goes on down the input gradients (the weight gradients are
     // off the step's critical path: only the optimizer needs them). The same kernels and sums:
-    // the same bits. Off (--one-stream) and while profiling, the step is one stream.
-    bool side_stream = true;
+    // the same bits. Off by default until a GPU run has checked it (--side-stream); while
+    // profiling the step is one stream.
+    bool side_stream = false;
 };
 
 class Backend {

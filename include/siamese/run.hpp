@@ -73,7 +73,7 @@ struct RunSpec {
     bool graphs = true, profile = false;
     bool fused = false;           // CUDA: the fused step (EngineOptions::fused)
     bool tf32 = false;            // CUDA: TF32 GEMMs (EngineOptions::tf32)
-    bool one_stream = false;      // CUDA: no second stream for the weight gradients (EngineOptions::side_stream)
+    bool side_stream = false;     // CUDA: the weight gradients on a second stream (EngineOptions::side_stream)
     std::string out = "run";
     std::string command;          // as typed, for summary.json and the report (informational)
     std::string resume;           // a run folder to continue (then recipe and out come from it)

@@ -18,7 +18,7 @@ namespace {
 struct PlanArgs {
     RecipeOptions recipe;
     std::string conv = "custom";
-    bool fused = false, count_only = false, one_stream = false;
+    bool fused = false, count_only = false, side_stream = false;
     // An H200 (SXM): FP32 without tensor cores ~60 TFLOP/s at boost (the figure; 132 SMs x
     // 128 FP32 lanes x 2 x ~1.8 GHz), HBM3e 4.8 TB/s.
     double peak_flops = 60e12, peak_bw = 4.8e12;
@@ -34,7 +34,7 @@ Runner add_plan(CLI::App& app) {
     sub->add_option("--conv", a->conv, "CUDA convolutions: custom, cudnn or tiled")->capture_default_str()
         ->check(CLI::IsMember({"custom", "cudnn", "tiled"}));
     sub->add_flag("--fused", a->fused, "The fused step (train --fused)");
-    sub->add_flag("--one-stream", a->one_stream, "The whole step on one stream (train --one-stream)");
+    sub->add_flag("--side-stream", a->side_stream, "The weight gradients on a second stream (train --side-stream)");
     sub->add_flag("--count", a->count_only, "Print only the number of launches per step");
     sub->add_option("--peak-flops", a->peak_flops, "The GPU's FP32 peak, FLOP/s (default: an H200's, 60e12)")
         ->capture_default_str()->check(CLI::PositiveNumber);
@@ -50,7 +50,7 @@ Runner add_plan(CLI::App& app) {
         EngineOptions e;
         e.conv = parse_conv_algo(a->conv);
         e.fused = a->fused;
-        e.side_stream = !a->one_stream;
+        e.side_stream = a->side_stream;
         const std::vector<PlannedLaunch> plan = cuda_step_plan(r, e);
         if (a->count_only) {
             std::printf("%zu\n", plan.size());

@@ -111,9 +111,9 @@ Runner add_train(CLI::App& app) {
     sub->add_flag("--tf32", r->tf32,
                   "CUDA: the dense layers' GEMMs on TF32 tensor cores (inputs rounded to 10 mantissa bits); its effect on "
                   "accuracy is not yet measured (tools/gpu_check.sh compares it with FP32)");
-    sub->add_flag("--one-stream", r->one_stream,
-                  "CUDA: the whole step on one stream (by default each layer's weight gradient runs on a second stream "
-                  "beside the input-gradient chain; the same bits either way)");
+    sub->add_flag("--side-stream", r->side_stream,
+                  "CUDA: each layer's weight gradient on a second stream beside the input-gradient chain (the same bits "
+                  "as one stream); not yet checked on a GPU");
     sub->add_flag("--profile", r->profile,
                   "Time every phase of the training steps and print a table at the end (CUDA: CUDA events, recorded inside "
                   "the replayed graphs; with --no-graphs, around eager launches, host gaps included)");
