@@ -13,6 +13,7 @@
 #include "launch.hpp"
 #include "nvtx.hpp"
 #include "last_block.cuh"
+#include "smem.cuh"
 #include "conv_phases.hpp"
 #include "siamese/rules.hpp"
 
@@ -193,38 +194,6 @@ __global__ void tiled_wgrad_kernel(S s, int n, int chunk, const float* __restric
     if (counter && last_block_done(counter, gridDim.x)) sum_partials(sm, grad_wb, partial, gridDim.x, nwb);
 }
 
-// Dynamic shared memory a tiled kernel may use on this device (its opt-in maximum), or 0 when
-// the query fails; kernels needing more take the untiled path.
-size_t tiled_smem_limit() {
-    static const size_t limit = [] {
-        int dev = 0, v = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
-            return size_t(0);
-        return size_t(v);
-    }();
-    return limit;
-}
-
-// True when `kernel` may launch with `bytes` of dynamic shared memory, raising its limit past
-// the default (48 KB less the kernel's static shared memory: last_block_done's flag) when
-// needed: once per size increase, so in the eager warm-up step that precedes a graph capture,
-// never during one.
-template <auto Kernel>
-bool tiled_smem_ok(size_t bytes) {
-    static const size_t fixed = [] {  // the kernel's static shared memory
-        cudaFuncAttributes a{};
-        CUDA_CHECK(cudaFuncGetAttributes(&a, Kernel));
-        return a.sharedSizeBytes;
-    }();
-    static size_t raised = 48 * 1024 - fixed;  // one per kernel
-    if (bytes + fixed > tiled_smem_limit()) return false;
-    if (bytes > raised) {
-        CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-        raised = bytes;
-    }
-    return true;
-}
-
 // The recipes' conv blocks at the ORL input (56 x 46 after the stride-2 subsampling): the
 // reference's 6 and 12 filters, the strong recipe's 16 and 32. Their tiled kernels are
 // instantiated with every size a constant; any other shape runs the same templates on the
@@ -308,7 +277,7 @@ void conv_pool_forward_tiled(float* out, uint8_t* argmax, const float* in, const
     const size_t bytes = (size_t(s.in_elems()) + size_t(s.F) * s.C * s.K * s.K + s.F) * sizeof(float);
     with_shape(s, [&](auto shape) {
         using S = decltype(shape);
-        if (s.P > 8 || n == 0 || !tiled_smem_ok<tiled_forward_kernel<S>>(bytes))
+        if (s.P > 8 || n == 0 || !dynamic_smem_ok<tiled_forward_kernel<S>>(bytes))
             return conv_pool_forward(out, argmax, in, w, b, s, n, gather, rate, seed, layer_id, st, stream);
         NvtxRange r("conv_pool_forward_tiled");
         const int chunks = tiled_forward_chunks(shape, kTileThreads);
@@ -330,7 +299,7 @@ void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_
                                   size_t(kColsumTileFloats) * sizeof(float));
     with_shape(s, [&](auto shape) {
         using S = decltype(shape);
-        if (n == 0 || nwb > kWgradPerThread * kTileThreads || !tiled_smem_ok<tiled_wgrad_kernel<S>>(bytes))
+        if (n == 0 || nwb > kWgradPerThread * kTileThreads || !dynamic_smem_ok<tiled_wgrad_kernel<S>>(bytes))
             return conv_backward_weights(grad_wb, geff, argmax, in, s, n, gather, partial, partial_elems, stream, fuse);
         NvtxRange r("conv_backward_weights_tiled");
         require_elems(partial_elems, conv_partial_needed(s, n), "conv_backward_weights_tiled: partial");
@@ -348,7 +317,7 @@ void conv_backward_input_tiled(float* din, const float* geff, const uint8_t* arg
     const size_t bytes = (dc + size_t(s.F) * s.C * s.K * s.K) * sizeof(float);
     with_shape(s, [&](auto shape) {
         using S = decltype(shape);
-        if (n == 0 || !tiled_smem_ok<tiled_input_grad_kernel<S>>(bytes))
+        if (n == 0 || !dynamic_smem_ok<tiled_input_grad_kernel<S>>(bytes))
             return conv_backward_input(din, geff, argmax, w, s, n, stream, fuse);
         NvtxRange r("conv_backward_input_tiled");
         // Chunks of 4 elements a thread: the scatter into the tile is repeated per chunk, so not too many.
@@ -370,7 +339,7 @@ void conv_pair_forward_tiled(float* out_a, uint8_t* arg_a, float* out_b, uint8_t
     with_pair_shape(sa, sb, [&](auto a, auto b) {
         using A = decltype(a);
         using B = decltype(b);
-        if (sa.P > 8 || sb.P > 8 || n == 0 || !tiled_smem_ok<tiled_pair_forward_kernel<A, B>>(bytes)) {
+        if (sa.P > 8 || sb.P > 8 || n == 0 || !dynamic_smem_ok<tiled_pair_forward_kernel<A, B>>(bytes)) {
             conv_pool_forward_tiled(out_a, arg_a, in, wa, ba, sa, n, gather, rate, seed, layer_a, st, stream);
             conv_pool_forward_tiled(out_b, arg_b, out_a, wb, bb, sb, n, nullptr, rate, seed, layer_a + 1, st, stream);
             return;

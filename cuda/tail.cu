@@ -14,6 +14,7 @@
 #include "check.hpp"
 #include "kernels.hpp"
 #include "last_block.cuh"
+#include "smem.cuh"
 #include "tail_phases.hpp"
 #include "launch.hpp"
 #include "nvtx.hpp"
@@ -74,6 +75,10 @@ void contrastive_tail(float* gw, float* gb, float* dh, float* ghb, float* losses
                        gw, gb, dh, ghb, nullptr, partial};
     const unsigned blocks = unsigned((count + G - 1) / G);
     const size_t bytes = std::max(tail_smem_floats(G, I, O), size_t(kColsumTileFloats)) * sizeof(float);
+    // Sized to fit the default 48 KB with the kernel's flag (tail_pairs_per_block); raised anyway
+    // if a device or compiler counts more static shared memory than planned.
+    if (!dynamic_smem_ok<contrastive_tail_kernel>(bytes))
+        throw std::logic_error("contrastive_tail: the device has not the shared memory for a block of pairs");
     contrastive_tail_kernel<<<blocks, kTailThreads, bytes, stream>>>(a, st, losses, counter);
     CUDA_CHECK_LAUNCH();
 }
