@@ -191,7 +191,9 @@ void contrastive_loss(float* g, float* losses, float* dist, const float* emb, co
 // (O, I) and gb (O), the last layer's gradients; dh (2*count, I), the gradient at h's
 // pre-activation (through its ReLU and dropout); ghb (I) = column sums of dh (the penultimate
 // bias gradient); losses[st->batch].
-// Labels read at labels + st->first. partial: contrastive_tail_partial_elems(count, I, O) floats;
+// Labels read at labels + st->first. A block takes tail_pairs_for(I, O, count, the device's shared
+// memory) pairs. partial: contrastive_tail_partial_elems(count, I, O) floats (enough for any
+// batch of up to `count` pairs);
 // counter: one zeroed unsigned, left zero. Deterministic (fixed-order sums throughout).
 // Reference: dense_forward, contrastive_loss, relu_dropout_backward, dense_backward (src/cpu/).
 size_t contrastive_tail_partial_elems(int count, int I, int O);

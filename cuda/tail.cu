@@ -57,9 +57,16 @@ __global__ void contrastive_tail_kernel(tail::Args a, const StepState* __restric
 }  // namespace
 
 size_t contrastive_tail_partial_elems(int count, int I, int O) {
-    const int G = tail_pairs_per_block(I, O);
-    if (G == 0) return 0;
-    return size_t((count + G - 1) / G) * tail::block_stride(I, O);
+    if (tail_pairs_per_block(I, O) == 0) return 0;
+    // The most blocks a batch of up to `count` pairs takes: at `count`, or just before the pairs
+    // a block doubles (where a batch takes kTailTargetBlocks blocks).
+    auto blocks = [&](int c) {
+        const int G = tail_pairs_for(I, O, c, dynamic_smem_limit());
+        return size_t((c + G - 1) / G);
+    };
+    size_t most = blocks(count);
+    for (int g : {8, 16, 32}) most = std::max(most, blocks(std::min(count, kTailTargetBlocks * g)));
+    return most * tail::block_stride(I, O);
 }
 
 void contrastive_tail(float* gw, float* gb, float* dh, float* ghb, float* losses, const float* v, const float* hb,
@@ -67,7 +74,7 @@ void contrastive_tail(float* gw, float* gb, float* dh, float* ghb, float* losses
                       float margin, float h_rate, uint64_t seed, uint32_t h_layer, const StepState* st,
                       float* partial, size_t partial_elems, unsigned* counter, cudaStream_t stream) {
     NvtxRange r("contrastive_tail");
-    const int G = tail_pairs_per_block(I, O);
+    const int G = tail_pairs_for(I, O, count, dynamic_smem_limit());
     if (G == 0) throw std::logic_error("contrastive_tail: the layer does not fit one block's shared memory");
     if (count < 1) throw std::logic_error("contrastive_tail: no pairs");
     require_elems(partial_elems, contrastive_tail_partial_elems(count, I, O), "contrastive_tail: partial");
@@ -75,8 +82,9 @@ void contrastive_tail(float* gw, float* gb, float* dh, float* ghb, float* losses
                        gw, gb, dh, ghb, nullptr, partial};
     const unsigned blocks = unsigned((count + G - 1) / G);
     const size_t bytes = std::max(tail_smem_floats(G, I, O), size_t(kColsumTileFloats)) * sizeof(float);
-    // Sized to fit the default 48 KB with the kernel's flag (tail_pairs_per_block); raised anyway
-    // if a device or compiler counts more static shared memory than planned.
+    // Within the default 48 KB with the kernel's flag up to 8 pairs a block (tail_pairs_per_block);
+    // larger blocks of large batches (tail_pairs_for) raise the kernel's limit, as would a
+    // toolchain that counted more static shared memory than planned.
     if (!dynamic_smem_ok<contrastive_tail_kernel>(bytes))
         throw std::logic_error("contrastive_tail: the device has not the shared memory for a block of pairs");
     contrastive_tail_kernel<<<blocks, kTailThreads, bytes, stream>>>(a, st, losses, counter);

@@ -33,50 +33,65 @@ unsigned counter_value(DeviceBuffer<unsigned>& c) { return c.download()[0]; }
 
 }  // namespace
 
+namespace {
+
+// One fused tail launch, twice, against the double reference: every output, then the second
+// run's bits against the first's; the last-block counter left at zero.
+void check_tail(std::mt19937_64& r, int count, int I, int O, bool relu, float rate) {
+    INFO("count " << count << " I " << I << " O " << O << " relu " << relu << " rate " << rate);
+    REQUIRE(tail_pairs_per_block(I, O) > 0);  // the layer fits one block's shared memory
+    const tailtest::Problem p = tailtest::make_problem(r, count, I, O, relu, rate);
+    auto d_v = to_device<float>(p.v), d_hb = to_device<float>(p.hb), d_w = to_device<float>(p.w),
+         d_b = to_device<float>(p.b), d_y = to_device<float>(p.labels);
+    DeviceBuffer<float> partial(contrastive_tail_partial_elems(count, I, O));
+    DeviceBuffer<unsigned> counter(1);
+    counter.fill_bytes(0);
+    DeviceBuffer<StepState> st;
+    std::vector<float> first_run;
+    for (int run = 0; run < 2; ++run) {
+        auto d_gw = poisoned<float>(p.gw.size()), d_gb = poisoned<float>(O), d_dh = poisoned<float>(p.dh.size()),
+             d_ghb = poisoned<float>(I), d_loss = poisoned<float>(4);
+        contrastive_tail(d_gw.get(), d_gb.get(), d_dh.get(), d_ghb.get(), d_loss.get(), d_v.get(), d_hb.get(), d_w.get(),
+                         d_b.get(), d_y.get(), count, I, O, relu, 1.0f, rate, p.seed, p.layer,
+                         device_state(st, p.first, 3, p.step), partial.get(), partial.size(), counter.get(), nullptr);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        CHECK(counter_value(counter) == 0u);
+        const auto ggw = d_gw.download(), ggb = d_gb.download(), gdh = d_dh.download(), gghb = d_ghb.download();
+        REQUIRE(cudatest::all_finite(ggw));
+        REQUIRE(cudatest::all_finite(gdh));
+        // fp32 sums of up to 2*count rows (dW, db) or I products (e): 1e-4 relative leaves room
+        // for order (norm-wise, random signs: ~sqrt(rows) roundings); an indexing fault is off by O(1).
+        CHECK(d_loss.download()[3] == Approx(p.loss).epsilon(1e-5));
+        CHECK(testutil::rel_error(ggw, p.gw) < 1e-4);
+        CHECK(tailtest::error_against(ggb, p.gb, p.gb_scale) < 1e-4);  // gb cancels to 0 without the ReLU
+        CHECK(testutil::rel_error(gdh, p.dh) < 1e-5);
+        CHECK(testutil::rel_error(gghb, p.ghb) < 1e-4);
+        std::vector<float> all(ggw);
+        all.insert(all.end(), gdh.begin(), gdh.end());
+        all.insert(all.end(), gghb.begin(), gghb.end());
+        if (run == 0)
+            first_run = all;
+        else
+            CHECK(std::memcmp(all.data(), first_run.data(), all.size() * sizeof(float)) == 0);
+    }
+}
+
+}  // namespace
+
 TEST_CASE("the fused tail matches bias/ReLU/dropout + dense + contrastive loss + their backward on the CPU", "[cuda][fused][tail]") {
     SKIP_WITHOUT_CUDA();
     std::mt19937_64 r(301);
     for (auto [count, I, O] : tailtest::shapes())
         for (bool relu : {true, false})
-            for (float rate : {0.0f, 0.1f}) {
-                INFO("count " << count << " I " << I << " O " << O << " relu " << relu << " rate " << rate);
-                REQUIRE(tail_pairs_per_block(I, O) > 0);  // the layer fits one block's shared memory
-                const tailtest::Problem p = tailtest::make_problem(r, count, I, O, relu, rate);
-                auto d_v = to_device<float>(p.v), d_hb = to_device<float>(p.hb), d_w = to_device<float>(p.w),
-                     d_b = to_device<float>(p.b), d_y = to_device<float>(p.labels);
-                DeviceBuffer<float> partial(contrastive_tail_partial_elems(count, I, O));
-                DeviceBuffer<unsigned> counter(1);
-                counter.fill_bytes(0);
-                DeviceBuffer<StepState> st;
-                std::vector<float> first_run;
-                for (int run = 0; run < 2; ++run) {
-                    auto d_gw = poisoned<float>(p.gw.size()), d_gb = poisoned<float>(O), d_dh = poisoned<float>(p.dh.size()),
-                         d_ghb = poisoned<float>(I), d_loss = poisoned<float>(4);
-                    contrastive_tail(d_gw.get(), d_gb.get(), d_dh.get(), d_ghb.get(), d_loss.get(), d_v.get(), d_hb.get(),
-                                     d_w.get(), d_b.get(), d_y.get(), count, I, O, relu, 1.0f, rate, p.seed, p.layer,
-                                     device_state(st, p.first, 3, p.step), partial.get(), partial.size(), counter.get(),
-                                     nullptr);
-                    CUDA_CHECK(cudaDeviceSynchronize());
-                    CHECK(counter_value(counter) == 0u);
-                    const auto ggw = d_gw.download(), ggb = d_gb.download(), gdh = d_dh.download(), gghb = d_ghb.download();
-                    REQUIRE(cudatest::all_finite(ggw));
-                    REQUIRE(cudatest::all_finite(gdh));
-                    // fp32 sums of up to 2*257 rows (dW, db) or I products (e): 1e-4 relative
-                    // leaves room for order; an indexing fault is off by O(1).
-                    CHECK(d_loss.download()[3] == Approx(p.loss).epsilon(1e-5));
-                    CHECK(testutil::rel_error(ggw, p.gw) < 1e-4);
-                    CHECK(tailtest::error_against(ggb, p.gb, p.gb_scale) < 1e-4);  // gb cancels to 0 without the ReLU
-                    CHECK(testutil::rel_error(gdh, p.dh) < 1e-5);
-                    CHECK(testutil::rel_error(gghb, p.ghb) < 1e-4);
-                    std::vector<float> all(ggw);
-                    all.insert(all.end(), gdh.begin(), gdh.end());
-                    all.insert(all.end(), gghb.begin(), gghb.end());
-                    if (run == 0)
-                        first_run = all;
-                    else
-                        CHECK(std::memcmp(all.data(), first_run.data(), all.size() * sizeof(float)) == 0);
-                }
-            }
+            for (float rate : {0.0f, 0.1f}) check_tail(r, count, I, O, relu, rate);
+}
+
+TEST_CASE("the fused tail's larger blocks for large batches match the CPU too", "[cuda][fused][tail]") {
+    // Over 1,024 pairs a block takes 16 to 64 pairs (tail_pairs_for, the device's opt-in shared
+    // memory): 1,500 pairs (16 a block, 94 blocks), 8,193 (64 a block, 129 blocks, the last one short).
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(308);
+    for (int count : {1500, 8193}) check_tail(r, count, 128, 50, true, 0.1f);
 }
 
 TEST_CASE("fused conv backward (mask read inside, last-block chunk sums) gives the unfused launches' bits", "[cuda][fused][conv]") {

@@ -104,6 +104,17 @@ TEST_CASE("the fused tail's block geometry fits the default shared memory", "[pl
     CHECK(tail_smem_floats(16, 128, 50) * sizeof(float) > kTailSmemLimitBytes);
     // A layer too wide for one pair a block takes the unfused path.
     CHECK(tail_pairs_per_block(4096, 64) == 0);
+    // Large batches take larger blocks where the device's shared memory allows (an H200 opts in
+    // to 227 KB): at most kTailTargetBlocks blocks, 64 pairs a block at the most.
+    const size_t h200 = 227 * 1024;
+    CHECK(tail_pairs_for(128, 50, 128, h200) == 8);     // the reference batch: 16 blocks
+    CHECK(tail_pairs_for(128, 50, 1024, h200) == 8);    // 128 blocks
+    CHECK(tail_pairs_for(128, 50, 1025, h200) == 16);
+    CHECK(tail_pairs_for(128, 50, 8192, h200) == 64);   // 128 blocks instead of 1,024
+    CHECK(tail_pairs_for(128, 50, 100000, h200) == 64);
+    CHECK(tail_smem_floats(64, 128, 50) * sizeof(float) + 64 <= h200);
+    CHECK(tail_pairs_for(128, 50, 8192, kTailSmemLimitBytes + 64) == 8);  // no opt-in memory: as before
+    CHECK(tail_pairs_for(17, 3, 8192, h200) == 64);
 }
 
 TEST_CASE("the epoch plan: full steps, the short one, validation, and the floor they add up to", "[plan]") {

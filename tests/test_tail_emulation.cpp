@@ -60,8 +60,10 @@ struct PhaseOrder {
     static bool same(float x, float y) { return std::memcmp(&x, &y, sizeof x) == 0; }
 };
 
-Outputs emulate(const tailtest::Problem& p, int threads, PhaseOrder* order = nullptr) {
-    const int G = tail_pairs_per_block(p.I, p.O), blocks = (p.count + G - 1) / G;
+// pairs: the pairs a block (0: tail_pairs_per_block's, as at batch 128; the kernel takes up to 64
+// for large batches, tail_pairs_for).
+Outputs emulate(const tailtest::Problem& p, int threads, PhaseOrder* order = nullptr, int pairs = 0) {
+    const int G = pairs ? pairs : tail_pairs_per_block(p.I, p.O), blocks = (p.count + G - 1) / G;
     const float nan = std::numeric_limits<float>::quiet_NaN();
     const std::vector<float> v(p.v.begin(), p.v.end()), hb(p.hb.begin(), p.hb.end()), w(p.w.begin(), p.w.end()),
         b(p.b.begin(), p.b.end());
@@ -113,6 +115,28 @@ TEST_CASE("the fused tail kernel's phases, run on the CPU, match the double refe
                 CHECK(testutil::rel_error(o.dh, p.dh) < 1e-5);
                 CHECK(testutil::rel_error(o.ghb, p.ghb) < 1e-4);
             }
+}
+
+TEST_CASE("the tail's phases with the larger blocks of large batches (16, 32, 64 pairs) match the double reference", "[tail][fused]") {
+    // tail_pairs_for doubles the pairs a block for batches over 1,024 pairs (the reference's
+    // 128 -> 50 layer). The phases are the same code for any G: every block, every output, in
+    // its promised order, and against the reference, on batches that leave a short last block.
+    std::mt19937_64 r(403);
+    for (int G : {16, 32, 64})
+        for (int count : {G - 3, 2 * G + 5}) {
+            INFO("G " << G << " count " << count);
+            const tailtest::Problem p = tailtest::make_problem(r, count, 128, 50, true, 0.1f);
+            PhaseOrder order;
+            const Outputs o = emulate(p, 256, &order, G);
+            CHECK(order.e_bad == 0);
+            CHECK(order.dh_bad == 0);
+            CHECK(order.dw_bad == 0);
+            CHECK(double(o.loss) == Approx(p.loss).epsilon(1e-5));
+            CHECK(testutil::rel_error(o.gw, p.gw) < 1e-4);
+            CHECK(tailtest::error_against(o.gb, p.gb, p.gb_scale) < 1e-4);
+            CHECK(testutil::rel_error(o.dh, p.dh) < 1e-5);
+            CHECK(testutil::rel_error(o.ghb, p.ghb) < 1e-4);
+        }
 }
 
 TEST_CASE("the tail's phases give the same bits whatever the thread count (no thread depends on another)", "[tail][fused]") {

@@ -62,5 +62,20 @@ inline int tail_pairs_per_block(int I, int O) {
         if (tail_smem_floats(G, I, O) * sizeof(float) <= kTailSmemLimitBytes) return G;
     return 0;
 }
+// The pairs a block takes at a batch of `count` pairs: tail_pairs_per_block (8 for the reference
+// recipe, as at batch 128), doubled, up to 64, while the batch would take more than
+// kTailTargetBlocks blocks and the larger block fits `smem_limit` bytes (the device's opt-in
+// shared memory, which the launcher asks for). A large batch then runs fewer, larger blocks, and
+// the last block's reduction, which reads blocks x (O*I + O + I + 1) floats by itself, shrinks
+// with them: at 8192 pairs 128 rows instead of 1024.
+constexpr int kTailTargetBlocks = 128;
+inline int tail_pairs_for(int I, int O, int count, size_t smem_limit) {
+    int G = tail_pairs_per_block(I, O);
+    if (G < 8) return G;
+    while (G < 64 && (count + G - 1) / G > kTailTargetBlocks &&
+           tail_smem_floats(2 * G, I, O) * sizeof(float) + 64 <= smem_limit)
+        G *= 2;
+    return G;
+}
 
 }  // namespace siamese
