@@ -4,14 +4,13 @@
 // column_sums launch (the bias gradients), all in the same order, so the fused step keeps the
 // bits of the unfused one.
 //
-// Why: a thread per column summing every row in turn is a chain of `rows` dependent L2 loads;
-// conv1's 256 chunk rows of 60 weight gradients kept 60 threads of 256 busy for 16 L2 round
-// trips of 16 unrolled loads (estimated ~3 us on an H200, against a step floor of ~15 us; not
-// yet measured). Here the
-// rows of each column are split into `segs` segments summed by different threads, four columns
-// a thread (one 16-byte load a row where aligned), then each column's segment sums are added in
-// segment order. conv1's partials: 15 column groups x 16 segments of 16 rows = 240 threads, one
-// batch of 16 loads each.
+// Why: a thread per column summing every row in turn is a chain of `rows` dependent adds fed
+// by L2 loads; conv1's 256 chunk rows of 60 weight gradients kept 60 threads of 256 busy for 16
+// L2 round trips of 16 unrolled loads (estimated ~3 us on an H200, against a step floor of
+// ~15 us; not yet measured). Here the rows of each column are split into `segs` segments summed
+// by different threads, four columns a thread (one 16-byte load a row where aligned, loads in
+// batches of kColsumBatch), then each column's segment sums are added in segment order. conv1's
+// partials: 15 column groups x 16 segments of 16 rows = 240 threads, two batches of loads each.
 //
 // The order, a function of (rows, cols) alone (never of the thread count or the alignment):
 // column c = 0.0f + S_0 + S_1 + ... + S_{segs-1}, where S_s = 0.0f + m[r0][c] + m[r0+1][c] + ...
@@ -19,7 +18,8 @@
 // row-order sum.
 //
 // Host-and-device phases (no CUDA header), run by the kernels with a barrier between each
-// (cuda/colsum.cuh) and by the CPU suite thread by thread (tests/test_colsum.cpp).
+// (block_column_sums in cuda/last_block.cuh) and by the CPU suite thread by thread
+// (tests/colsum_emulation.hpp, tests/test_colsum_emulation.cpp).
 #pragma once
 #include <cstddef>
 

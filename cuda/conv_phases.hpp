@@ -206,9 +206,9 @@ SIAMESE_HD void tiled_input_grad_compute(const S& s, int i, int chunk, int per_c
 constexpr int kWgradPerThread = 32;
 // The weights a thread keeps for shape type S, at the kernel's kWgradThreads threads: every size
 // known at compile time (FixedShape), just as many as its weights need (conv1's 60: one, with
-// threads sharing it; conv2's 660: three), so the unrolled per-thread arrays stay small (227
-// registers a thread with 32, one block an SM); kWgradPerThread for run-time shapes. Threads
-// beyond the first slots do no work and add nothing: the same sums, the same bits.
+// threads sharing it; conv2's 660: three), so the unrolled per-thread arrays stay small (with
+// 32: 227 registers a thread, one block an SM); kWgradPerThread for run-time shapes. The slots
+// dropped were never used by these shapes: the same sums, the same bits.
 constexpr int kWgradThreads = 256;
 template <class S>
 struct WgradSlots {
