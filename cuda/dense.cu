@@ -60,6 +60,15 @@ void require_stream(cublasHandle_t h, cudaStream_t stream) {
     if (bound != stream) throw std::logic_error("cuBLAS handle bound to another stream than the launch's");
 }
 
+// C (m, n) = op(A) . op(B), column-major (cuBLAS's view of the row-major activations), FP32
+// (or TF32 where the handle says so), on the handle's own stream.
+void gemm(cublasHandle_t h, cudaStream_t stream, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+          const float* a, int lda, const float* b, int ldb, float* c, int ldc) {
+    const float one = 1.0f, zero = 0.0f;
+    require_stream(h, stream);
+    CUBLAS_CHECK(cublasSgemm(h, ta, tb, m, n, k, &one, a, lda, b, ldb, &zero, c, ldc));
+}
+
 }  // namespace
 
 void column_sums(float* out, const float* m, int rows, int cols, cudaStream_t stream) {
@@ -76,10 +85,7 @@ void dense_forward(float* y, const float* x, const float* w, const float* b, int
                    float rate, uint64_t seed, uint32_t layer_id, const StepState* st, cublasHandle_t h,
                    cudaStream_t stream) {
     NvtxRange r("dense_forward");
-    const float one = 1.0f, zero = 0.0f;
-    require_stream(h, stream);
-    // y^T (O, n) = W (O, I) . x^T (I, n)
-    CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, O, n, I, &one, w, I, x, I, &zero, y, O));
+    gemm(h, stream, CUBLAS_OP_T, CUBLAS_OP_N, O, n, I, w, I, x, I, y, O);  // y^T (O, n) = W (O, I) . x^T (I, n)
     bias_relu_dropout_kernel<<<blocks_for(long(n) * ((O + 3) / 4)), kThreads, 0, stream>>>(y, b, n, O, relu, rate, seed,
                                                                                            layer_id, st);
     CUDA_CHECK_LAUNCH();
@@ -88,9 +94,7 @@ void dense_forward(float* y, const float* x, const float* w, const float* b, int
 void dense_forward_raw(float* y, const float* x, const float* w, int n, int I, int O, cublasHandle_t h,
                        cudaStream_t stream) {
     NvtxRange r("dense_forward_raw");
-    const float one = 1.0f, zero = 0.0f;
-    require_stream(h, stream);
-    CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, O, n, I, &one, w, I, x, I, &zero, y, O));
+    gemm(h, stream, CUBLAS_OP_T, CUBLAS_OP_N, O, n, I, w, I, x, I, y, O);
 }
 
 void relu_dropout_backward(float* d, const float* y, int n, int elems, float rate, cudaStream_t stream) {
@@ -103,20 +107,14 @@ void relu_dropout_backward(float* d, const float* y, int n, int elems, float rat
 void dense_backward_weights(float* dw, float* db, const float* d, const float* x, int n, int I, int O, cublasHandle_t h,
                             cudaStream_t stream) {
     NvtxRange r("dense_backward_weights");
-    const float one = 1.0f, zero = 0.0f;
-    require_stream(h, stream);
-    // dW^T (I, O) = x^T (I, n) . d (n, O)
-    CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, I, O, n, &one, x, I, d, O, &zero, dw, I));
+    gemm(h, stream, CUBLAS_OP_N, CUBLAS_OP_T, I, O, n, x, I, d, O, dw, I);  // dW^T (I, O) = x^T (I, n) . d (n, O)
     if (db) column_sums(db, d, n, O, stream);  // null: already summed (the fused tail)
 }
 
 void dense_backward_input(float* dx, const float* d, const float* w, int n, int I, int O, cublasHandle_t h,
                           cudaStream_t stream) {
     NvtxRange r("dense_backward_input");
-    const float one = 1.0f, zero = 0.0f;
-    require_stream(h, stream);
-    // dx^T (I, n) = W^T (I, O) . d^T (O, n)
-    CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, I, n, O, &one, w, I, d, O, &zero, dx, I));
+    gemm(h, stream, CUBLAS_OP_N, CUBLAS_OP_N, I, n, O, w, I, d, O, dx, I);  // dx^T (I, n) = W^T (I, O) . d^T (O, n)
 }
 
 void dense_backward(float* dx, float* dw, float* db, const float* d, const float* x, const float* w, int n, int I, int O,
