@@ -274,7 +274,7 @@ namespace siamese::cuda {
 void conv_pool_forward_tiled(float* out, uint8_t* argmax, const float* in, const float* w, const float* b,
                              const ConvShape& s, int n, ImageGather gather, float rate, uint64_t seed, uint32_t layer_id,
                              const StepState* st, cudaStream_t stream) {
-    const size_t bytes = (size_t(s.in_elems()) + size_t(s.F) * s.C * s.K * s.K + s.F) * sizeof(float);
+    const size_t bytes = tiled_forward_smem_floats(s) * sizeof(float);
     with_shape(s, [&](auto shape) {
         using S = decltype(shape);
         if (s.P > 8 || n == 0 || !dynamic_smem_ok<tiled_forward_kernel<S>>(bytes))
@@ -334,8 +334,7 @@ void conv_pair_forward_tiled(float* out_a, uint8_t* arg_a, float* out_b, uint8_t
                              cudaStream_t stream) {
     if (sb.C != sa.F || sb.H != sa.Hp || sb.W != sa.Wp)
         throw std::logic_error("conv_pair_forward_tiled: the second block does not read the first one's output");
-    auto tile = [](const ConvShape& s) { return size_t(s.in_elems()) + size_t(s.F) * s.C * s.K * s.K + s.F; };
-    const size_t bytes = std::max(tile(sa), tile(sb)) * sizeof(float);
+    const size_t bytes = std::max(tiled_forward_smem_floats(sa), tiled_forward_smem_floats(sb)) * sizeof(float);
     with_pair_shape(sa, sb, [&](auto a, auto b) {
         using A = decltype(a);
         using B = decltype(b);

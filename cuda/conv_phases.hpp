@@ -120,6 +120,11 @@ SIAMESE_HD float wgrad_terms(const S& s, int j, const float* g, const float* y, 
 // ---- the tiled kernels' phases (--conv tiled). Each block works on one image (or one image's
 // chunk of outputs) staged in shared memory `sm`; thread tid of nt.
 
+// Forward: the floats of shared memory phase 1 stages (the image, the weights, the biases).
+template <class S>
+SIAMESE_HD size_t tiled_forward_smem_floats(const S& s) {
+    return size_t(s.C * s.H * s.W) + size_t(s.F) * s.C * s.K * s.K + s.F;
+}
 // Forward, phase 1: the image x, the weights and biases into sm.
 template <class S>
 SIAMESE_HD void tiled_forward_stage(const S& s, const float* x, const float* w, const float* b, float* sm, int tid,

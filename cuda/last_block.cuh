@@ -1,8 +1,9 @@
 // The "last block finishes" pattern (the threadFenceReduction sample of the CUDA samples): every
 // block writes its partial sums, fences them and takes a ticket; the block that takes the last
 // ticket adds every block's partials (colsum_phases.hpp: a fixed order, bit-identical run to
-// run, with all its threads) and resets the counter for the next launch. It replaces a separate reduction launch, and a
-// single-block column_sums kernel, after each kernel that produces partial sums.
+// run, with all its threads) and resets the counter for the next launch. It replaces a separate
+// reduction launch, and a single-block column_sums kernel, after each kernel that produces
+// partial sums.
 // Device code only: included by .cu files.
 #pragma once
 #include <cstdint>

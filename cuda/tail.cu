@@ -57,16 +57,7 @@ __global__ void contrastive_tail_kernel(tail::Args a, const StepState* __restric
 }  // namespace
 
 size_t contrastive_tail_partial_elems(int count, int I, int O) {
-    if (tail_pairs_per_block(I, O) == 0) return 0;
-    // The most blocks a batch of up to `count` pairs takes: at `count`, or just before the pairs
-    // a block doubles (where a batch takes kTailTargetBlocks blocks).
-    auto blocks = [&](int c) {
-        const int G = tail_pairs_for(I, O, c, dynamic_smem_limit());
-        return size_t((c + G - 1) / G);
-    };
-    size_t most = blocks(count);
-    for (int g : {8, 16, 32}) most = std::max(most, blocks(std::min(count, kTailTargetBlocks * g)));
-    return most * tail::block_stride(I, O);
+    return size_t(tail_max_blocks(I, O, count, dynamic_smem_limit())) * tail::block_stride(I, O);
 }
 
 void contrastive_tail(float* gw, float* gb, float* dh, float* ghb, float* losses, const float* v, const float* hb,

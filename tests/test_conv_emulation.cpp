@@ -44,7 +44,7 @@ void emulate_forward(const S& shape, const ConvShape& s, int n, const std::vecto
     const int groups = (s.out_elems() + 3) / 4, chunks = (groups + kThreads - 1) / kThreads;
     out.assign(size_t(n) * s.out_elems(), kNaN);
     arg.assign(out.size(), 0xFF);
-    std::vector<float> sm(size_t(s.in_elems()) + size_t(s.F) * s.C * s.K * s.K + s.F);
+    std::vector<float> sm(tiled_forward_smem_floats(s));
     for (int blk = 0; blk < n * chunks; ++blk) {
         const int i = blk / chunks, chunk = blk % chunks;
         std::fill(sm.begin(), sm.end(), kNaN);
@@ -233,8 +233,7 @@ void emulate_pair_forward(const A& sa, const B& sb, int n, const std::vector<flo
                           std::vector<uint8_t>& arg_b) {
     out_a.assign(size_t(n) * sa.out_elems(), kNaN), arg_a.assign(out_a.size(), 0xFF);
     out_b.assign(size_t(n) * sb.out_elems(), kNaN), arg_b.assign(out_b.size(), 0xFF);
-    auto tile = [](int in, int F, int C, int K) { return size_t(in) + size_t(F) * C * K * K + F; };
-    std::vector<float> sm(std::max(tile(sa.in_elems(), sa.F, sa.C, sa.K), tile(sb.in_elems(), sb.F, sb.C, sb.K)));
+    std::vector<float> sm(std::max(tiled_forward_smem_floats(sa), tiled_forward_smem_floats(sb)));
     for (int i = 0; i < n; ++i) {
         std::fill(sm.begin(), sm.end(), kNaN);
         for (int t = 0; t < kThreads; ++t)

@@ -76,6 +76,8 @@ def steady(e):
     return statistics.median(e[1:]) if len(e) > 1 else e[0]
 
 
+# The reference recipe's GPU engines (FP32, batch 128): the runs set against the CPU, PyTorch and the 5 ms goal.
+REFERENCE_GPU = ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cuda_tiled_fused_two")
 runs = {}
 for name in ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cuda_tf32", "cuda_tiled_fused_two", "cpu",
              "strong_cuda", "strong_cpu", "cuda_b8192", "cuda_b8192_fused"):
@@ -132,7 +134,7 @@ if "cuda_tiled_fused" in runs and "cuda_tiled_fused_two" in runs:
 # Issue 10's question in one row: the fastest reference-recipe engine that agrees with the CPU
 # (and, for the two-stream run, gave the one-stream bits), its epoch against the 5 ms goal: the
 # candidate default.
-agreeing = [k for k in ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cuda_tiled_fused_two")
+agreeing = [k for k in REFERENCE_GPU
             if res.get(f"agreement_{k}", {}).get("ok") and (k != "cuda_tiled_fused_two" or res.get("two_streams_same_bits"))]
 if agreeing:
     best = min(agreeing, key=lambda k: runs[k]["seconds_per_epoch"])
@@ -157,8 +159,7 @@ res["pytorch"] = torch_runs
 if runs and torch_runs:
     # PyTorch trains the reference recipe on the same pairs: the ratio is against our fastest
     # engine on that recipe (the strong runs are shown, not compared).
-    same = [k for k in ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cuda_tiled_fused_two", "cpu")
-            if k in runs]
+    same = [k for k in REFERENCE_GPU + ("cpu",) if k in runs]
     ours = {k: v["seconds_per_epoch"] for k, v in runs.items() if k != "cpu"} or {"cpu": runs["cpu"]["seconds_per_epoch"]}
     parts = [f"ours {k} {v:.4f}" for k, v in ours.items()]
     best_name = min(same, key=lambda k: runs[k]["seconds_per_epoch"]) if same else min(ours, key=ours.get)

@@ -77,5 +77,22 @@ inline int tail_pairs_for(int I, int O, int count, size_t smem_limit) {
         G *= 2;
     return G;
 }
+// The most blocks a batch of up to `count` pairs takes (a scratch sized for it serves every
+// smaller batch): at `count`, or where a batch last takes kTailTargetBlocks blocks before the
+// pairs a block double. 0 when the layer does not fit a block.
+inline int tail_max_blocks(int I, int O, int count, size_t smem_limit) {
+    const int G0 = tail_pairs_per_block(I, O);
+    if (G0 == 0) return 0;
+    auto blocks = [&](int c) {
+        const int G = tail_pairs_for(I, O, c, smem_limit);
+        return (c + G - 1) / G;
+    };
+    int most = blocks(count);
+    for (int g = G0; g >= 8 && g < 64; g *= 2) {
+        const int c = count < kTailTargetBlocks * g ? count : kTailTargetBlocks * g;
+        if (blocks(c) > most) most = blocks(c);
+    }
+    return most;
+}
 
 }  // namespace siamese
