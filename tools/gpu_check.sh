@@ -224,7 +224,7 @@ fi
 
 # 7. compute-sanitizer: memcheck on 2-epoch GPU trainings (the fused, tiled step first: the
 #    newest kernels), racecheck on the kernels with shared memory (the loss reduction, Thrust's
-#    sort in the AUC, the tail, the column sums), then memcheck on every [cuda] test.
+#    sort in the AUC, the tail, the column sums, the conv pair forward), then memcheck on every [cuda] test.
 sanitizer_ok=0
 cs=(compute-sanitizer --error-exitcode 9 --print-limit 20)
 if [ $have_gpu = 1 ] && command -v compute-sanitizer >/dev/null; then
@@ -233,7 +233,7 @@ if [ $have_gpu = 1 ] && command -v compute-sanitizer >/dev/null; then
     --fused --conv tiled --out "$logs/run_memcheck_fused"
   stage memcheck_train 120 "${cs[@]}" --tool memcheck "$bin" train "${data_args[@]}" --epochs 2 --device cuda --quiet \
     --out "$logs/run_memcheck"
-  stage racecheck 90 "${cs[@]}" --tool racecheck build-gpu/tests/siamese_cuda_tests "[loss],[eval],[strong],[tail],[colsum]"
+  stage racecheck 90 "${cs[@]}" --tool racecheck build-gpu/tests/siamese_cuda_tests "[loss],[eval],[strong],[tail],[colsum],[pair]"
 else
   for s in memcheck_train memcheck_train_fused memcheck_tests racecheck; do
     echo "SKIPPED: $( [ $have_gpu = 1 ] && echo 'compute-sanitizer not found' || echo 'no GPU')" > "$logs/$s.log"
