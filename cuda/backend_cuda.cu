@@ -551,7 +551,9 @@ private:
     }
 
     // Profiling: CUDA events around each phase. Eager, they are read at the next wait; inside a
-    // capture they become event-record nodes of the graph (capture() moves them into it).
+    // capture they become event-record nodes of the graph (capture() moves them into it). That
+    // takes cudaEventRecordExternal: a plain cudaEventRecord during a capture only marks a point
+    // for cross-stream waits (no node), and reading its time after a replay is an error.
     template <class F>
     void phase(const char* name, F&& f) {
         if (!e_.profile) {
@@ -559,10 +561,16 @@ private:
             return;
         }
         Pending p{name, make_event(), make_event()};
-        CUDA_CHECK(cudaEventRecord(p.a.get(), stream_.get()));
+        record_timing(p.a.get());
         f();
-        CUDA_CHECK(cudaEventRecord(p.b.get(), stream_.get()));
+        record_timing(p.b.get());
         pending_.push_back(std::move(p));
+    }
+    void record_timing(cudaEvent_t e) {
+        cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+        CUDA_CHECK(cudaStreamIsCapturing(stream_.get(), &status));
+        const unsigned flags = status == cudaStreamCaptureStatusActive ? cudaEventRecordExternal : cudaEventRecordDefault;
+        CUDA_CHECK(cudaEventRecordWithFlags(e, stream_.get(), flags));
     }
     void collect_profile() {
         add_phase_times(pending_);
