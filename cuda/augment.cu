@@ -14,7 +14,8 @@ namespace {
 
 // One thread per output pixel; the slot's Warp is recomputed per thread (two Philox calls and
 // a sincos: cheaper than a second kernel and a round trip through memory).
-__global__ void augment_kernel(float* __restrict__ out, const float* __restrict__ bank, const int* __restrict__ order,
+template <class X>
+__global__ void augment_kernel(float* __restrict__ out, X bank, const int* __restrict__ order,
                                const StepState* __restrict__ st, int n, int H, int W, AugmentConfig c, uint64_t seed) {
     const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
     const long per = long(H) * W;
@@ -33,11 +34,13 @@ __global__ void gather_images_kernel(const int* __restrict__ order, const StepSt
 
 }  // namespace
 
-void augment_images(float* out, const float* bank, const int* order, int n, int H, int W, const AugmentConfig& c,
+void augment_images(float* out, ImageIn bank, const int* order, int n, int H, int W, const AugmentConfig& c,
                     uint64_t seed, const StepState* st, cudaStream_t stream) {
     NvtxRange r("augment_images");
-    augment_kernel<<<blocks_for(long(n) * H * W), kThreads, 0, stream>>>(out, bank, order, st, n, H, W, c, seed);
-    CUDA_CHECK_LAUNCH();
+    bank.visit([&](auto x) {
+        augment_kernel<<<blocks_for(long(n) * H * W), kThreads, 0, stream>>>(out, x, order, st, n, H, W, c, seed);
+        CUDA_CHECK_LAUNCH();
+    });
 }
 
 void build_gather_images(const int* order, const StepState* st, int count, int* gather, cudaStream_t stream) {

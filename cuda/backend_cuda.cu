@@ -40,6 +40,7 @@
 #include "launch.hpp"
 #include "nvtx.hpp"
 #include "siamese/backend.hpp"
+#include "siamese/half.hpp"
 #include "siamese/rules.hpp"  // dropout layer ids, shared with the CPU
 #include "siamese/step_plan.hpp"  // fused_tail_applies: the plan and the engine decide alike
 
@@ -137,7 +138,13 @@ public:
     // that moves a buffer a captured graph uses is caught at the next launch (graphs_valid).
     void do_upload_images(const ImageBank& bank) override {
         NvtxRange r("upload_images");
-        bank_.upload(bank.pixels, stream_.get());
+        if (e_.half_bank) {  // FP16 (--half-bank): each pixel rounded once, here; widened exactly as read
+            std::vector<uint16_t> h(bank.pixels.size());
+            std::transform(bank.pixels.begin(), bank.pixels.end(), h.begin(), half_from_float);
+            bank16_.upload(h, stream_.get());
+        } else {
+            bank_.upload(bank.pixels, stream_.get());
+        }
         n_bank_ = bank.size();
     }
     void set_params(const std::vector<float>& p) override {
@@ -198,7 +205,7 @@ public:
         return losses_host_.to_vector();
     }
 
-    std::vector<float> net_embed_bank() override { return embed_device(bank_.get(), n_bank_); }
+    std::vector<float> net_embed_bank() override { return embed_device(bank(), n_bank_); }
     // The validation pass of every epoch: the bank's inference embeddings, the pairs' distances and
     // their copy into pinned host memory, as one captured graph replayed each epoch (the first
     // pass at a set of buffers runs eagerly: library first-use setup must not happen inside a
@@ -390,7 +397,7 @@ private:
     // The validation pass queued on the stream: the bank's embeddings, the distances of the
     // `count` pairs keep_val_pairs holds, and their copy into pinned memory.
     void queue_validation(int count) {
-        embed_to_device(bank_.get(), n_bank_, val_emb_.get());
+        embed_to_device(bank(), n_bank_, val_emb_.get());
         pair_distances(val_d_.get(), val_emb_.get(), L_.embed_dim(), val_a_.get(), val_b_.get(), count, stream_.get());
         val_host_.copy_from_async(val_d_, size_t(count), stream_.get());
     }
@@ -458,7 +465,7 @@ private:
     // when any of them moved (a reallocation in begin_epoch, upload_images, ensure_capacity...)
     // every graph is dropped and the step captured again.
     std::vector<const void*> device_pointers() const {
-        std::vector<const void*> p = {bank_.get(),   params_.get(),  grad_.get(),    opt_state_.get(), order_a_.get(),
+        std::vector<const void*> p = {bank_.get(),   bank16_.get(), params_.get(),  grad_.get(),    opt_state_.get(), order_a_.get(),
                                       order_b_.get(), order_y_.get(), losses_.get(), partial_.get(),   gather_.get(),
                                       state_.get(),   cublas_ws_.get(), order_ids_.get(), aug_.get(),  rows_.get(),
                                       emb_.get(),     norm_.get(),    counters_.get(), tail_partial_.get(),
@@ -589,10 +596,10 @@ private:
     // Forward over n images: layer 1 reads in + gather[i] (or in + i) directly. The fused tail
     // stops before the last dense layer (dense_layers = all but one), and the layer before it
     // stops at its GEMM: the tail kernel applies that layer's bias, ReLU and dropout.
-    void forward(const float* in, ImageGather gather, int n, bool train, int dense_layers = -1) {
+    void forward(ImageIn in, ImageGather gather, int n, bool train, int dense_layers = -1) {
         check_capacity(n);
         cudaStream_t stream = stream_.get();
-        const float* x = in;
+        ImageIn x = in;  // the next conv layer's input
         size_t first_conv = 0;
         if (pair_forward()) {  // conv1 and conv2 in one launch
             const float rate = train ? r_.net.conv_dropout : 0.0f;
@@ -628,25 +635,28 @@ private:
             x = conv_out_[l].get();
             gather = nullptr;
         }
+        const float* h = x.f32;  // FP32 from here (an FP16 bank is read by conv1: every network has one)
         const size_t nd = dense_layers < 0 ? L_.dense.size() : size_t(dense_layers);
         for (size_t l = 0; l < nd; ++l) {
             const bool last = l + 1 == L_.dense.size();
             const float rate = train && !last ? r_.net.dense_dropout : 0.0f;
             phase("dense forward", [&] {
                 if (nd < L_.dense.size() && l + 1 == nd) {
-                    dense_forward_raw(dense_out_[l].get(), x, params_.get() + L_.dense_w[l], n, L_.dense[l].in,
+                    dense_forward_raw(dense_out_[l].get(), h, params_.get() + L_.dense_w[l], n, L_.dense[l].in,
                                       L_.dense[l].out, cublas_.get(), stream);
                     return;
                 }
-                dense_forward(dense_out_[l].get(), x, params_.get() + L_.dense_w[l], params_.get() + L_.dense_b[l], n,
+                dense_forward(dense_out_[l].get(), h, params_.get() + L_.dense_w[l], params_.get() + L_.dense_b[l], n,
                               L_.dense[l].in, L_.dense[l].out, !last || r_.net.embed_relu, rate, r_.seed,
                               kDenseDropoutId + uint32_t(l), state_.get(), cublas_.get(), stream);
             });
-            x = dense_out_[l].get();
+            h = dense_out_[l].get();
         }
         if (r_.net.l2_normalize && nd == L_.dense.size())
-            phase("l2 normalize", [&] { l2_normalize_forward(emb_.get(), norm_.get(), x, n, L_.embed_dim(), stream); });
+            phase("l2 normalize", [&] { l2_normalize_forward(emb_.get(), norm_.get(), h, n, L_.embed_dim(), stream); });
     }
+    // The images training and validation read: the FP32 bank, or the FP16 one (--half-bank).
+    ImageIn bank() const { return e_.half_bank ? ImageIn::half(bank16_.get()) : ImageIn(bank_.get()); }
     // The embeddings of the last forward: (n, E).
     const float* embedding() const { return r_.net.l2_normalize ? emb_.get() : dense_out_.back().get(); }
 
@@ -666,7 +676,7 @@ private:
         if (tail_) {
             const int nd = int(L_.dense.size());
             const DenseShape& d = L_.dense.back();
-            forward(bank_.get(), gather, n, true, nd - 1);
+            forward(bank(), gather, n, true, nd - 1);
             phase("tail", [&] {
                 contrastive_tail(grad_.get() + L_.dense_w[nd - 1], grad_.get() + L_.dense_b[nd - 1], dense_d_[nd - 2].get(),
                                  grad_.get() + L_.dense_b[nd - 2], losses_.get(), dense_out_[nd - 2].get(),
@@ -676,15 +686,15 @@ private:
                                  kDenseDropoutId + uint32_t(nd - 2), state_.get(), tail_partial_.get(),
                                  tail_partial_.size(), counters_.get(), stream);
             });
-            backward_and_update(n, bank_.get(), gather, count, nd - 2);
+            backward_and_update(n, bank(), gather, count, nd - 2);
             return;
         }
-        forward(bank_.get(), gather, n, true);
+        forward(bank(), gather, n, true);
         phase("distance+loss", [&] {
             contrastive_loss(dense_d_.back().get(), losses_.get(), nullptr, embedding(), order_y_.get(), count, E, r_.margin,
                              state_.get(), stream);
         });
-        backward_and_update(n, bank_.get(), gather, count);
+        backward_and_update(n, bank(), gather, count);
     }
 
     // One P-K step on `count` images of the epoch's group order: gathered (and augmented) from
@@ -693,12 +703,12 @@ private:
         NvtxRange r("train_group_step");
         cudaStream_t stream = stream_.get();
         const int E = L_.embed_dim(), H = r_.net.in_h, W = r_.net.in_w;
-        const float* in = bank_.get();
+        ImageIn in = bank();
         const int* gather = gather_.get();
         if (r_.augment.enabled) {
             require_elems(aug_.size(), size_t(count) * H * W, "augmented images");
             phase("augment", [&] {
-                augment_images(aug_.get(), bank_.get(), order_a_.get(), count, H, W, r_.augment, r_.seed, state_.get(),
+                augment_images(aug_.get(), bank(), order_a_.get(), count, H, W, r_.augment, r_.seed, state_.get(),
                                stream);
             });
             in = aug_.get();
@@ -722,7 +732,7 @@ private:
     // From the embedding gradient in dense_d_.back() (n, E) down to the weights, the update, and
     // the StepState's advance by `advance` items of the order. After the fused tail, `top` is the
     // penultimate dense layer, whose gradient the tail has already masked and bias-summed.
-    void backward_and_update(int n, const float* images, ImageGather gather0, int advance, int top = -1) {
+    void backward_and_update(int n, ImageIn images, ImageGather gather0, int advance, int top = -1) {
         cudaStream_t stream = stream_.get();
         const int nd = int(L_.dense.size()), nc = int(L_.conv.size());
         const bool tail = top >= 0;
@@ -761,7 +771,7 @@ private:
         }
         for (int l = nc - 1; l >= 0; --l) {
             const ConvShape& s = L_.conv[l];
-            const float* in = l > 0 ? conv_out_[l - 1].get() : images;
+            const ImageIn in = l > 0 ? ImageIn(conv_out_[l - 1].get()) : images;
             const ImageGather gather = l > 0 ? ImageGather() : gather0;
             float* din = l > 0 ? conv_d_[l - 1].get() : nullptr;
             float* partial = partial_.get() + partial_at_[l];
@@ -887,7 +897,7 @@ private:
     }
 
     // Inference embeddings of n device images into dst (n, E) on the device, in chunks.
-    void embed_to_device(const float* images, int n, float* dst) {
+    void embed_to_device(ImageIn images, int n, float* dst) {
         NvtxRange r("embed");
         const int E = L_.embed_dim();
         prepare_embed(n);
@@ -895,18 +905,18 @@ private:
         float* mirror = mirror_.get();
         for (int s = 0; s < n; s += cap_) {
             const int m = std::min(cap_, n - s);
-            forward(images + s * elems, nullptr, m, false);
+            forward(images.offset(s * elems), nullptr, m, false);
             CUDA_CHECK(cudaMemcpyAsync(dst + size_t(s) * E, embedding(), size_t(m) * E * sizeof(float),
                                        cudaMemcpyDeviceToDevice, stream_.get()));
             if (r_.net.flip_average) {  // the same on the mirror images, then the mean
-                mirror_images(mirror, images + s * elems, m, r_.net.in_h, r_.net.in_w, stream_.get());
+                mirror_images(mirror, images.offset(s * elems), m, r_.net.in_h, r_.net.in_w, stream_.get());
                 forward(mirror, nullptr, m, false);
                 flip_average(dst + size_t(s) * E, embedding(), m, E, r_.net.l2_normalize, stream_.get());
             }
         }
     }
 
-    std::vector<float> embed_device(const float* images, int n) {
+    std::vector<float> embed_device(ImageIn images, int n) {
         DeviceBuffer<float> emb(size_t(n) * L_.embed_dim());
         embed_to_device(images, n, emb.get());
         sync();
@@ -933,6 +943,7 @@ private:
 #if SIAMESE_HAVE_CUDNN
     Owned<cudnnHandle_t, CudnnDestroy> cudnn_;
 #endif
+    DeviceBuffer<uint16_t> bank16_;  // the bank in FP16 (--half-bank), else bank_
     DeviceBuffer<float> bank_, params_, grad_, opt_state_, order_y_, losses_, partial_, aug_, rows_, emb_, norm_;
     DeviceBuffer<float> tail_partial_, val_emb_, val_d_;
     DeviceBuffer<int> val_a_, val_b_;

@@ -15,6 +15,7 @@
 #include "last_block.cuh"
 #include "smem.cuh"
 #include "conv_phases.hpp"
+#include "pixels.hpp"
 #include "siamese/rules.hpp"
 
 namespace siamese::cuda {
@@ -24,8 +25,9 @@ namespace {
 // One thread per group of four consecutive pooled outputs of one image (flattened (F,Hp,Wp)):
 // each output's P*P conv values, their max and argmax, ReLU, and the group's dropout mask from
 // ONE Philox call (the four words of the block cover the four outputs, as on the CPU).
-__global__ void conv_pool_forward_kernel(ConvShape s, int n, const float* __restrict__ in,
-                                         ImageGather gather, const float* __restrict__ w,
+// X: the images' pixel type (pixels.hpp).
+template <class X>
+__global__ void conv_pool_forward_kernel(ConvShape s, int n, X in, ImageGather gather, const float* __restrict__ w,
                                          const float* __restrict__ b, float* __restrict__ out,
                                          uint8_t* __restrict__ argmax, float rate, uint64_t seed, uint32_t layer_id,
                                          const StepState* __restrict__ st) {
@@ -33,7 +35,7 @@ __global__ void conv_pool_forward_kernel(ConvShape s, int n, const float* __rest
     const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
     if (idx >= long(n) * groups) return;
     const int i = int(idx / groups), g = int(idx % groups);
-    const float* x = in + size_t(gather(i)) * s.C * s.H * s.W;
+    const X x = in + size_t(gather(i)) * s.C * s.H * s.W;
     pool_relu_dropout_group(
         s, i, g, [&](int f, int oy, int ox) { return conv_value(s, x, w, b, f, oy, ox); }, out, argmax, rate, seed,
         layer_id, rate > 0.0f ? st->step : 0);
@@ -41,8 +43,8 @@ __global__ void conv_pool_forward_kernel(ConvShape s, int n, const float* __rest
 
 // Thread j of chunk blockIdx.y: the sum over the chunk's images of weight (or bias) j's gradient.
 // Fused (counter set): the last block to finish then sums the chunks into grad_wb.
-__global__ void conv_wgrad_partial_kernel(ConvShape s, int n, int chunk, const float* __restrict__ in,
-                                          ImageGather gather, const float* __restrict__ geff,
+template <class X>
+__global__ void conv_wgrad_partial_kernel(ConvShape s, int n, int chunk, X in, ImageGather gather, const float* __restrict__ geff,
                                           const float* __restrict__ y, float scale, const uint8_t* __restrict__ argmax,
                                           float* __restrict__ partial, float* __restrict__ grad_wb,
                                           unsigned* __restrict__ counter, int chunks) {
@@ -107,8 +109,8 @@ static_assert(kTileThreads == kWgradThreads, "the fixed shapes' weight slots are
 
 // Forward: the image, the weights and biases in shared memory; thread = one group of four pooled
 // outputs (as conv_pool_forward_kernel); blockIdx.x = image * chunks + chunk of 256 groups.
-template <class S>
-__global__ void tiled_forward_kernel(S s, const float* __restrict__ in, ImageGather gather,
+template <class S, class X>
+__global__ void tiled_forward_kernel(S s, X in, ImageGather gather,
                                      const float* __restrict__ w, const float* __restrict__ b, float* __restrict__ out,
                                      uint8_t* __restrict__ argmax, float rate, uint64_t seed, uint32_t layer_id,
                                      const StepState* __restrict__ st, int chunks) {
@@ -125,8 +127,8 @@ __global__ void tiled_forward_kernel(S s, const float* __restrict__ in, ImageGat
 // it), then, after a barrier, b's from that output (written by this block: visible to it after
 // the barrier; read with plain loads, never through the read-only path). The same phases, the
 // same bits as the two launches.
-template <class SA, class SB>
-__global__ void tiled_pair_forward_kernel(SA sa, SB sb, const float* __restrict__ in, ImageGather gather,
+template <class SA, class SB, class X>
+__global__ void tiled_pair_forward_kernel(SA sa, SB sb, X in, ImageGather gather,
                                           const float* __restrict__ wa, const float* __restrict__ ba, float* out_a,
                                           uint8_t* __restrict__ arg_a, const float* __restrict__ wb,
                                           const float* __restrict__ bb, float* __restrict__ out_b,
@@ -165,9 +167,8 @@ __global__ void tiled_input_grad_kernel(S s, const float* __restrict__ geff,
 // Weight gradient: block = a chunk of images (wgrad_chunk, as conv_wgrad_partial_kernel), each
 // staged in turn; the block's sums into its slot of partial; fused (counter set): the last block
 // to finish sums the chunks into grad_wb (column_sums' order, with sm as its tile).
-template <class S>
-__global__ void tiled_wgrad_kernel(S s, int n, int chunk, const float* __restrict__ in,
-                                   ImageGather gather, const float* __restrict__ geff,
+template <class S, class X>
+__global__ void tiled_wgrad_kernel(S s, int n, int chunk, X in, ImageGather gather, const float* __restrict__ geff,
                                    const float* __restrict__ ymask, float scale,
                                    const uint8_t* __restrict__ argmax, float* __restrict__ partial, int split,
                                    float* __restrict__ grad_wb, unsigned* __restrict__ counter) {
@@ -230,13 +231,16 @@ void with_pair_shape(const ConvShape& a, const ConvShape& b, F&& f) {
 
 void conv_fixed_shapes(bool on) { g_fixed_shapes = on; }
 
-void conv_pool_forward(float* out, uint8_t* argmax, const float* in, const float* w, const float* b, const ConvShape& s,
+void conv_pool_forward(float* out, uint8_t* argmax, ImageIn in, const float* w, const float* b, const ConvShape& s,
                        int n, ImageGather gather, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
                        cudaStream_t stream) {
     NvtxRange r("conv_pool_forward");
     if (s.P > 8) throw UsageError("CUDA conv: pool size over 8 is not supported (argmax is one byte)");
-    conv_pool_forward_kernel<<<blocks_for(long(n) * ((s.out_elems() + 3) / 4)), kThreads, 0, stream>>>(s, n, in, gather, w, b, out, argmax, rate, seed, layer_id, st);
-    CUDA_CHECK_LAUNCH();
+    in.visit([&](auto x) {
+        conv_pool_forward_kernel<<<blocks_for(long(n) * ((s.out_elems() + 3) / 4)), kThreads, 0, stream>>>(
+            s, n, x, gather, w, b, out, argmax, rate, seed, layer_id, st);
+        CUDA_CHECK_LAUNCH();
+    });
 }
 
 size_t conv_partial_elems(const ConvShape& s) { return size_t(wgrad_max_chunks(s)) * wgrad_params(s); }
@@ -246,16 +250,18 @@ size_t conv_partial_needed(const ConvShape& s, int n) {
     return size_t((n + chunk - 1) / chunk) * wgrad_params(s);
 }
 
-void conv_backward_weights(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in, const ConvShape& s,
+void conv_backward_weights(float* grad_wb, const float* geff, const uint8_t* argmax, ImageIn in, const ConvShape& s,
                            int n, ImageGather gather, float* partial, size_t partial_elems, cudaStream_t stream,
                            const ConvBackwardFusion& fuse) {
     NvtxRange r("conv_backward_weights");
     require_elems(partial_elems, conv_partial_needed(s, n), "conv_backward_weights: partial");
     const int nwb = wgrad_params(s);
     const int chunk = wgrad_chunk(s, n), chunks = (n + chunk - 1) / chunk;
-    conv_wgrad_partial_kernel<<<dim3(blocks_for(nwb), unsigned(chunks)), kThreads, 0, stream>>>(
-        s, n, chunk, in, gather, geff, fuse.y, fuse.scale, argmax, partial, grad_wb, fuse.counter, chunks);
-    CUDA_CHECK_LAUNCH();
+    in.visit([&](auto x) {
+        conv_wgrad_partial_kernel<<<dim3(blocks_for(nwb), unsigned(chunks)), kThreads, 0, stream>>>(
+            s, n, chunk, x, gather, geff, fuse.y, fuse.scale, argmax, partial, grad_wb, fuse.counter, chunks);
+        CUDA_CHECK_LAUNCH();
+    });
     if (!fuse.counter) column_sums(grad_wb, partial, chunks, nwb, stream);  // the chunks in order
 }
 
@@ -271,23 +277,26 @@ void conv_backward_input(float* din, const float* geff, const uint8_t* argmax, c
 
 namespace siamese::cuda {
 
-void conv_pool_forward_tiled(float* out, uint8_t* argmax, const float* in, const float* w, const float* b,
+void conv_pool_forward_tiled(float* out, uint8_t* argmax, ImageIn in, const float* w, const float* b,
                              const ConvShape& s, int n, ImageGather gather, float rate, uint64_t seed, uint32_t layer_id,
                              const StepState* st, cudaStream_t stream) {
     const size_t bytes = tiled_forward_smem_floats(s) * sizeof(float);
-    with_shape(s, [&](auto shape) {
-        using S = decltype(shape);
-        if (s.P > 8 || n == 0 || !dynamic_smem_ok<tiled_forward_kernel<S>>(bytes))
-            return conv_pool_forward(out, argmax, in, w, b, s, n, gather, rate, seed, layer_id, st, stream);
-        NvtxRange r("conv_pool_forward_tiled");
-        const int chunks = tiled_forward_chunks(shape, kTileThreads);
-        tiled_forward_kernel<S><<<unsigned(long(n) * chunks), kTileThreads, bytes, stream>>>(
-            shape, in, gather, w, b, out, argmax, rate, seed, layer_id, st, chunks);
-        CUDA_CHECK_LAUNCH();
+    in.visit([&](auto x) {
+        with_shape(s, [&](auto shape) {
+            using S = decltype(shape);
+            using X = decltype(x);
+            if (s.P > 8 || n == 0 || !dynamic_smem_ok<tiled_forward_kernel<S, X>>(bytes))
+                return conv_pool_forward(out, argmax, in, w, b, s, n, gather, rate, seed, layer_id, st, stream);
+            NvtxRange r("conv_pool_forward_tiled");
+            const int chunks = tiled_forward_chunks(shape, kTileThreads);
+            tiled_forward_kernel<S, X><<<unsigned(long(n) * chunks), kTileThreads, bytes, stream>>>(
+                shape, x, gather, w, b, out, argmax, rate, seed, layer_id, st, chunks);
+            CUDA_CHECK_LAUNCH();
+        });
     });
 }
 
-void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in,
+void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_t* argmax, ImageIn in,
                                  const ConvShape& s, int n, ImageGather gather, float* partial, size_t partial_elems,
                                  cudaStream_t stream, const ConvBackwardFusion& fuse) {
     const int nwb = wgrad_params(s);
@@ -297,17 +306,20 @@ void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_
     const size_t bytes = std::max((size_t(s.in_elems()) + pooled + (split > 1 ? size_t(split) * nwb : 0)) * sizeof(float) +
                                       pooled,
                                   size_t(kColsumTileFloats) * sizeof(float));
-    with_shape(s, [&](auto shape) {
-        using S = decltype(shape);
-        if (n == 0 || nwb > kWgradPerThread * kTileThreads || !dynamic_smem_ok<tiled_wgrad_kernel<S>>(bytes))
-            return conv_backward_weights(grad_wb, geff, argmax, in, s, n, gather, partial, partial_elems, stream, fuse);
-        NvtxRange r("conv_backward_weights_tiled");
-        require_elems(partial_elems, conv_partial_needed(s, n), "conv_backward_weights_tiled: partial");
-        const int chunk = wgrad_chunk(s, n), chunks = (n + chunk - 1) / chunk;
-        tiled_wgrad_kernel<S><<<unsigned(chunks), kTileThreads, bytes, stream>>>(
-            shape, n, chunk, in, gather, geff, fuse.y, fuse.scale, argmax, partial, split, grad_wb, fuse.counter);
-        CUDA_CHECK_LAUNCH();
-        if (!fuse.counter) column_sums(grad_wb, partial, chunks, nwb, stream);  // the chunks in order
+    in.visit([&](auto x) {
+        with_shape(s, [&](auto shape) {
+            using S = decltype(shape);
+            using X = decltype(x);
+            if (n == 0 || nwb > kWgradPerThread * kTileThreads || !dynamic_smem_ok<tiled_wgrad_kernel<S, X>>(bytes))
+                return conv_backward_weights(grad_wb, geff, argmax, in, s, n, gather, partial, partial_elems, stream, fuse);
+            NvtxRange r("conv_backward_weights_tiled");
+            require_elems(partial_elems, conv_partial_needed(s, n), "conv_backward_weights_tiled: partial");
+            const int chunk = wgrad_chunk(s, n), chunks = (n + chunk - 1) / chunk;
+            tiled_wgrad_kernel<S, X><<<unsigned(chunks), kTileThreads, bytes, stream>>>(
+                shape, n, chunk, x, gather, geff, fuse.y, fuse.scale, argmax, partial, split, grad_wb, fuse.counter);
+            CUDA_CHECK_LAUNCH();
+            if (!fuse.counter) column_sums(grad_wb, partial, chunks, nwb, stream);  // the chunks in order
+        });
     });
 }
 
@@ -328,25 +340,28 @@ void conv_backward_input_tiled(float* din, const float* geff, const uint8_t* arg
     });
 }
 
-void conv_pair_forward_tiled(float* out_a, uint8_t* arg_a, float* out_b, uint8_t* arg_b, const float* in, const float* wa,
+void conv_pair_forward_tiled(float* out_a, uint8_t* arg_a, float* out_b, uint8_t* arg_b, ImageIn in, const float* wa,
                              const float* ba, const float* wb, const float* bb, const ConvShape& sa, const ConvShape& sb,
                              int n, ImageGather gather, float rate, uint64_t seed, uint32_t layer_a, const StepState* st,
                              cudaStream_t stream) {
     if (sb.C != sa.F || sb.H != sa.Hp || sb.W != sa.Wp)
         throw std::logic_error("conv_pair_forward_tiled: the second block does not read the first one's output");
     const size_t bytes = std::max(tiled_forward_smem_floats(sa), tiled_forward_smem_floats(sb)) * sizeof(float);
-    with_pair_shape(sa, sb, [&](auto a, auto b) {
-        using A = decltype(a);
-        using B = decltype(b);
-        if (sa.P > 8 || sb.P > 8 || n == 0 || !dynamic_smem_ok<tiled_pair_forward_kernel<A, B>>(bytes)) {
-            conv_pool_forward_tiled(out_a, arg_a, in, wa, ba, sa, n, gather, rate, seed, layer_a, st, stream);
-            conv_pool_forward_tiled(out_b, arg_b, out_a, wb, bb, sb, n, nullptr, rate, seed, layer_a + 1, st, stream);
-            return;
-        }
-        NvtxRange r("conv_pair_forward_tiled");
-        tiled_pair_forward_kernel<A, B><<<unsigned(n), kTileThreads, bytes, stream>>>(
-            a, b, in, gather, wa, ba, out_a, arg_a, wb, bb, out_b, arg_b, rate, seed, layer_a, st);
-        CUDA_CHECK_LAUNCH();
+    in.visit([&](auto x) {
+        with_pair_shape(sa, sb, [&](auto a, auto b) {
+            using A = decltype(a);
+            using B = decltype(b);
+            using X = decltype(x);
+            if (sa.P > 8 || sb.P > 8 || n == 0 || !dynamic_smem_ok<tiled_pair_forward_kernel<A, B, X>>(bytes)) {
+                conv_pool_forward_tiled(out_a, arg_a, in, wa, ba, sa, n, gather, rate, seed, layer_a, st, stream);
+                conv_pool_forward_tiled(out_b, arg_b, out_a, wb, bb, sb, n, nullptr, rate, seed, layer_a + 1, st, stream);
+                return;
+            }
+            NvtxRange r("conv_pair_forward_tiled");
+            tiled_pair_forward_kernel<A, B, X><<<unsigned(n), kTileThreads, bytes, stream>>>(
+                a, b, x, gather, wa, ba, out_a, arg_a, wb, bb, out_b, arg_b, rate, seed, layer_a, st);
+            CUDA_CHECK_LAUNCH();
+        });
     });
 }
 

@@ -53,14 +53,15 @@ SIAMESE_HD void pool_relu_dropout_group(const S& s, int i, int g, Value value, f
 }
 
 // The conv output at (f, oy, ox) of image x (C, H, W) with weights w (F, C, K, K) and bias b:
-// the bias, then every (c, ky, kx) in order (the CPU reference's order).
-template <class S>
-SIAMESE_HD float conv_value(const S& s, const float* x, const float* w, const float* b, int f, int oy, int ox) {
+// the bias, then every (c, ky, kx) in order (the CPU reference's order). X: a float pointer, or
+// the pixel types of pixels.hpp (the FP16 bank widened as it is read).
+template <class S, class X>
+SIAMESE_HD float conv_value(const S& s, X x, const float* w, const float* b, int f, int oy, int ox) {
     const float* wf = w + f * s.C * s.K * s.K;
     float acc = b[f];
     for (int c = 0; c < s.C; ++c)
         for (int ky = 0; ky < s.K; ++ky) {
-            const float* xr = x + (c * s.H + oy + ky) * s.W + ox;
+            const X xr = x + size_t((c * s.H + oy + ky) * s.W + ox);
             const float* wr = wf + (c * s.K + ky) * s.K;
             for (int kx = 0; kx < s.K; ++kx) acc += wr[kx] * xr[kx];
         }
@@ -92,9 +93,9 @@ inline int wgrad_chunk(const ConvShape& s, int n) {
 // Weight (or bias) j's gradient terms from one image, added to acc in position order: pooled
 // positions first, first + step, ... of its filter's geff g (F, Hp, Wp) (masked by y when y is
 // set: pooled_grad), each weight's tap read from the input x (C, H, W) at the window's argmax a.
-template <class S>
-SIAMESE_HD float wgrad_terms(const S& s, int j, const float* g, const float* y, float scale, const uint8_t* a,
-                             const float* x, int first, int step, float acc) {
+template <class S, class X>
+SIAMESE_HD float wgrad_terms(const S& s, int j, const float* g, const float* y, float scale, const uint8_t* a, X x,
+                             int first, int step, float acc) {
     const int CKK = s.C * s.K * s.K, nw = s.F * CKK, per_image = s.Hp * s.Wp;
     const bool bias = j >= nw;
     const int f = bias ? j - nw : j / CKK;
@@ -102,7 +103,7 @@ SIAMESE_HD float wgrad_terms(const S& s, int j, const float* g, const float* y, 
     g += f * per_image;
     if (y) y += f * per_image;
     a += f * per_image;
-    x += c * s.H * s.W;
+    x = x + size_t(c * s.H * s.W);
     for (int pos = first; pos < per_image; pos += step) {
         const float gv = pooled_grad(g, y, scale, pos);
         if (gv == 0.0f) continue;
@@ -125,10 +126,9 @@ template <class S>
 SIAMESE_HD size_t tiled_forward_smem_floats(const S& s) {
     return size_t(s.C * s.H * s.W) + size_t(s.F) * s.C * s.K * s.K + s.F;
 }
-// Forward, phase 1: the image x, the weights and biases into sm.
-template <class S>
-SIAMESE_HD void tiled_forward_stage(const S& s, const float* x, const float* w, const float* b, float* sm, int tid,
-                                    int nt) {
+// Forward, phase 1: the image x (a float pointer, or pixels.hpp's types), the weights and biases into sm.
+template <class S, class X>
+SIAMESE_HD void tiled_forward_stage(const S& s, X x, const float* w, const float* b, float* sm, int tid, int nt) {
     const int img = s.C * s.H * s.W, nw = s.F * s.C * s.K * s.K;
     float *xs = sm, *ws = sm + img, *bs = ws + nw;
     for (int k = tid; k < img; k += nt) xs[k] = x[k];
@@ -242,8 +242,8 @@ SIAMESE_HD WgradTiles wgrad_tiles(const S& s, float* sm, int split) {
     return t;
 }
 // Phase 1 (per image i): the input x, the pooled gradient (masked when ymask is set) and argmax.
-template <class S>
-SIAMESE_HD void tiled_wgrad_stage(const S& s, int i, const float* x, const float* geff, const float* ymask, float scale,
+template <class S, class X>
+SIAMESE_HD void tiled_wgrad_stage(const S& s, int i, X x, const float* geff, const float* ymask, float scale,
                                   const uint8_t* argmax, const WgradTiles& t, int tid, int nt) {
     const int img = s.C * s.H * s.W, pooled = s.F * s.Hp * s.Wp;
     for (int k = tid; k < img; k += nt) t.xs[k] = x[k];

@@ -49,8 +49,9 @@ Algo pick_algorithm(const Perf* perf, int n, Algo fallback, bool* fell_back) {
     return fallback;
 }
 
-__global__ void gather_images_kernel(const float* __restrict__ in, ImageGather gather, int n, int elems,
-                                     float* __restrict__ out) {
+// The batch's images side by side as cuDNN reads them (and the FP16 bank widened to float).
+template <class X>
+__global__ void gather_images_kernel(X in, ImageGather gather, int n, int elems, float* __restrict__ out) {
     const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
     if (idx >= long(n) * elems) return;
     out[idx] = in[size_t(gather(int(idx / elems))) * elems + idx % elems];
@@ -192,15 +193,17 @@ void CudnnConvBlock::ensure_workspace() {
     if (need > workspace_.size()) workspace_.resize(need);
 }
 
-const float* CudnnConvBlock::contiguous_input(const float* in, ImageGather gather, int n, cudaStream_t stream) {
-    if (!gather) return in;
-    gather_images_kernel<<<blocks_for(long(n) * s_.in_elems()), kThreads, 0, stream>>>(in, gather, n, s_.in_elems(),
-                                                                                       staged_.get());
-    CUDA_CHECK_LAUNCH();
+const float* CudnnConvBlock::contiguous_input(ImageIn in, ImageGather gather, int n, cudaStream_t stream) {
+    if (!gather && !in.is_half()) return in.f32;
+    in.visit([&](auto x) {
+        gather_images_kernel<<<blocks_for(long(n) * s_.in_elems()), kThreads, 0, stream>>>(x, gather, n, s_.in_elems(),
+                                                                                          staged_.get());
+        CUDA_CHECK_LAUNCH();
+    });
     return staged_.get();
 }
 
-void CudnnConvBlock::forward(float* out, uint8_t* argmax, const float* in, const float* w, const float* b, int n,
+void CudnnConvBlock::forward(float* out, uint8_t* argmax, ImageIn in, const float* w, const float* b, int n,
                              ImageGather gather, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
                              cudaStream_t stream) {
     NvtxRange r("cudnn_conv_forward");
@@ -216,7 +219,7 @@ void CudnnConvBlock::forward(float* out, uint8_t* argmax, const float* in, const
     CUDA_CHECK_LAUNCH();
 }
 
-void CudnnConvBlock::backward(float* grad_wb, float* din, const float* geff, const uint8_t* argmax, const float* in,
+void CudnnConvBlock::backward(float* grad_wb, float* din, const float* geff, const uint8_t* argmax, ImageIn in,
                               const float* w, int n, ImageGather gather, cudaStream_t stream) {
     NvtxRange r("cudnn_conv_backward");
     set_batch(n);

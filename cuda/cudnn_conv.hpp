@@ -24,11 +24,11 @@ public:
     CudnnConvBlock& operator=(const CudnnConvBlock&) = delete;
 
     // Same contract and argument order as conv_pool_forward (kernels.hpp).
-    void forward(float* out, uint8_t* argmax, const float* in, const float* w, const float* b, int n, ImageGather gather,
+    void forward(float* out, uint8_t* argmax, ImageIn in, const float* w, const float* b, int n, ImageGather gather,
                  float rate, uint64_t seed, uint32_t layer_id, const StepState* st, cudaStream_t stream);
     // conv_backward_weights and conv_backward_input in one: grad_wb holds the layer's weights
     // then its bias; din may be null (first layer).
-    void backward(float* grad_wb, float* din, const float* geff, const uint8_t* argmax, const float* in, const float* w,
+    void backward(float* grad_wb, float* din, const float* geff, const uint8_t* argmax, ImageIn in, const float* w,
                   int n, ImageGather gather, cudaStream_t stream);
     // "fwd IMPLICIT_PRECOMP_GEMM, bwd filter ALGO_1, bwd data ALGO_1, workspace 0.1 MiB"
     std::string describe() const;
@@ -40,7 +40,7 @@ private:
     void choose_algorithms();
     void ensure_workspace();
     void check_stream(cudaStream_t stream) const;
-    const float* contiguous_input(const float* in, ImageGather gather, int n, cudaStream_t stream);
+    const float* contiguous_input(ImageIn in, ImageGather gather, int n, cudaStream_t stream);
 
     cudnnHandle_t h_;
     ConvShape s_;

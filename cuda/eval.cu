@@ -31,7 +31,8 @@ __global__ void pair_distance_kernel(const float* __restrict__ emb, int E, const
 }
 
 // One thread per output pixel: out (n, H, W) = in mirrored left-right.
-__global__ void mirror_kernel(float* __restrict__ out, const float* __restrict__ in, long total, int W) {
+template <class X>
+__global__ void mirror_kernel(float* __restrict__ out, X in, long total, int W) {
     const long t = long(blockIdx.x) * blockDim.x + threadIdx.x;
     if (t >= total) return;
     const long row = t / W;
@@ -57,12 +58,14 @@ __global__ void flip_average_kernel(float* __restrict__ a, const float* __restri
 
 }  // namespace
 
-void mirror_images(float* out, const float* in, int n, int H, int W, cudaStream_t stream) {
+void mirror_images(float* out, ImageIn in, int n, int H, int W, cudaStream_t stream) {
     NvtxRange r("mirror_images");
     const long total = long(n) * H * W;
     if (total == 0) return;
-    mirror_kernel<<<blocks_for(total), kThreads, 0, stream>>>(out, in, total, W);
-    CUDA_CHECK_LAUNCH();
+    in.visit([&](auto x) {
+        mirror_kernel<<<blocks_for(total), kThreads, 0, stream>>>(out, x, total, W);
+        CUDA_CHECK_LAUNCH();
+    });
 }
 
 void flip_average(float* a, const float* b, int n, int E, bool l2, cudaStream_t stream) {

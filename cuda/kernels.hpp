@@ -19,6 +19,7 @@
 #include "siamese/optimizer.hpp"
 #include "siamese/rules.hpp"
 #include "siamese/shuffle.hpp"
+#include "pixels.hpp"  // ImageIn: FP32 images or the FP16 bank
 
 namespace siamese::cuda {
 
@@ -90,7 +91,7 @@ void set_step_state(StepState* st, const StepState& s, cudaStream_t stream);
 // Image i reads in + gather(i) * C*H*W (ImageGather): layer 1 reads the image bank directly.
 // rate 0 = inference (no dropout).
 // Reference: conv_pool_forward in src/cpu/conv.hpp (one image).
-void conv_pool_forward(float* out, uint8_t* argmax, const float* in, const float* w, const float* b, const ConvShape& s,
+void conv_pool_forward(float* out, uint8_t* argmax, ImageIn in, const float* w, const float* b, const ConvShape& s,
                        int n, ImageGather gather, float rate, uint64_t seed, uint32_t layer_id, const StepState* st,
                        cudaStream_t stream);
 // What the fused step (--fused) folds into a conv block's backward kernels; all off by default.
@@ -114,7 +115,7 @@ size_t conv_partial_elems(const ConvShape& s);
 size_t conv_partial_needed(const ConvShape& s, int n);
 // Reference: conv_backward_weights in src/cpu/conv.hpp, whose (dw, db, dconv) are here grad_wb
 // and (geff, argmax): the GPU never materialises the scattered conv gradient.
-void conv_backward_weights(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in, const ConvShape& s,
+void conv_backward_weights(float* grad_wb, const float* geff, const uint8_t* argmax, ImageIn in, const ConvShape& s,
                            int n, ImageGather gather, float* partial, size_t partial_elems, cudaStream_t stream,
                            const ConvBackwardFusion& fuse = {});
 // din (n, C,H,W): gradient at the block's input, gathered over filters and taps.
@@ -125,10 +126,10 @@ void conv_backward_input(float* din, const float* geff, const uint8_t* argmax, c
 // The same three with each image's data staged in shared memory (--conv tiled): same arguments,
 // same results up to FP32 summation order; a shape whose tiles do not fit the device's shared
 // memory runs the launchers above.
-void conv_pool_forward_tiled(float* out, uint8_t* argmax, const float* in, const float* w, const float* b,
+void conv_pool_forward_tiled(float* out, uint8_t* argmax, ImageIn in, const float* w, const float* b,
                              const ConvShape& s, int n, ImageGather gather, float rate, uint64_t seed, uint32_t layer_id,
                              const StepState* st, cudaStream_t stream);
-void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_t* argmax, const float* in,
+void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_t* argmax, ImageIn in,
                                  const ConvShape& s, int n, ImageGather gather, float* partial, size_t partial_elems,
                                  cudaStream_t stream, const ConvBackwardFusion& fuse = {});
 // Blocks a and b (b reads a's output) forward in ONE launch (--conv tiled --fused): a block per
@@ -136,7 +137,7 @@ void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_
 // writes it), then stages that output and computes b's (layer ids layer_a and layer_a + 1): the
 // same phases, the same bits as two conv_pool_forward_tiled launches, which it falls back to
 // where the tiles do not fit.
-void conv_pair_forward_tiled(float* out_a, uint8_t* arg_a, float* out_b, uint8_t* arg_b, const float* in, const float* wa,
+void conv_pair_forward_tiled(float* out_a, uint8_t* arg_a, float* out_b, uint8_t* arg_b, ImageIn in, const float* wa,
                              const float* ba, const float* wb, const float* bb, const ConvShape& sa, const ConvShape& sb,
                              int n, ImageGather gather, float rate, uint64_t seed, uint32_t layer_a, const StepState* st,
                              cudaStream_t stream);
@@ -205,7 +206,7 @@ void contrastive_tail(float* gw, float* gb, float* dh, float* ghb, float* losses
 // ---- the P-K sampler (augment.cu, batch_loss.cu) ----------------------------------------------
 // out (n, H, W): slot i is a random view of bank image order[st->first + i], drawn from
 // (seed, st->step, i). Reference: augment_images in src/cpu/augment.hpp (gather = order + first).
-void augment_images(float* out, const float* bank, const int* order, int n, int H, int W, const AugmentConfig& c,
+void augment_images(float* out, ImageIn bank, const int* order, int n, int H, int W, const AugmentConfig& c,
                     uint64_t seed, const StepState* st, cudaStream_t stream);
 // gather[s] = order[st->first + s] for s < count (the P-K batch without augmentation).
 void build_gather_images(const int* order, const StepState* st, int count, int* gather, cudaStream_t stream);
@@ -230,7 +231,7 @@ void l2_normalize_backward(float* de, const float* dz, const float* z, const flo
 // ---- evaluation (eval.cu) -------------------------------------------------------------------
 // Test-time flip averaging (NetConfig::flip_average): out (n, H, W) = in mirrored left-right;
 // a (n, E) = mean of a and b, re-normalised when l2. Reference: src/cpu/embed_head.hpp.
-void mirror_images(float* out, const float* in, int n, int H, int W, cudaStream_t stream);
+void mirror_images(float* out, ImageIn in, int n, int H, int W, cudaStream_t stream);
 void flip_average(float* a, const float* b, int n, int E, bool l2, cudaStream_t stream);
 // d[i] = |emb[a[i]] - emb[b[i]]| (same safe sqrt).
 // Reference: pair_distances in include/siamese/metrics.hpp.

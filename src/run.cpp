@@ -375,6 +375,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     engine.fused = spec.fused;
     engine.tf32 = spec.tf32;
     engine.side_stream = spec.side_stream;
+    engine.half_bank = spec.half_bank;
 
     // Everything that can be wrong with the input is found before the output folder is touched.
     const ImageBank bank = a.data.empty() ? synth_bank(SynthOptions{}, pp) : load_dataset(a.data, pp);

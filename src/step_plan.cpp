@@ -27,6 +27,8 @@ struct Planner {
     // The weight gradients go to the second stream (the engine's rule: not while profiling).
     bool side() const { return e.side_stream && !e.profile; }
     bool cudnn() const { return e.conv == ConvAlgo::Cudnn; }
+    // Bytes of a pixel of conv1's input: 2 where it reads the FP16 bank (--half-bank), else a float.
+    double pixel_bytes(bool bank) const { return bank && e.half_bank ? 2.0 : kF; }
     // Multiply-adds of one conv block's taps at the pooled positions (the argmax ones: backward)
     // or at every conv output of the pooled region (forward).
     static double conv_fwd_madds(const ConvShape& s, double n) {
@@ -34,14 +36,18 @@ struct Planner {
     }
     static double conv_bwd_madds(const ConvShape& s, double n) { return n * s.F * double(s.Hp) * s.Wp * s.C * s.K * s.K; }
 
-    void conv_forward(size_t l, double n, bool gathered) {
+    // gathered: the layer reads images through the step's gather; bank: its input is the bank.
+    void conv_forward(size_t l, double n, bool gathered, bool bank) {
         const ConvShape& s = L.conv[l];
         const std::string what = "conv" + std::to_string(l + 1);
-        const double in = n * s.in_elems() * kF, out = n * s.out_elems() * (kF + 1), wb = (s.F * s.C * s.K * s.K + s.F) * kF;
+        const double in = n * s.in_elems() * pixel_bytes(bank), out = n * s.out_elems() * (kF + 1);
+        const double wb = (s.F * s.C * s.K * s.K + s.F) * kF, staged = n * s.in_elems() * kF;
         if (cudnn()) {
             const double conv = n * s.F * double(s.Ho) * s.Wo * kF;
-            if (gathered) add("gather_images_kernel", what, 0, 2 * in);
-            add("cudnnConvolutionForward", what, 2 * n * s.F * double(s.Ho) * s.Wo * s.C * s.K * s.K, in + wb + conv, true);
+            // cuDNN reads the batch's images side by side, in FP32: gathered (and widened) first.
+            const bool stage = gathered || (bank && e.half_bank);
+            if (stage) add("gather_images_kernel", what, 0, in + staged);
+            add("cudnnConvolutionForward", what, 2 * n * s.F * double(s.Ho) * s.Wo * s.C * s.K * s.K, staged + wb + conv, true);
             add("cudnnAddTensor", what, conv / kF, 2 * conv, true);
             add("pool_forward_kernel", what, conv / kF, conv + out);
             return;
@@ -53,17 +59,17 @@ struct Planner {
     bool pair_forward() const { return e.fused && e.conv == ConvAlgo::Tiled && L.conv.size() >= 2; }
     // The conv blocks' forward over n images: one launch each, or the first two as one (conv1's
     // output is still written once for the backward, and read back from cache, not DRAM).
-    void conv_forwards(double n, bool gathered) {
+    void conv_forwards(double n, bool gathered, bool bank) {
         size_t l = 0;
         if (pair_forward()) {
             const ConvShape &a = L.conv[0], &b = L.conv[1];
-            const double in = n * a.in_elems() * kF, wb_a = (a.F * a.C * a.K * a.K + a.F) * kF;
+            const double in = n * a.in_elems() * pixel_bytes(bank), wb_a = (a.F * a.C * a.K * a.K + a.F) * kF;
             const double wb_b = (b.F * b.C * b.K * b.K + b.F) * kF;
             add("conv_pair_forward_tiled", "conv1 + conv2", 2 * (conv_fwd_madds(a, n) + conv_fwd_madds(b, n)),
                 in + wb_a + n * a.out_elems() * (kF + 1) + wb_b + n * b.out_elems() * (kF + 1));
             l = 2;
         }
-        for (; l < L.conv.size(); ++l) conv_forward(l, n, gathered && l == 0);
+        for (; l < L.conv.size(); ++l) conv_forward(l, n, gathered && l == 0, bank && l == 0);
     }
     // raw: the GEMM alone (the fused tail applies the bias, ReLU and dropout as it loads).
     void dense_forward(size_t l, double n, bool raw = false) {
@@ -83,17 +89,18 @@ struct Planner {
         if (!db_done) add("column_sums", what + " db", n * d.out, dy + d.out * kF, false, side());
         add("cublasSgemm", what + " dx", 2 * n * d.in * d.out, dy + w + x, true);
     }
-    void conv_backward(size_t l, double n, bool gathered) {
+    void conv_backward(size_t l, double n, bool gathered, bool bank) {
         const ConvShape& s = L.conv[l];
         const std::string what = "conv" + std::to_string(l + 1);
         const double g = n * s.out_elems() * kF, arg = n * s.out_elems(), in = n * s.in_elems() * kF;
+        const double src = n * s.in_elems() * pixel_bytes(bank);  // the layer's input as stored
         const double wb = (s.F * s.C * s.K * s.K + s.F) * kF, madds = conv_bwd_madds(s, n);
         const bool fuse = e.fused && !cudnn();
         if (!fuse) add("relu_dropout_backward", what, n * s.out_elems(), 3 * g);
         if (cudnn()) {
             const double dconv = n * s.F * double(s.Ho) * s.Wo * kF;
             add("pool_backward_kernel", what, 0, g + arg + dconv);
-            if (gathered) add("gather_images_kernel", what, 0, 2 * in);
+            if (gathered || (bank && e.half_bank)) add("gather_images_kernel", what, 0, src + in);
             add("cudnnConvolutionBackwardFilter", what + " dW", 2 * n * s.F * double(s.Ho) * s.Wo * s.C * s.K * s.K, dconv + in + wb, true);
             add("cudnnConvolutionBackwardBias", what + " db", dconv / kF, dconv + s.F * kF, true);
             if (l > 0)
@@ -104,7 +111,7 @@ struct Planner {
         const bool tiled = e.conv == ConvAlgo::Tiled;
         const double mask = fuse ? g : 0;  // the output y read beside the gradient
         const bool beside = side() && l > 0;  // the bottom layer's has no input gradient to overlap
-        add(tiled ? "conv_backward_weights_tiled" : "conv_backward_weights", what + " dW", 2 * madds, g + mask + arg + in + wb,
+        add(tiled ? "conv_backward_weights_tiled" : "conv_backward_weights", what + " dW", 2 * madds, g + mask + arg + src + wb,
             false, beside);
         if (!fuse) add("column_sums", what + " dW chunks", 0, wb, false, beside);
         if (l > 0)
@@ -117,7 +124,7 @@ struct Planner {
         const bool tail = e.fused && fused_tail_applies(r);
         const int E = L.embed_dim();
         if (!e.fused) add("build_gather", "pairs", 0, 3 * n * kF);  // fused: conv1 reads the pair order
-        conv_forwards(n, true);
+        conv_forwards(n, true, true);
         const size_t dense_fwd = tail ? nd - 1 : nd;
         for (size_t l = 0; l < dense_fwd; ++l) dense_forward(l, n, tail && l + 1 == dense_fwd);
         if (tail) {
@@ -130,7 +137,7 @@ struct Planner {
             if (r.net.l2_normalize) add("l2_normalize_backward", "head", 4 * n * E, 3 * n * E * kF);
         }
         for (size_t l = dense_fwd; l-- > 0;) dense_backward(l, n, tail && l + 2 == nd, tail && l + 2 == nd);
-        for (size_t l = nc; l-- > 0;) conv_backward(l, n, l == 0);
+        for (size_t l = nc; l-- > 0;) conv_backward(l, n, l == 0, l == 0);
         optimizer();
     }
 
@@ -140,10 +147,10 @@ struct Planner {
         const int E = L.embed_dim();
         const double img = double(r.net.in_h) * r.net.in_w;
         if (r.augment.enabled)
-            add("augment_images", "views", 30 * n * img, 2 * n * img * kF);
+            add("augment_images", "views", 30 * n * img, n * img * (pixel_bytes(true) + kF));
         else
             add("build_gather_images", "batch", 0, 2 * n * kF);
-        conv_forwards(n, !r.augment.enabled);
+        conv_forwards(n, !r.augment.enabled, !r.augment.enabled);
         for (size_t l = 0; l < nd; ++l) dense_forward(l, n);
         if (r.net.l2_normalize) add("l2_normalize_forward", "head", 3 * n * E, 2 * n * E * kF);
         const double pairs = n * (n - 1) / 2;
@@ -158,7 +165,7 @@ struct Planner {
         }
         if (r.net.l2_normalize) add("l2_normalize_backward", "head", 4 * n * E, 3 * n * E * kF);
         for (size_t l = nd; l-- > 0;) dense_backward(l, n, false, false);
-        for (size_t l = nc; l-- > 0;) conv_backward(l, n, l == 0 && !r.augment.enabled);
+        for (size_t l = nc; l-- > 0;) conv_backward(l, n, l == 0 && !r.augment.enabled, l == 0 && !r.augment.enabled);
         optimizer();
     }
 
@@ -169,8 +176,8 @@ struct Planner {
         const size_t nd = L.dense.size();
         const double E = L.embed_dim(), img = double(r.net.in_h) * r.net.in_w;
         for (int view = 0; view < (r.net.flip_average ? 2 : 1); ++view) {
-            if (view == 1) add("mirror_images", "flip view", 0, 2 * images * img * kF);
-            conv_forwards(images, false);
+            if (view == 1) add("mirror_images", "flip view", 0, images * img * (pixel_bytes(true) + kF));
+            conv_forwards(images, false, view == 0);  // the mirror view reads the FP32 mirror images
             for (size_t l = 0; l < nd; ++l) dense_forward(l, images);
             if (r.net.l2_normalize) add("l2_normalize_forward", "head", 3 * images * E, 2 * images * E * kF);
             if (view == 0)

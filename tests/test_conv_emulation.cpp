@@ -13,6 +13,8 @@
 
 #include "colsum_emulation.hpp"
 #include "conv_phases.hpp"
+#include "pixels.hpp"
+#include "siamese/augment.hpp"
 #include "test_util.hpp"
 
 using namespace siamese;
@@ -37,8 +39,9 @@ double conv_at(const ConvShape& s, const std::vector<float>& x, const std::vecto
     return acc;
 }
 
-template <class S>
-void emulate_forward(const S& shape, const ConvShape& s, int n, const std::vector<float>& x, const std::vector<float>& w,
+// x: the images, a float pointer or a pixel type of pixels.hpp (the FP16 bank).
+template <class S, class X>
+void emulate_forward(const S& shape, const ConvShape& s, int n, X x, const std::vector<float>& w,
                      const std::vector<float>& b, float rate, std::vector<float>& out, std::vector<uint8_t>& arg,
                      uint32_t layer_id = 7) {
     const int groups = (s.out_elems() + 3) / 4, chunks = (groups + kThreads - 1) / kThreads;
@@ -49,7 +52,7 @@ void emulate_forward(const S& shape, const ConvShape& s, int n, const std::vecto
         const int i = blk / chunks, chunk = blk % chunks;
         std::fill(sm.begin(), sm.end(), kNaN);
         for (int t = 0; t < kThreads; ++t)
-            tiled_forward_stage(shape, x.data() + size_t(i) * s.in_elems(), w.data(), b.data(), sm.data(), t, kThreads);
+            tiled_forward_stage(shape, x + size_t(i) * s.in_elems(), w.data(), b.data(), sm.data(), t, kThreads);
         for (int t = 0; t < kThreads; ++t)
             tiled_forward_compute(shape, i, chunk, sm.data(), out.data(), arg.data(), rate, 3, layer_id, 11, t, kThreads);
     }
@@ -76,8 +79,8 @@ std::vector<float> emulate_input_grad(const S& shape, const ConvShape& s, int n,
 
 // Blocks of `chunk` images; each block's sums into partial, then the blocks' sums added up as the
 // last block (or column_sums) adds them.
-template <class S>
-std::vector<float> emulate_wgrad(const S& shape, const ConvShape& s, int n, int chunk, const std::vector<float>& x,
+template <class S, class X>
+std::vector<float> emulate_wgrad(const S& shape, const ConvShape& s, int n, int chunk, X x,
                                  const std::vector<float>& g, const std::vector<float>* y, float scale,
                                  const std::vector<uint8_t>& arg) {
     const int nwb = wgrad_params(s), split = nwb < kThreads ? kThreads / nwb : 1, blocks = (n + chunk - 1) / chunk;
@@ -91,7 +94,7 @@ std::vector<float> emulate_wgrad(const S& shape, const ConvShape& s, int n, int 
         const WgradTiles tiles = wgrad_tiles(shape, sm.data(), split);
         for (int i = blk * chunk; i < std::min(n, (blk + 1) * chunk); ++i) {
             for (int t = 0; t < kThreads; ++t)
-                tiled_wgrad_stage(shape, i, x.data() + size_t(i) * s.in_elems(), g.data(), y ? y->data() : nullptr, scale,
+                tiled_wgrad_stage(shape, i, x + size_t(i) * s.in_elems(), g.data(), y ? y->data() : nullptr, scale,
                                   arg.data(), tiles, t, kThreads);
             for (int t = 0; t < kThreads; ++t)
                 tiled_wgrad_accumulate(shape, tiles, split, acc.data() + size_t(t) * kWgradPerThread, t, kThreads);
@@ -117,7 +120,7 @@ void check_shape(const S& shape, const ConvShape& s, int n, std::mt19937_64& r) 
     // may differ only in a near-tie: then the values still agree to rounding).
     std::vector<float> out;
     std::vector<uint8_t> arg;
-    emulate_forward(shape, s, n, x, w, b, 0.0f, out, arg);
+    emulate_forward(shape, s, n, x.data(), w, b, 0.0f, out, arg);
     double worst = 0;
     long bad_arg = 0;
     for (int i = 0; i < n; ++i)
@@ -165,7 +168,7 @@ void check_shape(const S& shape, const ConvShape& s, int n, std::mt19937_64& r) 
         const auto gi = emulate_input_grad(shape, s, n, g, masked ? &y : nullptr, scale, arg, w);
         CHECK(testutil::rel_error(gi, din) < 1e-5);
         if (wgrad_params(s) <= kWgradPerThread * kThreads) {  // larger layers take the untiled kernel
-            const auto wb = emulate_wgrad(shape, s, n, 2, x, g, masked ? &y : nullptr, scale, arg);
+            const auto wb = emulate_wgrad(shape, s, n, 2, x.data(), g, masked ? &y : nullptr, scale, arg);
             CHECK(testutil::rel_error(std::vector<float>(wb.begin(), wb.begin() + long(w.size())), dw) < 1e-4);
             CHECK(testutil::rel_error(std::vector<float>(wb.begin() + long(w.size()), wb.end()), db) < 1e-4);
         }
@@ -203,16 +206,16 @@ TEST_CASE("the fixed-shape instantiations compute what the run-time shape comput
         const auto b = to_float(testutil::random_vector(s.F, r, -0.1, 0.1));
         std::vector<float> o1, o2;
         std::vector<uint8_t> a1, a2;
-        emulate_forward(s, s, n, x, w, b, 0.25f, o1, a1);
-        emulate_forward(fixed, s, n, x, w, b, 0.25f, o2, a2);
+        emulate_forward(s, s, n, x.data(), w, b, 0.25f, o1, a1);
+        emulate_forward(fixed, s, n, x.data(), w, b, 0.25f, o2, a2);
         CHECK(std::memcmp(o1.data(), o2.data(), o1.size() * sizeof(float)) == 0);
         CHECK(a1 == a2);
         const auto g = to_float(testutil::random_vector(o1.size(), r));
         const auto d1 = emulate_input_grad(s, s, n, g, nullptr, 1.0f, a1, w);
         const auto d2 = emulate_input_grad(fixed, s, n, g, nullptr, 1.0f, a1, w);
         CHECK(std::memcmp(d1.data(), d2.data(), d1.size() * sizeof(float)) == 0);
-        const auto w1 = emulate_wgrad(s, s, n, 1, x, g, nullptr, 1.0f, a1);
-        const auto w2 = emulate_wgrad(fixed, s, n, 1, x, g, nullptr, 1.0f, a1);
+        const auto w1 = emulate_wgrad(s, s, n, 1, x.data(), g, nullptr, 1.0f, a1);
+        const auto w2 = emulate_wgrad(fixed, s, n, 1, x.data(), g, nullptr, 1.0f, a1);
         CHECK(std::memcmp(w1.data(), w2.data(), w1.size() * sizeof(float)) == 0);
     };
     same(FixedShape<1, 56, 46, 6, 3, 2>{});
@@ -270,8 +273,8 @@ TEST_CASE("conv1 and conv2 forward in one block per image give the two launches'
             std::vector<uint8_t> aa, ab, qa, qb;
             emulate_pair_forward(fa, fb, n, x, wa, ba, wb, bb, 0.25f, oa, aa, ob, ab);
             // The two launches: layer ids 7 and 8, b reading a's output.
-            emulate_forward(a, a, n, x, wa, ba, 0.25f, ra, qa, 7);
-            emulate_forward(b, b, n, ra, wb, bb, 0.25f, rb, qb, 8);
+            emulate_forward(a, a, n, x.data(), wa, ba, 0.25f, ra, qa, 7);
+            emulate_forward(b, b, n, ra.data(), wb, bb, 0.25f, rb, qb, 8);
             CHECK(std::memcmp(oa.data(), ra.data(), oa.size() * sizeof(float)) == 0);
             CHECK(aa == qa);
             CHECK(std::memcmp(ob.data(), rb.data(), ob.size() * sizeof(float)) == 0);
@@ -286,4 +289,71 @@ TEST_CASE("conv1 and conv2 forward in one block per image give the two launches'
     check_pair(FixedShape<1, 56, 46, 16, 3, 2>{}, FixedShape<16, 27, 22, 32, 3, 2>{}, s1, s2);
     const ConvShape o1 = conv_shape(2, 13, 11, 3, 3, 2), o2 = conv_shape(3, 5, 4, 4, 2, 1);
     check_pair(o1, o2, o1, o2);
+}
+
+TEST_CASE("an FP16 bank read through HalfPixels gives the bits of FP32 images holding its values", "[conv][tiled][emulation][half]") {
+    // --half-bank: the conv kernels, the augment and the mirror read the bank through
+    // HalfPixels (pixels.hpp), widening each pixel as it loads it. Widening is exact, so every
+    // phase must give the bits it gives on FP32 images that hold the rounded values: the tiled
+    // forward and weight gradient (run-time and fixed shape), the custom kernels' conv values and
+    // weight-gradient terms, and the augmentation's bilinear views.
+    std::mt19937_64 r(77);
+    const ConvShape s = conv_shape(1, 56, 46, 6, 3, 2);
+    const int n = 3;
+    const auto raw = to_float(testutil::random_vector(size_t(n) * s.in_elems(), r, 0, 1));
+    std::vector<uint16_t> h(raw.size());
+    std::vector<float> rounded(raw.size());
+    for (size_t k = 0; k < raw.size(); ++k) {
+        h[k] = half_from_float(raw[k]);
+        rounded[k] = half_round(raw[k]);
+    }
+    REQUIRE(rounded != raw);  // the rounding changes the images: the comparison below means something
+    const HalfPixels hp{h.data()};
+    const auto w = to_float(testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r, -0.5, 0.5));
+    const auto b = to_float(testutil::random_vector(s.F, r, -0.1, 0.1));
+    auto bits_equal = [](const std::vector<float>& a, const std::vector<float>& c) {
+        return a.size() == c.size() && std::memcmp(a.data(), c.data(), a.size() * sizeof(float)) == 0;
+    };
+    auto both = [&](auto shape) {
+        std::vector<float> o1, o2;
+        std::vector<uint8_t> a1, a2;
+        emulate_forward(shape, s, n, rounded.data(), w, b, 0.25f, o1, a1);
+        emulate_forward(shape, s, n, hp, w, b, 0.25f, o2, a2);
+        CHECK(bits_equal(o1, o2));
+        CHECK(a1 == a2);
+        const auto g = to_float(testutil::random_vector(o1.size(), r));
+        CHECK(bits_equal(emulate_wgrad(shape, s, n, 2, rounded.data(), g, nullptr, 1.0f, a1),
+                         emulate_wgrad(shape, s, n, 2, hp, g, nullptr, 1.0f, a1)));
+        // The custom kernels' per-thread code: conv values and weight-gradient terms.
+        long differ = 0;
+        for (int i = 0; i < n; ++i)
+            for (int f = 0; f < s.F; ++f)
+                for (int oy = 0; oy < s.Ho; oy += 5)
+                    for (int ox = 0; ox < s.Wo; ox += 3) {
+                        const float u = conv_value(shape, rounded.data() + size_t(i) * s.in_elems(), w.data(), b.data(), f, oy, ox);
+                        const float v = conv_value(shape, hp + size_t(i) * s.in_elems(), w.data(), b.data(), f, oy, ox);
+                        differ += std::memcmp(&u, &v, sizeof u) != 0;
+                    }
+        for (int j = 0; j < wgrad_params(s); ++j) {
+            const float u = wgrad_terms(shape, j, g.data(), nullptr, 1.0f, a1.data(), rounded.data(), 0, 1, 0.0f);
+            const float v = wgrad_terms(shape, j, g.data(), nullptr, 1.0f, a1.data(), hp, 0, 1, 0.0f);
+            differ += std::memcmp(&u, &v, sizeof u) != 0;
+        }
+        CHECK(differ == 0);
+    };
+    both(s);
+    both(FixedShape<1, 56, 46, 6, 3, 2>{});
+    // The augmentation's views (bilinear reads of four pixels) from either bank.
+    AugmentConfig c;
+    c.enabled = true;
+    long differ = 0;
+    for (uint32_t i = 0; i < 4; ++i) {
+        const Warp wp = augment_draw(c, 5, 9, i, s.H, s.W);
+        for (int y = 0; y < s.H; ++y)
+            for (int x = 0; x < s.W; ++x) {
+                const float u = augment_pixel(rounded.data(), s.H, s.W, wp, y, x), v = augment_pixel(hp, s.H, s.W, wp, y, x);
+                differ += std::memcmp(&u, &v, sizeof u) != 0;
+            }
+    }
+    CHECK(differ == 0);
 }

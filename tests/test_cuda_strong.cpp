@@ -12,6 +12,7 @@
 #include "cpu/augment.hpp"
 #include "cpu/batch_loss.hpp"
 #include "cpu/embed_head.hpp"
+#include "siamese/half.hpp"
 #include "siamese/synth.hpp"
 #include "siamese/trainer.hpp"
 #include "test_util.hpp"
@@ -289,5 +290,42 @@ TEST_CASE("a whole P-K epoch replayed as one graph gives the bits of its calls m
         CHECK(graph->epochs_as_graph() == 3);  // epochs 2, 3 and 5
         const auto pg = graph->params(), pe = eager->params();
         CHECK(std::memcmp(pg.data(), pe.data(), pg.size() * sizeof(float)) == 0);
+    }
+}
+
+TEST_CASE("a P-K epoch on an FP16 bank gives the bits of an FP32 bank holding its rounded values", "[cuda][strong][training][half]") {
+    // --half-bank with the strong recipe's readers of the bank: the augment kernel (or conv1
+    // through the gather), and the validation's flip view (the mirror kernel), in epoch graphs.
+    SKIP_WITHOUT_CUDA();
+    const PkSetup s;
+    ImageBank rounded = s.bank;
+    for (float& p : rounded.pixels) p = half_round(p);
+    REQUIRE(rounded.pixels != s.bank.pixels);
+    for (bool augment : {false, true}) {
+        INFO("augment " << augment);
+        Recipe h = strong_recipe(26, augment);
+        h.net.flip_average = true;
+        EngineOptions half;
+        half.half_bank = true;
+        auto a = make_cuda_backend(h, half);
+        auto b = make_cuda_backend(h, EngineOptions{});
+        const std::vector<float> init = glorot_init(a->layout(), 26);
+        a->upload_images(s.bank);
+        b->upload_images(rounded);
+        for (auto* be : {a.get(), b.get()}) be->set_params(init);
+        const int per = group_batch_images(s.src, h.P, h.K);
+        uint64_t step = 0;
+        for (int epoch = 1; epoch <= 3; ++epoch) {
+            INFO("epoch " << epoch);
+            const GroupOrder order = group_epoch_order(s.src, h.P, h.K, h.seed, epoch);
+            const auto ga = a->train_epoch_groups(order, per, step, s.split.val);
+            const auto gb = b->train_epoch_groups(order, per, step, s.split.val);
+            step += uint64_t(order.size() / per);
+            cudatest::check_same_epoch(ga, gb, size_t(order.size() / per), size_t(s.split.val.size()));
+        }
+        const auto pa = a->params(), pb = b->params();
+        CHECK(std::memcmp(pa.data(), pb.data(), pa.size() * sizeof(float)) == 0);
+        const auto ea = a->embed_bank(), eb = b->embed_bank();
+        CHECK(std::memcmp(ea.data(), eb.data(), ea.size() * sizeof(float)) == 0);
     }
 }

@@ -9,6 +9,7 @@
 
 #include "cuda_test_util.hpp"
 #include "tensor_check.hpp"
+#include "siamese/half.hpp"
 #include "siamese/step_plan.hpp"
 #include "siamese/synth.hpp"
 #include "siamese/trainer.hpp"
@@ -75,13 +76,14 @@ EngineOptions engine(const std::string& kind = "custom", bool graphs = true) {
 
 // Two engines from the same weights through `epochs` epochs of train_epoch (validation on the
 // validation pairs): the same losses and distances every epoch, and the same weights after.
-void check_same_epochs(Backend& a, Backend& b, const Setup& s, uint64_t seed, int epochs, int per) {
+// bank_b: b's images when not s.bank.
+void check_same_epochs(Backend& a, Backend& b, const Setup& s, uint64_t seed, int epochs, int per,
+                       const ImageBank* bank_b = nullptr) {
     const int n = int(s.split.train.size()), batches = (n + per - 1) / per;
     const std::vector<float> init = glorot_init(a.layout(), seed);
-    for (Backend* be : {&a, &b}) {
-        be->upload_images(s.bank);
-        be->set_params(init);
-    }
+    a.upload_images(s.bank);
+    b.upload_images(bank_b ? *bank_b : s.bank);
+    for (Backend* be : {&a, &b}) be->set_params(init);
     uint64_t step = 0;
     for (int epoch = 1; epoch <= epochs; ++epoch) {
         INFO("epoch " << epoch);
@@ -502,5 +504,29 @@ TEST_CASE("the weight gradients on a second stream give the bits of the one-stre
             auto a = make_cuda_backend(hyper(31), two);
             auto b = make_cuda_backend(hyper(31), one);
             check_same_epochs(*a, *b, s, 31, 3, per);
+        }
+}
+
+TEST_CASE("an FP16 bank gives the bits of an FP32 bank holding its rounded values", "[cuda][training][half]") {
+    // EngineOptions::half_bank (--half-bank): the bank kept in 16 bits, widened exactly by every
+    // kernel that reads it (conv1 forward and weight gradient of each kind, cuDNN's staging copy,
+    // the validation pass). So against an FP32 engine given the host-rounded bank: the same
+    // losses, distances, weights and bank embeddings, every engine kind, eager and as graphs.
+    SKIP_WITHOUT_CUDA();
+    const Setup s;
+    ImageBank rounded = s.bank;
+    for (float& p : rounded.pixels) p = half_round(p);
+    REQUIRE(rounded.pixels != s.bank.pixels);
+    for (const char* kind : conv_kinds())
+        for (bool graphs : {false, true}) {
+            INFO(kind << (graphs ? " with graphs" : " eager"));
+            EngineOptions half = engine(kind, graphs);
+            half.half_bank = true;
+            auto a = make_cuda_backend(hyper(31), half);
+            auto b = make_cuda_backend(hyper(31), engine(kind, graphs));
+            check_same_epochs(*a, *b, s, 31, 3, 8, &rounded);
+            const auto ea = a->embed_bank(), eb = b->embed_bank();
+            REQUIRE(ea.size() == eb.size());
+            CHECK(std::memcmp(ea.data(), eb.data(), ea.size() * sizeof(float)) == 0);
         }
 }

@@ -1,8 +1,11 @@
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 
 #include "siamese/common.hpp"
 #include "siamese/dataset.hpp"
+#include "siamese/half.hpp"
 #include "siamese/synth.hpp"
 #include "test_util.hpp"
 
@@ -93,4 +96,63 @@ TEST_CASE("built-in synthetic faces: ORL-shaped, deterministic, varied", "[datas
     CHECK(f1[0][0].samples != f1[1][0].samples);
     o.seed = 2;
     CHECK(synth_faces(o)[0][0].samples != f1[0][0].samples);
+}
+
+// The --half-bank conversions against the compiler's own binary16 (GCC's _Float16: IEEE round to
+// nearest, ties to even), where it has one.
+TEST_CASE("FP16 conversions: every half widens exactly, floats round to nearest even", "[dataset][half]") {
+#ifndef __FLT16_MAX__
+    SKIP("this compiler has no _Float16 to compare with");
+#else
+    auto ref_bits = [](float f) {
+        const _Float16 h = static_cast<_Float16>(f);
+        uint16_t b;
+        std::memcpy(&b, &h, sizeof b);
+        return b;
+    };
+    auto same = [](float a, float b) { return std::isnan(a) ? std::isnan(b) : std::memcmp(&a, &b, sizeof a) == 0; };
+    long bad_widen = 0, bad_round = 0;
+    for (uint32_t h = 0; h < 65536; ++h) {
+        _Float16 x;
+        const uint16_t b = uint16_t(h);
+        std::memcpy(&x, &b, sizeof b);
+        bad_widen += !same(half_to_float(b), static_cast<float>(x));
+        // The exact midpoints to the next half (ties), and a float either side of them.
+        const float lo = static_cast<float>(x);
+        if (std::isfinite(lo) && h != 0x7bff && h != 0xfbff) {
+            _Float16 y;
+            const uint16_t nb = uint16_t(h + 1);
+            std::memcpy(&y, &nb, sizeof nb);
+            const float hi = static_cast<float>(y);
+            if (std::isfinite(hi) && (h & 0x7fff) != 0x7fff) {
+                const float mid = lo + (hi - lo) / 2.0f;  // exact: 13 spare bits in a float
+                for (float f : {mid, std::nextafter(mid, lo), std::nextafter(mid, hi)})
+                    bad_round += half_from_float(f) != ref_bits(f);
+            }
+        }
+    }
+    CHECK(bad_widen == 0);
+    CHECK(bad_round == 0);
+    // Every 4099th float bit pattern (all exponents, both signs, NaN and infinities included).
+    long checked = 0;
+    for (uint64_t u = 0; u < (1ull << 32); u += 4099) {
+        uint32_t b = uint32_t(u);
+        float f;
+        std::memcpy(&f, &b, sizeof f);
+        const uint16_t got = half_from_float(f), want = ref_bits(f);
+        const bool nan = std::isnan(f);
+        bad_round += nan ? !((got & 0x7c00) == 0x7c00 && (got & 0x3ff)) : got != want;
+        ++checked;
+    }
+    CHECK(checked > 1000000);
+    CHECK(bad_round == 0);
+    // A pixel k / 255 moves by at most half a unit in the last place of [0.5, 1): 2^-12.
+    double worst = 0.0;
+    for (int k = 0; k <= 255; ++k) {
+        const float p = float(k) / 255.0f;
+        worst = std::max(worst, std::fabs(double(half_round(p)) - double(p)));
+    }
+    CHECK(worst <= std::ldexp(1.0, -12));
+    CHECK(worst > 0.0);  // the rounding does something: 1/255 is not a half
+#endif
 }

@@ -173,9 +173,10 @@ TEST_CASE("CUDA engine options on the CPU engine are named as ignored, not silen
     const std::string dir = std::string(SIAMESE_BINARY) + "_ignored";
     REQUIRE(testutil::run_cli("synth --out " + dir + "/faces --people 4 --images 3").status == 0);
     const auto r = testutil::run_cli("train --data " + dir + "/faces --protocol people --train-people 1-2 --test-people 3-4 "
-                                     "--epochs 1 --downsample 4 --device cpu --threads 1 --fused --tf32 --side-stream --quiet --out " +
-                                     dir + "/run");
+                                     "--epochs 1 --downsample 4 --device cpu --threads 1 --fused --tf32 --side-stream --half-bank --quiet "
+                                     "--out " + dir + "/run");
     REQUIRE(r.status == 0);
+    // --half-bank is honoured on the CPU (it trains on the rounded pixels): not in the note.
     CHECK(r.out.find("note: --fused --tf32 --side-stream: CUDA engine options, ignored on the CPU") != std::string::npos);
 }
 
@@ -208,4 +209,31 @@ TEST_CASE("the weight gradients that overlap the input-gradient chain are on the
     custom.side_stream = true;
     const std::string table = plan_table(cuda_step_plan(r, custom), 60e12, 4.8e12);
     CHECK(table.find("critical path: 8 launches") != std::string::npos);  // custom conv: 10 launches
+}
+
+TEST_CASE("an FP16 bank halves what conv1 reads of it and adds no launch but cuDNN's widening copy", "[plan][half]") {
+    // --half-bank: where conv1 (forward and weight gradient) reads the bank it reads 2 bytes a
+    // pixel; nothing else changes. cuDNN reads FP32 only, so its staging copy runs wherever the
+    // bank is read, the validation pass included (one more launch there).
+    const Recipe r = reference();
+    const double pixels = 256.0 * 56 * 46, bank_pixels = 400.0 * 56 * 46;
+    for (ConvAlgo conv : {ConvAlgo::Custom, ConvAlgo::Tiled, ConvAlgo::Cudnn})
+        for (bool fused : {false, true}) {
+            INFO(int(conv) << " fused " << fused);
+            EngineOptions f32 = engine(conv, fused), f16 = f32;
+            f16.half_bank = true;
+            const EpochPlan a = cuda_epoch_plan(r, f32, 11250, 400, 3750), b = cuda_epoch_plan(r, f16, 11250, 400, 3750);
+            REQUIRE(a.step.size() == b.step.size());
+            double fewer = 0;
+            for (size_t k = 0; k < a.step.size(); ++k) {
+                CHECK(a.step[k].kernel == b.step[k].kernel);
+                CHECK(a.step[k].flops == b.step[k].flops);
+                fewer += a.step[k].bytes - b.step[k].bytes;
+            }
+            // Forward and weight gradient, 2 bytes a pixel each (cuDNN: its staging copies read them).
+            CHECK(fewer == Approx(2 * 2 * pixels));
+            const bool cudnn = conv == ConvAlgo::Cudnn;
+            CHECK(b.validation.size() == a.validation.size() + (cudnn ? 1 : 0));
+            if (!cudnn) CHECK(sum_of(a.validation, &PlannedLaunch::bytes) - sum_of(b.validation, &PlannedLaunch::bytes) == Approx(2 * bank_pixels));
+        }
 }

@@ -6,6 +6,7 @@
 #include "siamese/backend.hpp"
 #include "siamese/files.hpp"
 #include "siamese/dataset.hpp"
+#include "siamese/half.hpp"
 #include "siamese/synth.hpp"
 #include "siamese/pgm.hpp"
 #include "siamese/run.hpp"
@@ -282,4 +283,33 @@ TEST_CASE("the trainer's whole-epoch path gives the bits of its batch-by-batch p
     CHECK(a.threshold == b.threshold);
     const auto p1 = plain->params(), p2 = whole.params();
     CHECK(std::memcmp(p1.data(), p2.data(), p1.size() * sizeof(float)) == 0);
+}
+
+TEST_CASE("a half bank (--half-bank) trains on the FP16-rounded pixels: the bits of an FP32 bank holding them", "[training][half]") {
+    // EngineOptions::half_bank: the CPU engine trains on the FP16-rounded pixels, the floats the
+    // CUDA engine's 16-bit bank widens to ([cuda] tests hold the GPU to the same bits). So a
+    // half-bank engine on the bank and a plain one on the rounded bank agree to the bit, and both
+    // differ from a plain one on the raw bank (the rounding reaches the weights).
+    const Small small;
+    ImageBank rounded = small.bank;
+    for (float& p : rounded.pixels) p = half_round(p);
+    REQUIRE(rounded.pixels != small.bank.pixels);
+    Recipe h;
+    h.net.in_h = small.bank.height;
+    h.net.in_w = small.bank.width;
+    h.seed = 6;
+    h.epochs = 1;
+    EngineOptions half;
+    half.half_bank = true;
+    auto train = [&](const ImageBank& bank, const EngineOptions& e) {
+        auto be = make_cpu_backend(h, e);
+        be->upload_images(bank);
+        be->set_params(glorot_init(make_layout(h.net), 6));
+        train_model(*be, small.split, h, TrainOptions{}, {});
+        return std::make_pair(be->params(), be->embed_bank());
+    };
+    const auto a = train(small.bank, half), b = train(rounded, EngineOptions{}), c = train(small.bank, EngineOptions{});
+    CHECK(std::memcmp(a.first.data(), b.first.data(), a.first.size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(a.second.data(), b.second.data(), a.second.size() * sizeof(float)) == 0);
+    CHECK(a.first != c.first);
 }

@@ -71,7 +71,8 @@ SIAMESE_HD Warp augment_draw(const AugmentConfig& c, uint64_t seed, uint64_t ste
 
 // Output pixel (x, y) of the view `w` of img (H, W): bilinear, edges clamped (the border
 // repeats, as faces continue past the crop).
-SIAMESE_HD float augment_pixel(const float* img, int H, int W, const Warp& w, int y, int x) {
+template <class Img>  // a float pointer, or (CUDA) a pixel type that widens the FP16 bank
+SIAMESE_HD float augment_pixel(Img img, int H, int W, const Warp& w, int y, int x) {
     const float cx = 0.5f * float(W - 1), cy = 0.5f * float(H - 1);
     const float u = float(x) - cx, v = float(y) - cy;
     float sx = w.m00 * u + w.m01 * v + cx + w.tx;

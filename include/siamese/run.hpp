@@ -74,6 +74,7 @@ struct RunSpec {
     bool fused = false;           // CUDA: the fused step (EngineOptions::fused)
     bool tf32 = false;            // CUDA: TF32 GEMMs (EngineOptions::tf32)
     bool side_stream = false;     // CUDA: the weight gradients on a second stream (EngineOptions::side_stream)
+    bool half_bank = false;       // the image bank in FP16 (EngineOptions::half_bank; the CPU rounds alike)
     std::string out = "run";
     std::string command;          // as typed, for summary.json and the report (informational)
     std::string resume;           // a run folder to continue (then recipe and out come from it)

@@ -18,7 +18,7 @@ namespace {
 struct PlanArgs {
     RecipeOptions recipe;
     std::string conv = "custom";
-    bool fused = false, count_only = false, side_stream = false;
+    bool fused = false, count_only = false, side_stream = false, half_bank = false;
     // An H200 (SXM): FP32 without tensor cores ~60 TFLOP/s at boost (the figure; 132 SMs x
     // 128 FP32 lanes x 2 x ~1.8 GHz), HBM3e 4.8 TB/s.
     double peak_flops = 60e12, peak_bw = 4.8e12;
@@ -35,6 +35,7 @@ Runner add_plan(CLI::App& app) {
         ->check(CLI::IsMember({"custom", "cudnn", "tiled"}));
     sub->add_flag("--fused", a->fused, "The fused step (train --fused)");
     sub->add_flag("--side-stream", a->side_stream, "The weight gradients on a second stream (train --side-stream)");
+    sub->add_flag("--half-bank", a->half_bank, "The image bank in FP16 (train --half-bank): conv1 reads 2 bytes a pixel");
     sub->add_flag("--count", a->count_only, "Print only the number of launches per step");
     sub->add_option("--peak-flops", a->peak_flops, "The GPU's FP32 peak, FLOP/s (default: an H200's, 60e12)")
         ->capture_default_str()->check(CLI::PositiveNumber);
@@ -51,15 +52,16 @@ Runner add_plan(CLI::App& app) {
         e.conv = parse_conv_algo(a->conv);
         e.fused = a->fused;
         e.side_stream = a->side_stream;
+        e.half_bank = a->half_bank;
         const std::vector<PlannedLaunch> plan = cuda_step_plan(r, e);
         if (a->count_only) {
             std::printf("%zu\n", plan.size());
             return 0;
         }
-        std::printf("CUDA training step: %s sampler, %d images a step, %dx%d input, --conv %s%s\n",
+        std::printf("CUDA training step: %s sampler, %d images a step, %dx%d input, --conv %s%s%s\n",
                     r.sampler == Recipe::Sampler::PK ? "P-K" : "pair",
                     r.sampler == Recipe::Sampler::PK ? r.P * r.K : 2 * r.batch, bank.height, bank.width, a->conv.c_str(),
-                    a->fused ? " --fused" : "");
+                    a->fused ? " --fused" : "", a->half_bank ? " --half-bank" : "");
         std::printf("%s", plan_table(plan, a->peak_flops, a->peak_bw).c_str());
         if (r.sampler == Recipe::Sampler::PK) {
             std::printf("per epoch (with CUDA graphs, from the second epoch on): ONE graph of the P-K order copied "

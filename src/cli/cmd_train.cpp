@@ -114,6 +114,10 @@ Runner add_train(CLI::App& app) {
     sub->add_flag("--side-stream", r->side_stream,
                   "CUDA: each layer's weight gradient on a second stream beside the input-gradient chain (the same bits "
                   "as one stream); not yet checked on a GPU");
+    sub->add_flag("--half-bank", r->half_bank,
+                  "Hold the image bank in FP16: each pixel rounded once to the nearest FP16 value (at most 2.4e-4 for "
+                  "pixels in [0, 1]); the CUDA engine reads half the bytes, the CPU trains on the same rounded values "
+                  "(docs/gpu-speed.md); not yet checked on a GPU");
     sub->add_flag("--profile", r->profile,
                   "Time every phase of the training steps and print a table at the end (CUDA: CUDA events, recorded inside "
                   "the replayed graphs; with --no-graphs, around eager launches, host gaps included)");

@@ -13,6 +13,7 @@
 #include "cpu/loss.hpp"
 #include "cpu/optimizer.hpp"
 #include "cpu/phase_clock.hpp"
+#include "siamese/half.hpp"
 #include "siamese/metrics.hpp"
 #include "cpu/twin.hpp"
 
@@ -31,6 +32,7 @@ public:
         if (e.threads > 0) omp_set_num_threads(e.threads);
 #endif
         profile_ = e.profile;
+        half_bank_ = e.half_bank;
         if (profile_) twin_.set_profile(&times_);
         params_.assign(L_.total, 0.0f);
         grad_.assign(L_.total, 0.0f);
@@ -39,7 +41,13 @@ public:
     std::string name() const override { return "cpu"; }
     const ParamLayout& layout() const override { return L_; }
     const NetConfig& net_config() const override { return r_.net; }
-    void do_upload_images(const ImageBank& bank) override { bank_ = &bank; }
+    void do_upload_images(const ImageBank& bank) override {
+        bank_ = &bank;
+        if (!half_bank_) return;
+        rounded_ = bank;  // --half-bank: the floats the CUDA engine's FP16 bank widens to
+        for (float& p : rounded_.pixels) p = half_round(p);
+        bank_ = &rounded_;
+    }
     void set_params(const std::vector<float>& p) override {
         params_ = p;
         diverged_ = false;
@@ -155,12 +163,13 @@ private:
     CpuTwin<float> twin_;
     const ParamLayout& L_;
     const ImageBank* bank_ = nullptr;
+    ImageBank rounded_;  // --half-bank: the bank rounded to FP16 values
     std::vector<float> params_, grad_, state_, demb_, losses_, aug_, mirror_;
     std::vector<const float*> ptrs_;
     PairSet order_;
     GroupOrder group_;
     bool diverged_ = false;
-    bool profile_ = false;
+    bool profile_ = false, half_bank_ = false;
     PhaseTimes times_;
 };
 
