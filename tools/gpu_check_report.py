@@ -79,8 +79,9 @@ def steady(e):
 # The reference recipe's GPU engines (FP32, batch 128): the runs set against the CPU, PyTorch and the 5 ms goal.
 REFERENCE_GPU = ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cuda_tiled_fused_two")
 runs = {}
-for name in ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cuda_tf32", "cuda_tiled_fused_two", "cpu",
-             "strong_cuda", "strong_cpu", "cuda_b8192", "cuda_b8192_fused"):
+for name in ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cuda_tf32", "cuda_tiled_fused_two",
+             "cuda_tiled_fused_half", "cpu", "strong_cuda", "strong_cpu", "cuda_b8192", "cuda_b8192_fused", "big_fp32",
+             "big_half"):
     s = summary(name)
     if s is None:
         row(f"train {name}", why_not(f"train_{name}") or "no summary.json")
@@ -130,6 +131,20 @@ if "cuda_tiled_fused" in runs and "cuda_tiled_fused_two" in runs:
     res["two_streams_same_bits"] = same
     row("two streams vs one", f"s/epoch {two['seconds_per_epoch']:.4f} vs {one['seconds_per_epoch']:.4f} (tiled fused); "
         + ("test figures and losses identical" if same else "DIFFERENT test figures or losses: a race between the streams?"))
+
+# The FP16 bank (--half-bank, an optional precision path): on ORL its test AUC against the FP32
+# run (the CPU measured the effect of the rounding: docs/gpu-speed.md), and its time; on the
+# 5,000-photo bank, the time against FP32 (the bank past the L2 is where it can pay).
+if "cuda_tiled_fused_half" in runs and "cuda_tiled_fused" in runs:
+    h, f = runs["cuda_tiled_fused_half"], runs["cuda_tiled_fused"]
+    dauc = h["test"]["auc"] - f["test"]["auc"]
+    res["half_bank_auc_minus_fp32"] = dauc
+    row("half bank vs fp32 (ORL)", f"test AUC {h['test']['auc']:.4f} vs {f['test']['auc']:.4f} (difference {dauc:+.4f}), "
+        f"s/epoch {h['seconds_per_epoch']:.4f} vs {f['seconds_per_epoch']:.4f} (tiled fused)")
+if "big_half" in runs and "big_fp32" in runs:
+    h, f = runs["big_half"]["seconds_per_epoch"], runs["big_fp32"]["seconds_per_epoch"]
+    res["half_bank_big_speedup"] = f / h
+    row("half bank vs fp32 (5,000 photos)", f"s/epoch {h:.4f} vs {f:.4f}: {f / h:.2f}x (tiled fused)")
 
 # Issue 10's question in one row: the fastest reference-recipe engine that agrees with the CPU
 # (and, for the two-stream run, gave the one-stream bits), its epoch against the 5 ms goal: the
