@@ -59,10 +59,11 @@ class CudaBackend final : public Backend {
         std::string name;
         Event a, b;
     };
-    // A captured graph, and (profiling) the events of its phases.
+    // A captured graph, and (profiling) the events of its phases, which its event-record nodes
+    // name: declared first, so that they are destroyed after the graph.
     struct Graph {
-        GraphExec exec;
         std::vector<Pending> phases;
+        GraphExec exec;
         explicit operator bool() const { return bool(exec); }
         void reset() {
             exec.reset();
