@@ -278,6 +278,18 @@ fi
 ncu_run reference 200 30 --epochs 1
 ncu_run tiled 200 30 --epochs 1 --conv tiled
 ncu_run strong 120 40 --recipe strong --protocol people --train-people 1-30 --test-people 31-40 --epochs 2
+# Shared memory and occupancy of the tiled fused step's kernels (the next tuning's first question:
+# bank conflicts in the tiles, registers, warps resident), in their own pass after the others so
+# that a metric this ncu lacks costs this row alone.
+if [ $have_ncu = 1 ]; then
+  stage ncu_smem 60 ncu --clock-control none --launch-skip 200 --launch-count 30 --csv --log-file "$logs/ncu_smem.csv" \
+    --metrics l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,\
+l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum,\
+sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread \
+    "$bin" train "${data_args[@]}" --device cuda --no-graphs --quiet --out "$logs/run_ncu_smem" --epochs 1 --fused --conv tiled
+else
+  echo "SKIPPED: $( [ $have_gpu = 1 ] && echo 'ncu not found' || echo 'no GPU')" > "$logs/ncu_smem.log"
+fi
 
 # 10. last, the longest: memcheck on every [cuda] test but the whole-engine [training] ones (six
 #     engine kinds each: too slow under memcheck; the trainings above cover the engine).

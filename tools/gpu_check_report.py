@@ -332,5 +332,44 @@ for name, which in (("fused", 1), ("tiled_fused", 2)):
         row(f"{name} step vs its floor", f"{measured:.0f} us in {what} (ncu) vs floor "
             f"{floor:.2f} us: {measured / floor:.0f}x the floor")
 
+# The tiled fused step's shared memory and occupancy (ncu_smem.csv: raw metrics by name), one row
+# per kernel of one step from the pair forward on: load and store wavefronts and how many of them
+# bank conflicts added, achieved occupancy, registers a thread.
+def ncu_metrics(text):
+    import csv
+    lines = text.splitlines()
+    start = next((i for i, l in enumerate(lines) if l.startswith('"ID"')), None)
+    if start is None:
+        return []
+    kernels = {}
+    for r in csv.DictReader(lines[start:]):
+        k = kernels.setdefault(r["ID"], {"kernel": r["Kernel Name"]})
+        try:
+            k[r.get("Metric Name", "")] = float(r.get("Metric Value", "").replace(",", ""))
+        except ValueError:
+            pass
+    return [k for _, k in sorted(kernels.items(), key=lambda kv: int(kv[0]))]
+
+
+def kernel_base(n):  # "void siamese::cuda::<unnamed>::tiled_wgrad_kernel<...>(...)" -> "tiled_wgrad_kernel"
+    n = re.sub(r"(<unnamed>|\(anonymous namespace\))::", "", re.sub(r"^void ", "", n))
+    return re.sub(r"^siamese::cuda::", "", re.sub(r"[<(].*", "", n))
+
+
+sm_rows = ncu_metrics(read("ncu_smem.csv"))
+first = next((i for i, k in enumerate(sm_rows) if "tiled_pair_forward" in k["kernel"] or "tiled_forward" in k["kernel"]), None)
+if first is None:
+    row("ncu smem (tiled fused)", why_not("ncu_smem") or "no kernel rows")
+else:
+    res["ncu_smem"] = sm_rows
+    row("ncu smem (tiled fused)", "one step: shared-memory wavefronts (of them, from bank conflicts), occupancy, registers")
+    for k in sm_rows[first:first + 12]:
+        g = lambda m: k.get(m, float("nan"))
+        ld, ldc = g("l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum"), g("l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum")
+        st, stc = g("l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum"), g("l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum")
+        row(f"  {kernel_base(k['kernel'])[:28]}",
+            f"ld {ld:10.0f} ({ldc / ld if ld else 0:4.0%} conflicts)  st {st:9.0f} ({stc / st if st else 0:4.0%})  "
+            f"occupancy {g('sm__warps_active.avg.pct_of_peak_sustained_active'):3.0f}%  {g('launch__registers_per_thread'):.0f} regs")
+
 json.dump(res, open(results_path, "w"), indent=1)
 print("\n".join(rows))
