@@ -12,10 +12,14 @@
 #include <random>
 
 #include "cuda_test_util.hpp"
+#if SIAMESE_HAVE_CUDNN
+#include "cudnn_conv.hpp"
+#endif
 #include "kernels.hpp"
 #include "cpu/conv.hpp"
 #include "cpu/dense.hpp"
 #include "cpu/loss.hpp"
+#include "siamese/half.hpp"
 #include "siamese/rules.hpp"
 #include "siamese/step_plan.hpp"  // tail_pairs_per_block
 #include "tail_reference.hpp"
@@ -323,4 +327,131 @@ TEST_CASE("conv1 and conv2 forward in one launch give the two tiled launches' bi
             }
     }
     conv_fixed_shapes(true);
+}
+
+TEST_CASE("every kernel that reads an FP16 bank gives the bits it gives on FP32 images holding its values", "[cuda][conv][half]") {
+    // --half-bank: the launchers take ImageIn::half and widen each pixel as they load it (exact),
+    // so against the same launcher on the host-rounded FP32 bank: custom and tiled forward and
+    // weight gradient (through a gather list and without), the pair forward, the augment and
+    // mirror kernels, cuDNN's block. The recipes' shapes (fixed), an odd one and a 5x5/pool-3 one
+    // (run-time path), batches of 1, 3 and 257 images.
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(309);
+    const std::vector<ConvShape> shapes = {conv_shape(1, 56, 46, 6, 3, 2), conv_shape(1, 56, 46, 16, 3, 2),
+                                           conv_shape(2, 13, 11, 3, 3, 2), conv_shape(1, 20, 17, 4, 5, 3)};
+    auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
+        return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+    };
+    for (const ConvShape& s : shapes)
+        for (int n : {1, 3, 257}) {
+            INFO("C" << s.C << " H" << s.H << " F" << s.F << " K" << s.K << " P" << s.P << " n " << n);
+            const int bank_n = 300;
+            const auto raw = testutil::random_vector(size_t(bank_n) * s.in_elems(), r, 0, 1);
+            std::vector<uint16_t> h(raw.size());
+            std::vector<float> rounded(raw.size());
+            for (size_t k = 0; k < raw.size(); ++k) h[k] = half_from_float(float(raw[k])), rounded[k] = half_round(float(raw[k]));
+            auto d_h = to_device<uint16_t>(h);
+            auto d_f = to_device<float>(rounded);
+            const ImageIn half = ImageIn::half(d_h.get()), full(d_f.get());
+            const auto w = testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r, -0.5, 0.5);
+            const auto b = testutil::random_vector(s.F, r, -0.1, 0.1);
+            auto d_w = to_device<float>(w), d_b = to_device<float>(b);
+            std::vector<int> list(n);
+            for (int& g : list) g = int(r() % bank_n);
+            auto d_list = to_device<int>(list);
+            DeviceBuffer<StepState> st;
+            StepState* sp = device_state(st, 0, 0, 5);
+            const size_t pooled = size_t(n) * s.out_elems();
+            auto d_geff = to_device<float>(testutil::random_vector(pooled, r));
+            DeviceBuffer<float> partial(conv_partial_elems(s));
+            for (bool tiled : {false, true})
+                for (bool gathered : {false, true}) {
+                    INFO((tiled ? "tiled" : "custom") << (gathered ? ", gathered" : ""));
+                    const ImageGather g = gathered ? ImageGather(d_list.get()) : ImageGather();
+                    std::vector<float> out[2], wb[2];
+                    std::vector<uint8_t> arg[2];
+                    for (int k = 0; k < 2; ++k) {
+                        const ImageIn in = k ? half : full;
+                        auto o = poisoned<float>(pooled), dw = poisoned<float>(w.size() + b.size());
+                        auto a = poisoned<uint8_t>(pooled);
+                        if (tiled) {
+                            conv_pool_forward_tiled(o.get(), a.get(), in, d_w.get(), d_b.get(), s, n, g, 0.25f, 3, 7, sp, nullptr);
+                            conv_backward_weights_tiled(dw.get(), d_geff.get(), a.get(), in, s, n, g, partial.get(),
+                                                        partial.size(), nullptr);
+                        } else {
+                            conv_pool_forward(o.get(), a.get(), in, d_w.get(), d_b.get(), s, n, g, 0.25f, 3, 7, sp, nullptr);
+                            conv_backward_weights(dw.get(), d_geff.get(), a.get(), in, s, n, g, partial.get(), partial.size(),
+                                                  nullptr);
+                        }
+                        CUDA_CHECK(cudaDeviceSynchronize());
+                        out[k] = o.download(), wb[k] = dw.download(), arg[k] = a.download();
+                    }
+                    REQUIRE(cudatest::all_finite(out[1]));
+                    REQUIRE(cudatest::all_finite(wb[1]));
+                    CHECK(same(out[0], out[1]));
+                    CHECK(arg[0] == arg[1]);
+                    CHECK(same(wb[0], wb[1]));
+                }
+            // The pair forward (conv1 then a second block on its output), through the gather list.
+            const ConvShape s2 = conv_shape(s.F, s.Hp, s.Wp, 5, 2, 1);
+            const auto w2 = testutil::random_vector(size_t(s2.F) * s2.C * s2.K * s2.K, r, -0.5, 0.5);
+            const auto b2 = testutil::random_vector(s2.F, r, -0.1, 0.1);
+            auto d_w2 = to_device<float>(w2), d_b2 = to_device<float>(b2);
+            std::vector<float> pair[2];
+            for (int k = 0; k < 2; ++k) {
+                auto oa = poisoned<float>(pooled), ob = poisoned<float>(size_t(n) * s2.out_elems());
+                auto aa = poisoned<uint8_t>(pooled), ab = poisoned<uint8_t>(size_t(n) * s2.out_elems());
+                conv_pair_forward_tiled(oa.get(), aa.get(), ob.get(), ab.get(), k ? half : full, d_w.get(), d_b.get(), d_w2.get(),
+                                        d_b2.get(), s, s2, n, d_list.get(), 0.25f, 3, 7, sp, nullptr);
+                CUDA_CHECK(cudaDeviceSynchronize());
+                pair[k] = ob.download();
+            }
+            REQUIRE(cudatest::all_finite(pair[1]));
+            CHECK(same(pair[0], pair[1]));
+            // The augment kernel (one-channel banks: the P-K sampler's images) and the mirror.
+            if (s.C == 1) {
+                AugmentConfig c;
+                c.enabled = true;
+                std::vector<int> order(n + 4);
+                for (int& o : order) o = int(r() % bank_n);
+                auto d_order = to_device<int>(order);
+                StepState* sp2 = device_state(st, 4, 0, 11);
+                std::vector<float> views[2], mirrors[2];
+                for (int k = 0; k < 2; ++k) {
+                    auto v = poisoned<float>(size_t(n) * s.in_elems()), m = poisoned<float>(size_t(n) * s.in_elems());
+                    augment_images(v.get(), k ? half : full, d_order.get(), n, s.H, s.W, c, 21, sp2, nullptr);
+                    mirror_images(m.get(), k ? half : full, n, s.H, s.W, nullptr);
+                    CUDA_CHECK(cudaDeviceSynchronize());
+                    views[k] = v.download(), mirrors[k] = m.download();
+                }
+                REQUIRE(cudatest::all_finite(views[1]));
+                CHECK(same(views[0], views[1]));
+                CHECK(same(mirrors[0], mirrors[1]));
+            }
+#if SIAMESE_HAVE_CUDNN
+            // cuDNN's block: its staging copy widens the bank (with and without a gather list).
+            cudnnHandle_t ch;
+            REQUIRE(cudnnCreate(&ch) == CUDNN_STATUS_SUCCESS);
+            {
+                CudnnConvBlock block(ch, s, n);
+                for (bool gathered : {false, true}) {
+                    INFO("cudnn" << (gathered ? ", gathered" : ""));
+                    const ImageGather g = gathered ? ImageGather(d_list.get()) : ImageGather();
+                    std::vector<float> out[2], wb[2];
+                    for (int k = 0; k < 2; ++k) {
+                        auto o = poisoned<float>(pooled), dw = poisoned<float>(w.size() + b.size());
+                        auto a = poisoned<uint8_t>(pooled);
+                        block.forward(o.get(), a.get(), k ? half : full, d_w.get(), d_b.get(), n, g, 0.25f, 3, 7, sp, nullptr);
+                        block.backward(dw.get(), nullptr, d_geff.get(), a.get(), k ? half : full, d_w.get(), n, g, nullptr);
+                        CUDA_CHECK(cudaDeviceSynchronize());
+                        out[k] = o.download(), wb[k] = dw.download();
+                    }
+                    REQUIRE(cudatest::all_finite(out[1]));
+                    CHECK(same(out[0], out[1]));
+                    CHECK(same(wb[0], wb[1]));
+                }
+            }
+            cudnnDestroy(ch);
+#endif
+        }
 }
