@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "siamese/common.hpp"
+#include "siamese/half.hpp"
 
 namespace fs = std::filesystem;
 
@@ -151,6 +152,12 @@ ImageBank load_dataset(const std::string& dir, const Preprocess& pp, int raw_wid
                      bank.size(), bank.raw_width, bank.raw_height,
                      raw_width > 0 ? "the model's input" : ("the size of the first, " + bank.files.front()).c_str());
     return bank;
+}
+
+ImageBank half_rounded(const ImageBank& bank) {
+    ImageBank r = bank;
+    for (float& p : r.pixels) p = half_round(p);
+    return r;
 }
 
 }  // namespace siamese

@@ -12,7 +12,6 @@
 #include "cpu/augment.hpp"
 #include "cpu/batch_loss.hpp"
 #include "cpu/embed_head.hpp"
-#include "siamese/half.hpp"
 #include "siamese/synth.hpp"
 #include "siamese/trainer.hpp"
 #include "test_util.hpp"
@@ -298,8 +297,7 @@ TEST_CASE("a P-K epoch on an FP16 bank gives the bits of an FP32 bank holding it
     // through the gather), and the validation's flip view (the mirror kernel), in epoch graphs.
     SKIP_WITHOUT_CUDA();
     const PkSetup s;
-    ImageBank rounded = s.bank;
-    for (float& p : rounded.pixels) p = half_round(p);
+    const ImageBank rounded = half_rounded(s.bank);
     REQUIRE(rounded.pixels != s.bank.pixels);
     for (bool augment : {false, true}) {
         INFO("augment " << augment);

@@ -9,7 +9,6 @@
 
 #include "cuda_test_util.hpp"
 #include "tensor_check.hpp"
-#include "siamese/half.hpp"
 #include "siamese/step_plan.hpp"
 #include "siamese/synth.hpp"
 #include "siamese/trainer.hpp"
@@ -514,8 +513,7 @@ TEST_CASE("an FP16 bank gives the bits of an FP32 bank holding its rounded value
     // losses, distances, weights and bank embeddings, every engine kind, eager and as graphs.
     SKIP_WITHOUT_CUDA();
     const Setup s;
-    ImageBank rounded = s.bank;
-    for (float& p : rounded.pixels) p = half_round(p);
+    const ImageBank rounded = half_rounded(s.bank);
     REQUIRE(rounded.pixels != s.bank.pixels);
     for (const char* kind : conv_kinds())
         for (bool graphs : {false, true}) {

@@ -6,7 +6,6 @@
 #include "siamese/backend.hpp"
 #include "siamese/files.hpp"
 #include "siamese/dataset.hpp"
-#include "siamese/half.hpp"
 #include "siamese/synth.hpp"
 #include "siamese/pgm.hpp"
 #include "siamese/run.hpp"
@@ -291,8 +290,7 @@ TEST_CASE("a half bank (--half-bank) trains on the FP16-rounded pixels: the bits
     // half-bank engine on the bank and a plain one on the rounded bank agree to the bit, and both
     // differ from a plain one on the raw bank (the rounding reaches the weights).
     const Small small;
-    ImageBank rounded = small.bank;
-    for (float& p : rounded.pixels) p = half_round(p);
+    const ImageBank rounded = half_rounded(small.bank);
     REQUIRE(rounded.pixels != small.bank.pixels);
     Recipe h;
     h.net.in_h = small.bank.height;

@@ -43,5 +43,9 @@ bool natural_less(const std::string& a, const std::string& b);
 // image's) are fit to it (centre crop, then resampled), with one warning saying how many.
 ImageBank load_dataset(const std::string& dir, const Preprocess& pp, int raw_width = 0, int raw_height = 0);
 
+// The bank with every pixel rounded to the nearest FP16 value (siamese/half.hpp): what the
+// engines train on with --half-bank (EngineOptions::half_bank).
+ImageBank half_rounded(const ImageBank& bank);
+
 
 }  // namespace siamese

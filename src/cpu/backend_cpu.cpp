@@ -13,7 +13,6 @@
 #include "cpu/loss.hpp"
 #include "cpu/optimizer.hpp"
 #include "cpu/phase_clock.hpp"
-#include "siamese/half.hpp"
 #include "siamese/metrics.hpp"
 #include "cpu/twin.hpp"
 
@@ -44,8 +43,7 @@ public:
     void do_upload_images(const ImageBank& bank) override {
         bank_ = &bank;
         if (!half_bank_) return;
-        rounded_ = bank;  // --half-bank: the floats the CUDA engine's FP16 bank widens to
-        for (float& p : rounded_.pixels) p = half_round(p);
+        rounded_ = half_rounded(bank);  // --half-bank: the floats the CUDA engine's FP16 bank widens to
         bank_ = &rounded_;
     }
     void set_params(const std::vector<float>& p) override {
