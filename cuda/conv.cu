@@ -24,10 +24,11 @@ namespace {
 
 // One thread per group of four consecutive pooled outputs of one image (flattened (F,Hp,Wp)):
 // each output's P*P conv values, their max and argmax, ReLU, and the group's dropout mask from
-// ONE Philox call (the four words of the block cover the four outputs, as on the CPU).
-// X: the images' pixel type (pixels.hpp).
-template <class X>
-__global__ void conv_pool_forward_kernel(ConvShape s, int n, X in, ImageGather gather, const float* __restrict__ w,
+// ONE Philox call (the four words of the block cover the four outputs, as on the CPU). S: the
+// shape (a FixedShape: each window's values together, conv_pool_group); X: the images' pixel
+// type (pixels.hpp).
+template <class S, class X>
+__global__ void conv_pool_forward_kernel(S s, int n, X in, ImageGather gather, const float* __restrict__ w,
                                          const float* __restrict__ b, float* __restrict__ out,
                                          uint8_t* __restrict__ argmax, float rate, uint64_t seed, uint32_t layer_id,
                                          const StepState* __restrict__ st) {
@@ -36,9 +37,7 @@ __global__ void conv_pool_forward_kernel(ConvShape s, int n, X in, ImageGather g
     if (idx >= long(n) * groups) return;
     const int i = int(idx / groups), g = int(idx % groups);
     const X x = in + size_t(gather(i)) * s.C * s.H * s.W;
-    pool_relu_dropout_group(
-        s, i, g, [&](int f, int oy, int ox) { return conv_value(s, x, w, b, f, oy, ox); }, out, argmax, rate, seed,
-        layer_id, rate > 0.0f ? st->step : 0);
+    conv_pool_group(s, i, g, x, w, b, out, argmax, rate, seed, layer_id, rate > 0.0f ? st->step : 0);
 }
 
 // Thread j of chunk blockIdx.y: the sum over the chunk's images of weight (or bias) j's gradient.
@@ -237,9 +236,11 @@ void conv_pool_forward(float* out, uint8_t* argmax, ImageIn in, const float* w, 
     NvtxRange r("conv_pool_forward");
     if (s.P > 8) throw UsageError("CUDA conv: pool size over 8 is not supported (argmax is one byte)");
     in.visit([&](auto x) {
-        conv_pool_forward_kernel<<<blocks_for(long(n) * ((s.out_elems() + 3) / 4)), kThreads, 0, stream>>>(
-            s, n, x, gather, w, b, out, argmax, rate, seed, layer_id, st);
-        CUDA_CHECK_LAUNCH();
+        with_shape(s, [&](auto shape) {
+            conv_pool_forward_kernel<<<blocks_for(long(n) * ((s.out_elems() + 3) / 4)), kThreads, 0, stream>>>(
+                shape, n, x, gather, w, b, out, argmax, rate, seed, layer_id, st);
+            CUDA_CHECK_LAUNCH();
+        });
     });
 }
 

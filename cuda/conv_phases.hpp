@@ -89,9 +89,8 @@ SIAMESE_HD float conv_value(const S& s, X x, const float* w, const float* b, int
 // conv_value sums it (the bias, then (c, ky, kx) in order: the same bits), but a channel's
 // (P + K - 1)^2 input patch and K^2 taps are loaded once for the window's P^2 values: 25 loads
 // a channel instead of 72 for the recipes' 3x3 conv and 2x2 pool.
-template <class S>
-SIAMESE_HD void conv_window(const S&, const float* x, const float* w, const float* b, int f, int py, int px,
-                            float* vals) {
+template <class S, class X>
+SIAMESE_HD void conv_window(const S&, X x, const float* w, const float* b, int f, int py, int px, float* vals) {
     constexpr int C = S::C, H = S::H, W = S::W, K = S::K, P = S::P, T = P + K - 1;
     SIAMESE_UNROLL
     for (int v = 0; v < P * P; ++v) vals[v] = b[f];
@@ -101,7 +100,7 @@ SIAMESE_HD void conv_window(const S&, const float* x, const float* w, const floa
         SIAMESE_UNROLL
         for (int r = 0; r < T; ++r)
             SIAMESE_UNROLL
-            for (int q = 0; q < T; ++q) patch[r * T + q] = x[(c * H + py * P + r) * W + px * P + q];
+            for (int q = 0; q < T; ++q) patch[r * T + q] = x[size_t((c * H + py * P + r) * W + px * P + q)];
         SIAMESE_UNROLL
         for (int k = 0; k < K * K; ++k) tap[k] = wf[c * K * K + k];
         SIAMESE_UNROLL
@@ -113,6 +112,28 @@ SIAMESE_HD void conv_window(const S&, const float* x, const float* w, const floa
                     SIAMESE_UNROLL
                     for (int dx = 0; dx < P; ++dx)
                         vals[dy * P + dx] += tap[ky * K + kx] * patch[(dy + ky) * T + dx + kx];
+    }
+}
+
+// Pooled outputs 4g..4g+3 of image i (x: its pixels, a float pointer or pixels.hpp's types) with
+// weights w and biases b: for a FixedShape a window's values together (conv_window: its patch and
+// taps in registers), for a run-time shape value by value (conv_value). The same bits either way.
+template <class S, class X>
+SIAMESE_HD void conv_pool_group(const S& s, int i, int g, X x, const float* w, const float* b, float* out,
+                                uint8_t* argmax, float rate, uint64_t seed, uint32_t layer_id, uint64_t step) {
+    if constexpr (IsFixedShape<S>::value) {
+        pool_relu_dropout_windows(
+            s, i, g,
+            [&](int f, int py, int px, int& arg) {
+                float vals[S::P * S::P];
+                conv_window(s, x, w, b, f, py, px, vals);
+                return pool_window_max(S::P, [&](int dy, int dx) { return vals[dy * S::P + dx]; }, arg);
+            },
+            out, argmax, rate, seed, layer_id, step);
+    } else {
+        pool_relu_dropout_group(
+            s, i, g, [&](int f, int oy, int ox) { return conv_value(s, x, w, b, f, oy, ox); }, out, argmax, rate, seed,
+            layer_id, step);
     }
 }
 
@@ -196,20 +217,7 @@ SIAMESE_HD void tiled_forward_compute(const S& s, int i, int chunk, const float*
     const float *xs = sm, *ws = sm + img, *bs = ws + nw;
     const int groups = (s.F * s.Hp * s.Wp + 3) / 4, g = chunk * nt + tid;
     if (g >= groups) return;
-    if constexpr (IsFixedShape<S>::value) {  // a window's values together: patch and taps in registers
-        pool_relu_dropout_windows(
-            s, i, g,
-            [&](int f, int py, int px, int& arg) {
-                float vals[S::P * S::P];
-                conv_window(s, xs, ws, bs, f, py, px, vals);
-                return pool_window_max(S::P, [&](int dy, int dx) { return vals[dy * S::P + dx]; }, arg);
-            },
-            out, argmax, rate, seed, layer_id, step);
-    } else {
-        pool_relu_dropout_group(
-            s, i, g, [&](int f, int oy, int ox) { return conv_value(s, xs, ws, bs, f, oy, ox); }, out, argmax, rate,
-            seed, layer_id, step);
-    }
+    conv_pool_group(s, i, g, xs, ws, bs, out, argmax, rate, seed, layer_id, step);
 }
 
 // Input gradient, phase 1: a zero (F, Hp*P, Wp*P) tile and the weights beside it.

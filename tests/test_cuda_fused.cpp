@@ -237,7 +237,7 @@ TEST_CASE("conv blocks reading the pair order directly give build_gather's bits"
     }
 }
 
-TEST_CASE("tiled conv kernels compiled for the recipes' fixed shapes give the run-time shapes' bits", "[cuda][conv][fixed]") {
+TEST_CASE("conv kernels compiled for the recipes' fixed shapes give the run-time shapes' bits", "[cuda][conv][fixed]") {
     SKIP_WITHOUT_CUDA();
     std::mt19937_64 r(305);
     const std::vector<ConvShape> shapes = {conv_shape(1, 56, 46, 6, 3, 2), conv_shape(6, 27, 22, 12, 3, 2),
@@ -259,19 +259,24 @@ TEST_CASE("tiled conv kernels compiled for the recipes' fixed shapes give the ru
             for (int fixed = 0; fixed < 2; ++fixed) {
                 conv_fixed_shapes(fixed == 1);
                 auto out = poisoned<float>(pooled), wb = poisoned<float>(w.size() + b.size()), din = poisoned<float>(x.size());
-                auto arg = poisoned<uint8_t>(pooled);
+                auto arg = poisoned<uint8_t>(pooled), carg = poisoned<uint8_t>(pooled);
+                auto cout = poisoned<float>(pooled);
                 conv_pool_forward_tiled(out.get(), arg.get(), d_x.get(), d_w.get(), d_b.get(), s, n, nullptr, 0.25f, 9, 4, sp,
                                         nullptr);
+                // The custom forward too: fixed shapes take each window's values together.
+                conv_pool_forward(cout.get(), carg.get(), d_x.get(), d_w.get(), d_b.get(), s, n, nullptr, 0.25f, 9, 4, sp,
+                                  nullptr);
                 conv_backward_weights_tiled(wb.get(), d_d.get(), arg.get(), d_x.get(), s, n, nullptr, partial.get(),
                                             partial.size(), nullptr);
                 conv_backward_input_tiled(din.get(), d_d.get(), arg.get(), d_w.get(), s, n, nullptr);
                 CUDA_CHECK(cudaDeviceSynchronize());
-                outs[fixed] = {out.download(), wb.download(), din.download()};
+                outs[fixed] = {out.download(), wb.download(), din.download(), cout.download()};
                 args[fixed] = arg.download();
+                CHECK(carg.download() == args[fixed]);
             }
             conv_fixed_shapes(true);
-            for (int k = 0; k < 3; ++k) {
-                INFO("output " << k << " (forward, weight gradient, input gradient)");
+            for (int k = 0; k < 4; ++k) {
+                INFO("output " << k << " (forward, weight gradient, input gradient, custom forward)");
                 REQUIRE(cudatest::all_finite(outs[1][k]));
                 CHECK(std::memcmp(outs[0][k].data(), outs[1][k].data(), outs[0][k].size() * sizeof(float)) == 0);
             }
