@@ -41,9 +41,10 @@ __global__ void conv_pool_forward_kernel(S s, int n, X in, ImageGather gather, c
 }
 
 // Thread j of chunk blockIdx.y: the sum over the chunk's images of weight (or bias) j's gradient.
-// Fused (counter set): the last block to finish then sums the chunks into grad_wb.
-template <class X>
-__global__ void conv_wgrad_partial_kernel(ConvShape s, int n, int chunk, X in, ImageGather gather, const float* __restrict__ geff,
+// Fused (counter set): the last block to finish then sums the chunks into grad_wb. S: the shape
+// (a FixedShape folds its sizes into the index arithmetic; the same sums).
+template <class S, class X>
+__global__ void conv_wgrad_partial_kernel(S s, int n, int chunk, X in, ImageGather gather, const float* __restrict__ geff,
                                           const float* __restrict__ y, float scale, const uint8_t* __restrict__ argmax,
                                           float* __restrict__ partial, float* __restrict__ grad_wb,
                                           unsigned* __restrict__ counter, int chunks) {
@@ -62,8 +63,9 @@ __global__ void conv_wgrad_partial_kernel(ConvShape s, int n, int chunk, X in, I
 }
 
 // One thread per input element (i, c, y, x): every (filter, tap) whose conv output was its pool
-// window's argmax contributes w * geff.
-__global__ void conv_input_grad_kernel(ConvShape s, int n, const float* __restrict__ geff,
+// window's argmax contributes w * geff. S: as above (a FixedShape: no run-time divisions).
+template <class S>
+__global__ void conv_input_grad_kernel(S s, int n, const float* __restrict__ geff,
                                        const float* __restrict__ ymask, float scale,
                                        const uint8_t* __restrict__ argmax, const float* __restrict__ w,
                                        float* __restrict__ din) {
@@ -259,9 +261,11 @@ void conv_backward_weights(float* grad_wb, const float* geff, const uint8_t* arg
     const int nwb = wgrad_params(s);
     const int chunk = wgrad_chunk(s, n), chunks = (n + chunk - 1) / chunk;
     in.visit([&](auto x) {
-        conv_wgrad_partial_kernel<<<dim3(blocks_for(nwb), unsigned(chunks)), kThreads, 0, stream>>>(
-            s, n, chunk, x, gather, geff, fuse.y, fuse.scale, argmax, partial, grad_wb, fuse.counter, chunks);
-        CUDA_CHECK_LAUNCH();
+        with_shape(s, [&](auto shape) {
+            conv_wgrad_partial_kernel<<<dim3(blocks_for(nwb), unsigned(chunks)), kThreads, 0, stream>>>(
+                shape, n, chunk, x, gather, geff, fuse.y, fuse.scale, argmax, partial, grad_wb, fuse.counter, chunks);
+            CUDA_CHECK_LAUNCH();
+        });
     });
     if (!fuse.counter) column_sums(grad_wb, partial, chunks, nwb, stream);  // the chunks in order
 }
@@ -269,9 +273,11 @@ void conv_backward_weights(float* grad_wb, const float* geff, const uint8_t* arg
 void conv_backward_input(float* din, const float* geff, const uint8_t* argmax, const float* w, const ConvShape& s, int n,
                          cudaStream_t stream, const ConvBackwardFusion& fuse) {
     NvtxRange r("conv_backward_input");
-    conv_input_grad_kernel<<<blocks_for(long(n) * s.C * s.H * s.W), kThreads, 0, stream>>>(s, n, geff, fuse.y, fuse.scale,
-                                                                                           argmax, w, din);
-    CUDA_CHECK_LAUNCH();
+    with_shape(s, [&](auto shape) {
+        conv_input_grad_kernel<<<blocks_for(long(n) * s.C * s.H * s.W), kThreads, 0, stream>>>(shape, n, geff, fuse.y,
+                                                                                               fuse.scale, argmax, w, din);
+        CUDA_CHECK_LAUNCH();
+    });
 }
 
 }  // namespace siamese::cuda

@@ -260,7 +260,7 @@ TEST_CASE("conv kernels compiled for the recipes' fixed shapes give the run-time
                 conv_fixed_shapes(fixed == 1);
                 auto out = poisoned<float>(pooled), wb = poisoned<float>(w.size() + b.size()), din = poisoned<float>(x.size());
                 auto arg = poisoned<uint8_t>(pooled), carg = poisoned<uint8_t>(pooled);
-                auto cout = poisoned<float>(pooled);
+                auto cout = poisoned<float>(pooled), cwb = poisoned<float>(w.size() + b.size()), cdin = poisoned<float>(x.size());
                 conv_pool_forward_tiled(out.get(), arg.get(), d_x.get(), d_w.get(), d_b.get(), s, n, nullptr, 0.25f, 9, 4, sp,
                                         nullptr);
                 // The custom forward too: fixed shapes take each window's values together.
@@ -269,14 +269,18 @@ TEST_CASE("conv kernels compiled for the recipes' fixed shapes give the run-time
                 conv_backward_weights_tiled(wb.get(), d_d.get(), arg.get(), d_x.get(), s, n, nullptr, partial.get(),
                                             partial.size(), nullptr);
                 conv_backward_input_tiled(din.get(), d_d.get(), arg.get(), d_w.get(), s, n, nullptr);
+                // And the custom backward (fixed shapes: sizes folded into the index arithmetic).
+                conv_backward_weights(cwb.get(), d_d.get(), arg.get(), d_x.get(), s, n, nullptr, partial.get(), partial.size(),
+                                      nullptr);
+                conv_backward_input(cdin.get(), d_d.get(), arg.get(), d_w.get(), s, n, nullptr);
                 CUDA_CHECK(cudaDeviceSynchronize());
-                outs[fixed] = {out.download(), wb.download(), din.download(), cout.download()};
+                outs[fixed] = {out.download(), wb.download(), din.download(), cout.download(), cwb.download(), cdin.download()};
                 args[fixed] = arg.download();
                 CHECK(carg.download() == args[fixed]);
             }
             conv_fixed_shapes(true);
-            for (int k = 0; k < 4; ++k) {
-                INFO("output " << k << " (forward, weight gradient, input gradient, custom forward)");
+            for (int k = 0; k < 6; ++k) {
+                INFO("output " << k << " (tiled forward, weight and input gradients; the same, custom)");
                 REQUIRE(cudatest::all_finite(outs[1][k]));
                 CHECK(std::memcmp(outs[0][k].data(), outs[1][k].data(), outs[0][k].size() * sizeof(float)) == 0);
             }
