@@ -37,7 +37,7 @@ __global__ void conv_pool_forward_kernel(S s, int n, X in, ImageGather gather, c
     if (idx >= long(n) * groups) return;
     const int i = int(idx / groups), g = int(idx % groups);
     const X x = in + size_t(gather(i)) * s.C * s.H * s.W;
-    conv_pool_group(s, i, g, x, w, b, out, argmax, rate, seed, layer_id, rate > 0.0f ? st->step : 0);
+    conv_pool_group(s, i, g, x, s.W, w, b, out, argmax, rate, seed, layer_id, rate > 0.0f ? st->step : 0);
 }
 
 // Thread j of chunk blockIdx.y: the sum over the chunk's images of weight (or bias) j's gradient.
@@ -287,11 +287,11 @@ namespace siamese::cuda {
 void conv_pool_forward_tiled(float* out, uint8_t* argmax, ImageIn in, const float* w, const float* b,
                              const ConvShape& s, int n, ImageGather gather, float rate, uint64_t seed, uint32_t layer_id,
                              const StepState* st, cudaStream_t stream) {
-    const size_t bytes = tiled_forward_smem_floats(s) * sizeof(float);
     in.visit([&](auto x) {
         with_shape(s, [&](auto shape) {
             using S = decltype(shape);
             using X = decltype(x);
+            const size_t bytes = tiled_forward_smem_floats(shape) * sizeof(float);
             if (s.P > 8 || n == 0 || !dynamic_smem_ok<tiled_forward_kernel<S, X>>(bytes))
                 return conv_pool_forward(out, argmax, in, w, b, s, n, gather, rate, seed, layer_id, st, stream);
             NvtxRange r("conv_pool_forward_tiled");
@@ -353,12 +353,12 @@ void conv_pair_forward_tiled(float* out_a, uint8_t* arg_a, float* out_b, uint8_t
                              cudaStream_t stream) {
     if (sb.C != sa.F || sb.H != sa.Hp || sb.W != sa.Wp)
         throw std::logic_error("conv_pair_forward_tiled: the second block does not read the first one's output");
-    const size_t bytes = std::max(tiled_forward_smem_floats(sa), tiled_forward_smem_floats(sb)) * sizeof(float);
     in.visit([&](auto x) {
         with_pair_shape(sa, sb, [&](auto a, auto b) {
             using A = decltype(a);
             using B = decltype(b);
             using X = decltype(x);
+            const size_t bytes = std::max(tiled_forward_smem_floats(a), tiled_forward_smem_floats(b)) * sizeof(float);
             if (sa.P > 8 || sb.P > 8 || n == 0 || !dynamic_smem_ok<tiled_pair_forward_kernel<A, B, X>>(bytes)) {
                 conv_pool_forward_tiled(out_a, arg_a, in, wa, ba, sa, n, gather, rate, seed, layer_a, st, stream);
                 conv_pool_forward_tiled(out_b, arg_b, out_a, wb, bb, sb, n, nullptr, rate, seed, layer_a + 1, st, stream);

@@ -68,16 +68,17 @@ SIAMESE_HD void pool_relu_dropout_group(const S& s, int i, int g, Value value, f
         out, argmax, rate, seed, layer_id, step);
 }
 
-// The conv output at (f, oy, ox) of image x (C, H, W) with weights w (F, C, K, K) and bias b:
-// the bias, then every (c, ky, kx) in order (the CPU reference's order). X: a float pointer, or
-// the pixel types of pixels.hpp (the FP16 bank widened as it is read).
+// The conv output at (f, oy, ox) of image x (C, H, W; rows ld floats apart, ld >= W) with
+// weights w (F, C, K, K) and bias b: the bias, then every (c, ky, kx) in order (the CPU
+// reference's order). X: a float pointer, or the pixel types of pixels.hpp (the FP16 bank
+// widened as it is read).
 template <class S, class X>
-SIAMESE_HD float conv_value(const S& s, X x, const float* w, const float* b, int f, int oy, int ox) {
+SIAMESE_HD float conv_value(const S& s, X x, const float* w, const float* b, int f, int oy, int ox, int ld) {
     const float* wf = w + f * s.C * s.K * s.K;
     float acc = b[f];
     for (int c = 0; c < s.C; ++c)
         for (int ky = 0; ky < s.K; ++ky) {
-            const X xr = x + size_t((c * s.H + oy + ky) * s.W + ox);
+            const X xr = x + size_t((c * s.H + oy + ky) * ld + ox);
             const float* wr = wf + (c * s.K + ky) * s.K;
             for (int kx = 0; kx < s.K; ++kx) acc += wr[kx] * xr[kx];
         }
@@ -90,8 +91,8 @@ SIAMESE_HD float conv_value(const S& s, X x, const float* w, const float* b, int
 // (P + K - 1)^2 input patch and K^2 taps are loaded once for the window's P^2 values: 25 loads
 // a channel instead of 72 for the recipes' 3x3 conv and 2x2 pool.
 template <class S, class X>
-SIAMESE_HD void conv_window(const S&, X x, const float* w, const float* b, int f, int py, int px, float* vals) {
-    constexpr int C = S::C, H = S::H, W = S::W, K = S::K, P = S::P, T = P + K - 1;
+SIAMESE_HD void conv_window(const S&, X x, const float* w, const float* b, int f, int py, int px, int ld, float* vals) {
+    constexpr int C = S::C, H = S::H, K = S::K, P = S::P, T = P + K - 1;
     SIAMESE_UNROLL
     for (int v = 0; v < P * P; ++v) vals[v] = b[f];
     const float* wf = w + f * C * K * K;
@@ -100,7 +101,7 @@ SIAMESE_HD void conv_window(const S&, X x, const float* w, const float* b, int f
         SIAMESE_UNROLL
         for (int r = 0; r < T; ++r)
             SIAMESE_UNROLL
-            for (int q = 0; q < T; ++q) patch[r * T + q] = x[size_t((c * H + py * P + r) * W + px * P + q)];
+            for (int q = 0; q < T; ++q) patch[r * T + q] = x[size_t((c * H + py * P + r) * ld + px * P + q)];
         SIAMESE_UNROLL
         for (int k = 0; k < K * K; ++k) tap[k] = wf[c * K * K + k];
         SIAMESE_UNROLL
@@ -115,25 +116,26 @@ SIAMESE_HD void conv_window(const S&, X x, const float* w, const float* b, int f
     }
 }
 
-// Pooled outputs 4g..4g+3 of image i (x: its pixels, a float pointer or pixels.hpp's types) with
-// weights w and biases b: for a FixedShape a window's values together (conv_window: its patch and
-// taps in registers), for a run-time shape value by value (conv_value). The same bits either way.
+// Pooled outputs 4g..4g+3 of image i (x: its pixels, a float pointer or pixels.hpp's types, rows
+// ld floats apart) with weights w and biases b: for a FixedShape a window's values together
+// (conv_window: its patch and taps in registers), for a run-time shape value by value
+// (conv_value). The same bits either way.
 template <class S, class X>
-SIAMESE_HD void conv_pool_group(const S& s, int i, int g, X x, const float* w, const float* b, float* out,
+SIAMESE_HD void conv_pool_group(const S& s, int i, int g, X x, int ld, const float* w, const float* b, float* out,
                                 uint8_t* argmax, float rate, uint64_t seed, uint32_t layer_id, uint64_t step) {
     if constexpr (IsFixedShape<S>::value) {
         pool_relu_dropout_windows(
             s, i, g,
             [&](int f, int py, int px, int& arg) {
                 float vals[S::P * S::P];
-                conv_window(s, x, w, b, f, py, px, vals);
+                conv_window(s, x, w, b, f, py, px, ld, vals);
                 return pool_window_max(S::P, [&](int dy, int dx) { return vals[dy * S::P + dx]; }, arg);
             },
             out, argmax, rate, seed, layer_id, step);
     } else {
         pool_relu_dropout_group(
-            s, i, g, [&](int f, int oy, int ox) { return conv_value(s, x, w, b, f, oy, ox); }, out, argmax, rate, seed,
-            layer_id, step);
+            s, i, g, [&](int f, int oy, int ox) { return conv_value(s, x, w, b, f, oy, ox, ld); }, out, argmax, rate,
+            seed, layer_id, step);
     }
 }
 
@@ -190,17 +192,32 @@ SIAMESE_HD float wgrad_terms(const S& s, int j, const float* g, const float* y, 
 // ---- the tiled kernels' phases (--conv tiled). Each block works on one image (or one image's
 // chunk of outputs) staged in shared memory `sm`; thread tid of nt.
 
-// Forward: the floats of shared memory phase 1 stages (the image, the weights, the biases).
+// Forward: the staged image's row stride. A thread makes four consecutive pooled outputs, so at
+// one load a warp's lanes read 8 floats apart along a row (the pool's 2 x 4 outputs): with rows
+// W floats apart, every lane of a row falls in one of four banks, and the recipes' shapes meet
+// 7.5-8.6 lanes a bank (wavefronts a load, counted for every load of the window code). One float
+// of padding a row spreads the rows over the banks: 2.8-3.4. For the fixed shapes, whose
+// conflicts were counted; a run-time shape keeps W.
+template <class S>
+SIAMESE_HD int staged_ld(const S& s) {
+    if constexpr (IsFixedShape<S>::value)
+        return S::W + 1;
+    else
+        return s.W;
+}
+// Forward: the floats of shared memory phase 1 stages (the image with its row stride, the
+// weights, the biases).
 template <class S>
 SIAMESE_HD size_t tiled_forward_smem_floats(const S& s) {
-    return size_t(s.C * s.H * s.W) + size_t(s.F) * s.C * s.K * s.K + s.F;
+    return size_t(s.C * s.H) * staged_ld(s) + size_t(s.F) * s.C * s.K * s.K + s.F;
 }
-// Forward, phase 1: the image x (a float pointer, or pixels.hpp's types), the weights and biases into sm.
+// Forward, phase 1: the image x (a float pointer, or pixels.hpp's types), its rows staged_ld
+// floats apart, the weights and biases into sm.
 template <class S, class X>
 SIAMESE_HD void tiled_forward_stage(const S& s, X x, const float* w, const float* b, float* sm, int tid, int nt) {
-    const int img = s.C * s.H * s.W, nw = s.F * s.C * s.K * s.K;
-    float *xs = sm, *ws = sm + img, *bs = ws + nw;
-    for (int k = tid; k < img; k += nt) xs[k] = x[k];
+    const int img = s.C * s.H * s.W, ld = staged_ld(s), nw = s.F * s.C * s.K * s.K;
+    float *xs = sm, *ws = sm + s.C * s.H * ld, *bs = ws + nw;
+    for (int k = tid; k < img; k += nt) xs[(k / s.W) * ld + k % s.W] = x[k];
     for (int k = tid; k < nw; k += nt) ws[k] = w[k];
     for (int k = tid; k < s.F; k += nt) bs[k] = b[k];
 }
@@ -213,11 +230,11 @@ SIAMESE_HD int tiled_forward_chunks(const S& s, int nt) {
 template <class S>
 SIAMESE_HD void tiled_forward_compute(const S& s, int i, int chunk, const float* sm, float* out, uint8_t* argmax,
                                       float rate, uint64_t seed, uint32_t layer_id, uint64_t step, int tid, int nt) {
-    const int img = s.C * s.H * s.W, nw = s.F * s.C * s.K * s.K;
-    const float *xs = sm, *ws = sm + img, *bs = ws + nw;
+    const int ld = staged_ld(s), nw = s.F * s.C * s.K * s.K;
+    const float *xs = sm, *ws = sm + s.C * s.H * ld, *bs = ws + nw;
     const int groups = (s.F * s.Hp * s.Wp + 3) / 4, g = chunk * nt + tid;
     if (g >= groups) return;
-    conv_pool_group(s, i, g, xs, ws, bs, out, argmax, rate, seed, layer_id, step);
+    conv_pool_group(s, i, g, xs, ld, ws, bs, out, argmax, rate, seed, layer_id, step);
 }
 
 // Input gradient, phase 1: a zero (F, Hp*P, Wp*P) tile and the weights beside it.

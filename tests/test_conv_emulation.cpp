@@ -47,7 +47,7 @@ void emulate_forward(const S& shape, const ConvShape& s, int n, X x, const std::
     const int groups = (s.out_elems() + 3) / 4, chunks = (groups + kThreads - 1) / kThreads;
     out.assign(size_t(n) * s.out_elems(), kNaN);
     arg.assign(out.size(), 0xFF);
-    std::vector<float> sm(tiled_forward_smem_floats(s));
+    std::vector<float> sm(tiled_forward_smem_floats(shape));
     for (int blk = 0; blk < n * chunks; ++blk) {
         const int i = blk / chunks, chunk = blk % chunks;
         std::fill(sm.begin(), sm.end(), kNaN);
@@ -330,8 +330,8 @@ TEST_CASE("an FP16 bank read through HalfPixels gives the bits of FP32 images ho
             for (int f = 0; f < s.F; ++f)
                 for (int oy = 0; oy < s.Ho; oy += 5)
                     for (int ox = 0; ox < s.Wo; ox += 3) {
-                        const float u = conv_value(shape, rounded.data() + size_t(i) * s.in_elems(), w.data(), b.data(), f, oy, ox);
-                        const float v = conv_value(shape, hp + size_t(i) * s.in_elems(), w.data(), b.data(), f, oy, ox);
+                        const float u = conv_value(shape, rounded.data() + size_t(i) * s.in_elems(), w.data(), b.data(), f, oy, ox, s.W);
+                        const float v = conv_value(shape, hp + size_t(i) * s.in_elems(), w.data(), b.data(), f, oy, ox, s.W);
                         differ += std::memcmp(&u, &v, sizeof u) != 0;
                     }
         for (int j = 0; j < wgrad_params(s); ++j) {
