@@ -228,6 +228,13 @@ void with_pair_shape(const ConvShape& a, const ConvShape& b, F&& f) {
     f(a, b);
 }
 
+// f(pixels, shape): the images' pixel type (ImageIn::visit) and the shape (with_shape) a kernel
+// is instantiated for.
+template <class F>
+void with_input_shape(const ImageIn& in, const ConvShape& s, F&& f) {
+    in.visit([&](auto x) { with_shape(s, [&](auto shape) { f(x, shape); }); });
+}
+
 }  // namespace
 
 void conv_fixed_shapes(bool on) { g_fixed_shapes = on; }
@@ -237,12 +244,10 @@ void conv_pool_forward(float* out, uint8_t* argmax, ImageIn in, const float* w, 
                        cudaStream_t stream) {
     NvtxRange r("conv_pool_forward");
     if (s.P > 8) throw UsageError("CUDA conv: pool size over 8 is not supported (argmax is one byte)");
-    in.visit([&](auto x) {
-        with_shape(s, [&](auto shape) {
-            conv_pool_forward_kernel<<<blocks_for(long(n) * ((s.out_elems() + 3) / 4)), kThreads, 0, stream>>>(
-                shape, n, x, gather, w, b, out, argmax, rate, seed, layer_id, st);
-            CUDA_CHECK_LAUNCH();
-        });
+    with_input_shape(in, s, [&](auto x, auto shape) {
+        conv_pool_forward_kernel<<<blocks_for(long(n) * ((s.out_elems() + 3) / 4)), kThreads, 0, stream>>>(
+            shape, n, x, gather, w, b, out, argmax, rate, seed, layer_id, st);
+        CUDA_CHECK_LAUNCH();
     });
 }
 
@@ -260,12 +265,10 @@ void conv_backward_weights(float* grad_wb, const float* geff, const uint8_t* arg
     require_elems(partial_elems, conv_partial_needed(s, n), "conv_backward_weights: partial");
     const int nwb = wgrad_params(s);
     const int chunk = wgrad_chunk(s, n), chunks = (n + chunk - 1) / chunk;
-    in.visit([&](auto x) {
-        with_shape(s, [&](auto shape) {
-            conv_wgrad_partial_kernel<<<dim3(blocks_for(nwb), unsigned(chunks)), kThreads, 0, stream>>>(
-                shape, n, chunk, x, gather, geff, fuse.y, fuse.scale, argmax, partial, grad_wb, fuse.counter, chunks);
-            CUDA_CHECK_LAUNCH();
-        });
+    with_input_shape(in, s, [&](auto x, auto shape) {
+        conv_wgrad_partial_kernel<<<dim3(blocks_for(nwb), unsigned(chunks)), kThreads, 0, stream>>>(
+            shape, n, chunk, x, gather, geff, fuse.y, fuse.scale, argmax, partial, grad_wb, fuse.counter, chunks);
+        CUDA_CHECK_LAUNCH();
     });
     if (!fuse.counter) column_sums(grad_wb, partial, chunks, nwb, stream);  // the chunks in order
 }
@@ -287,19 +290,17 @@ namespace siamese::cuda {
 void conv_pool_forward_tiled(float* out, uint8_t* argmax, ImageIn in, const float* w, const float* b,
                              const ConvShape& s, int n, ImageGather gather, float rate, uint64_t seed, uint32_t layer_id,
                              const StepState* st, cudaStream_t stream) {
-    in.visit([&](auto x) {
-        with_shape(s, [&](auto shape) {
-            using S = decltype(shape);
-            using X = decltype(x);
-            const size_t bytes = tiled_forward_smem_floats(shape) * sizeof(float);
-            if (s.P > 8 || n == 0 || !dynamic_smem_ok<tiled_forward_kernel<S, X>>(bytes))
-                return conv_pool_forward(out, argmax, in, w, b, s, n, gather, rate, seed, layer_id, st, stream);
-            NvtxRange r("conv_pool_forward_tiled");
-            const int chunks = tiled_forward_chunks(shape, kTileThreads);
-            tiled_forward_kernel<S, X><<<unsigned(long(n) * chunks), kTileThreads, bytes, stream>>>(
-                shape, x, gather, w, b, out, argmax, rate, seed, layer_id, st, chunks);
-            CUDA_CHECK_LAUNCH();
-        });
+    with_input_shape(in, s, [&](auto x, auto shape) {
+        using S = decltype(shape);
+        using X = decltype(x);
+        const size_t bytes = tiled_forward_smem_floats(shape) * sizeof(float);
+        if (s.P > 8 || n == 0 || !dynamic_smem_ok<tiled_forward_kernel<S, X>>(bytes))
+            return conv_pool_forward(out, argmax, in, w, b, s, n, gather, rate, seed, layer_id, st, stream);
+        NvtxRange r("conv_pool_forward_tiled");
+        const int chunks = tiled_forward_chunks(shape, kTileThreads);
+        tiled_forward_kernel<S, X><<<unsigned(long(n) * chunks), kTileThreads, bytes, stream>>>(
+            shape, x, gather, w, b, out, argmax, rate, seed, layer_id, st, chunks);
+        CUDA_CHECK_LAUNCH();
     });
 }
 
@@ -313,20 +314,18 @@ void conv_backward_weights_tiled(float* grad_wb, const float* geff, const uint8_
     const size_t bytes = std::max((size_t(s.in_elems()) + pooled + (split > 1 ? size_t(split) * nwb : 0)) * sizeof(float) +
                                       pooled,
                                   size_t(kColsumTileFloats) * sizeof(float));
-    in.visit([&](auto x) {
-        with_shape(s, [&](auto shape) {
-            using S = decltype(shape);
-            using X = decltype(x);
-            if (n == 0 || nwb > kWgradPerThread * kTileThreads || !dynamic_smem_ok<tiled_wgrad_kernel<S, X>>(bytes))
-                return conv_backward_weights(grad_wb, geff, argmax, in, s, n, gather, partial, partial_elems, stream, fuse);
-            NvtxRange r("conv_backward_weights_tiled");
-            require_elems(partial_elems, conv_partial_needed(s, n), "conv_backward_weights_tiled: partial");
-            const int chunk = wgrad_chunk(s, n), chunks = (n + chunk - 1) / chunk;
-            tiled_wgrad_kernel<S, X><<<unsigned(chunks), kTileThreads, bytes, stream>>>(
-                shape, n, chunk, x, gather, geff, fuse.y, fuse.scale, argmax, partial, split, grad_wb, fuse.counter);
-            CUDA_CHECK_LAUNCH();
-            if (!fuse.counter) column_sums(grad_wb, partial, chunks, nwb, stream);  // the chunks in order
-        });
+    with_input_shape(in, s, [&](auto x, auto shape) {
+        using S = decltype(shape);
+        using X = decltype(x);
+        if (n == 0 || nwb > kWgradPerThread * kTileThreads || !dynamic_smem_ok<tiled_wgrad_kernel<S, X>>(bytes))
+            return conv_backward_weights(grad_wb, geff, argmax, in, s, n, gather, partial, partial_elems, stream, fuse);
+        NvtxRange r("conv_backward_weights_tiled");
+        require_elems(partial_elems, conv_partial_needed(s, n), "conv_backward_weights_tiled: partial");
+        const int chunk = wgrad_chunk(s, n), chunks = (n + chunk - 1) / chunk;
+        tiled_wgrad_kernel<S, X><<<unsigned(chunks), kTileThreads, bytes, stream>>>(
+            shape, n, chunk, x, gather, geff, fuse.y, fuse.scale, argmax, partial, split, grad_wb, fuse.counter);
+        CUDA_CHECK_LAUNCH();
+        if (!fuse.counter) column_sums(grad_wb, partial, chunks, nwb, stream);  // the chunks in order
     });
 }
 

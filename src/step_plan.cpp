@@ -29,6 +29,8 @@ struct Planner {
     bool cudnn() const { return e.conv == ConvAlgo::Cudnn; }
     // Bytes of a pixel of conv1's input: 2 where it reads the FP16 bank (--half-bank), else a float.
     double pixel_bytes(bool bank) const { return bank && e.half_bank ? 2.0 : kF; }
+    // cuDNN reads the batch's images side by side, in FP32: gathered (and widened) by a copy first.
+    bool cudnn_staged(bool gathered, bool bank) const { return gathered || (bank && e.half_bank); }
     // Multiply-adds of one conv block's taps at the pooled positions (the argmax ones: backward)
     // or at every conv output of the pooled region (forward).
     static double conv_fwd_madds(const ConvShape& s, double n) {
@@ -44,9 +46,7 @@ struct Planner {
         const double wb = (s.F * s.C * s.K * s.K + s.F) * kF, staged = n * s.in_elems() * kF;
         if (cudnn()) {
             const double conv = n * s.F * double(s.Ho) * s.Wo * kF;
-            // cuDNN reads the batch's images side by side, in FP32: gathered (and widened) first.
-            const bool stage = gathered || (bank && e.half_bank);
-            if (stage) add("gather_images_kernel", what, 0, in + staged);
+            if (cudnn_staged(gathered, bank)) add("gather_images_kernel", what, 0, in + staged);
             add("cudnnConvolutionForward", what, 2 * n * s.F * double(s.Ho) * s.Wo * s.C * s.K * s.K, staged + wb + conv, true);
             add("cudnnAddTensor", what, conv / kF, 2 * conv, true);
             add("pool_forward_kernel", what, conv / kF, conv + out);
@@ -100,7 +100,7 @@ struct Planner {
         if (cudnn()) {
             const double dconv = n * s.F * double(s.Ho) * s.Wo * kF;
             add("pool_backward_kernel", what, 0, g + arg + dconv);
-            if (gathered || (bank && e.half_bank)) add("gather_images_kernel", what, 0, src + in);
+            if (cudnn_staged(gathered, bank)) add("gather_images_kernel", what, 0, src + in);
             add("cudnnConvolutionBackwardFilter", what + " dW", 2 * n * s.F * double(s.Ho) * s.Wo * s.C * s.K * s.K, dconv + in + wb, true);
             add("cudnnConvolutionBackwardBias", what + " db", dconv / kF, dconv + s.F * kF, true);
             if (l > 0)

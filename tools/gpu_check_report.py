@@ -224,16 +224,19 @@ prof = [l for l in text.splitlines() if re.match(r"^\S.*\s+\d+\s+[\d.]+\s+[\d.]+
 res["profile"] = prof
 row("profile (3 epochs, graphs)", "; ".join(re.sub(r"\s{2,}", " ", l) for l in prof[:4]) if prof else (why_not("profile") or "no table"))
 
-# ---- ncu: one row per kernel launch (duration in µs, SM and memory throughput in %)
-def ncu_kernels(text):
+# ---- ncu: its CSV's rows (one a metric of a launch), past the lines ncu prints before the header
+def ncu_csv(text):
     import csv
     lines = text.splitlines()
     start = next((i for i, l in enumerate(lines) if l.startswith('"ID"')), None)
-    if start is None:
-        return []
+    return [] if start is None else list(csv.DictReader(lines[start:]))
+
+
+# One row per kernel launch (duration in µs, SM and memory throughput in %)
+def ncu_kernels(text):
     scale = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3, "s": 1e6, "second": 1e6}
     kernels = {}
-    for r in csv.DictReader(lines[start:]):
+    for r in ncu_csv(text):
         k = kernels.setdefault(r["ID"], {"kernel": r["Kernel Name"], "grid": r.get("Grid Size", ""),
                                          "block": r.get("Block Size", "")})
         name, unit = r.get("Metric Name", ""), r.get("Metric Unit", "")
@@ -336,13 +339,8 @@ for name, which in (("fused", 1), ("tiled_fused", 2)):
 # per kernel of one step from the pair forward on: load and store wavefronts and how many of them
 # bank conflicts added, achieved occupancy, registers a thread.
 def ncu_metrics(text):
-    import csv
-    lines = text.splitlines()
-    start = next((i for i, l in enumerate(lines) if l.startswith('"ID"')), None)
-    if start is None:
-        return []
     kernels = {}
-    for r in csv.DictReader(lines[start:]):
+    for r in ncu_csv(text):
         k = kernels.setdefault(r["ID"], {"kernel": r["Kernel Name"]})
         try:
             k[r.get("Metric Name", "")] = float(r.get("Metric Value", "").replace(",", ""))
