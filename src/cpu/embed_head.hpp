@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 
+#include "cpu/madd.hpp"
 #include "siamese/rules.hpp"
 
 namespace siamese {
@@ -41,7 +42,9 @@ void l2_normalize_backward(T* de, const T* dz, const T* z, const T* norm, int n,
 // images of H x W, and the combination of the embeddings a (of the images) and b (of their
 // mirrors) into a: their mean, re-normalised when the head is L2 (as each of them was).
 // a + b is commutative in floating point, so an image and its mirror get the same embedding,
-// bit for bit.
+// bit for bit. The squared norm is summed with madd (one rounding where there is FMA), not
+// `sq += x * x`: whether the compiler contracts that into an FMA differs from one caller's code
+// to another's (on an AVX-512 Xeon the backend's copy did not, the test's did: 1 ulp apart).
 template <class T>
 void mirror_images(T* out, const T* in, int n, int H, int W) {
     for (size_t r = 0; r < size_t(n) * H; ++r)
@@ -56,7 +59,7 @@ void flip_average(T* a, const T* b, int n, int E, bool l2) {
         T sq = 0;
         for (int k = 0; k < E; ++k) {
             x[k] = (x[k] + y[k]) * T(0.5);
-            sq += x[k] * x[k];
+            sq = madd(x[k], x[k], sq);
         }
         if (!l2) continue;
         const T r = l2_norm_clamped(sq);
