@@ -263,15 +263,15 @@ inline void conv_backward_weights_3x3(T* dw, const T* g, const T* x, int W, int 
 #pragma omp simd reduction(+ : a0, a1, a2, a3, a4, a5, a6, a7, a8)
     for (int p = 0; p < span; ++p) {
         const T gv = g[p];
-        a0 += gv * x0[p];
-        a1 += gv * x0[p + 1];
-        a2 += gv * x0[p + 2];
-        a3 += gv * x1[p];
-        a4 += gv * x1[p + 1];
-        a5 += gv * x1[p + 2];
-        a6 += gv * x2[p];
-        a7 += gv * x2[p + 1];
-        a8 += gv * x2[p + 2];
+        a0 = madd(gv, x0[p], a0);
+        a1 = madd(gv, x0[p + 1], a1);
+        a2 = madd(gv, x0[p + 2], a2);
+        a3 = madd(gv, x1[p], a3);
+        a4 = madd(gv, x1[p + 1], a4);
+        a5 = madd(gv, x1[p + 2], a5);
+        a6 = madd(gv, x2[p], a6);
+        a7 = madd(gv, x2[p + 1], a7);
+        a8 = madd(gv, x2[p + 2], a8);
     }
     dw[0] += a0, dw[1] += a1, dw[2] += a2, dw[3] += a3, dw[4] += a4, dw[5] += a5, dw[6] += a6, dw[7] += a7, dw[8] += a8;
 }
@@ -299,7 +299,7 @@ void conv_backward_weights_impl(T* dw, T* db, const T* dconv, const T* in, const
                     const T* xs = x + ky * W + kx;
                     T acc = 0;
 #pragma omp simd reduction(+ : acc)
-                    for (int p = 0; p < span; ++p) acc += g[p] * xs[p];
+                    for (int p = 0; p < span; ++p) acc = madd(g[p], xs[p], acc);
                     dw[((size_t(f) * s.C + c) * K + ky) * K + kx] += acc;
                 }
         }

@@ -20,14 +20,14 @@ inline void dense_forward_4x2(T* y, int O, const T* x, int I, const T* w, const 
     T a0 = 0, a1 = 0, a2 = 0, a3 = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0;
 #pragma omp simd reduction(+ : a0, a1, a2, a3, c0, c1, c2, c3)
     for (int i = 0; i < I; ++i) {
-        a0 += x0[i] * w0[i];
-        a1 += x1[i] * w0[i];
-        a2 += x2[i] * w0[i];
-        a3 += x3[i] * w0[i];
-        c0 += x0[i] * w1[i];
-        c1 += x1[i] * w1[i];
-        c2 += x2[i] * w1[i];
-        c3 += x3[i] * w1[i];
+        a0 = madd(x0[i], w0[i], a0);
+        a1 = madd(x1[i], w0[i], a1);
+        a2 = madd(x2[i], w0[i], a2);
+        a3 = madd(x3[i], w0[i], a3);
+        c0 = madd(x0[i], w1[i], c0);
+        c1 = madd(x1[i], w1[i], c1);
+        c2 = madd(x2[i], w1[i], c2);
+        c3 = madd(x3[i], w1[i], c3);
     }
     const T s[2][4] = {{a0, a1, a2, a3}, {c0, c1, c2, c3}};
     for (int j = 0; j < 2; ++j)
@@ -57,7 +57,7 @@ void dense_forward_impl(T* Y, const T* X, const T* Wt, const T* b, int N, int I,
                 const T* x = X + size_t(n0 + r) * I;
                 T acc = 0;
 #pragma omp simd reduction(+ : acc)
-                for (int i = 0; i < I; ++i) acc += x[i] * w[i];
+                for (int i = 0; i < I; ++i) acc = madd(x[i], w[i], acc);
                 s[r] = acc;
             }
             for (int r = 0; r < nb; ++r) {
