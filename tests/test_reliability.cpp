@@ -52,10 +52,10 @@ siamese::PgmImage flat_image(int w, int h) {
 TEST_CASE("a run killed with SIGKILL mid-epoch resumes to bit-identical weights", "[reliability][resume]") {
     const std::string dir = testutil::temp_dir("resume");
     faces(dir + "/faces", 5, 4);
+    // --downsample 4 (28 x 23): what is checked (the checkpoints, the kill, the resumed bits) does
+    // not depend on the image size, and the sanitized CI runs it 4x faster.
     const std::string common = "train --data " + dir + "/faces --protocol people --test-people 4-5 --epochs 3 "
-                               "--checkpoint-every 4 --downsample 4 --device cpu --quiet ";  // 28 x 23: what is
-    // checked (the checkpoints, the kill, the resumed bits) does not depend on the image size, and
-    // the sanitized CI runs it 4x faster
+                               "--checkpoint-every 4 --downsample 4 --device cpu --quiet ";
     REQUIRE(run_cli(common + "--out " + dir + "/full").status == 0);
     // 3 training people: 1,500 pairs, 1,125 for training: 9 batches an epoch. Checkpoints at
     // steps 4, 8, 9 (epoch end), 12; the kill at step 14 is mid-epoch 2, two steps past step 12.
