@@ -142,6 +142,24 @@ void relu_maxpool_forward_plain(T* act, uint8_t* argmax, const T* conv, const Co
             }
 }
 
+// relu_maxpool_window's scan of one 2x2 window (v0 v1 / v2 v3) as selects: the first maximum
+// and its position, NaN taken (pool_takes).
+template <class T>
+inline T pool2_select(T v0, T v1, T v2, T v3, int& arg) {
+    T best = v0;
+    arg = 0;
+    bool t = pool_takes(v1, best);
+    best = t ? v1 : best;
+    arg = t ? 1 : arg;
+    t = pool_takes(v2, best);
+    best = t ? v2 : best;
+    arg = t ? 2 : arg;
+    t = pool_takes(v3, best);
+    best = t ? v3 : best;
+    arg = t ? 3 : arg;
+    return best;
+}
+
 // One row of 2x2 windows: rows r0, r1 of the conv output into act/argmax [0, Wp). The window
 // scan of the plain loop written as selects over chunks of 16 windows copied out first: a
 // fixed trip count, so the whole chunk is vector code (a row of 22 windows otherwise ran
@@ -157,19 +175,8 @@ inline void relu_maxpool2_row(T* a, uint8_t* g, const T* r0, const T* r1, int Wp
         std::fill(std::copy(r1 + 2 * x0, r1 + 2 * (x0 + m), q1), q1 + 2 * C, T(0));
 #pragma omp simd
         for (int px = 0; px < C; ++px) {
-            T best = q0[2 * px];
-            int arg = 0;
-            const T v1 = q0[2 * px + 1], v2 = q1[2 * px], v3 = q1[2 * px + 1];
-            bool t = pool_takes(v1, best);
-            best = t ? v1 : best;
-            arg = t ? 1 : arg;
-            t = pool_takes(v2, best);
-            best = t ? v2 : best;
-            arg = t ? 2 : arg;
-            t = pool_takes(v3, best);
-            best = t ? v3 : best;
-            arg = t ? 3 : arg;
-            best_of[px] = relu(best);
+            int arg;
+            best_of[px] = relu(pool2_select(q0[2 * px], q0[2 * px + 1], q1[2 * px], q1[2 * px + 1], arg));
             arg_of[px] = uint8_t(arg);
         }
         std::copy(best_of, best_of + m, a + x0);
@@ -196,18 +203,8 @@ inline void relu_maxpool2_row_padded(T* a, uint8_t* g, const T* r0, const T* r1,
         uint8_t* gx = g + x0;
 #pragma omp simd
         for (int px = 0; px < C; ++px) {
-            T best = q0[2 * px];
-            int arg = 0;
-            const T v1 = q0[2 * px + 1], v2 = q1[2 * px], v3 = q1[2 * px + 1];
-            bool t = pool_takes(v1, best);
-            best = t ? v1 : best;
-            arg = t ? 1 : arg;
-            t = pool_takes(v2, best);
-            best = t ? v2 : best;
-            arg = t ? 2 : arg;
-            t = pool_takes(v3, best);
-            best = t ? v3 : best;
-            arg = t ? 3 : arg;
+            int arg;
+            const T best = pool2_select(q0[2 * px], q0[2 * px + 1], q1[2 * px], q1[2 * px + 1], arg);
             if (px < m) {
                 ax[px] = relu(best);
                 gx[px] = uint8_t(arg);
