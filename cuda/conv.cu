@@ -62,38 +62,17 @@ __global__ void conv_wgrad_partial_kernel(S s, int n, int chunk, X in, ImageGath
     if (counter && last_block_done(counter, gridDim.x * gridDim.y)) sum_partials(tile, grad_wb, partial, chunks, nwb);
 }
 
-// One thread per input element (i, c, y, x): every (filter, tap) whose conv output was its pool
-// window's argmax contributes w * geff. S: as above (a FixedShape: no run-time divisions).
+// One thread per input element (conv_input_grad_at: every (filter, tap) whose conv output was
+// its pool window's argmax contributes w * geff). S: as above (a FixedShape: no run-time
+// divisions).
 template <class S>
 __global__ void conv_input_grad_kernel(S s, int n, const float* __restrict__ geff,
                                        const float* __restrict__ ymask, float scale,
                                        const uint8_t* __restrict__ argmax, const float* __restrict__ w,
                                        float* __restrict__ din) {
     const long idx = long(blockIdx.x) * blockDim.x + threadIdx.x;
-    const long total = long(n) * s.C * s.H * s.W;
-    if (idx >= total) return;
-    const int x = int(idx % s.W), y = int((idx / s.W) % s.H), c = int((idx / (s.W * s.H)) % s.C);
-    const int i = int(idx / (long(s.W) * s.H * s.C));
-    const int per_image = s.Hp * s.Wp;
-    float acc = 0.0f;
-    for (int f = 0; f < s.F; ++f) {
-        const float* g = geff + (size_t(i) * s.F + f) * per_image;
-        const float* ym = ymask ? ymask + (size_t(i) * s.F + f) * per_image : nullptr;
-        const uint8_t* a = argmax + (size_t(i) * s.F + f) * per_image;
-        const float* wk = w + (size_t(f) * s.C + c) * s.K * s.K;
-        for (int ky = 0; ky < s.K; ++ky) {
-            const int oy = y - ky;
-            if (oy < 0 || oy >= s.Hp * s.P) continue;
-            for (int kx = 0; kx < s.K; ++kx) {
-                const int ox = x - kx;
-                if (ox < 0 || ox >= s.Wp * s.P) continue;
-                const int py = oy / s.P, px = ox / s.P, p = py * s.Wp + px;
-                if (a[p] != (oy - py * s.P) * s.P + (ox - px * s.P)) continue;
-                acc += wk[ky * s.K + kx] * pooled_grad(g, ym, scale, p);
-            }
-        }
-    }
-    din[idx] = acc;
+    if (idx >= long(n) * s.C * s.H * s.W) return;
+    din[idx] = conv_input_grad_at(s, idx, geff, ymask, scale, argmax, w);
 }
 
 // ---- tiled kernels (--conv tiled): the same blocks with each image's data staged in shared

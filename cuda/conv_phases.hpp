@@ -189,6 +189,37 @@ SIAMESE_HD float wgrad_terms(const S& s, int j, const float* g, const float* y, 
     return acc;
 }
 
+// The input gradient at element idx of the batch's inputs (flattened (n, C, H, W)), as
+// conv_input_grad_kernel's thread computes it: every (filter, tap) whose conv output was its pool
+// window's argmax contributes w * the pooled gradient (geff, masked by ymask when set:
+// pooled_grad), filters and taps in order.
+template <class S>
+SIAMESE_HD float conv_input_grad_at(const S& s, long idx, const float* geff, const float* ymask, float scale,
+                                    const uint8_t* argmax, const float* w) {
+    const int x = int(idx % s.W), y = int((idx / s.W) % s.H), c = int((idx / (s.W * s.H)) % s.C);
+    const int i = int(idx / (long(s.W) * s.H * s.C));
+    const int per_image = s.Hp * s.Wp;
+    float acc = 0.0f;
+    for (int f = 0; f < s.F; ++f) {
+        const float* g = geff + (size_t(i) * s.F + f) * per_image;
+        const float* ym = ymask ? ymask + (size_t(i) * s.F + f) * per_image : nullptr;
+        const uint8_t* a = argmax + (size_t(i) * s.F + f) * per_image;
+        const float* wk = w + (size_t(f) * s.C + c) * s.K * s.K;
+        for (int ky = 0; ky < s.K; ++ky) {
+            const int oy = y - ky;
+            if (oy < 0 || oy >= s.Hp * s.P) continue;
+            for (int kx = 0; kx < s.K; ++kx) {
+                const int ox = x - kx;
+                if (ox < 0 || ox >= s.Wp * s.P) continue;
+                const int py = oy / s.P, px = ox / s.P, p = py * s.Wp + px;
+                if (a[p] != (oy - py * s.P) * s.P + (ox - px * s.P)) continue;
+                acc += wk[ky * s.K + kx] * pooled_grad(g, ym, scale, p);
+            }
+        }
+    }
+    return acc;
+}
+
 // ---- the tiled kernels' phases (--conv tiled). Each block works on one image (or one image's
 // chunk of outputs) staged in shared memory `sm`; thread tid of nt.
 

@@ -110,17 +110,10 @@ std::vector<float> emulate_wgrad(const S& shape, const ConvShape& s, int n, int 
     return wb;
 }
 
-// Every check on one shape type (the run-time ConvShape, or a FixedShape equal to s).
-template <class S>
-void check_shape(const S& shape, const ConvShape& s, int n, std::mt19937_64& r) {
-    const auto x = to_float(testutil::random_vector(size_t(n) * s.in_elems(), r, 0, 1));
-    const auto w = to_float(testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r, -0.5, 0.5));
-    const auto b = to_float(testutil::random_vector(s.F, r, -0.1, 0.1));
-    // Forward, no dropout: every pooled value against the double max of its window (the argmax
-    // may differ only in a near-tie: then the values still agree to rounding).
-    std::vector<float> out;
-    std::vector<uint8_t> arg;
-    emulate_forward(shape, s, n, x.data(), w, b, 0.0f, out, arg);
+// A forward pass's pooled values against the double max of each window, ReLU'd (the argmax may
+// differ only in a near-tie: then the values still agree to rounding). No dropout.
+void check_forward(const ConvShape& s, int n, const std::vector<float>& x, const std::vector<float>& w,
+                   const std::vector<float>& b, const std::vector<float>& out, const std::vector<uint8_t>& arg) {
     double worst = 0;
     long bad_arg = 0;
     for (int i = 0; i < n; ++i)
@@ -140,6 +133,45 @@ void check_shape(const S& shape, const ConvShape& s, int n, std::mt19937_64& r) 
                 }
     CHECK(worst < 1e-5);  // sums of up to C*K*K + 1 fp32 terms of size ~1
     CHECK(bad_arg == 0);
+}
+
+// The backward pass in double from the pooled gradient g at the argmax arg, read raw or (y set)
+// masked as the fused kernels read it: y > 0 ? g * scale : 0.
+void reference_backward(const ConvShape& s, int n, const std::vector<float>& x, const std::vector<float>& w,
+                        const std::vector<float>& g, const std::vector<float>* y, float scale,
+                        const std::vector<uint8_t>& arg, std::vector<double>& din, std::vector<double>& dw,
+                        std::vector<double>& db) {
+    din.assign(x.size(), 0.0), dw.assign(w.size(), 0.0), db.assign(s.F, 0.0);
+    for (int i = 0; i < n; ++i)
+        for (int f = 0; f < s.F; ++f)
+            for (int p = 0; p < s.Hp * s.Wp; ++p) {
+                const size_t o = size_t(i) * s.out_elems() + size_t(f) * s.Hp * s.Wp + p;
+                const double ge = y ? ((*y)[o] > 0 ? double(g[o] * scale) : 0.0) : g[o];
+                const int oy = (p / s.Wp) * s.P + arg[o] / s.P, ox = (p % s.Wp) * s.P + arg[o] % s.P;
+                db[f] += ge;
+                for (int c = 0; c < s.C; ++c)
+                    for (int ky = 0; ky < s.K; ++ky)
+                        for (int kx = 0; kx < s.K; ++kx) {
+                            const size_t wi = ((size_t(f) * s.C + c) * s.K + ky) * s.K + kx;
+                            const size_t xi = size_t(i) * s.in_elems() + (size_t(c) * s.H + oy + ky) * s.W + ox + kx;
+                            din[xi] += ge * w[wi];
+                            dw[wi] += ge * x[xi];
+                        }
+            }
+}
+
+// Every check on one shape type (the run-time ConvShape, or a FixedShape equal to s).
+template <class S>
+void check_shape(const S& shape, const ConvShape& s, int n, std::mt19937_64& r) {
+    const auto x = to_float(testutil::random_vector(size_t(n) * s.in_elems(), r, 0, 1));
+    const auto w = to_float(testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r, -0.5, 0.5));
+    const auto b = to_float(testutil::random_vector(s.F, r, -0.1, 0.1));
+    // Forward, no dropout: every pooled value against the double max of its window (the argmax
+    // may differ only in a near-tie: then the values still agree to rounding).
+    std::vector<float> out;
+    std::vector<uint8_t> arg;
+    emulate_forward(shape, s, n, x.data(), w, b, 0.0f, out, arg);
+    check_forward(s, n, x, w, b, out, arg);
     // Backward from a random pooled gradient, read raw and (fused) masked by an output y.
     auto g = to_float(testutil::random_vector(out.size(), r));
     auto y = to_float(testutil::random_vector(out.size(), r, -1, 1));
@@ -147,24 +179,8 @@ void check_shape(const S& shape, const ConvShape& s, int n, std::mt19937_64& r) 
     for (const bool masked : {false, true}) {
         INFO("masked " << masked);
         const float scale = masked ? 1.0f / 0.75f : 1.0f;
-        std::vector<double> ge(g.size());
-        for (size_t k = 0; k < g.size(); ++k) ge[k] = masked ? (y[k] > 0 ? double(g[k] * scale) : 0.0) : g[k];
-        std::vector<double> din(x.size(), 0.0), dw(w.size(), 0.0), db(s.F, 0.0);
-        for (int i = 0; i < n; ++i)
-            for (int f = 0; f < s.F; ++f)
-                for (int p = 0; p < s.Hp * s.Wp; ++p) {
-                    const size_t o = size_t(i) * s.out_elems() + size_t(f) * s.Hp * s.Wp + p;
-                    const int oy = (p / s.Wp) * s.P + arg[o] / s.P, ox = (p % s.Wp) * s.P + arg[o] % s.P;
-                    db[f] += ge[o];
-                    for (int c = 0; c < s.C; ++c)
-                        for (int ky = 0; ky < s.K; ++ky)
-                            for (int kx = 0; kx < s.K; ++kx) {
-                                const size_t wi = ((size_t(f) * s.C + c) * s.K + ky) * s.K + kx;
-                                const size_t xi = size_t(i) * s.in_elems() + (size_t(c) * s.H + oy + ky) * s.W + ox + kx;
-                                din[xi] += ge[o] * w[wi];
-                                dw[wi] += ge[o] * x[xi];
-                            }
-                }
+        std::vector<double> din, dw, db;
+        reference_backward(s, n, x, w, g, masked ? &y : nullptr, scale, arg, din, dw, db);
         const auto gi = emulate_input_grad(shape, s, n, g, masked ? &y : nullptr, scale, arg, w);
         CHECK(testutil::rel_error(gi, din) < 1e-5);
         if (wgrad_params(s) <= kWgradPerThread * kThreads) {  // larger layers take the untiled kernel
@@ -356,4 +372,95 @@ TEST_CASE("an FP16 bank read through HalfPixels gives the bits of FP32 images ho
             }
     }
     CHECK(differ == 0);
+}
+
+namespace {
+
+// The custom (default) kernels of cuda/conv.cu, thread by thread: conv_pool_forward_kernel's
+// conv_pool_group over every (image, group of four outputs), the images read in place (rows W
+// apart); conv_wgrad_partial_kernel's wgrad_terms over every weight and bias, a chunk of images
+// a block as the launcher splits them (wgrad_chunk), the chunks' sums added as the last block
+// adds them; conv_input_grad_kernel's conv_input_grad_at over every input element.
+struct CustomPass {
+    std::vector<float> out, din, wb;
+    std::vector<uint8_t> arg;
+};
+
+template <class S>
+CustomPass emulate_custom(const S& shape, const ConvShape& s, int n, const std::vector<float>& x,
+                          const std::vector<float>& w, const std::vector<float>& b, float rate,
+                          const std::vector<float>& g, const std::vector<float>* y, float scale) {
+    CustomPass o;
+    o.out.assign(size_t(n) * s.out_elems(), kNaN);
+    o.arg.assign(o.out.size(), 0xFF);
+    const int groups = (s.out_elems() + 3) / 4;
+    for (int i = 0; i < n; ++i)
+        for (int grp = 0; grp < groups; ++grp)
+            conv_pool_group(shape, i, grp, x.data() + size_t(i) * s.in_elems(), s.W, w.data(), b.data(), o.out.data(),
+                            o.arg.data(), rate, 3, 7, 11);
+    if (g.empty()) return o;
+    const int nwb = wgrad_params(s), chunk = wgrad_chunk(s, n), chunks = (n + chunk - 1) / chunk;
+    const size_t pooled = size_t(s.out_elems());
+    std::vector<float> partial(size_t(chunks) * nwb, kNaN);
+    for (int c = 0; c < chunks; ++c)
+        for (int j = 0; j < nwb; ++j) {
+            float acc = 0.0f;
+            for (int i = c * chunk; i < std::min(n, (c + 1) * chunk); ++i)
+                acc = wgrad_terms(shape, j, g.data() + i * pooled, y ? y->data() + i * pooled : nullptr, scale,
+                                  o.arg.data() + i * pooled, x.data() + size_t(i) * s.in_elems(), 0, 1, acc);
+            partial[size_t(c) * nwb + j] = acc;
+        }
+    o.wb.assign(nwb, kNaN);
+    colsumtest::emulate_block_column_sums(partial.data(), chunks, nwb, nwb, kThreads, [&](int j, float v) { o.wb[j] = v; });
+    o.din.assign(x.size(), kNaN);
+    for (long idx = 0; idx < long(x.size()); ++idx)
+        o.din[idx] = conv_input_grad_at(shape, idx, g.data(), y ? y->data() : nullptr, scale, o.arg.data(), w.data());
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("the custom conv kernels' per-thread code run on the CPU matches a double reference", "[conv][emulation]") {
+    // The default engine's kernels (--conv custom): forward, weight and input gradients, for the
+    // run-time shapes of the tiled test (batch 1 and 3, and one where chunks hold several images)
+    // and, bit for bit against them, the recipes' fixed-shape instantiations.
+    std::mt19937_64 r(504);
+    auto run = [&](auto shape, const ConvShape& s, int n) {
+        INFO("C" << s.C << " H" << s.H << " W" << s.W << " F" << s.F << " K" << s.K << " P" << s.P << " n" << n);
+        const auto x = to_float(testutil::random_vector(size_t(n) * s.in_elems(), r, 0, 1));
+        const auto w = to_float(testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r, -0.5, 0.5));
+        const auto b = to_float(testutil::random_vector(s.F, r, -0.1, 0.1));
+        const CustomPass f = emulate_custom(s, s, n, x, w, b, 0.0f, {}, nullptr, 1.0f);
+        check_forward(s, n, x, w, b, f.out, f.arg);
+        const auto g = to_float(testutil::random_vector(f.out.size(), r));
+        auto y = to_float(testutil::random_vector(f.out.size(), r, -1, 1));
+        for (float& v : y) v = v > 0 ? v : 0.0f;
+        for (const bool masked : {false, true}) {
+            INFO("masked " << masked);
+            const float scale = masked ? 1.0f / 0.75f : 1.0f;
+            const CustomPass p = emulate_custom(s, s, n, x, w, b, 0.0f, g, masked ? &y : nullptr, scale);
+            std::vector<double> din, dw, db;
+            reference_backward(s, n, x, w, g, masked ? &y : nullptr, scale, f.arg, din, dw, db);
+            CHECK(testutil::rel_error(p.din, din) < 1e-5);
+            CHECK(testutil::rel_error(std::vector<float>(p.wb.begin(), p.wb.begin() + long(w.size())), dw) < 1e-4);
+            CHECK(testutil::rel_error(std::vector<float>(p.wb.begin() + long(w.size()), p.wb.end()), db) < 1e-4);
+            if constexpr (IsFixedShape<decltype(shape)>::value) {  // the same code on the constants: the same bits
+                const CustomPass q = emulate_custom(shape, s, n, x, w, b, 0.25f, g, masked ? &y : nullptr, scale);
+                const CustomPass u = emulate_custom(s, s, n, x, w, b, 0.25f, g, masked ? &y : nullptr, scale);
+                CHECK(std::memcmp(q.out.data(), u.out.data(), q.out.size() * sizeof(float)) == 0);
+                CHECK(q.arg == u.arg);
+                CHECK(std::memcmp(q.din.data(), u.din.data(), q.din.size() * sizeof(float)) == 0);
+                CHECK(std::memcmp(q.wb.data(), u.wb.data(), q.wb.size() * sizeof(float)) == 0);
+            }
+        }
+    };
+    for (const ConvShape& s : {conv_shape(3, 13, 9, 5, 2, 3), conv_shape(2, 11, 17, 7, 5, 1), conv_shape(64, 5, 5, 16, 3, 1)})
+        for (int n : {1, 3}) run(s, s, n);
+    // 9,232 weights: at most 7 chunks (wgrad_max_chunks), so 9 images put two in some chunks.
+    REQUIRE(wgrad_chunk(conv_shape(64, 5, 5, 16, 3, 1), 9) == 2);
+    run(conv_shape(64, 5, 5, 16, 3, 1), conv_shape(64, 5, 5, 16, 3, 1), 9);
+    run(FixedShape<1, 56, 46, 6, 3, 2>{}, conv_shape(1, 56, 46, 6, 3, 2), 3);
+    run(FixedShape<6, 27, 22, 12, 3, 2>{}, conv_shape(6, 27, 22, 12, 3, 2), 3);
+    run(FixedShape<1, 56, 46, 16, 3, 2>{}, conv_shape(1, 56, 46, 16, 3, 2), 1);
+    run(FixedShape<16, 27, 22, 32, 3, 2>{}, conv_shape(16, 27, 22, 32, 3, 2), 1);
 }
