@@ -6,6 +6,7 @@
 // block per row i (anchor) computes d_ij for every j, the gradient of row i as a fixed-order sum
 // over j per embedding unit, and the row's share of the loss (terms j > i) by a fixed-order
 // tree; a one-block kernel then sums the rows in order into losses[st->batch]. Deterministic.
+#include "batch_loss_phases.hpp"
 #include "check.hpp"
 #include "kernels.hpp"
 #include "launch.hpp"
@@ -17,10 +18,6 @@ namespace siamese::cuda {
 namespace {
 
 constexpr int kRowThreads = 128;
-
-// coef's length: n rounded up to a multiple of 4, plus 4, so that a vector load starting at any
-// j < n stays inside the allocation.
-__host__ __device__ inline int coef_slots(int n) { return (n + 3) / 4 * 4 + 4; }
 
 // Fixed-order tree over the block's values (every thread returns the result; the same tree
 // and so the same bits as the hand-written reductions it replaced).
@@ -48,10 +45,7 @@ __global__ void pair_weights_kernel(float* __restrict__ weights, const int* __re
                                     const StepState* __restrict__ st, int n, Mining mining) {
     __shared__ long long gen[kRowThreads];
     const int* id = ids + (st ? st->first : 0);
-    long long cnt = 0;
-    for (int a = threadIdx.x; a < n; a += blockDim.x)
-        for (int b = a + 1; b < n; ++b) cnt += id[a] == id[b];
-    cnt = block_reduce(gen, cnt, Add{});
+    const long long cnt = block_reduce(gen, genuine_pairs_part(id, n, threadIdx.x, blockDim.x), Add{});
     if (threadIdx.x == 0) {
         const PairWeights w = pair_weights(long(cnt), n, mining);
         weights[0] = float(w.genuine);
@@ -69,41 +63,13 @@ __global__ void batch_loss_rows_kernel(float* __restrict__ g, float* __restrict_
     __shared__ float red[kRowThreads];
     const int* id = ids + (st ? st->first : 0);
     const int i = blockIdx.x;
-    const float w_genuine = weights[0], w_impostor = weights[1];
-    const float* a = emb + size_t(i) * E;
-    float part = 0.0f;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        float c = 0.0f;
-        if (j != i) {
-            const float* b = emb + size_t(j) * E;
-            float s = 0.0f;
-            for (int k = 0; k < E; ++k) s += (a[k] - b[k]) * (a[k] - b[k]);
-            const bool genuine = id[i] == id[j];
-            const float y = genuine ? 1.0f : 0.0f;
-            const float wt = genuine ? w_genuine : w_impostor;
-            const float d = safe_distance(s);
-            if (j > i) part += wt * contrastive_term(d, y, margin);
-            c = wt * contrastive_grad_coef(d, y, margin, distance_clamped(s), 1);
-        }
-        coef[j] = c;
-    }
-    for (int j = n + threadIdx.x; j < coef_slots(n); j += blockDim.x) coef[j] = 0.0f;
+    float part = contrastive_row_coefs(coef, emb, id, weights[0], weights[1], n, E, i, margin, threadIdx.x, blockDim.x);
     part = block_reduce(red, part, Add{});  // its barriers also make coef visible to the sum below
     if (threadIdx.x == 0) rows[i] = part;
-    for (int k = threadIdx.x; k < E; k += blockDim.x) {
-        float acc = 0.0f;
-        for (int j = 0; j < n; ++j) acc += coef[j] * (a[k] - emb[size_t(j) * E + k]);
-        g[size_t(i) * E + k] = acc;
-    }
+    contrastive_row_gradient(g, coef, emb, n, E, i, threadIdx.x, blockDim.x);
 }
 
 // ---- the normalised-softmax loss (batch_softmax_loss in src/cpu/batch_loss.hpp)
-
-__device__ inline float softmax_logit(const float* __restrict__ emb, int E, int i, int j, float temperature) {
-    float d = 0.0f;
-    for (int k = 0; k < E; ++k) d += emb[size_t(i) * E + k] * emb[size_t(j) * E + k];
-    return d / temperature;
-}
 
 // Pass 1, one block per anchor i: lse_i (max-shifted), |P(i)|, and l_i (0 without a partner).
 // Dynamic shared memory: the row's n logits.
@@ -115,28 +81,12 @@ __global__ void softmax_rows_kernel(float* __restrict__ rows, float* __restrict_
     __shared__ int cnt[kRowThreads];
     const int* id = ids + (st ? st->first : 0);
     const int i = blockIdx.x;
-    float mx = -INFINITY, pos_sum = 0.0f;
-    int pos = 0;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        if (j == i) continue;
-        const float s = softmax_logit(emb, E, i, j, temperature);
-        logit[j] = s;
-        mx = fmaxf(mx, s);
-        if (id[j] == id[i]) ++pos, pos_sum += s;
-    }
-    mx = block_reduce(red, mx, [](float a, float b) { return fmaxf(a, b); });
-    pos_sum = block_reduce(red, pos_sum, Add{});
-    pos = block_reduce(cnt, pos, Add{});
-    float se = 0.0f;
-    for (int j = threadIdx.x; j < n; j += blockDim.x)
-        if (j != i) se += expf(logit[j] - mx);
-    se = block_reduce(red, se, Add{});
-    if (threadIdx.x == 0) {
-        const float l = n > 1 ? mx + logf(se) : 0.0f;
-        lse[i] = l;
-        partners[i] = float(pos);
-        rows[i] = pos ? l - pos_sum / float(pos) : 0.0f;
-    }
+    const SoftmaxRowPart p = softmax_row_logits(logit, emb, id, n, E, i, temperature, threadIdx.x, blockDim.x);
+    const float mx = block_reduce(red, p.mx, [](float a, float b) { return fmaxf(a, b); });
+    const float pos_sum = block_reduce(red, p.pos_sum, Add{});
+    const int pos = block_reduce(cnt, p.pos, Add{});  // the reductions' barriers make logit visible
+    const float se = block_reduce(red, softmax_row_expsum(logit, n, i, mx, threadIdx.x, blockDim.x), Add{});
+    if (threadIdx.x == 0) softmax_row_write(rows, lse, partners, n, i, mx, se, pos_sum, pos);
 }
 
 // Pass 2, one block per row i: c_ij + c_ji for every j (coef, as in batch_loss_rows_kernel), then
@@ -149,28 +99,10 @@ __global__ void softmax_grad_kernel(float* __restrict__ g, const float* __restri
     __shared__ int cnt[kRowThreads];
     const int* id = ids + (st ? st->first : 0);
     const int i = blockIdx.x;
-    int a = 0;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) a += partners[j] > 0.0f;
-    const int anchors = block_reduce(cnt, a, Add{});
-    const float scale = anchors ? 1.0f / (float(anchors) * temperature) : 0.0f;
-    const float pi = partners[i];
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        float c = 0.0f;
-        if (j != i) {
-            const float s = softmax_logit(emb, E, i, j, temperature), pj = partners[j];
-            const bool same = id[j] == id[i];
-            if (pi > 0.0f) c += expf(s - lse[i]) - (same ? 1.0f / pi : 0.0f);
-            if (pj > 0.0f) c += expf(s - lse[j]) - (same ? 1.0f / pj : 0.0f);
-        }
-        coef[j] = c * scale;
-    }
-    for (int j = n + threadIdx.x; j < coef_slots(n); j += blockDim.x) coef[j] = 0.0f;
+    const int anchors = block_reduce(cnt, softmax_anchors_part(partners, n, threadIdx.x, blockDim.x), Add{});
+    softmax_row_coefs(coef, emb, id, lse, partners, n, E, i, temperature, anchors, threadIdx.x, blockDim.x);
     __syncthreads();
-    for (int k = threadIdx.x; k < E; k += blockDim.x) {
-        float acc = 0.0f;
-        for (int j = 0; j < n; ++j) acc += coef[j] * emb[size_t(j) * E + k];
-        g[size_t(i) * E + k] = acc;
-    }
+    softmax_row_gradient(g, coef, emb, n, E, i, threadIdx.x, blockDim.x);
 }
 
 // losses[st->batch] = sum of the rows / the anchors with a partner, in order.
