@@ -55,7 +55,7 @@ __global__ void pair_weights_kernel(float* __restrict__ weights, const int* __re
 
 // Dynamic shared memory: coef[coef_slots(n)] (the gradient coefficient of each pair (i, j)), the
 // tail past n zeroed: compute-sanitizer caught sm_90 code reading coef[n-1..n+1] as one 12-byte
-// load in the unrolled sum below (gpu_check, 2026-11-29, n = 257).
+// load in the unrolled row-gradient sum (contrastive_row_gradient; gpu_check, 2026-11-29, n = 257).
 __global__ void batch_loss_rows_kernel(float* __restrict__ g, float* __restrict__ rows, const float* __restrict__ emb,
                                        const int* __restrict__ ids, const float* __restrict__ weights,
                                        const StepState* __restrict__ st, int n, int E, float margin) {

@@ -28,8 +28,8 @@ SIAMESE_HD long long genuine_pairs_part(const int* id, int n, int tid, int nt) {
 // ---- the contrastive loss over every pair (batch_contrastive_loss)
 
 // Row i, phase 1: coef[j] = the gradient coefficient of pair (i, j) (0 for j = i), and the
-// return value: this thread's share of the row's loss (the terms j > i). The last thread-strided
-// phase also zeroes coef's tail past n (coef_slots).
+// return value: this thread's share of the row's loss (the terms j > i). It also zeroes coef's
+// tail past n (coef_slots), which the gradient's vector loads may read.
 SIAMESE_HD float contrastive_row_coefs(float* coef, const float* emb, const int* id, float w_genuine, float w_impostor,
                                        int n, int E, int i, float margin, int tid, int nt) {
     const float* a = emb + size_t(i) * E;

@@ -45,13 +45,15 @@ for py in ${TORCH_PYTHONS:-python3 /usr/bin/python3}; do
   ver=$("$py" -c 'import torch; print(torch.__version__)' 2>/dev/null) || continue
   env_=$keep_freed
   label="pytorch $ver eager"
-  if [ "$device" = cpu ] && [ "$real" = "$(readlink -f /usr/bin/python3)" ] && [ -d /usr/lib/x86_64-linux-gnu/openblas-openmp ]; then
-    env_="$env_ LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp"
-    label="$label (Debian, OpenBLAS-OpenMP, freed memory kept)"
-  elif [ "$device" = cpu ] && [ "$real" = "$(readlink -f /usr/bin/python3)" ]; then
-    # Debian's reference BLAS is ~2x slower for this network (9.5 against 4.7 s/epoch, 2026-11-30).
-    echo "bench.sh: Debian's PyTorch runs on the reference BLAS here, not at its best: apt-get install libopenblas0-openmp" >&2
-    label="$label (reference BLAS: NOT the peer at its best)"
+  if [ "$device" = cpu ] && [ "$real" = "$(readlink -f /usr/bin/python3)" ]; then  # Debian's torch
+    if [ -d /usr/lib/x86_64-linux-gnu/openblas-openmp ]; then
+      env_="$env_ LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp"
+      label="$label (Debian, OpenBLAS-OpenMP, freed memory kept)"
+    else
+      # Debian's reference BLAS is ~2x slower for this network (9.5 against 4.7 s/epoch, 2026-11-30).
+      echo "bench.sh: Debian's PyTorch runs on the reference BLAS here, not at its best: apt-get install libopenblas0-openmp" >&2
+      label="$label (reference BLAS: NOT the peer at its best)"
+    fi
   fi
   printf '%s\tpeer\t%s\t%s\teager\n' "$label" "$py" "$env_" >> "$engines"
   if "$py" -c 'import torch, sys; sys.exit(0 if hasattr(torch, "compile") else 1)' 2>/dev/null; then
