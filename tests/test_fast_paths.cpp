@@ -167,23 +167,28 @@ TEST_CASE("blocked dense forward and backward give the plain loops' bits", "[lay
 
 TEST_CASE("vectorized dropout draws each unit's own keep bit, across chunks and odd counts", "[layers][fast][dropout]") {
     std::mt19937_64 r(77);
-    for (int count : {1, 7, 50, 1024, 1025, 3564}) {
+    for (int count : {1, 7, 50, 64, 127, 1024, 1025, 1440, 3564}) {
         for (float rate : {0.0f, 0.1f, 0.25f, 0.9f}) {
             INFO("count " << count << " rate " << rate);
             const uint64_t seed = r(), step = (uint64_t(1) << 33) + r() % 1000;  // a step past 2^32 uses the key's high half
             const uint32_t layer = uint32_t(r() % 20);
             const int image = int(r() % 512);
             const auto x = random_of<float>(size_t(count), r);
-            std::vector<float> y(count, -9.0f), mask(count, -9.0f);
-            dropout_forward(y.data(), mask.data(), x.data(), count, rate, seed, step, layer, image);
             const float scale = dropout_keep_scale<float>(rate);
-            int wrong = 0;
-            for (int k = 0; k < count; ++k) {
-                const bool kept = rate <= 0.0f || dropout_keep(seed, step, layer, uint32_t(image), uint32_t(k), rate);
-                const float m = kept ? scale : 0.0f;
-                wrong += mask[k] != m || y[k] != x[k] * m;
+            // The portable loop, and the engine's (AVX-512 where the target has it).
+            for (int variant = 0; variant < 2; ++variant) {
+                INFO((variant == 0 ? "dropout_forward_portable" : "dropout_forward"));
+                std::vector<float> y(count, -9.0f), mask(count, -9.0f);
+                if (variant == 0) dropout_forward_portable(y.data(), mask.data(), x.data(), count, rate, seed, step, layer, image);
+                else dropout_forward(y.data(), mask.data(), x.data(), count, rate, seed, step, layer, image);
+                int wrong = 0;
+                for (int k = 0; k < count; ++k) {
+                    const bool kept = rate <= 0.0f || dropout_keep(seed, step, layer, uint32_t(image), uint32_t(k), rate);
+                    const float m = kept ? scale : 0.0f;
+                    wrong += mask[k] != m || y[k] != x[k] * m;
+                }
+                CHECK(wrong == 0);
             }
-            CHECK(wrong == 0);
         }
     }
 }

@@ -14,10 +14,8 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
+#include "cpu/avx512.hpp"
 #include "cpu/dropout.hpp"
 #include "cpu/madd.hpp"
 #include "siamese/network.hpp"
