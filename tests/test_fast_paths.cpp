@@ -83,7 +83,7 @@ TEST_CASE("blocked convolution gives the plain loops' bits, forward, input and w
     check_conv_shapes<double>();
 }
 
-TEST_CASE("the vectorized 2x2 pool gives the plain loop's values and argmax, NaN and ties included", "[layers][fast]") {
+TEST_CASE("the vectorized 2x2 pool gives the plain loop's values and argmax, NaN and ties included, and its gradient buffer", "[layers][fast]") {
     std::mt19937_64 r(91);
     for (const ConvShape& s : {conv_shape(1, 56, 46, 6, 3, 2), conv_shape(6, 27, 22, 12, 3, 2), conv_shape(2, 9, 12, 3, 2, 2),
                               conv_shape(1, 8, 66, 2, 3, 2), conv_shape(1, 8, 36, 2, 3, 2)}) {  // Wp 32, 17
@@ -122,6 +122,16 @@ TEST_CASE("the vectorized 2x2 pool gives the plain loop's values and argmax, NaN
             CHECK(same_bits(a_plain, a_row));
             CHECK(g_plain == g_row);
         }
+        // Backward: the gradient buffer the engine writes (AVX-512 where the target has it)
+        // against the portable fill and scatter, every float of it, from NaN-poisoned buffers.
+        // The pool's own argmax, so each window has one; a third of the units inactive.
+        auto d_act = random_of<float>(s.out_elems(), r);
+        for (size_t k = 0; k < d_act.size(); k += 3) a_plain[k] = r() % 2 ? 0.0f : -0.5f;
+        const size_t elems = size_t(s.F) * conv_grad_elems(s);
+        std::vector<float> d_portable(elems, std::numeric_limits<float>::quiet_NaN()), d_fast(d_portable);
+        relu_maxpool_backward_portable(d_portable.data(), d_act.data(), a_plain.data(), g_plain.data(), s);
+        relu_maxpool_backward(d_fast.data(), d_act.data(), a_plain.data(), g_plain.data(), s);
+        CHECK(same_bits(d_portable, d_fast));
     }
 }
 

@@ -312,8 +312,9 @@ void conv_pool_forward(T* out, uint8_t* argmax, T* act, T* mask, const T* in, co
 }
 
 // dconv (conv_grad_elems, zeroed here) from d_act: scatter to each window's argmax where act > 0.
+// The portable form (relu_maxpool_backward runs the AVX-512 one for float where it can).
 template <class T>
-void relu_maxpool_backward(T* dconv, const T* d_act, const T* act, const uint8_t* argmax, const ConvShape& s) {
+void relu_maxpool_backward_portable(T* dconv, const T* d_act, const T* act, const uint8_t* argmax, const ConvShape& s) {
     const int pad = conv_grad_pad(s), P = s.P;
     // The offset of each argmax value (dy*P + dx) within its window, so the loop below has no
     // division by the run-time P (an idiv per unit was most of this function's time).
@@ -331,6 +332,63 @@ void relu_maxpool_backward(T* dconv, const T* d_act, const T* act, const uint8_t
                 d[pad + py * P * s.W + px * P + offset[argmax[i]]] = pick[act[i] > T(0)];
             }
     }
+}
+
+#if defined(__AVX512F__)
+// relu_maxpool_backward's buffer for float and P = 2, each float of it written once: the pad
+// and what lies outside the windows (a row's last columns, the rows past the last window)
+// zeroed, and every 2 x 2 window written whole, the gradient at its argmax and zeros around it,
+// 16 windows at a time. The portable form fills the buffer (64 KB an ORL image) and then
+// scatters one unit at a time. The same values in every float.
+inline void relu_maxpool2_backward_avx512(float* dconv, const float* d_act, const float* act, const uint8_t* argmax,
+                                          const ConvShape& s) {
+    const int pad = conv_grad_pad(s), W = s.W, Wp = s.Wp;
+    // Window x of the 16 goes to lanes 2x, 2x + 1 of a row pair: low half from lanes 0-7 of the
+    // even and odd columns, high half from lanes 8-15.
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+    const __m512 zero = _mm512_setzero_ps();
+    for (int f = 0; f < s.F; ++f) {
+        float* d = dconv + size_t(f) * conv_grad_elems(s);
+        std::fill(d, d + pad, 0.0f);
+        float* rows = d + pad;
+        for (int py = 0; py < s.Hp; ++py) {
+            float *r0 = rows + size_t(2 * py) * W, *r1 = r0 + W;
+            const size_t i0 = (size_t(f) * s.Hp + py) * Wp;
+            for (int x0 = 0; x0 < Wp; x0 += 16) {
+                const int m = std::min(16, Wp - x0);
+                const __mmask16 k = __mmask16((1u << m) - 1u);
+                const __m512 a = _mm512_maskz_loadu_ps(k, act + i0 + x0), g = _mm512_maskz_loadu_ps(k, d_act + i0 + x0);
+                const __m512i arg = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, argmax + i0 + x0));
+                // The unit's gradient where act > 0, else 0 (relu_maxpool_backward's pick).
+                const __m512 pick = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, zero, _CMP_GT_OQ), g);
+                __m512 at[4];
+                for (int j = 0; j < 4; ++j)
+                    at[j] = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(arg, _mm512_set1_epi32(j)), pick);
+                // 2m floats of each row: lanes [0, 16) and [16, 32).
+                const __mmask16 klo = __mmask16(m >= 8 ? 0xFFFFu : (1u << (2 * m)) - 1u);
+                const __mmask16 khi = __mmask16(m <= 8 ? 0u : (1u << (2 * (m - 8))) - 1u);
+                _mm512_mask_storeu_ps(r0 + 2 * x0, klo, _mm512_permutex2var_ps(at[0], lo, at[1]));
+                _mm512_mask_storeu_ps(r0 + 2 * x0 + 16, khi, _mm512_permutex2var_ps(at[0], hi, at[1]));
+                _mm512_mask_storeu_ps(r1 + 2 * x0, klo, _mm512_permutex2var_ps(at[2], lo, at[3]));
+                _mm512_mask_storeu_ps(r1 + 2 * x0 + 16, khi, _mm512_permutex2var_ps(at[2], hi, at[3]));
+            }
+            std::fill(r0 + 2 * Wp, r0 + W, 0.0f);
+            std::fill(r1 + 2 * Wp, r1 + W, 0.0f);
+        }
+        std::fill(rows + size_t(2 * s.Hp) * W, rows + size_t(s.H) * W, 0.0f);
+    }
+}
+#endif
+
+// relu_maxpool_backward_portable's buffer, bit for bit (tests/test_fast_paths.cpp).
+template <class T>
+void relu_maxpool_backward(T* dconv, const T* d_act, const T* act, const uint8_t* argmax, const ConvShape& s) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>)
+        if (s.P == 2) return relu_maxpool2_backward_avx512(dconv, d_act, act, argmax, s);
+#endif
+    relu_maxpool_backward_portable(dconv, d_act, act, argmax, s);
 }
 
 // The nine taps of a 3x3 kernel together: nine independent sums over the span, each vectorized
