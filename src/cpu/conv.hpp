@@ -82,14 +82,20 @@ inline void conv_forward_tile(T* out, size_t fstride, const T* in, const T* w, c
 }
 
 // Positions [p_begin, p_end) of every filter; filter f's position p goes to
-// out[f * fstride + p - p_begin].
+// out[f * fstride + p - p_begin]. Tiles of FB filters x NV vectors (24 accumulators for FB 6
+// and 8, of the 32 vector registers): each tap's input vectors are loaded once for FB filters
+// and each weight once for NV vectors (one vector a tile loaded a weight per FMA: the loop was
+// load-bound). Then single vectors, then halving widths.
 template <int FB, class T>
 void conv_forward_range(T* out, size_t fstride, const T* in, const T* w, const T* b, const ConvShape& s, int p_begin,
                         int p_end) {
     constexpr int V = 64 / sizeof(T);  // one AVX-512 register of T (two AVX2 ones)
+    constexpr int NV = FB >= 8 ? 3 : 4;
     for (int f0 = 0; f0 < s.F; f0 += FB) {
         T* o = out + f0 * fstride;
         int p0 = p_begin;
+        for (; p0 + NV * V <= p_end; p0 += NV * V)
+            conv_forward_tile<FB, NV * V>(o + (p0 - p_begin), fstride, in, w, b, s, f0, p0);
         for (; p0 + V <= p_end; p0 += V) conv_forward_tile<FB, V>(o + (p0 - p_begin), fstride, in, w, b, s, f0, p0);
         // The tail in halving widths: a scalar tile costs as much as a full-width one.
         if constexpr (V >= 16) if (p0 + 8 <= p_end) { conv_forward_tile<FB, 8>(o + (p0 - p_begin), fstride, in, w, b, s, f0, p0); p0 += 8; }
@@ -102,9 +108,8 @@ void conv_forward_range(T* out, size_t fstride, const T* in, const T* w, const T
 template <class T>
 void conv_forward_range(T* out, size_t fstride, const T* in, const T* w, const T* b, const ConvShape& s, int p_begin,
                         int p_end) {
-    if (s.F % 12 == 0) conv_forward_range<12>(out, fstride, in, w, b, s, p_begin, p_end);
+    if (s.F % 6 == 0) conv_forward_range<6>(out, fstride, in, w, b, s, p_begin, p_end);
     else if (s.F % 8 == 0) conv_forward_range<8>(out, fstride, in, w, b, s, p_begin, p_end);
-    else if (s.F % 6 == 0) conv_forward_range<6>(out, fstride, in, w, b, s, p_begin, p_end);
     else if (s.F % 4 == 0) conv_forward_range<4>(out, fstride, in, w, b, s, p_begin, p_end);
     else conv_forward_range<1>(out, fstride, in, w, b, s, p_begin, p_end);
 }
@@ -270,8 +275,10 @@ void relu_maxpool_forward(T* act, uint8_t* argmax, const T* conv, const ConvShap
         }
 }
 
-// Pool rows per band in conv_relu_maxpool_forward.
-constexpr int kBandRows = 4;
+// Pool rows per band in conv_relu_maxpool_forward: 6 divides the reference recipe's second
+// block (12 pool rows) and leaves the first (27) one short band; a band's scratch stays in L1
+// (13 KB for either block). 4 gave more and shorter bands, more of them in narrow tail tiles.
+constexpr int kBandRows = 6;
 
 // conv_forward then relu_maxpool_forward, one band of kBandRows x P conv rows at a time: the
 // band stays in the L1 cache between the convolution writing it and the pool reading it, where
@@ -540,12 +547,16 @@ inline void conv_backward_input_tile(T* din, const T* dconv, const T* w, const C
         for (int v = 0; v < V; ++v) din[size_t(c0 + cb) * s.H * W + q0 + v] = acc[cb][v];
 }
 
+// Tiles of CB channels x NV vectors, as conv_forward_range's (each gradient vector loaded once
+// for CB channels, each weight once for NV vectors), then single vectors and positions.
 template <int CB, class T>
 void conv_backward_input_blocked(T* din, const T* dconv, const T* w, const ConvShape& s) {
     constexpr int V = 64 / sizeof(T);
+    constexpr int NV = CB >= 8 ? 3 : 4;
     const int HW = s.H * s.W;
     for (int c0 = 0; c0 < s.C; c0 += CB) {
         int q0 = 0;
+        for (; q0 + NV * V <= HW; q0 += NV * V) conv_backward_input_tile<CB, NV * V>(din, dconv, w, s, c0, q0);
         for (; q0 + V <= HW; q0 += V) conv_backward_input_tile<CB, V>(din, dconv, w, s, c0, q0);
         for (; q0 < HW; ++q0) conv_backward_input_tile<CB, 1>(din, dconv, w, s, c0, q0);
     }
