@@ -220,7 +220,7 @@ inline void relu_maxpool2_row_padded(T* a, uint8_t* g, const T* r0, const T* r1,
     }
 }
 
-#if defined(__AVX512F__)
+#if SIAMESE_AVX512
 // relu_maxpool2_row_padded's result for float, written for AVX-512 (both CI machine kinds have
 // it): a chunk of 16 windows is four loads, four permutes (even and odd columns of both rows),
 // pool2_select's three steps as compares and masked moves, and two masked stores. GCC's
@@ -257,7 +257,7 @@ inline void relu_maxpool2_row_avx512(float* a, uint8_t* g, const float* r0, cons
 // it, else the portable loop. Both read up to kPoolOverread floats past the row's last window.
 template <class T>
 inline void relu_maxpool2_row_fast(T* a, uint8_t* g, const T* r0, const T* r1, int Wp) {
-#if defined(__AVX512F__)
+#if SIAMESE_AVX512
     if constexpr (std::is_same_v<T, float>) return relu_maxpool2_row_avx512(a, g, r0, r1, Wp);
 #endif
     relu_maxpool2_row_padded(a, g, r0, r1, Wp);
@@ -341,7 +341,7 @@ void relu_maxpool_backward_portable(T* dconv, const T* d_act, const T* act, cons
     }
 }
 
-#if defined(__AVX512F__)
+#if SIAMESE_AVX512
 // relu_maxpool_backward's buffer for float and P = 2, each float of it written once: the pad
 // and what lies outside the windows (a row's last columns, the rows past the last window)
 // zeroed, and every 2 x 2 window written whole, the gradient at its argmax and zeros around it,
@@ -391,7 +391,7 @@ inline void relu_maxpool2_backward_avx512(float* dconv, const float* d_act, cons
 // relu_maxpool_backward_portable's buffer, bit for bit (tests/test_fast_paths.cpp).
 template <class T>
 void relu_maxpool_backward(T* dconv, const T* d_act, const T* act, const uint8_t* argmax, const ConvShape& s) {
-#if defined(__AVX512F__)
+#if SIAMESE_AVX512
     if constexpr (std::is_same_v<T, float>)
         if (s.P == 2) return relu_maxpool2_backward_avx512(dconv, d_act, act, argmax, s);
 #endif

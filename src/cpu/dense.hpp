@@ -65,7 +65,8 @@ inline void dense_forward_4x4(T* y, int O, const T* x, int I, const T* w, const 
 
 // Y (N,O) = relu?(X (N,I) . W(O,I)^T + b). Rows in blocks of 4 so each weight row is read once
 // per block; one omp simd reduction per (row, output) (the readable form: blocked false), or
-// two outputs of a full block of four rows in one loop (dense_forward_4x2: the same bits).
+// four outputs of a full block of four rows in one loop (dense_forward_4x4), two where fewer
+// than four are left (dense_forward_4x2): the same bits.
 template <class T>
 void dense_forward_impl(T* Y, const T* X, const T* Wt, const T* b, int N, int I, int O, bool relu, bool blocked) {
 #pragma omp parallel for schedule(static)
@@ -173,7 +174,7 @@ inline void dense_grad_tile(T* out, size_t out_stride, const T* a, size_t a_row,
 
 // A tile of the products below: 8 rows x 3 vectors, 24 accumulators of the 32 vector registers
 // (11 loads for 24 FMAs a step; 4 x 4 made 8 for 16). On the Xeon, one thread, batch 256:
-// dense1's backward 2.21 -> 1.34 ms with the tile order below.
+// dense1's backward 2.0-2.2 -> 1.3-1.4 ms with the tile order below (docs/cpu-speed.md).
 constexpr int kDenseTileRows = 8, kDenseTileVectors = 3;
 
 // Rows r .. r+RB-1, columns [c, c_end) of such a product: one kDenseTileVectors-vector tile,

@@ -48,7 +48,7 @@ void dropout_forward_portable(T* y, T* mask, const T* x, int count, float rate, 
     }
 }
 
-#if defined(__AVX512F__) && defined(__BMI2__)
+#if SIAMESE_AVX512
 // Philox's 32 x 32 -> 64 products of 16 lanes: vpmuludq on the even and the odd lanes. GCC
 // vectorized the portable loop's products as zero-extended 64-bit multiplies (vpmullq, three
 // micro-ops each on Intel), the bulk of dropout's draw time.
@@ -106,7 +106,7 @@ inline void dropout_forward_avx512(float* y, float* mask, const float* x, int co
 template <class T>
 void dropout_forward(T* y, T* mask, const T* x, int count, float rate, uint64_t seed, uint64_t step, uint32_t layer,
                      int image) {
-#if defined(__AVX512F__) && defined(__BMI2__)
+#if SIAMESE_AVX512
     if constexpr (std::is_same_v<T, float>)
         if (rate > 0.0f) return dropout_forward_avx512(y, mask, x, count, rate, seed, step, layer, image);
 #endif
