@@ -70,21 +70,36 @@ SIAMESE_HD OptStepScalars opt_scalars(const OptimizerConfig& c, uint64_t t) {
     return s;
 }
 
-// s1, s2: the two state slots of this parameter (rmsprop uses s1; sgd uses s1).
-SIAMESE_HD void optimizer_update(const OptimizerConfig& c, OptStepScalars k, float& p, float g, float& s1, float& s2) {
-    if (c.weight_decay != 0.0f) p -= k.lr * c.weight_decay * p;
-    if (c.kind == OptKind::RMSprop) {
-        s1 = c.rho * s1 + (1.0f - c.rho) * g * g;
-        p -= k.lr * g / (sqrtf(s1) + c.eps);
-    } else if (c.kind == OptKind::Adam) {
-        s1 = c.beta1 * s1 + (1.0f - c.beta1) * g;
-        s2 = c.beta2 * s2 + (1.0f - c.beta2) * g * g;
-        p -= k.lr * (s1 / k.bc1) / (sqrtf(s2 / k.bc2) + c.eps);
-    } else {
-        s1 = c.momentum * s1 + g;
-        p -= k.lr * s1;
-    }
+// The per-element rule of each optimizer, after any weight decay. s1, s2: the two state slots
+// of this parameter (rmsprop uses s1; sgd uses s1).
+SIAMESE_HD void rmsprop_update(const OptimizerConfig& c, OptStepScalars k, float& p, float g, float& s1) {
+    s1 = c.rho * s1 + (1.0f - c.rho) * g * g;
+    p -= k.lr * g / (sqrtf(s1) + c.eps);
+}
+SIAMESE_HD void adam_update(const OptimizerConfig& c, OptStepScalars k, float& p, float g, float& s1, float& s2) {
+    s1 = c.beta1 * s1 + (1.0f - c.beta1) * g;
+    s2 = c.beta2 * s2 + (1.0f - c.beta2) * g * g;
+    p -= k.lr * (s1 / k.bc1) / (sqrtf(s2 / k.bc2) + c.eps);
+}
+SIAMESE_HD void sgd_update(const OptimizerConfig& c, OptStepScalars k, float& p, float g, float& s1) {
+    s1 = c.momentum * s1 + g;
+    p -= k.lr * s1;
+}
+SIAMESE_HD void weight_decay_update(const OptimizerConfig& c, OptStepScalars k, float& p) {
+    p -= k.lr * c.weight_decay * p;
 }
 
+// The whole rule for one parameter: what the CUDA kernel runs per element. The CPU loop runs
+// the same functions with the branches taken outside it (so that it vectorizes).
+SIAMESE_HD void optimizer_update(const OptimizerConfig& c, OptStepScalars k, float& p, float g, float& s1, float& s2) {
+    if (c.weight_decay != 0.0f) weight_decay_update(c, k, p);
+    if (c.kind == OptKind::RMSprop) {
+        rmsprop_update(c, k, p, g, s1);
+    } else if (c.kind == OptKind::Adam) {
+        adam_update(c, k, p, g, s1, s2);
+    } else {
+        sgd_update(c, k, p, g, s1);
+    }
+}
 
 }  // namespace siamese
