@@ -157,7 +157,7 @@ void check_dense_shapes() {
         std::fill(dw_f.begin(), dw_f.end(), nan);
         dense_backward<T>(nullptr, dw_f.data(), db_f.data(), dY.data(), X.data(), Wt.data(), N, I, O);
         CHECK(same_bits(dw_p, dw_f));
-        // Forward: two outputs of four rows in one loop.
+        // Forward: four outputs of four rows in one loop (two where fewer are left).
         const auto bias = random_of<T>(size_t(O), r);
         for (bool relu : {false, true}) {
             std::vector<T> y_p(size_t(N) * O, nan), y_f(y_p);
