@@ -33,6 +33,7 @@ public:
     void forward(const T* const* images, int n, const T* params, bool train, uint64_t seed, uint64_t step) {
         resize(n);
         const int nconv = int(L_.conv.size());
+        conv_dropout_on_ = train && cfg_.conv_dropout > 0.0f;
         timed(times_, "conv forward (all blocks)", [&] {
 #pragma omp parallel
             {
@@ -44,16 +45,22 @@ public:
                         const ConvShape& s = L_.conv[l];
                         conv_buf.resize(conv_band_elems(s));
                         const size_t off = size_t(i) * s.out_elems();
-                        T* y = conv_out_[l].data() + off;
-                        conv_pool_forward(y, conv_arg_[l].data() + off, conv_act_[l].data() + off, conv_mask_[l].data() + off, x,
-                                          params + L_.conv_w[l], params + L_.conv_b[l], s, conv_buf.data(),
-                                          train ? cfg_.conv_dropout : 0.0f, seed, step, kConvDropoutId + l, i);
-                        x = y;
+                        T* act = conv_act_[l].data() + off;
+                        if (conv_dropout_on_) {
+                            conv_pool_forward(conv_out_[l].data() + off, conv_arg_[l].data() + off, act,
+                                              conv_mask_[l].data() + off, x, params + L_.conv_w[l], params + L_.conv_b[l],
+                                              s, conv_buf.data(), cfg_.conv_dropout, seed, step, kConvDropoutId + l, i);
+                            x = conv_out_[l].data() + off;
+                        } else {
+                            conv_relu_maxpool_forward(act, conv_arg_[l].data() + off, x, params + L_.conv_w[l],
+                                                      params + L_.conv_b[l], s, conv_buf.data());
+                            x = act;
+                        }
                     }
                 }
             }
         });
-        const T* x = conv_out_.back().data();
+        const T* x = conv_output(nconv - 1);
         for (size_t l = 0; l < L_.dense.size(); ++l) {
             const DenseShape& d = L_.dense[l];
             const bool last = l + 1 == L_.dense.size();
@@ -85,7 +92,7 @@ public:
             // embedding layer has neither).
             if (l + 1 < nd || cfg_.embed_relu)
                 relu_dropout_backward(dy.data(), dense_act_[l].data(), dense_mask_[l].data(), int(dy.size()));
-            const T* x = l > 0 ? dense_out_[l - 1].data() : conv_out_.back().data();
+            const T* x = l > 0 ? dense_out_[l - 1].data() : conv_output(int(L_.conv.size()) - 1);
             dx.resize(size_t(n) * d.in);
             timed(times_, "dense backward", [&] {
                 dense_backward(dx.data(), grad + L_.dense_w[l], grad + L_.dense_b[l], dy.data(), x,
@@ -110,11 +117,12 @@ public:
                     for (int l = nconv - 1; l >= 0; --l) {
                         const ConvShape& s = L_.conv[l];
                         const size_t off = size_t(i) * s.out_elems();
-                        for (int k = 0; k < s.out_elems(); ++k) d_out[k] *= conv_mask_[l][off + k];
+                        if (conv_dropout_on_)
+                            for (int k = 0; k < s.out_elems(); ++k) d_out[k] *= conv_mask_[l][off + k];
                         dconv.resize(size_t(s.F) * conv_grad_elems(s));
                         relu_maxpool_backward(dconv.data(), d_out.data(), conv_act_[l].data() + off,
                                               conv_arg_[l].data() + off, s);
-                        const T* in = l > 0 ? conv_out_[l - 1].data() + size_t(i) * s.in_elems() : images_[i];
+                        const T* in = l > 0 ? conv_output(l - 1) + size_t(i) * s.in_elems() : images_[i];
                         conv_backward_weights(part + L_.conv_w[l], part + L_.conv_b[l], dconv.data(), in, s);
                         if (l > 0) {
                             d_in.resize(s.in_elems());
@@ -158,6 +166,12 @@ private:
     int n_ = 0;
     std::vector<const T*> images_;
     std::vector<std::vector<T>> conv_act_, conv_out_, conv_mask_;
+    // Whether the last forward drew conv dropout. Without it (inference, or a recipe without
+    // conv dropout) the blocks' output is their activation itself, and there is no mask: the
+    // copy through a factor of 1 cost a pass over every activation each way (the strong
+    // recipe's largest memory traffic), with the same values.
+    bool conv_dropout_on_ = false;
+    const T* conv_output(int l) const { return (conv_dropout_on_ ? conv_out_[l] : conv_act_[l]).data(); }
     std::vector<std::vector<uint8_t>> conv_arg_;
     std::vector<std::vector<T>> dense_act_, dense_out_, dense_mask_;
     std::vector<T> partial_, emb_, norm_;
