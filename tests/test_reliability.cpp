@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <limits>
 #include <cstdlib>
 #include <sstream>
 #include <tuple>
@@ -460,4 +461,23 @@ TEST_CASE("file and person names that are not UTF-8 are carried as bytes, never 
     CHECK(run_cli("pairs --data " + faces_dir + " --out " + dir + "/pairs.json").status == 0);
     // A resume reads the data folder back from the state, bytes intact.
     CHECK(siamese::recipe_from_json(siamese::load_train_state(dir + "/run/state.safetensors").args_json).data == faces_dir);
+}
+
+TEST_CASE("first_nonfinite_tensor names the first tensor holding an infinity or a NaN, none when all are finite", "[reliability]") {
+    // The trainer asks it of every step's gradient: a fast all-finite pass, then the scan that
+    // names the tensor.
+    const siamese::ParamLayout L = siamese::make_layout(siamese::NetConfig{});
+    std::vector<float> v(L.total, 1.5f);
+    v[7] = -0.0f;
+    v[L.total - 1] = std::numeric_limits<float>::max();
+    v[L.total - 2] = std::numeric_limits<float>::denorm_min();
+    CHECK(siamese::first_nonfinite_tensor(L, v.data()).empty());
+    for (const float bad : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN()}) {
+        std::vector<float> w = v;
+        w[L.total - 1] = bad;  // the last tensor's last element
+        CHECK(siamese::first_nonfinite_tensor(L, w.data()) == L.tensors.back().name);
+        w[L.tensors[1].offset] = bad;  // and an earlier tensor's first: that one is named
+        CHECK(siamese::first_nonfinite_tensor(L, w.data()) == L.tensors[1].name);
+    }
 }
