@@ -68,16 +68,21 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
     }
 }
 
-std::string fnv1a64_hex(const char* data, size_t n) {
-    uint64_t h = 0xCBF29CE484222325ull;
+uint64_t fnv1a64(uint64_t h, const char* data, size_t n) {
     for (size_t i = 0; i < n; ++i) {
         h ^= static_cast<unsigned char>(data[i]);
         h *= 0x100000001B3ull;
     }
+    return h;
+}
+
+std::string hex64(uint64_t h) {
     char buf[17];
     std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
     return buf;
 }
+
+std::string fnv1a64_hex(const char* data, size_t n) { return hex64(fnv1a64(kFnv1a64Offset, data, n)); }
 
 bool parse_finite(const std::string& s, double* out) {
     if (s.empty() || std::isspace(static_cast<unsigned char>(s[0]))) return false;

@@ -20,9 +20,10 @@ constexpr const char* kChecksumPrefix = "v2:";
 
 std::string content_checksum(json header, const char* data, size_t n) {
     if (header.contains("__metadata__")) header["__metadata__"].erase("checksum");
-    std::string bytes = header.dump();  // object keys sorted: canonical
-    bytes.append(data, n);
-    return kChecksumPrefix + fnv1a64_hex(bytes.data(), bytes.size());
+    const std::string head = header.dump();  // object keys sorted: canonical
+    // The header's bytes, then the data's: the hash of the two concatenated, without copying
+    // the data (12 MB for the strong recipe's state, at every checkpoint).
+    return kChecksumPrefix + hex64(fnv1a64(fnv1a64(kFnv1a64Offset, head.data(), head.size()), data, n));
 }
 
 }  // namespace

@@ -16,7 +16,11 @@ std::string read_file_bytes(const std::string& path, size_t max_bytes = size_t(1
 // Writes bytes to path atomically (path.tmp, fsync, rename). Throws DataError.
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
-// FNV-1a 64-bit hash, as 16 hex digits.
+// FNV-1a 64-bit hash, as 16 hex digits. fnv1a64 continues a hash over more bytes (start from
+// kFnv1a64Offset), so that pieces held apart hash as their concatenation would.
+constexpr uint64_t kFnv1a64Offset = 0xCBF29CE484222325ull;
+uint64_t fnv1a64(uint64_t h, const char* data, size_t n);
+std::string hex64(uint64_t h);
 std::string fnv1a64_hex(const char* data, size_t n);
 
 // Strict number parsing for values read from files: the whole text must be the number ("0.5abc",
