@@ -40,11 +40,17 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
     std::string data;
     data.reserve(offset);
     for (const auto& [name, t] : tensors) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        // The file's little-endian floats are the host's own bytes: one copy a tensor (the
+        // byte-by-byte loop below took 2% of the strong recipe's training, at each checkpoint).
+        data.append(reinterpret_cast<const char*>(t.data.data()), t.data.size() * sizeof(float));
+#else
         for (float v : t.data) {
             uint32_t u;
             std::memcpy(&u, &v, 4);
             for (int i = 0; i < 4; ++i) data.push_back(char((u >> (8 * i)) & 0xFF));
         }
+#endif
     }
     auto meta = metadata;
     meta.erase("checksum");
