@@ -21,17 +21,22 @@ namespace siamese {
 
 struct Philox4 { uint32_t v[4]; };
 
+// Philox4x32's round multipliers and key increments (Salmon et al.), for every implementation
+// of the rounds (this one, the CPU engine's AVX-512 dropout).
+constexpr uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
+constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
+
 // The four words into w0..w3 (scalar outputs, so that a CPU loop of independent calls
 // vectorizes; a struct return does not).
 SIAMESE_HD void philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1,
                               uint32_t& w0, uint32_t& w1, uint32_t& w2, uint32_t& w3) {
     for (int round = 0; round < 10; ++round) {
-        const uint64_t p0 = uint64_t(0xD2511F53u) * c0;
-        const uint64_t p1 = uint64_t(0xCD9E8D57u) * c2;
+        const uint64_t p0 = uint64_t(kPhiloxM0) * c0;
+        const uint64_t p1 = uint64_t(kPhiloxM1) * c2;
         const uint32_t n0 = uint32_t(p1 >> 32) ^ c1 ^ k0;
         const uint32_t n2 = uint32_t(p0 >> 32) ^ c3 ^ k1;
         c0 = n0; c1 = uint32_t(p1); c2 = n2; c3 = uint32_t(p0);
-        k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+        k0 += kPhiloxW0; k1 += kPhiloxW1;
     }
     w0 = c0; w1 = c1; w2 = c2; w3 = c3;
 }

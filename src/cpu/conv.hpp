@@ -81,16 +81,20 @@ inline void conv_forward_tile(T* out, size_t fstride, const T* in, const T* w, c
         for (int v = 0; v < V; ++v) out[fb * fstride + v] = acc[fb][v];
 }
 
+// Vectors of positions a register tile of `rows` filters (or channels) spans: 24 accumulators
+// of the 32 vector registers for 6 or 8 rows (more spill).
+constexpr int tile_vectors(int rows) { return rows >= 8 ? 3 : 4; }
+
 // Positions [p_begin, p_end) of every filter; filter f's position p goes to
-// out[f * fstride + p - p_begin]. Tiles of FB filters x NV vectors (24 accumulators for FB 6
-// and 8, of the 32 vector registers): each tap's input vectors are loaded once for FB filters
-// and each weight once for NV vectors (one vector a tile loaded a weight per FMA: the loop was
-// load-bound). Then single vectors, then halving widths.
+// out[f * fstride + p - p_begin]. Tiles of FB filters x tile_vectors(FB) vectors: each tap's
+// input vectors are loaded once for FB filters and each weight once for several vectors (one
+// vector a tile loaded a weight per FMA: the loop was load-bound). Then single vectors, then
+// halving widths.
 template <int FB, class T>
 void conv_forward_range(T* out, size_t fstride, const T* in, const T* w, const T* b, const ConvShape& s, int p_begin,
                         int p_end) {
     constexpr int V = 64 / sizeof(T);  // one AVX-512 register of T (two AVX2 ones)
-    constexpr int NV = FB >= 8 ? 3 : 4;
+    constexpr int NV = tile_vectors(FB);
     for (int f0 = 0; f0 < s.F; f0 += FB) {
         T* o = out + f0 * fstride;
         int p0 = p_begin;
@@ -552,7 +556,7 @@ inline void conv_backward_input_tile(T* din, const T* dconv, const T* w, const C
 template <int CB, class T>
 void conv_backward_input_blocked(T* din, const T* dconv, const T* w, const ConvShape& s) {
     constexpr int V = 64 / sizeof(T);
-    constexpr int NV = CB >= 8 ? 3 : 4;
+    constexpr int NV = tile_vectors(CB);
     const int HW = s.H * s.W;
     for (int c0 = 0; c0 < s.C; c0 += CB) {
         int q0 = 0;

@@ -73,41 +73,48 @@ inline void dense_forward_4x4(T* y, int O, const T* x, int I, const T* w, const 
 // order of the blocks or on the thread count.
 constexpr int kDenseRowChunk = 32, kDenseOutChunk = 32;
 
+// Rows [n_begin, n_end) x outputs [o_begin, o_end) of dense_forward_impl.
+template <class T>
+void dense_forward_chunk(T* Y, const T* X, const T* Wt, const T* b, int I, int O, bool relu, bool blocked, int n_begin,
+                         int n_end, int o_begin, int o_end) {
+    for (int n0 = n_begin; n0 < n_end; n0 += 4) {
+        const int nb = std::min(4, n_end - n0);
+        for (int o = o_begin; o < o_end; ++o) {
+            const T* w = Wt + size_t(o) * I;
+            if (blocked && nb == 4 && o + 3 < o_end) {
+                dense_forward_4x4(Y + size_t(n0) * O + o, O, X + size_t(n0) * I, I, w, b + o, relu);
+                o += 3;
+                continue;
+            }
+            if (blocked && nb == 4 && o + 1 < o_end) {
+                dense_forward_4x2(Y + size_t(n0) * O + o, O, X + size_t(n0) * I, I, w, b + o, relu);
+                ++o;
+                continue;
+            }
+            T s[4] = {0, 0, 0, 0};
+            for (int r = 0; r < nb; ++r) {
+                const T* x = X + size_t(n0 + r) * I;
+                T acc = 0;
+#pragma omp simd reduction(+ : acc)
+                for (int i = 0; i < I; ++i) acc = madd(x[i], w[i], acc);
+                s[r] = acc;
+            }
+            for (int r = 0; r < nb; ++r) {
+                const T v = s[r] + b[o];
+                Y[size_t(n0 + r) * O + o] = relu ? siamese::relu(v) : v;
+            }
+        }
+    }
+}
+
 template <class T>
 void dense_forward_impl(T* Y, const T* X, const T* Wt, const T* b, int N, int I, int O, bool relu, bool blocked) {
     const int row_chunks = (N + kDenseRowChunk - 1) / kDenseRowChunk, out_chunks = (O + kDenseOutChunk - 1) / kDenseOutChunk;
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < row_chunks * out_chunks; ++t) {
-        const int n_begin = (t / out_chunks) * kDenseRowChunk, n_end = std::min(N, n_begin + kDenseRowChunk);
-        const int o_begin = (t % out_chunks) * kDenseOutChunk, o_end = std::min(O, o_begin + kDenseOutChunk);
-        for (int n0 = n_begin; n0 < n_end; n0 += 4) {
-            const int nb = std::min(4, n_end - n0);
-            for (int o = o_begin; o < o_end; ++o) {
-                const T* w = Wt + size_t(o) * I;
-                if (blocked && nb == 4 && o + 3 < o_end) {
-                    dense_forward_4x4(Y + size_t(n0) * O + o, O, X + size_t(n0) * I, I, w, b + o, relu);
-                    o += 3;
-                    continue;
-                }
-                if (blocked && nb == 4 && o + 1 < o_end) {
-                    dense_forward_4x2(Y + size_t(n0) * O + o, O, X + size_t(n0) * I, I, w, b + o, relu);
-                    ++o;
-                    continue;
-                }
-                T s[4] = {0, 0, 0, 0};
-                for (int r = 0; r < nb; ++r) {
-                    const T* x = X + size_t(n0 + r) * I;
-                    T acc = 0;
-#pragma omp simd reduction(+ : acc)
-                    for (int i = 0; i < I; ++i) acc = madd(x[i], w[i], acc);
-                    s[r] = acc;
-                }
-                for (int r = 0; r < nb; ++r) {
-                    const T v = s[r] + b[o];
-                    Y[size_t(n0 + r) * O + o] = relu ? siamese::relu(v) : v;
-                }
-            }
-        }
+        const int n_begin = (t / out_chunks) * kDenseRowChunk, o_begin = (t % out_chunks) * kDenseOutChunk;
+        dense_forward_chunk(Y, X, Wt, b, I, O, relu, blocked, n_begin, std::min(N, n_begin + kDenseRowChunk), o_begin,
+                            std::min(O, o_begin + kDenseOutChunk));
     }
 }
 

@@ -79,14 +79,14 @@ inline void dropout_forward_avx512(float* y, float* mask, const float* x, int co
         uint32_t k0r = key0, k1r = key1;
         for (int round = 0; round < 10; ++round) {
             __m512i hi0, lo0, hi1, lo1;
-            philox_mulhilo16(c0, 0xD2511F53u, hi0, lo0);
-            philox_mulhilo16(c2, 0xCD9E8D57u, hi1, lo1);
+            philox_mulhilo16(c0, kPhiloxM0, hi0, lo0);
+            philox_mulhilo16(c2, kPhiloxM1, hi1, lo1);
             c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32(int(k0r)));
             c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(int(k1r)));
             c1 = lo1;
             c3 = lo0;
-            k0r += 0x9E3779B9u;
-            k1r += 0xBB67AE85u;
+            k0r += kPhiloxW0;
+            k1r += kPhiloxW1;
         }
         // Bit 4g + j: word j of group g (unit 4g + j) kept.
         const uint64_t bits = _pdep_u64(keep(c0), 0x1111111111111111ull) | _pdep_u64(keep(c1), 0x2222222222222222ull) |
