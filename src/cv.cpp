@@ -38,6 +38,9 @@ std::vector<CvFold> run_cv(const CvSpec& spec, CvObserver& observer) {
     const Preprocess pp = preprocess_of(a);
     const ImageBank bank = a.data.empty() ? synth_bank(SynthOptions{}, pp) : load_dataset(a.data, pp);
     const int n = int(bank.people.size());
+    if (n < 4)
+        throw UsageError("cv: " + std::to_string(n) + " people; cross-validation needs at least 4 (two folds of two " +
+                         "test people each)");
     if (spec.folds < 2 || spec.folds > n / 2)
         throw UsageError("--folds " + std::to_string(spec.folds) + ": must be 2.." + std::to_string(n / 2) + " for " +
                          std::to_string(n) + " people (at least two test people a fold)");

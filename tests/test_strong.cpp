@@ -464,7 +464,14 @@ TEST_CASE("cv and train --recipe strong run end to end on tiny generated faces",
     }
     CHECK(jv["mean"]["validation"]["auc"].get<double>() > 0.0);
     CHECK(testutil::run_cli("cv --data " + dir + "/faces --folds 2 --val-people 3").status == 2);  // 4 - 3 < 2 to train on
-    CHECK(testutil::run_cli("cv --data " + dir + "/faces --folds 9").status == 2);  // 8 people: at most 4 folds
+    const auto nine = testutil::run_cli("cv --data " + dir + "/faces --folds 9");
+    CHECK(nine.status == 2);  // 8 people: at most 4 folds
+    CHECK(nine.out.find("must be 2..4 for 8 people") != std::string::npos);
+    // Under 4 people no fold count works: say so, not "must be 2..1".
+    REQUIRE(testutil::run_cli("synth --out " + dir + "/three --people 3 --images 2").status == 0);
+    const auto three = testutil::run_cli("cv --data " + dir + "/three --folds 2");
+    CHECK(three.status == 2);
+    CHECK(three.out.find("3 people; cross-validation needs at least 4") != std::string::npos);
     CHECK(testutil::run_cli("train --sampler pairs --augment true --epochs 1 --out " + dir + "/x").status == 2);
 }
 
