@@ -89,6 +89,7 @@ TEST_CASE("enroll, append, replace and identify from the command line", "[identi
     auto r = run_cli("enroll --model " + model + " --data " + dir + "/staff --out " + g);
     INFO(r.out);
     REQUIRE(r.status == 0);
+    CHECK(r.out.find(": 6 photos enrolled (2 new people); the gallery holds 2 people, 6 photos") != std::string::npos);
     CHECK(load_gallery(g).size() == 6);
     CHECK(run_cli("enroll --model " + model + " --data " + dir + "/staff --out " + g).status == 1);  // exists
     r = run_cli("enroll --model " + model + " --append --data " + dir + "/staff --out " + g);
@@ -97,7 +98,9 @@ TEST_CASE("enroll, append, replace and identify from the command line", "[identi
     CHECK(run_cli("enroll --model " + model + " --append --replace --data " + dir + "/staff --out " + g).status == 0);
     CHECK(load_gallery(g).size() == 6);
     // Add a new person from one photo, then a second photo of them.
-    CHECK(run_cli("enroll --model " + model + " --append --person s3 " + dir + "/faces/s3/1.pgm --out " + g).status == 0);
+    r = run_cli("enroll --model " + model + " --append --person s3 " + dir + "/faces/s3/1.pgm --out " + g);
+    CHECK(r.status == 0);
+    CHECK(r.out.find(": 1 photo enrolled (1 new person); the gallery holds 3 people, 7 photos") != std::string::npos);
     CHECK(run_cli("enroll --model " + model + " --append --person s3 " + dir + "/faces/s3/2.pgm --out " + g).status == 0);
     CHECK(run_cli("enroll --model " + model + " --append --person s3 " + dir + "/faces/s3/2.pgm --out " + g).status == 1);
     const Gallery gal = load_gallery(g);

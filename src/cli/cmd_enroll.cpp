@@ -2,6 +2,7 @@
 // folders, or --person NAME with photo files; --append adds to an existing gallery.
 #include <cstdio>
 #include <filesystem>
+#include <string>
 
 #include "commands.hpp"
 #include "model_io.hpp"
@@ -10,6 +11,12 @@
 #include "siamese/gallery.hpp"
 
 namespace siamese::cli {
+namespace {
+
+// "1 photo", "2 photos": enrolment often adds one of each.
+std::string counted(int n, const char* one, const char* many) { return std::to_string(n) + " " + (n == 1 ? one : many); }
+
+}  // namespace
 
 Runner add_enroll(CLI::App& app) {
     auto* sub = app.add_subcommand("enroll", "Embed people's photos into a gallery for siamese identify");
@@ -75,8 +82,9 @@ Runner add_enroll(CLI::App& app) {
             added_photos += int(files.size());
         }
         save_gallery(a->out, g);
-        std::printf("%s: %d photos enrolled (%d new people); the gallery holds %zu people, %d photos\n", a->out.c_str(),
-                    added_photos, added_people, g.people.size(), g.size());
+        std::printf("%s: %s enrolled (%d new %s); the gallery holds %s, %s\n", a->out.c_str(),
+                    counted(added_photos, "photo", "photos").c_str(), added_people, added_people == 1 ? "person" : "people",
+                    counted(int(g.people.size()), "person", "people").c_str(), counted(g.size(), "photo", "photos").c_str());
         return 0;
     };
 }
