@@ -43,20 +43,26 @@ std::string read_file_bytes(const std::string& path, size_t max_bytes) {
 
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
+    write_file_atomic(path, std::vector<ByteSpan>{{bytes.data(), bytes.size()}});
+}
+
+void write_file_atomic(const std::string& path, const std::vector<ByteSpan>& pieces) {
     const std::string tmp = path + ".tmp";
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) throw DataError(path + ": cannot create file (" + std::strerror(errno) + ")");
-    size_t done = 0;
-    while (done < bytes.size()) {
-        const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            const std::string err = std::strerror(errno);
-            ::close(fd);
-            ::unlink(tmp.c_str());
-            throw DataError(path + ": write failed (" + err + ")");
+    for (const ByteSpan& piece : pieces) {
+        size_t done = 0;
+        while (done < piece.size) {
+            const ssize_t w = ::write(fd, piece.data + done, piece.size - done);
+            if (w < 0) {
+                if (errno == EINTR) continue;
+                const std::string err = std::strerror(errno);
+                ::close(fd);
+                ::unlink(tmp.c_str());
+                throw DataError(path + ": write failed (" + err + ")");
+            }
+            done += size_t(w);
         }
-        done += size_t(w);
     }
     if (::fsync(fd) != 0 || ::close(fd) != 0) {
         ::unlink(tmp.c_str());

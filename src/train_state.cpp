@@ -9,8 +9,9 @@
 namespace siamese {
 
 void save_train_state(const std::string& path, const TrainState& s) {
-    auto vec = [](const std::vector<float>& v) { return SafeTensor{{int64_t(v.size())}, v}; };
-    std::vector<std::pair<std::string, SafeTensor>> tensors = {
+    // Views of the state's vectors: 12 MB for the strong recipe, at every epoch end.
+    auto vec = [](const std::vector<float>& v) { return SafeTensorView{{int64_t(v.size())}, v.data(), v.size()}; };
+    const std::vector<std::pair<std::string, SafeTensorView>> tensors = {
         {"params", vec(s.params)}, {"opt_state", vec(s.opt_state)}, {"epoch_losses", vec(s.progress.losses)}};
     const std::map<std::string, std::string> meta = {{"format", "siamese-train-state-v1"},
                                                      {"args", s.args_json},
@@ -20,7 +21,7 @@ void save_train_state(const std::string& path, const TrainState& s) {
                                                      {"step", std::to_string(s.progress.step)},
                                                      {"order_checksum", s.progress.order_checksum},
                                                      {"data", s.data_fingerprint}};
-    write_safetensors(path, tensors, meta);
+    write_safetensor_views(path, tensors, meta);
 }
 
 TrainState load_train_state(const std::string& path) { return parse_train_state(read_file_bytes(path), path); }

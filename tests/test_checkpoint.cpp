@@ -2,6 +2,7 @@
 
 #include "siamese/checkpoint_writer.hpp"
 #include "siamese/files.hpp"
+#include "siamese/gallery.hpp"
 #include "siamese/model.hpp"
 #include "siamese/safetensors.hpp"
 #include "siamese/train_state.hpp"
@@ -144,4 +145,39 @@ TEST_CASE("checkpoints written on their own thread: the latest on disk after flu
         CHECK(std::string(e.what()).find("no/such/folder/state.safetensors") != std::string::npos);
     }
     bad.flush();  // reported once
+}
+
+// Files written by earlier versions stay readable: tests/fixtures holds one gallery per checksum
+// scheme, written by the version that introduced it ("v2:" FNV-1a, 2026-11-29; "v3:" XXH3,
+// 2026-12-01), the same two photos' embeddings in both. A change to either scheme's definition
+// (what is hashed, in what order, with which function) fails here.
+TEST_CASE("galleries of every checksum scheme load, a flipped bit in either is caught, a newer scheme is named", "[checkpoint]") {
+    const std::string fixtures = std::string(SIAMESE_SOURCE_DIR) + "/tests/fixtures/";
+    const Gallery v2 = load_gallery(fixtures + "gallery_v2.safetensors");
+    const Gallery v3 = load_gallery(fixtures + "gallery_v3.safetensors");
+    CHECK(v2.people == std::vector<std::string>{"alice", "bob"});
+    CHECK(v2.embed_dim == 50);
+    CHECK(v3.people == v2.people);
+    CHECK(v3.embeddings == v2.embeddings);
+    CHECK(v3.model_checksum == v2.model_checksum);
+    const std::string dir = testutil::temp_dir("schemes");
+    for (const char* name : {"gallery_v2.safetensors", "gallery_v3.safetensors"}) {
+        INFO(name);
+        std::string bytes = read_file_bytes(fixtures + name);
+        bytes[bytes.size() - 3] ^= 0x10;  // one bit of the last embedding
+        testutil::write_bytes(dir + "/flipped.safetensors", bytes);
+        CHECK_THROWS_WITH(load_gallery(dir + "/flipped.safetensors"), Catch::Contains("checksum mismatch"));
+    }
+    // What this version writes: the v3 scheme, whatever scheme the file it read had.
+    save_gallery(dir + "/again.safetensors", v2);
+    const std::string again = read_file_bytes(dir + "/again.safetensors");
+    CHECK(again.find("\"checksum\":\"v3:") != std::string::npos);
+    CHECK(load_gallery(dir + "/again.safetensors").embeddings == v2.embeddings);
+    // A scheme from a later version is named as such, not reported as corruption or as old.
+    std::string later = read_file_bytes(fixtures + "gallery_v3.safetensors");
+    const size_t at = later.find("\"v3:");
+    REQUIRE(at != std::string::npos);
+    later[at + 2] = '9';
+    testutil::write_bytes(dir + "/later.safetensors", later);
+    CHECK_THROWS_WITH(load_gallery(dir + "/later.safetensors"), Catch::Contains("newer format (v9)"));
 }

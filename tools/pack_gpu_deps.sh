@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU machine's image has nvcc, CMake and PyTorch but not Debian's header-only libraries this
-# project builds with (CLI11, nlohmann-json, Catch2; libpng, libjpeg and zlib for photos), and it
+# project builds with (CLI11, nlohmann-json, Catch2, xxHash; libpng, libjpeg and zlib for photos), and it
 # cannot download anything. This copies them, with their CMake package files (the photo libraries
 # as static archives, so nothing needs loading at run time), into .deps/ (git-ignored) for the
 # device tool to carry:
@@ -21,6 +21,7 @@ lib=/usr/lib/x86_64-linux-gnu
 cp /usr/include/png.h /usr/include/pngconf.h /usr/include/pnglibconf.h /usr/include/jpeglib.h \
   /usr/include/jerror.h /usr/include/jmorecfg.h /usr/include/x86_64-linux-gnu/jconfig.h \
   /usr/include/zlib.h /usr/include/zconf.h "$d/include/"
+cp /usr/include/xxhash.h "$d/include/"  # the files' checksum, used header-only
 cp "$lib/libpng16.a" "$d/lib/libpng16.a"
 cp "$lib/libjpeg.a" "$lib/libz.a" "$d/lib/"
 du -sh "$d"

@@ -1,9 +1,10 @@
 // Files as wholes: read at once, written atomically (a temporary file, fsync, rename), and the
-// FNV-1a checksum the program's own files carry.
+// FNV-1a hash of the fingerprints and order checksums the program records.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace siamese {
 
@@ -13,7 +14,13 @@ uint64_t regular_file_size(const std::string& path);
 // file is refused before reading). Throws DataError naming the path.
 std::string read_file_bytes(const std::string& path, size_t max_bytes = size_t(1) << 31);
 
-// Writes bytes to path atomically (path.tmp, fsync, rename). Throws DataError.
+// Bytes held elsewhere: a piece of a file written without first copying it into one buffer.
+struct ByteSpan {
+    const char* data;
+    size_t size;
+};
+// Writes the pieces, in order, to path atomically (path.tmp, fsync, rename). Throws DataError.
+void write_file_atomic(const std::string& path, const std::vector<ByteSpan>& pieces);
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
 // FNV-1a 64-bit hash, as 16 hex digits. fnv1a64 continues a hash over more bytes (start from

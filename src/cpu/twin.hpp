@@ -142,22 +142,34 @@ public:
     }
 
 private:
+    // The buffers hold at least n images; they only grow. Training batches (128) and inference
+    // chunks (up to 512) alternate every epoch, and growing a vector again zero-fills what it
+    // adds: 1.7% of the strong recipe's time went to that memset. Every layer reads the first n.
+    // Conv dropout's buffers exist only for a recipe that has it.
     void resize(int n) {
         n_ = n;
         const size_t nc = L_.conv.size(), nd = L_.dense.size();
+        auto grow = [](auto& v, size_t e) {
+            if (v.size() < e) v.resize(e);
+        };
         conv_act_.resize(nc); conv_out_.resize(nc); conv_mask_.resize(nc); conv_arg_.resize(nc);
         for (size_t l = 0; l < nc; ++l) {
             const size_t e = size_t(n) * L_.conv[l].out_elems();
-            conv_act_[l].resize(e); conv_out_[l].resize(e); conv_mask_[l].resize(e); conv_arg_[l].resize(e);
+            grow(conv_act_[l], e);
+            grow(conv_arg_[l], e);
+            if (cfg_.conv_dropout > 0.0f) {
+                grow(conv_out_[l], e);
+                grow(conv_mask_[l], e);
+            }
         }
         dense_act_.resize(nd); dense_out_.resize(nd); dense_mask_.resize(nd);
         for (size_t l = 0; l < nd; ++l) {
             const size_t e = size_t(n) * L_.dense[l].out;
-            dense_act_[l].resize(e); dense_out_[l].resize(e); dense_mask_[l].resize(e);
+            grow(dense_act_[l], e); grow(dense_out_[l], e); grow(dense_mask_[l], e);
         }
         if (cfg_.l2_normalize) {
-            emb_.resize(size_t(n) * L_.embed_dim());
-            norm_.resize(size_t(n));
+            grow(emb_, size_t(n) * L_.embed_dim());
+            grow(norm_, size_t(n));
         }
     }
 
