@@ -17,6 +17,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <utility>
 
 #include "siamese/backend.hpp"
 #include "siamese/baselines.hpp"
@@ -463,12 +464,12 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
         metrics << epoch_json(s).dump() << "\n" << std::flush;
         current_epoch = s.epoch + 1;
     };
-    cb.on_checkpoint = [&](const TrainProgress& p, const std::vector<float>& params) {
+    cb.on_checkpoint = [&](const TrainProgress& p, std::vector<float> params) {
         TrainState st;
         st.args_json = args_json;
         st.history_json = dump_json(history);
         st.progress = p;
-        st.params = params;
+        st.params = std::move(params);
         st.opt_state = backend->opt_state();
         st.data_fingerprint = fingerprint;
         checkpoints.submit(std::move(st));

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <utility>
 
 #include "siamese/files.hpp"
 #include "siamese/common.hpp"
@@ -62,12 +63,12 @@ TrainResult train_model(Backend& backend, const PairSplit& split, const Recipe& 
         if (!cb.on_checkpoint) return;
         // A step can leave non-finite weights behind a finite loss (an overflowing update):
         // never save those.
-        const std::vector<float> w = backend.params();
+        std::vector<float> w = backend.params();
         if (const std::string bad = first_nonfinite_tensor(backend.layout(), w.data()); !bad.empty())
             throw DataError("training diverged in epoch " + std::to_string(epoch) + ": non-finite weights in " + bad +
                             " at step " + std::to_string(p.step) + " (lower --lr?); " +
                             (saved ? "the last checkpoint is kept" : "no checkpoint had been written yet"));
-        cb.on_checkpoint(p, w);
+        cb.on_checkpoint(p, std::move(w));
         saved = true;
     };
     auto checked_group_order = [&](int epoch) {
