@@ -1,6 +1,6 @@
 // The CPU engine's fast paths against the readable loops they replace: register-blocked
 // convolution (forward and input gradient), the convolution and pool fused by bands of rows,
-// and the vectorized 2x2 pool give the SAME BITS as
+// the vectorized 2x2 pool, and the in-batch softmax loss's logit matrix give the SAME BITS as
 // the plain loops (same chain of roundings per output), on shapes with and without a tail,
 // filter counts of every blocking, in float (training) and double (the gradient checks).
 #include <catch2/catch.hpp>
@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 
+#include "cpu/batch_loss.hpp"
 #include "cpu/conv.hpp"
 #include "cpu/dense.hpp"
 #include "cpu/dropout.hpp"
@@ -201,4 +202,40 @@ TEST_CASE("vectorized dropout draws each unit's own keep bit, across chunks and 
             }
         }
     }
+}
+
+// The in-batch softmax loss: the logit matrix built with lanes across j, rows on threads, against
+// the reference's row-by-row loops. Batches of 1 to 131 (odd sizes: a short last P-K batch),
+// anchors without any partner among them, unit-length embeddings (logits up to 1/T = 20) and
+// unnormalised ones; the gradient poisoned first (both fill it).
+template <class T>
+void check_softmax_loss() {
+    std::mt19937_64 r(sizeof(T) * 77 + 5);
+    for (const int n : {1, 2, 3, 17, 128, 131})
+        for (const int E : {7, 50, 128})
+            for (const bool unit : {true, false}) {
+                INFO("n " << n << " E " << E << " unit " << unit << " T" << sizeof(T));
+                std::vector<T> emb = random_of<T>(size_t(n) * E, r);
+                if (unit)
+                    for (int i = 0; i < n; ++i) {
+                        T sq = 0;
+                        for (int k = 0; k < E; ++k) sq += emb[size_t(i) * E + k] * emb[size_t(i) * E + k];
+                        for (int k = 0; k < E; ++k) emb[size_t(i) * E + k] /= std::sqrt(sq);
+                    }
+                std::vector<int> id(static_cast<size_t>(n));
+                for (int i = 0; i < n; ++i) id[i] = i % 5 == 4 ? 1000 + i : i / 8;  // every fifth alone
+                const T t = T(0.05);
+                std::vector<T> g_ref(size_t(n) * E, T(-9)), g_fast(g_ref);
+                const T l_ref = batch_softmax_loss<T>(g_ref.data(), emb.data(), id.data(), n, E, t);
+                const T l_fast = batch_softmax_loss_fast<T>(g_fast.data(), emb.data(), id.data(), n, E, t);
+                CHECK(std::memcmp(&l_ref, &l_fast, sizeof(T)) == 0);
+                CHECK(same_bits(g_ref, g_fast));
+                CHECK(batch_softmax_loss_fast<T>(nullptr, emb.data(), id.data(), n, E, t) == l_ref);
+                if (n > 3) CHECK(l_ref > T(0));  // the loss is not trivially zero here
+            }
+}
+
+TEST_CASE("the in-batch softmax loss's fast form gives the reference's bits, loss and gradient", "[fast][pk]") {
+    check_softmax_loss<float>();
+    check_softmax_loss<double>();
 }

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "madd.hpp"
 #include "siamese/rules.hpp"
 
 namespace siamese {
@@ -59,11 +60,43 @@ T batch_contrastive_loss(T* g, const T* emb, const int* id, int n, int E, T marg
 // partner), and as s is symmetric dL/de_i = sum_{j != i} (c_ij + c_ji) e_j / T.
 // Row-wise in two passes as the kernel does it (lse and |P| of every row, then the gradient),
 // so no n x n matrix is kept. Returns L; g (n, E) = dL/d emb when set.
+//
+// A logit's sum is unfused: each product rounded, then added, k = 0..E-1 in order. Left to the
+// compiler, GCC vectorized it as an in-order reduction of rounded products and fused only the
+// few terms its vector loop left over (E mod the vector width), so the bits depended on E and on
+// the target; unfused everywhere, they are those of every target for E a multiple of 16 (the
+// strong recipe's 128).
+#if defined(__clang__)
+#define SIAMESE_UNFUSED
+#define SIAMESE_UNFUSED_BODY _Pragma("clang fp contract(off)")
+#elif defined(__GNUC__)
+#define SIAMESE_UNFUSED __attribute__((optimize("fp-contract=off")))
+#define SIAMESE_UNFUSED_BODY
+#else
+#define SIAMESE_UNFUSED
+#define SIAMESE_UNFUSED_BODY
+#endif
 template <class T>
-T softmax_logit(const T* emb, int E, int i, int j, T temperature) {
+SIAMESE_UNFUSED T softmax_logit(const T* emb, int E, int i, int j, T temperature) {
+    SIAMESE_UNFUSED_BODY
     T d = 0;
     for (int k = 0; k < E; ++k) d += emb[size_t(i) * E + k] * emb[size_t(j) * E + k];
     return d / temperature;
+}
+
+// Row i of the logit matrix, s[j] = softmax_logit(emb, E, i, j, T) for every j (i included),
+// with the lanes across j: embt is emb transposed, (E, n).
+template <class T>
+SIAMESE_UNFUSED void softmax_logit_row(T* s, const T* emb, const T* embt, int n, int E, int i, T temperature) {
+    SIAMESE_UNFUSED_BODY
+    std::fill(s, s + n, T(0));
+    for (int k = 0; k < E; ++k) {
+        const T a = emb[size_t(i) * E + k];
+        const T* b = embt + size_t(k) * n;
+#pragma omp simd
+        for (int j = 0; j < n; ++j) s[j] += a * b[j];
+    }
+    for (int j = 0; j < n; ++j) s[j] /= temperature;
 }
 
 template <class T>
@@ -101,6 +134,71 @@ T batch_softmax_loss(T* g, const T* emb, const int* id, int n, int E, T temperat
                 const T s = softmax_logit(emb, E, i, j, temperature);
                 const T c = (coef(i, j, s) + coef(j, i, s)) * scale;
                 for (int k = 0; k < E; ++k) g[size_t(i) * E + k] += c * emb[size_t(j) * E + k];
+            }
+        }
+    }
+    return total / T(anchors);
+}
+
+// batch_softmax_loss with the same bits, for the engine's steps (the reference above took 13% of
+// the strong recipe's training: every logit twice, each a 128-long chain of dependent
+// multiply-adds, one row at a time). The logits once, as an n x n matrix whose row i is built
+// with the lanes across j (softmax_logit_row: each logit still sums k = 0..E-1 in order, the
+// reference's chain); each row's exp(s_ij - lse_i) once; rows on OpenMP's threads, each row's
+// values in the reference's order, and the sums over rows in row order. (The gradient's sums over
+// j are fused in both, by madd here and by the compiler's contraction there.)
+template <class T>
+T batch_softmax_loss_fast(T* g, const T* emb, const int* id, int n, int E, T temperature) {
+    if (g) std::fill(g, g + size_t(n) * E, T(0));
+    if (n < 2) return T(0);
+    const size_t nn = size_t(n);
+    std::vector<T> embt(size_t(E) * nn), logit(nn * nn), lse(nn, T(0)), row_loss(nn, T(0));
+    std::vector<int> partners(nn, 0);
+    for (int j = 0; j < n; ++j)
+        for (int k = 0; k < E; ++k) embt[size_t(k) * nn + j] = emb[size_t(j) * E + k];
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; ++i) {
+        T* s = logit.data() + size_t(i) * nn;
+        softmax_logit_row(s, emb, embt.data(), n, E, i, temperature);
+        T mx = -INFINITY, pos_sum = 0;
+        for (int j = 0; j < n; ++j) {
+            if (j == i) continue;
+            mx = std::max(mx, s[j]);
+            if (id[j] == id[i]) ++partners[i], pos_sum += s[j];
+        }
+        T se = 0;
+        for (int j = 0; j < n; ++j)
+            if (j != i) se += std::exp(s[j] - mx);
+        lse[i] = mx + std::log(se);
+        if (partners[i]) row_loss[i] = lse[i] - pos_sum / T(partners[i]);
+    }
+    int anchors = 0;
+    T total = 0;
+    for (int i = 0; i < n; ++i)
+        if (partners[i]) ++anchors, total += row_loss[i];
+    if (!anchors) return T(0);
+    if (g) {
+        // p_ij = exp(s_ij - lse_i) - [j in P(i)] / |P(i)|: the reference's coef(i, j, s_ij), and
+        // as s is symmetric bit for bit, p_ji its coef(j, i, s_ij).
+        std::vector<T> p(nn * nn, T(0));
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < n; ++i) {
+            if (!partners[i]) continue;
+            const T* s = logit.data() + size_t(i) * nn;
+            T* pi = p.data() + size_t(i) * nn;
+            for (int j = 0; j < n; ++j)
+                if (j != i) pi[j] = std::exp(s[j] - lse[i]) - (id[j] == id[i] ? T(1) / T(partners[i]) : T(0));
+        }
+        const T scale = T(1) / (T(anchors) * temperature);
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < n; ++i) {
+            T* gi = g + size_t(i) * E;
+            for (int j = 0; j < n; ++j) {
+                if (j == i) continue;
+                const T c = (p[size_t(i) * nn + j] + p[size_t(j) * nn + i]) * scale;
+                const T* ej = emb + size_t(j) * E;
+#pragma omp simd
+                for (int k = 0; k < E; ++k) gi[k] = madd(c, ej[k], gi[k]);
             }
         }
     }
