@@ -10,6 +10,7 @@
 
 #include "siamese/backend.hpp"
 #include "siamese/files.hpp"
+#include "siamese/metrics.hpp"
 #include "siamese/model.hpp"
 #include "siamese/pixel_branch.hpp"
 #include "siamese/synth.hpp"
@@ -78,6 +79,38 @@ TEST_CASE("pixel branch: whitened eigenfaces of the training people, weight-long
     CHECK(testutil::rel_error(c, out) > 1e-3);
     // Images of another size are refused, naming both sizes.
     CHECK_THROWS_AS(pixel_branch_embed(p, bank.pixels.data(), 1, H - 1, W, false, out.data()), DataError);
+}
+
+// The CPU engine's validation embeds only the bank images its pairs name (each once, then
+// renumbered): the distances must be those of the whole bank's embeddings, bit for bit.
+TEST_CASE("validation distances from the images the pairs name equal the whole bank's, with and without flips", "[strong][validation]") {
+    const ImageBank bank = small_bank();
+    for (const bool flip : {false, true}) {
+        INFO("flip averaging " << flip);
+        Recipe h;
+        h.net.in_h = bank.height;
+        h.net.in_w = bank.width;
+        h.net.conv_filters = {3, 4};
+        h.net.dense = {8, 5};
+        h.net.l2_normalize = flip;
+        h.net.flip_average = flip;
+        auto be = make_cpu_backend(h, EngineOptions{});
+        be->set_params(glorot_init(be->layout(), 6));
+        be->upload_images(bank);
+        const int n = bank.size(), E = be->embed_dim();
+        // A few images, out of order, one named twice, one paired with itself, the last image.
+        PairSet pairs;
+        pairs.push(7, 2, 0.0f);
+        pairs.push(2, 3, 1.0f);
+        pairs.push(n - 1, 7, 0.0f);
+        pairs.push(5, 5, 1.0f);
+        const std::vector<float> whole = pair_distances(be->embed_bank(), E, pairs);
+        const std::vector<float> named = be->bank_pair_distances(pairs);
+        REQUIRE(named.size() == 4);
+        CHECK(named == whole);
+        CHECK(named[0] != named[1]);  // distinct pairs, distinct distances: the rows are not mixed up
+        CHECK(named[3] < 0.01f);      // an image against itself (the safe sqrt's floor)
+    }
 }
 
 TEST_CASE("hybrid embedding: the backend appends the pixel part, squared distances add, the model file keeps it", "[strong][pixel]") {

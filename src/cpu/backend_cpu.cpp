@@ -118,20 +118,51 @@ public:
     std::string profile_report() override { return profile_table(times_); }
     std::vector<float> net_embed_bank() override { return net_embed(bank_->pixels.data(), bank_->size()); }
     std::vector<float> net_embed(const float* images, int n) override {
-        const int E = L_.embed_dim(), chunk = 512;
+        const size_t elems = size_t(r_.net.in_h) * r_.net.in_w;
+        std::vector<const float*> at(static_cast<size_t>(n));
+        for (int i = 0; i < n; ++i) at[i] = images + i * elems;
+        return embed_images(at);
+    }
+    // Validation: only the bank images the pairs name, each once (in the people protocol they
+    // are the training people's, 300 of ORL's 400; the strong recipe embeds them and their
+    // mirror images every 0.1 s epoch). An image's embedding does not depend on the others
+    // embedded with it (every layer works image by image or row by row), so the distances are
+    // those of the whole bank's embeddings, bit for bit.
+    std::vector<float> net_bank_pair_distances(const PairSet& pairs) override {
+        std::vector<int> slot(static_cast<size_t>(bank_->size()), -1);
+        for (int k = 0; k < pairs.size(); ++k) slot.at(pairs.a[k]) = slot.at(pairs.b[k]) = 0;
+        std::vector<const float*> at;
+        for (int i = 0; i < bank_->size(); ++i)
+            if (slot[i] == 0) {
+                slot[i] = int(at.size());
+                at.push_back(bank_->image(i));
+            }
+        PairSet named = pairs;  // the same pairs, as rows of the embeddings below
+        for (int k = 0; k < pairs.size(); ++k) named.a[k] = slot[pairs.a[k]], named.b[k] = slot[pairs.b[k]];
+        return net_distances(embed_images(at), named);
+    }
+
+private:
+    PhaseTimes* profiling() { return profile_ ? &times_ : nullptr; }
+
+    // Inference embeddings (n, E) of the images at[0..n-1], in chunks of 512 (with flip
+    // averaging: each image's and its mirror image's, averaged).
+    std::vector<float> embed_images(const std::vector<const float*>& at) {
+        const int n = int(at.size()), E = L_.embed_dim(), chunk = 512;
         const size_t elems = size_t(r_.net.in_h) * r_.net.in_w;
         std::vector<float> out(size_t(n) * E);
         twin_.set_profile(nullptr);  // the profile times training steps
         for (int s = 0; s < n; s += chunk) {
             const int m = std::min(chunk, n - s);
-            ptrs_.resize(m);
-            for (int i = 0; i < m; ++i) ptrs_[i] = images + (s + i) * elems;
-            twin_.forward(ptrs_.data(), m, params_.data(), false, 0, 0);
+            twin_.forward(at.data() + s, m, params_.data(), false, 0, 0);
             std::copy(twin_.embeddings(), twin_.embeddings() + size_t(m) * E, out.begin() + size_t(s) * E);
             if (r_.net.flip_average) {
                 mirror_.resize(size_t(m) * elems);
-                mirror_images(mirror_.data(), images + s * elems, m, r_.net.in_h, r_.net.in_w);
-                for (int i = 0; i < m; ++i) ptrs_[i] = mirror_.data() + i * elems;
+                ptrs_.resize(m);
+                for (int i = 0; i < m; ++i) {
+                    mirror_images(mirror_.data() + i * elems, at[s + i], 1, r_.net.in_h, r_.net.in_w);
+                    ptrs_[i] = mirror_.data() + i * elems;
+                }
                 twin_.forward(ptrs_.data(), m, params_.data(), false, 0, 0);
                 flip_average(out.data() + size_t(s) * E, twin_.embeddings(), m, E, r_.net.l2_normalize);
             }
@@ -139,9 +170,6 @@ public:
         if (profile_) twin_.set_profile(&times_);
         return out;
     }
-
-private:
-    PhaseTimes* profiling() { return profile_ ? &times_ : nullptr; }
 
     // Backward from demb_, then the update, unless the loss or the gradient is not finite: a NaN
     // or infinity would poison every weight it reaches, so the step is reported as NaN and the
