@@ -27,6 +27,23 @@ ImageBank small_bank() {
     return synth_bank(o, Preprocess{8, ResizeMode::Stride});  // 14 x 12 images
 }
 
+// A small twin (conv 3, 4; dense 8, 5) with a linear embedding on the CPU, Glorot weights from
+// `seed`, the bank uploaded.
+std::unique_ptr<Backend> small_backend(const ImageBank& bank, uint64_t seed, bool l2, bool flip) {
+    Recipe h;
+    h.net.in_h = bank.height;
+    h.net.in_w = bank.width;
+    h.net.conv_filters = {3, 4};
+    h.net.dense = {8, 5};
+    h.net.embed_relu = false;
+    h.net.l2_normalize = l2;
+    h.net.flip_average = flip;
+    auto be = make_cpu_backend(h, EngineOptions{});
+    be->set_params(glorot_init(be->layout(), seed));
+    be->upload_images(bank);
+    return be;
+}
+
 // basis (x - mean) in double, for image i of the bank.
 std::vector<double> project(const PixelBranch& p, const float* x) {
     const size_t D = p.mean.size();
@@ -87,16 +104,7 @@ TEST_CASE("validation distances from the images the pairs name equal the whole b
     const ImageBank bank = small_bank();
     for (const bool flip : {false, true}) {
         INFO("flip averaging " << flip);
-        Recipe h;
-        h.net.in_h = bank.height;
-        h.net.in_w = bank.width;
-        h.net.conv_filters = {3, 4};
-        h.net.dense = {8, 5};
-        h.net.l2_normalize = flip;
-        h.net.flip_average = flip;
-        auto be = make_cpu_backend(h, EngineOptions{});
-        be->set_params(glorot_init(be->layout(), 6));
-        be->upload_images(bank);
+        auto be = small_backend(bank, 6, flip, flip);
         const int n = bank.size(), E = be->embed_dim();
         // A few images, out of order, one named twice, one paired with itself, the last image.
         PairSet pairs;
@@ -115,17 +123,8 @@ TEST_CASE("validation distances from the images the pairs name equal the whole b
 
 TEST_CASE("hybrid embedding: the backend appends the pixel part, squared distances add, the model file keeps it", "[strong][pixel]") {
     const ImageBank bank = small_bank();
-    Recipe h;
-    h.net.in_h = bank.height;
-    h.net.in_w = bank.width;
-    h.net.conv_filters = {3, 4};
-    h.net.dense = {8, 5};
-    h.net.embed_relu = false;
-    h.net.l2_normalize = true;
-    auto be = make_cpu_backend(h, EngineOptions{});
-    const auto params = glorot_init(be->layout(), 4);
-    be->set_params(params);
-    be->upload_images(bank);
+    auto be = small_backend(bank, 4, true, false);
+    const std::vector<float> params = be->params();
     const int E = 5, n = bank.size();
     const std::vector<float> net = be->embed_bank();
     REQUIRE(be->embed_dim() == E);
@@ -156,7 +155,7 @@ TEST_CASE("hybrid embedding: the backend appends the pixel part, squared distanc
     // The model file: the branch round-trips; a model without one has no pixel tensors.
     const std::string dir = testutil::temp_dir("pixel");
     Model m;
-    m.net = h.net;
+    m.net = be->net_config();
     m.params = params;
     save_model(dir + "/plain.safetensors", m);
     CHECK(load_model(dir + "/plain.safetensors").pixel.empty());

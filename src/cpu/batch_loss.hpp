@@ -99,6 +99,22 @@ SIAMESE_UNFUSED void softmax_logit_row(T* s, const T* emb, const T* embt, int n,
     for (int j = 0; j < n; ++j) s[j] /= temperature;
 }
 
+// Row i of the loss from its logits s[j] (j != i; s[i] is not read): the log-sum-exp over
+// j != i, and the count and the sum of the logits of its genuine partners, all in j order.
+template <class T>
+T softmax_row(const T* s, const int* id, int n, int i, int* partners, T* pos_sum) {
+    T mx = -INFINITY;
+    for (int j = 0; j < n; ++j) {
+        if (j == i) continue;
+        mx = std::max(mx, s[j]);
+        if (id[j] == id[i]) ++*partners, *pos_sum += s[j];
+    }
+    T se = 0;
+    for (int j = 0; j < n; ++j)
+        if (j != i) se += std::exp(s[j] - mx);
+    return mx + std::log(se);
+}
+
 template <class T>
 T batch_softmax_loss(T* g, const T* emb, const int* id, int n, int E, T temperature) {
     std::vector<T> lse(static_cast<size_t>(n), T(0)), logits(static_cast<size_t>(n));
@@ -108,17 +124,10 @@ T batch_softmax_loss(T* g, const T* emb, const int* id, int n, int E, T temperat
     if (g) std::fill(g, g + size_t(n) * E, T(0));
     if (n < 2) return T(0);
     for (int i = 0; i < n; ++i) {
-        T mx = -INFINITY, pos_sum = 0;
-        for (int j = 0; j < n; ++j) {
-            if (j == i) continue;
-            logits[j] = softmax_logit(emb, E, i, j, temperature);
-            mx = std::max(mx, logits[j]);
-            if (id[j] == id[i]) ++partners[i], pos_sum += logits[j];
-        }
-        T se = 0;
         for (int j = 0; j < n; ++j)
-            if (j != i) se += std::exp(logits[j] - mx);
-        lse[i] = mx + std::log(se);
+            if (j != i) logits[j] = softmax_logit(emb, E, i, j, temperature);
+        T pos_sum = 0;
+        lse[i] = softmax_row(logits.data(), id, n, i, &partners[i], &pos_sum);
         if (partners[i]) ++anchors, total += lse[i] - pos_sum / T(partners[i]);
     }
     if (!anchors) return T(0);
@@ -160,16 +169,8 @@ T batch_softmax_loss_fast(T* g, const T* emb, const int* id, int n, int E, T tem
     for (int i = 0; i < n; ++i) {
         T* s = logit.data() + size_t(i) * nn;
         softmax_logit_row(s, emb, embt.data(), n, E, i, temperature);
-        T mx = -INFINITY, pos_sum = 0;
-        for (int j = 0; j < n; ++j) {
-            if (j == i) continue;
-            mx = std::max(mx, s[j]);
-            if (id[j] == id[i]) ++partners[i], pos_sum += s[j];
-        }
-        T se = 0;
-        for (int j = 0; j < n; ++j)
-            if (j != i) se += std::exp(s[j] - mx);
-        lse[i] = mx + std::log(se);
+        T pos_sum = 0;
+        lse[i] = softmax_row(s, id, n, i, &partners[i], &pos_sum);
         if (partners[i]) row_loss[i] = lse[i] - pos_sum / T(partners[i]);
     }
     int anchors = 0;
