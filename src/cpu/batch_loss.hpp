@@ -142,7 +142,8 @@ T batch_softmax_loss(T* g, const T* emb, const int* id, int n, int E, T temperat
                 if (j == i) continue;
                 const T s = softmax_logit(emb, E, i, j, temperature);
                 const T c = (coef(i, j, s) + coef(j, i, s)) * scale;
-                for (int k = 0; k < E; ++k) g[size_t(i) * E + k] += c * emb[size_t(j) * E + k];
+                // madd: one rounding where the target has FMA, whatever the optimisation level.
+                for (int k = 0; k < E; ++k) g[size_t(i) * E + k] = madd(c, emb[size_t(j) * E + k], g[size_t(i) * E + k]);
             }
         }
     }
@@ -155,7 +156,7 @@ T batch_softmax_loss(T* g, const T* emb, const int* id, int n, int E, T temperat
 // with the lanes across j (softmax_logit_row: each logit still sums k = 0..E-1 in order, the
 // reference's chain); each row's exp(s_ij - lse_i) once; rows on OpenMP's threads, each row's
 // values in the reference's order, and the sums over rows in row order. (The gradient's sums over
-// j are fused in both, by madd here and by the compiler's contraction there.)
+// j are fused in both, by madd.)
 template <class T>
 T batch_softmax_loss_fast(T* g, const T* emb, const int* id, int n, int E, T temperature) {
     if (g) std::fill(g, g + size_t(n) * E, T(0));
