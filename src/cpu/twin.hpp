@@ -33,7 +33,7 @@ public:
     void forward(const T* const* images, int n, const T* params, bool train, uint64_t seed, uint64_t step) {
         resize(n);
         const int nconv = int(L_.conv.size());
-        conv_dropout_on_ = train && cfg_.conv_dropout > 0.0f;
+        conv_dropout_on_ = train && has_conv_dropout();
         timed(times_, "conv forward (all blocks)", [&] {
 #pragma omp parallel
             {
@@ -157,7 +157,7 @@ private:
             const size_t e = size_t(n) * L_.conv[l].out_elems();
             grow(conv_act_[l], e);
             grow(conv_arg_[l], e);
-            if (cfg_.conv_dropout > 0.0f) {
+            if (has_conv_dropout()) {
                 grow(conv_out_[l], e);
                 grow(conv_mask_[l], e);
             }
@@ -183,6 +183,8 @@ private:
     // copy through a factor of 1 cost a pass over every activation each way (the strong
     // recipe's largest memory traffic), with the same values.
     bool conv_dropout_on_ = false;
+    // The recipe has conv dropout: its output and mask buffers exist (resize) and training draws it.
+    bool has_conv_dropout() const { return cfg_.conv_dropout > 0.0f; }
     const T* conv_output(int l) const { return (conv_dropout_on_ ? conv_out_[l] : conv_act_[l]).data(); }
     std::vector<std::vector<uint8_t>> conv_arg_;
     std::vector<std::vector<T>> dense_act_, dense_out_, dense_mask_;
