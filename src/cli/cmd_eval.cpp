@@ -24,7 +24,7 @@ Runner add_eval(CLI::App& app) {
     };
     auto a = std::make_shared<Args>();
     sub->add_option("--model", a->model, "model.safetensors from siamese train")->required();
-    sub->add_option("--data", a->data, "Folder with one sub-folder of PGM images per person")->required();
+    sub->add_option("--data", a->data, "Folder with one sub-folder of photos (PGM, PNG, JPEG) per person")->required();
     sub->add_option("--people", a->people, "People to use, 1-based, e.g. 31-40 (default: all)");
     sub->add_flag("--identify", a->identify, "Identification: enroll --gallery-people, probe --probe-people");
     sub->add_option("--gallery-people", a->gallery_people, "--identify: people enrolled, e.g. 31-35");

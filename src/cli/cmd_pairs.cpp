@@ -20,7 +20,7 @@ Runner add_pairs(CLI::App& app) {
         int downsample = 2;
     };
     auto a = std::make_shared<Args>();
-    sub->add_option("--data", a->data, "Folder with one sub-folder of PGM images per person")->required();
+    sub->add_option("--data", a->data, "Folder with one sub-folder of photos (PGM, PNG, JPEG) per person")->required();
     sub->add_option("--protocol", a->protocol, "tutorial or people")->capture_default_str()
         ->check(CLI::IsMember({"tutorial", "people"}));
     sub->add_option("--train-people", a->train_people, "People protocol: training people, e.g. 1-30");

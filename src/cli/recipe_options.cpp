@@ -26,7 +26,7 @@ void add_recipe_options(CLI::App* sub, RecipeOptions& a) {
                     "embedding, P-K batches with the in-batch softmax loss, augmentation, Adam + cosine, flip "
                     "averaging, an eigenface pixel branch; README); options given explicitly override the recipe's")
         ->capture_default_str()->check(CLI::IsMember({"tutorial", "strong"}));
-    sub->add_option("--data", a.data, "Folder with one sub-folder of PGM images per person (default: built-in synthetic faces)");
+    sub->add_option("--data", a.data, "Folder with one sub-folder of photos (PGM, PNG, JPEG) per person (default: built-in synthetic faces)");
     sub->add_option("--protocol", a.protocol, "tutorial (the reference recipe's pairs) or people (unseen test people)")
         ->capture_default_str()->check(CLI::IsMember({"tutorial", "people"}));
     sub->add_option("--train-people", a.train_people, "People protocol: training people, 1-based, e.g. 1-30 (default: all but the test people)");
