@@ -39,7 +39,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RecipeOptions, data, protocol, t
                                                 checkpoint_every, lr, margin, conv_dropout, dense_dropout, seed, recipe,
                                                 embed_activation, l2_normalize, sampler, pk_people, pk_images, mine,
                                                 augment, augment_strength, schedule, warmup, loss, temperature, flip_average,
-                                                augment_erase, weight_decay, pixel_branch, pixel_weight)
+                                                augment_erase, weight_decay, pixel_branch, pixel_weight, pixel_metric,
+                                                pixel_reg)
 
 // The data folder is the user's bytes (not always UTF-8): written reversibly (jsonio.hpp).
 std::string recipe_to_json(const RecipeOptions& r) {
@@ -141,6 +142,9 @@ std::string recipe_problem(const RecipeOptions& r) {
     if (std::string p = range("--pixel-branch", r.pixel_branch, 0, 4096); !p.empty()) return p;
     if (!(std::isfinite(r.pixel_weight) && r.pixel_weight > 0 && r.pixel_weight <= 100))
         return "--pixel-weight " + str(r.pixel_weight) + ": must be a number > 0 and at most 100";
+    if (!one_of(r.pixel_metric, {"pca", "within"})) return "--pixel-metric '" + r.pixel_metric + "': must be pca or within";
+    if (!(std::isfinite(r.pixel_reg) && r.pixel_reg >= 1e-6 && r.pixel_reg <= 100))
+        return "--pixel-reg " + str(r.pixel_reg) + ": must be a number from 1e-6 to 100";
     return "";
 }
 
@@ -324,7 +328,9 @@ std::vector<int> training_people(const PairSplit& split, const ImageBank& bank) 
 TrainResult with_pixel_branch(Backend& backend, const RecipeOptions& a, const ImageBank& bank, const PairSplit& split,
                               TrainResult res) {
     if (a.pixel_branch <= 0) return res;
-    backend.set_pixel_branch(fit_pixel_branch(bank, training_people(split, bank), a.pixel_branch, float(a.pixel_weight)));
+    const PixelMetric metric = a.pixel_metric == "within" ? PixelMetric::Within : PixelMetric::Pca;
+    backend.set_pixel_branch(
+        fit_pixel_branch(bank, training_people(split, bank), a.pixel_branch, float(a.pixel_weight), metric, a.pixel_reg));
     // The hybrid distances need their own threshold, chosen as train_model chose the network's.
     if (split.val.size()) res.threshold = best_threshold(backend.bank_pair_distances(split.val), split.val.label);
     return res;

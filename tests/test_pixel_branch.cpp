@@ -98,6 +98,56 @@ TEST_CASE("pixel branch: whitened eigenfaces of the training people, weight-long
     CHECK_THROWS_AS(pixel_branch_embed(p, bank.pixels.data(), 1, H - 1, W, false, out.data()), DataError);
 }
 
+TEST_CASE("pixel branch, --pixel-metric within: the training people's photos and mirror images vary alike in every direction", "[strong][pixel]") {
+    const ImageBank bank = small_bank();
+    const std::vector<int> fit_people = {0, 1, 2, 3};  // 16 photos, 32 with the mirror images
+    const int H = bank.height, W = bank.width;
+    // The photos the metric is fit on, grouped by person: each photo and its mirror image.
+    std::vector<std::vector<std::vector<float>>> photos;
+    for (int person : fit_people) {
+        photos.emplace_back();
+        for (int i : bank.images_of[person]) {
+            const float* x = bank.image(i);
+            std::vector<float> m(size_t(H) * W);
+            for (int y = 0; y < H; ++y)
+                for (int k = 0; k < W; ++k) m[size_t(y) * W + k] = x[y * W + (W - 1 - k)];
+            photos.back().emplace_back(x, x + size_t(H) * W);
+            photos.back().push_back(m);
+        }
+    }
+    // Covariance of u = basis (x - mean) about each person's mean u, over all 32 photos.
+    auto within = [&](const PixelBranch& p) {
+        std::vector<double> s(size_t(p.dims) * p.dims, 0.0);
+        for (const auto& person : photos) {
+            std::vector<std::vector<double>> u;
+            for (const auto& x : person) u.push_back(project(p, x.data()));
+            std::vector<double> mu(p.dims, 0.0);
+            for (const auto& v : u)
+                for (int c = 0; c < p.dims; ++c) mu[c] += v[c] / double(u.size());
+            for (const auto& v : u)
+                for (int a = 0; a < p.dims; ++a)
+                    for (int b = 0; b < p.dims; ++b) s[size_t(a) * p.dims + b] += (v[a] - mu[a]) * (v[b] - mu[b]) / 32.0;
+        }
+        return s;
+    };
+    // 5 components, 28 within-person degrees of freedom: with a negligible regulariser the
+    // within-person covariance becomes the identity (1e-3: the float basis, and 1e-6 of reg).
+    const PixelBranch p = fit_pixel_branch(bank, fit_people, 5, 0.7f, PixelMetric::Within, 1e-6);
+    REQUIRE(p.dims == 5);
+    const std::vector<double> s = within(p);
+    for (int a = 0; a < p.dims; ++a)
+        for (int b = 0; b < p.dims; ++b) CHECK(s[size_t(a) * p.dims + b] == Approx(a == b ? 1.0 : 0.0).margin(1e-3));
+    // The eigenface branch is not (its whitening is over all photos, not within people), and a
+    // regulariser shrinks the result below the identity: (S + r)^(-1/2) S (S + r)^(-1/2) < 1.
+    const std::vector<double> sp = within(fit_pixel_branch(bank, fit_people, 5, 0.7f));
+    double off = 0;
+    for (int a = 0; a < 5; ++a) off = std::max(off, std::abs(sp[size_t(a) * 5 + a] - 1.0));
+    CHECK(off > 0.05);
+    const std::vector<double> sr = within(fit_pixel_branch(bank, fit_people, 5, 0.7f, PixelMetric::Within, 1.0));
+    for (int a = 0; a < 5; ++a) CHECK(sr[size_t(a) * 5 + a] < 0.99);
+    CHECK_THROWS_AS(fit_pixel_branch(bank, fit_people, 5, 0.7f, PixelMetric::Within, 0.0), UsageError);
+}
+
 // The CPU engine's validation embeds only the bank images its pairs name (each once, then
 // renumbered): the distances must be those of the whole bank's embeddings, bit for bit.
 TEST_CASE("validation distances from the images the pairs name equal the whole bank's, with and without flips", "[strong][validation]") {
@@ -174,23 +224,35 @@ TEST_CASE("hybrid embedding: the backend appends the pixel part, squared distanc
 TEST_CASE("train --pixel-branch: the saved model reproduces the run's test figures, and bad values exit 2", "[strong][pixel][cli]") {
     const std::string dir = testutil::temp_dir("pixel_cli");
     REQUIRE(testutil::run_cli("synth --out " + dir + "/faces --people 8 --images 4").status == 0);
-    const auto t = testutil::run_cli("train --recipe strong --data " + dir + "/faces --protocol people --test-people 7-8 "
-                                     "--epochs 2 --pk-people 3 --pk-images 4 --downsample 4 --pixel-branch 6 "
-                                     "--pixel-weight 0.8 --device cpu --threads 2 --quiet --out " + dir + "/run");
-    INFO(t.out);
-    REQUIRE(t.status == 0);
-    const Model m = load_model(dir + "/run/model.safetensors");
-    CHECK(m.pixel.dims == 6);
-    CHECK(m.pixel.weight == 0.8f);
-    std::ifstream sf(dir + "/run/summary.json");
-    const auto summary = nlohmann::json::parse(sf);
-    const auto ev = testutil::run_cli("eval --model " + dir + "/run/model.safetensors --data " + dir +
-                                      "/faces --people 7-8 --json");
-    INFO(ev.out);
-    REQUIRE(ev.status == 0);
-    const auto je = nlohmann::json::parse(ev.out.substr(ev.out.find('{')));
-    // The same pairs (all of the test people's) and the same embeddings: the same AUC.
-    CHECK(je["auc"].get<double>() == Approx(summary["test"]["auc"].get<double>()).margin(1e-9));
+    std::vector<float> basis[2];
+    for (const std::string metric : {"pca", "within"}) {
+        INFO("--pixel-metric " << metric);
+        const std::string run = dir + "/run_" + metric;
+        const auto t = testutil::run_cli("train --recipe strong --data " + dir + "/faces --protocol people --test-people 7-8 "
+                                         "--epochs 2 --pk-people 3 --pk-images 4 --downsample 4 --pixel-branch 6 "
+                                         "--pixel-weight 0.8 --pixel-metric " + metric +
+                                         " --device cpu --threads 2 --quiet --out " + run);
+        INFO(t.out);
+        REQUIRE(t.status == 0);
+        const Model m = load_model(run + "/model.safetensors");
+        CHECK(m.pixel.dims == 6);
+        CHECK(m.pixel.weight == 0.8f);
+        basis[metric == "within"] = m.pixel.basis;
+        std::ifstream sf(run + "/summary.json");
+        const auto summary = nlohmann::json::parse(sf);
+        CHECK(summary["recipe"]["pixel_metric"] == metric);
+        const auto ev = testutil::run_cli("eval --model " + run + "/model.safetensors --data " + dir +
+                                          "/faces --people 7-8 --json");
+        INFO(ev.out);
+        REQUIRE(ev.status == 0);
+        const auto je = nlohmann::json::parse(ev.out.substr(ev.out.find('{')));
+        // The same pairs (all of the test people's) and the same embeddings: the same AUC.
+        CHECK(je["auc"].get<double>() == Approx(summary["test"]["auc"].get<double>()).margin(1e-9));
+    }
+    CHECK(basis[0] != basis[1]);  // the metric is not ignored
     CHECK(testutil::run_cli("train --pixel-branch -1 --epochs 1 --out " + dir + "/x").status == 2);
     CHECK(testutil::run_cli("train --pixel-branch 4 --pixel-weight 0 --epochs 1 --out " + dir + "/x").status == 2);
+    CHECK(testutil::run_cli("train --pixel-branch 4 --pixel-metric lda --epochs 1 --out " + dir + "/x").status == 2);
+    CHECK(testutil::run_cli("train --pixel-branch 4 --pixel-metric within --pixel-reg 0 --epochs 1 --out " + dir + "/x").status == 2);
+    CHECK(testutil::run_cli("train --pixel-branch 4 --pixel-reg nan --epochs 1 --out " + dir + "/x").status == 2);
 }

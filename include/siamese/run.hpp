@@ -39,6 +39,8 @@ struct RecipeOptions {
     double weight_decay = 0.0;              // decoupled weight decay (p -= lr wd p every step)
     int pixel_branch = 0;                   // eigenface components appended to the embedding (0: none)
     double pixel_weight = 0.6;              // the pixel branch's share of the distance
+    std::string pixel_metric = "pca";      // the branch's metric: pca (whitened eigenfaces) or within (PixelMetric)
+    double pixel_reg = 0.1;                 // within: added to the within-person covariance's diagonal
     std::string schedule = "constant";     // constant, or cosine (decay to 0 over the run after a warm-up)
     double warmup = 0.05;                   // cosine: warm-up as a fraction of the run's steps
 };

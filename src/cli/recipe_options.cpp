@@ -10,7 +10,7 @@ const char* const kRecipeOptionNames[] = {
     "--downsample", "--resize", "--conv-filters", "--kernel", "--pool", "--dense", "--conv-dropout", "--dense-dropout",
     "--seed", "--recipe", "--embed-activation", "--l2-normalize", "--sampler", "--pk-people", "--pk-images", "--mine",
     "--augment", "--augment-strength", "--schedule", "--warmup", "--loss", "--temperature", "--flip-average",
-    "--augment-erase", "--weight-decay", "--pixel-branch", "--pixel-weight"};
+    "--augment-erase", "--weight-decay", "--pixel-branch", "--pixel-weight", "--pixel-metric", "--pixel-reg"};
 }  // namespace
 
 std::vector<std::string> given_recipe_options(CLI::App* sub) {
@@ -85,6 +85,13 @@ void add_recipe_options(CLI::App* sub, RecipeOptions& a) {
         ->capture_default_str();  // checked by recipe_problem
     sub->add_option("--pixel-weight", a.pixel_weight, "--pixel-branch: length of the pixel part beside the unit-length network part")
         ->capture_default_str();
+    sub->add_option("--pixel-metric", a.pixel_metric,
+                    "--pixel-branch: pca (whitened eigenfaces) or within (whitened again by the training people's "
+                    "within-person covariance, mirror images included: a linear metric learned in closed form)")
+        ->capture_default_str()->check(CLI::IsMember({"pca", "within"}));
+    sub->add_option("--pixel-reg", a.pixel_reg,
+                    "--pixel-metric within: added to the within-person covariance's diagonal (in the eigenfaces' unit variance)")
+        ->capture_default_str();  // checked by recipe_problem
     sub->add_option("--schedule", a.schedule, "Learning rate: constant, or cosine (warm-up, then decay to 0)")
         ->capture_default_str()->check(CLI::IsMember({"constant", "cosine"}));
     sub->add_option("--warmup", a.warmup, "cosine: warm-up as a fraction of all steps")->capture_default_str();
