@@ -175,9 +175,12 @@ void apply_strong_recipe(RecipeOptions& r, const std::vector<std::string>& given
     unless_given("--flip-average", r.flip_average, true);
     unless_given("--conv-filters", r.conv_filters, std::string("16,32"));
     unless_given("--dense", r.dense, std::string("256,128"));
-    // The hybrid embedding: docs/strong-recipe.md, "A pixel branch" (chosen the same way).
+    // The hybrid embedding: docs/strong-recipe.md, "A pixel branch" (chosen the same way), its
+    // metric learned on the training people: "The pixel branch's metric, learned".
     unless_given("--pixel-branch", r.pixel_branch, 50);
-    unless_given("--pixel-weight", r.pixel_weight, 0.6);
+    unless_given("--pixel-weight", r.pixel_weight, 0.8);
+    unless_given("--pixel-metric", r.pixel_metric, std::string("within"));
+    unless_given("--pixel-reg", r.pixel_reg, 0.3);
 }
 
 Preprocess preprocess_of(const RecipeOptions& a) {

@@ -24,7 +24,7 @@ void add_recipe_options(CLI::App* sub, RecipeOptions& a) {
     sub->add_option("--recipe", a.recipe,
                     "tutorial (the reference Keras recipe) or strong (for people never seen in training: linear L2 "
                     "embedding, P-K batches with the in-batch softmax loss, augmentation, Adam + cosine, flip "
-                    "averaging, an eigenface pixel branch; README); options given explicitly override the recipe's")
+                    "averaging, a pixel branch with a learned linear metric; README); options given explicitly override the recipe's")
         ->capture_default_str()->check(CLI::IsMember({"tutorial", "strong"}));
     sub->add_option("--data", a.data, "Folder with one sub-folder of photos (PGM, PNG, JPEG) per person (default: built-in synthetic faces)");
     sub->add_option("--protocol", a.protocol, "tutorial (the reference recipe's pairs) or people (unseen test people)")
