@@ -3,9 +3,9 @@
 // L2-normalised and scaled by `weight`, appended to it. The squared distance of two images is
 // then the network's plus weight^2 times the pixel one: the convolution and pooling stack
 // discards pixel-level detail that a linear view of the face keeps, and on people never seen in
-// training the two err on different pairs (docs/strong-recipe.md measures it). Fit in closed form after training, from the training
-// people only; inference only (no gradient), on the host for every engine: a (dims x H*W)
-// projection per image, small beside the network.
+// training the two err on different pairs (docs/strong-recipe.md measures it). Fit in closed
+// form after training, from the training people only; inference only (no gradient), on the host
+// for every engine: a (dims x H*W) projection per image, small beside the network.
 #pragma once
 #include <vector>
 
