@@ -241,6 +241,9 @@ void print_identify(const IdentifyReport& r) {
     std::printf("  closed set rank-1 %.4f  rank-5 %.4f\n", r.rank1, r.rank5);
     std::printf("  open set detection-and-identification rate: %.4f at 1%% false alarms, %.4f at 10%%\n", r.dir_far1,
                 r.dir_far10);
+    // The model's own threshold is chosen for verification accuracy and lets more strangers in.
+    std::printf("  thresholds for identify --threshold: %.4f (1%% false alarms), %.4f (10%%)\n", r.threshold_far1,
+                r.threshold_far10);
 }
 
 }  // namespace siamese

@@ -1,5 +1,6 @@
 // Galleries, identification with open-set rejection, its figures, and the run report's pictures.
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -138,6 +139,14 @@ TEST_CASE("enroll, append, replace and identify from the command line", "[identi
     CHECK(j["gallery_people"] == 3);
     CHECK(j["known_probes"] == 6);     // 3 people x (3 - 1 enrolled) photos
     CHECK(j["stranger_probes"] == 6);  // 2 strangers x 3 photos
+    // The text form names the false-alarm thresholds to pass to identify (4 decimals).
+    const auto text = run_cli("eval --identify --model " + model + " --data " + dir + "/faces --gallery-people 1-3 --draws 3");
+    INFO(text.out);
+    REQUIRE(text.status == 0);
+    char expect[96];
+    std::snprintf(expect, sizeof expect, "identify --threshold: %.4f (1%% false alarms), %.4f (10%%)",
+                  j["threshold_far_1pct"].get<double>(), j["threshold_far_10pct"].get<double>());
+    CHECK(text.out.find(expect) != std::string::npos);
     // Every probe photo enrolled: no probe at all is an error, not rates of 0.0000.
     const auto none = run_cli("eval --identify --model " + model + " --data " + dir +
                               "/faces --gallery-people 1-3 --probe-people 1-3 --gallery-images 3");
