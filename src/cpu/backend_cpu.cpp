@@ -110,7 +110,8 @@ public:
             const int* id = group_.person.data() + first;
             loss = r_.loss == BatchLoss::Softmax
                        ? batch_softmax_loss_fast<float>(demb_.data(), twin_.embeddings(), id, count, E, r_.temperature)
-                       : batch_contrastive_loss<float>(demb_.data(), twin_.embeddings(), id, count, E, r_.margin, r_.mining);
+                       : batch_contrastive_loss_fast<float>(demb_.data(), twin_.embeddings(), id, count, E, r_.margin,
+                                                          r_.mining);
         });
         finish_step(loss, step);
     }

@@ -18,6 +18,28 @@
 
 namespace siamese {
 
+// A pair's squared distance, unfused: each (a_k - b_k)^2 rounded, then added, k = 0..E-1 in
+// order (as for softmax_logit below: left to the compiler, GCC summed the vectorised products
+// rounded and fused the few terms its vector loop left over, so the bits depended on E and the
+// target). (x - y)^2 == (y - x)^2 exactly: the same bits for (i, j) and (j, i).
+#if defined(__clang__)
+#define SIAMESE_UNFUSED
+#define SIAMESE_UNFUSED_BODY _Pragma("clang fp contract(off)")
+#elif defined(__GNUC__)
+#define SIAMESE_UNFUSED __attribute__((optimize("fp-contract=off")))
+#define SIAMESE_UNFUSED_BODY
+#else
+#define SIAMESE_UNFUSED
+#define SIAMESE_UNFUSED_BODY
+#endif
+template <class T>
+SIAMESE_UNFUSED T squared_distance(const T* a, const T* b, int E) {
+    SIAMESE_UNFUSED_BODY
+    T s = 0;
+    for (int k = 0; k < E; ++k) s += (a[k] - b[k]) * (a[k] - b[k]);
+    return s;
+}
+
 // Returns the loss; g (n, E) = dL/d emb when set.
 template <class T>
 T batch_contrastive_loss(T* g, const T* emb, const int* id, int n, int E, T margin, Mining mining) {
@@ -32,24 +54,23 @@ T batch_contrastive_loss(T* g, const T* emb, const int* id, int n, int E, T marg
         for (int j = 0; j < n; ++j) {
             if (j == i) continue;
             const T* b = emb + size_t(j) * E;
-            T s = 0;
-            for (int k = 0; k < E; ++k) s += (a[k] - b[k]) * (a[k] - b[k]);
+            const T s = squared_distance(a, b, E);
             const bool genuine = id[i] == id[j];
             const T y = genuine ? T(1) : T(0);
             const T wt = T(genuine ? w.genuine : w.impostor);
             const T d = safe_distance(s);
-            if (j > i) row += wt * contrastive_term(d, y, margin);
+            if (j > i) row = madd(wt, contrastive_term(d, y, margin), row);
             if (gi) {
                 // contrastive_grad_coef is for a mean over `count` pairs: count 1, then the weight.
                 const T coef = wt * contrastive_grad_coef(d, y, margin, distance_clamped(s), 1);
-                for (int k = 0; k < E; ++k) gi[k] += coef * (a[k] - b[k]);
+                // madd: one rounding where the target has FMA, whatever the optimisation level.
+                for (int k = 0; k < E; ++k) gi[k] = madd(coef, a[k] - b[k], gi[k]);
             }
         }
         total += row;
     }
     return total;
 }
-
 
 // The in-batch normalised-softmax loss (supervised contrastive, Khosla et al. 2020). Logits
 // s_ij = <e_i, e_j> / T; each anchor i with at least one genuine partner (P(i): the other
@@ -66,16 +87,6 @@ T batch_contrastive_loss(T* g, const T* emb, const int* id, int n, int E, T marg
 // few terms its vector loop left over (E mod the vector width), so the bits depended on E and on
 // the target; unfused everywhere, they are those of every target for E a multiple of 16 (the
 // strong recipe's 128).
-#if defined(__clang__)
-#define SIAMESE_UNFUSED
-#define SIAMESE_UNFUSED_BODY _Pragma("clang fp contract(off)")
-#elif defined(__GNUC__)
-#define SIAMESE_UNFUSED __attribute__((optimize("fp-contract=off")))
-#define SIAMESE_UNFUSED_BODY
-#else
-#define SIAMESE_UNFUSED
-#define SIAMESE_UNFUSED_BODY
-#endif
 template <class T>
 SIAMESE_UNFUSED T softmax_logit(const T* emb, int E, int i, int j, T temperature) {
     SIAMESE_UNFUSED_BODY
@@ -205,6 +216,66 @@ T batch_softmax_loss_fast(T* g, const T* emb, const int* id, int n, int E, T tem
         }
     }
     return total / T(anchors);
+}
+
+
+// batch_contrastive_loss with the same bits, for the engine's steps (the reference computes
+// every squared distance twice, each a chain of E dependent adds, one row at a time). Each
+// row's squared distances once with the lanes across j (every (i, j) still summed k = 0..E-1 in
+// order, unfused), the row's loss terms j > i and its gradient over j in the reference's order,
+// rows on OpenMP's threads, the rows' losses added in row order.
+template <class T>
+SIAMESE_UNFUSED void squared_distance_row(T* s, const T* emb, const T* embt, int n, int E, int i) {
+    SIAMESE_UNFUSED_BODY
+    std::fill(s, s + n, T(0));
+    for (int k = 0; k < E; ++k) {
+        const T a = emb[size_t(i) * E + k];
+        const T* b = embt + size_t(k) * n;
+#pragma omp simd
+        for (int j = 0; j < n; ++j) s[j] += (a - b[j]) * (a - b[j]);
+    }
+}
+
+template <class T>
+T batch_contrastive_loss_fast(T* g, const T* emb, const int* id, int n, int E, T margin, Mining mining) {
+    const PairWeights w = batch_pair_weights(id, n, mining);
+    const size_t nn = size_t(n);
+    std::vector<T> embt(size_t(E) * nn), row_loss(nn, T(0));
+    for (int j = 0; j < n; ++j)
+        for (int k = 0; k < E; ++k) embt[size_t(k) * nn + j] = emb[size_t(j) * E + k];
+#pragma omp parallel
+    {
+        std::vector<T> s(nn), coef(nn);
+#pragma omp for schedule(static)
+        for (int i = 0; i < n; ++i) {
+            squared_distance_row(s.data(), emb, embt.data(), n, E, i);
+            T row = 0;
+            for (int j = 0; j < n; ++j) {
+                if (j == i) continue;
+                const bool genuine = id[i] == id[j];
+                const T y = genuine ? T(1) : T(0);
+                const T wt = T(genuine ? w.genuine : w.impostor);
+                const T d = safe_distance(s[j]);
+                if (j > i) row = madd(wt, contrastive_term(d, y, margin), row);
+                coef[j] = wt * contrastive_grad_coef(d, y, margin, distance_clamped(s[j]), 1);
+            }
+            row_loss[i] = row;
+            if (!g) continue;
+            const T* a = emb + size_t(i) * E;
+            T* gi = g + size_t(i) * E;
+            std::fill(gi, gi + E, T(0));
+            for (int j = 0; j < n; ++j) {
+                if (j == i) continue;
+                const T* b = emb + size_t(j) * E;
+                const T c = coef[j];
+#pragma omp simd
+                for (int k = 0; k < E; ++k) gi[k] = madd(c, a[k] - b[k], gi[k]);
+            }
+        }
+    }
+    T total = 0;
+    for (int i = 0; i < n; ++i) total += row_loss[i];
+    return total;
 }
 
 }  // namespace siamese
