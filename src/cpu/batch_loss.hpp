@@ -95,18 +95,34 @@ SIAMESE_UNFUSED T softmax_logit(const T* emb, int E, int i, int j, T temperature
     return d / temperature;
 }
 
-// Row i of the logit matrix, s[j] = softmax_logit(emb, E, i, j, T) for every j (i included),
-// with the lanes across j: embt is emb transposed, (E, n).
-template <class T>
-SIAMESE_UNFUSED void softmax_logit_row(T* s, const T* emb, const T* embt, int n, int E, int i, T temperature) {
+// Row i of a pairwise matrix with the lanes across j (embt: emb transposed, (E, n)), for every j
+// (i included), each entry summed k = 0..E-1 in order, unfused: the dot products <e_i, e_j>
+// (softmax_logit's sums), or (Diff) the squared distances |e_i - e_j|^2 (squared_distance's).
+template <bool Diff, class T>
+SIAMESE_UNFUSED void pairwise_row(T* s, const T* emb, const T* embt, int n, int E, int i) {
     SIAMESE_UNFUSED_BODY
     std::fill(s, s + n, T(0));
     for (int k = 0; k < E; ++k) {
         const T a = emb[size_t(i) * E + k];
         const T* b = embt + size_t(k) * n;
 #pragma omp simd
-        for (int j = 0; j < n; ++j) s[j] += a * b[j];
+        for (int j = 0; j < n; ++j) s[j] += Diff ? (a - b[j]) * (a - b[j]) : a * b[j];
     }
+}
+
+// emb (n, E) transposed: (E, n), the layout pairwise_row reads.
+template <class T>
+std::vector<T> transposed(const T* emb, int n, int E) {
+    std::vector<T> t(size_t(E) * size_t(n));
+    for (int j = 0; j < n; ++j)
+        for (int k = 0; k < E; ++k) t[size_t(k) * size_t(n) + j] = emb[size_t(j) * E + k];
+    return t;
+}
+
+// Row i of the logit matrix, s[j] = softmax_logit(emb, E, i, j, T) for every j (i included).
+template <class T>
+void softmax_logit_row(T* s, const T* emb, const T* embt, int n, int E, int i, T temperature) {
+    pairwise_row<false>(s, emb, embt, n, E, i);
     for (int j = 0; j < n; ++j) s[j] /= temperature;
 }
 
@@ -173,10 +189,9 @@ T batch_softmax_loss_fast(T* g, const T* emb, const int* id, int n, int E, T tem
     if (g) std::fill(g, g + size_t(n) * E, T(0));
     if (n < 2) return T(0);
     const size_t nn = size_t(n);
-    std::vector<T> embt(size_t(E) * nn), logit(nn * nn), lse(nn, T(0)), row_loss(nn, T(0));
+    const std::vector<T> embt = transposed(emb, n, E);
+    std::vector<T> logit(nn * nn), lse(nn, T(0)), row_loss(nn, T(0));
     std::vector<int> partners(nn, 0);
-    for (int j = 0; j < n; ++j)
-        for (int k = 0; k < E; ++k) embt[size_t(k) * nn + j] = emb[size_t(j) * E + k];
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; ++i) {
         T* s = logit.data() + size_t(i) * nn;
@@ -218,37 +233,23 @@ T batch_softmax_loss_fast(T* g, const T* emb, const int* id, int n, int E, T tem
     return total / T(anchors);
 }
 
-
 // batch_contrastive_loss with the same bits, for the engine's steps (the reference computes
 // every squared distance twice, each a chain of E dependent adds, one row at a time). Each
-// row's squared distances once with the lanes across j (every (i, j) still summed k = 0..E-1 in
-// order, unfused), the row's loss terms j > i and its gradient over j in the reference's order,
+// row's squared distances once with the lanes across j (pairwise_row: every (i, j) still summed
+// k = 0..E-1 in order, unfused), the row's loss terms j > i and its gradient over j in the reference's order,
 // rows on OpenMP's threads, the rows' losses added in row order.
-template <class T>
-SIAMESE_UNFUSED void squared_distance_row(T* s, const T* emb, const T* embt, int n, int E, int i) {
-    SIAMESE_UNFUSED_BODY
-    std::fill(s, s + n, T(0));
-    for (int k = 0; k < E; ++k) {
-        const T a = emb[size_t(i) * E + k];
-        const T* b = embt + size_t(k) * n;
-#pragma omp simd
-        for (int j = 0; j < n; ++j) s[j] += (a - b[j]) * (a - b[j]);
-    }
-}
-
 template <class T>
 T batch_contrastive_loss_fast(T* g, const T* emb, const int* id, int n, int E, T margin, Mining mining) {
     const PairWeights w = batch_pair_weights(id, n, mining);
     const size_t nn = size_t(n);
-    std::vector<T> embt(size_t(E) * nn), row_loss(nn, T(0));
-    for (int j = 0; j < n; ++j)
-        for (int k = 0; k < E; ++k) embt[size_t(k) * nn + j] = emb[size_t(j) * E + k];
+    const std::vector<T> embt = transposed(emb, n, E);
+    std::vector<T> row_loss(nn, T(0));
 #pragma omp parallel
     {
         std::vector<T> s(nn), coef(nn);
 #pragma omp for schedule(static)
         for (int i = 0; i < n; ++i) {
-            squared_distance_row(s.data(), emb, embt.data(), n, E, i);
+            pairwise_row<true>(s.data(), emb, embt.data(), n, E, i);
             T row = 0;
             for (int j = 0; j < n; ++j) {
                 if (j == i) continue;
