@@ -109,8 +109,7 @@ TEST_CASE("pixel branch, --pixel-metric within: the training people's photos and
         for (int i : bank.images_of[person]) {
             const float* x = bank.image(i);
             std::vector<float> m(size_t(H) * W);
-            for (int y = 0; y < H; ++y)
-                for (int k = 0; k < W; ++k) m[size_t(y) * W + k] = x[y * W + (W - 1 - k)];
+            mirror_images(m.data(), x, 1, H, W);
             photos.back().emplace_back(x, x + size_t(H) * W);
             photos.back().push_back(m);
         }
