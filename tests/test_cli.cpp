@@ -135,3 +135,82 @@ TEST_CASE("asking for cuda without a usable GPU is a device error (exit 4), not 
     CHECK(r.out.find("device error") != std::string::npos);
     CHECK_FALSE(std::filesystem::exists(dir + "/run"));  // the engine is made before the folder
 }
+
+TEST_CASE("verify --pairs scores a labelled list as eval scores the same pairs, each photo once", "[cli][pairs]") {
+    const std::string dir = testutil::temp_dir("cli_verify_pairs");
+    REQUIRE(run_cli("synth --out " + dir + "/faces --people 6 --images 4 --seed 3").status == 0);
+    REQUIRE(run_cli("train --data " + dir + "/faces --epochs 1 --downsample 4 --device cpu --quiet --out " + dir + "/run").status == 0);
+    const std::string model = dir + "/run/model.safetensors";
+    // Every pair among people 4-6 (12 photos, 66 pairs), the pairs `eval --people 4-6` rates,
+    // written in the file's three spellings: tabs, spaces, words for the labels.
+    std::string text = "# all pairs among s4..s6\n";
+    std::vector<std::string> photos;
+    for (int p = 4; p <= 6; ++p)
+        for (int i = 1; i <= 4; ++i) photos.push_back(dir + "/faces/s" + std::to_string(p) + "/" + std::to_string(i) + ".pgm");
+    int n = 0;
+    for (size_t i = 0; i < photos.size(); ++i)
+        for (size_t j = i + 1; j < photos.size(); ++j, ++n) {
+            const bool same = i / 4 == j / 4;
+            text += n % 3 == 0 ? photos[i] + "\t" + photos[j] + "\t" + (same ? "1" : "0")
+                  : n % 3 == 1 ? photos[i] + " " + photos[j] + " " + (same ? "same" : "different")
+                               : photos[i] + "  " + photos[j] + "  " + (same ? "1" : "0") + "\r";
+            text += "\n";
+        }
+    testutil::write_bytes(dir + "/pairs.txt", text);
+    const auto e = run_cli("eval --json --model " + model + " --data " + dir + "/faces --people 4-6 --device cpu");
+    REQUIRE(e.status == 0);
+    const auto ej = nlohmann::json::parse(e.out);
+    const auto v = run_cli("verify --json --model " + model + " --pairs " + dir + "/pairs.txt --device cpu");
+    INFO(v.out);
+    REQUIRE(v.status == 0);
+    const auto vj = nlohmann::json::parse(v.out);
+    REQUIRE(vj["pairs"].size() == 66);
+    CHECK(vj["figures"]["pairs"] == 66);
+    CHECK(vj["figures"]["genuine_pairs"] == 18);  // 3 people x 4*3/2
+    // The same photos, preprocessing and distance rule: the figures agree with eval's. The
+    // embeddings come from other batches (12 photos here, the whole folder there); each image's
+    // arithmetic does not depend on its batch, so the figures are equal, not merely close.
+    for (const char* k : {"auc", "eer", "accuracy_at_threshold", "tar_at_far_1pct"}) {
+        INFO(k);
+        CHECK(vj["figures"][k].get<double>() == ej[k].get<double>());
+    }
+    CHECK(vj["threshold"].get<double>() == ej["threshold"].get<double>());
+    // A pair of the list, verified alone, prints the list's distance (4 decimals).
+    for (int k : {0, 17, 65}) {
+        const auto& p = vj["pairs"][k];
+        const auto one = run_cli("verify --model " + model + " " + p["first"].get<std::string>() + " " +
+                                 p["second"].get<std::string>() + " --device cpu");
+        REQUIRE(one.status == 0);
+        char expect[64];
+        std::snprintf(expect, sizeof expect, "distance %.4f ", p["distance"].get<double>());
+        CHECK(one.out.find(expect) != std::string::npos);
+        CHECK(p["label"] == (k == 0 || k == 65 ? 1 : 0));  // (s4/1, s4/2), (s6/3, s6/4); pair 17 is s5-s6
+    }
+    // --threshold decides every pair: "same" exactly where the distance is below it.
+    char ts[64];
+    std::snprintf(ts, sizeof ts, "%.9f", vj["pairs"][17]["distance"].get<double>() + 1e-6);
+    const double t = std::stod(ts);
+    const auto w = nlohmann::json::parse(
+        run_cli("verify --json --model " + model + " --pairs " + dir + "/pairs.txt --device cpu --threshold " + ts).out);
+    CHECK(w["threshold"].get<double>() == t);
+    int same = 0, below = 0;
+    for (const auto& p : w["pairs"]) {
+        same += p["same"].get<bool>();
+        below += p["distance"].get<double>() < t;
+    }
+    CHECK(same == below);
+    CHECK(same > 0);
+    // The text form: a header, one line per pair, mistakes marked, then the figures.
+    const auto txt = run_cli("verify --model " + model + " --pairs " + dir + "/pairs.txt --device cpu");
+    REQUIRE(txt.status == 0);
+    CHECK(txt.out.find("66 pairs, 12 photos, threshold") != std::string::npos);
+    CHECK(txt.out.find("ROC AUC") != std::string::npos);
+    // Faults name the list's line; a bad command line exits 2.
+    testutil::write_bytes(dir + "/missing.txt", photos[0] + " " + photos[1] + "\n" + photos[0] + " " + dir + "/faces/s9/1.pgm\n");
+    const auto m = run_cli("verify --model " + model + " --pairs " + dir + "/missing.txt --device cpu");
+    CHECK(m.status == 1);
+    CHECK(m.out.find("missing.txt:2: " + dir + "/faces/s9/1.pgm: no such file") != std::string::npos);
+    CHECK(run_cli("verify --model " + model + " --pairs " + dir + "/pairs.txt " + photos[0]).status == 2);
+    CHECK(run_cli("verify --model " + model + " " + photos[0] + " " + photos[1] + " --threshold inf").status == 2);
+    CHECK(run_cli("identify --model " + model + " --gallery g " + photos[0] + " --threshold -1").status == 2);
+}

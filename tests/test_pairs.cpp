@@ -3,9 +3,11 @@
 #include <set>
 
 #include "siamese/common.hpp"
+#include "siamese/pair_list.hpp"
 #include "siamese/pairs.hpp"
 #include "siamese/shuffle.hpp"
 #include "siamese/synth.hpp"
+#include "test_util.hpp"
 
 using namespace siamese;
 
@@ -203,4 +205,40 @@ TEST_CASE("the epoch shuffle sends every position anywhere with equal chance", "
     }
     const double expect = 20000.0 * 63 / 64;
     CHECK(std::abs(double(follow) - expect) < 5 * std::sqrt(expect));
+}
+
+TEST_CASE("a pair list: tabs or spaces, labels as 1/0 or same/different, comments, CRLF, errors naming the line", "[pairs][cli]") {
+    const std::string dir = testutil::temp_dir("pair_list");
+    const std::string f = dir + "/pairs.txt";
+    testutil::write_bytes(f, "# a comment\n\n  \na.pgm b.pgm 1\r\nmy photos/c.png\td.jpg\tdifferent\n   e.pgm   f.pgm   same\n"
+                             "a.pgm a\tb.pgm\t0");
+    const PairList p = read_pair_list(f);
+    REQUIRE(p.size() == 4);
+    CHECK(p.first == std::vector<std::string>{"a.pgm", "my photos/c.png", "e.pgm", "a.pgm a"});
+    CHECK(p.second == std::vector<std::string>{"b.pgm", "d.jpg", "f.pgm", "b.pgm"});
+    CHECK(p.label == std::vector<int>{1, 0, 1, 0});
+    CHECK(p.line == std::vector<int>{4, 5, 6, 7});
+    testutil::write_bytes(f, "a.pgm b.pgm\nc.pgm d.pgm\n");
+    const PairList u = read_pair_list(f);
+    CHECK(u.size() == 2);
+    CHECK(u.label.empty());
+    // Each fault names the file and its line.
+    const std::vector<std::pair<std::string, std::string>> bad = {
+        {"a.pgm b.pgm 1\nc.pgm d.pgm\n", "pairs.txt:2: no label"},
+        {"a.pgm b.pgm\nc.pgm d.pgm 0\n", "pairs.txt:2: a label"},
+        {"# x\na.pgm b.pgm yes\n", "pairs.txt:2: label 'yes'"},
+        {"a.pgm\n", "pairs.txt:1: expected two photo paths"},
+        {"a b c d\n", "found 4 fields"},
+        {"a.pgm\t\t1\n", "pairs.txt:1: an empty photo path"},
+        {std::string("a.pgm b.pgm\nx\0y z\n", 18), "pairs.txt:2: a NUL byte"},
+        {"# only comments\n\n", "pairs.txt: no photo pairs"},
+        {"", "no photo pairs"},
+    };
+    for (const auto& [text, expect] : bad) {
+        testutil::write_bytes(f, text);
+        const std::string msg = testutil::expect_data_error([&] { read_pair_list(f); });
+        INFO(msg);
+        CHECK(msg.find(expect) != std::string::npos);
+    }
+    CHECK(testutil::expect_data_error([&] { read_pair_list(dir + "/none.txt"); }).find("none.txt") != std::string::npos);
 }

@@ -18,7 +18,7 @@ Runner add_identify(CLI::App& app) {
         std::string model, gallery, fit = "crop";
         std::vector<std::string> probes;
         int top = 5;
-        double threshold = -1;
+        double threshold = -1;  // < 0: the model's
         bool json = false, mean = false;
     };
     auto a = std::make_shared<Args>();
@@ -26,7 +26,7 @@ Runner add_identify(CLI::App& app) {
     sub->add_option("--gallery", a->gallery, "gallery.safetensors from siamese enroll")->required();
     sub->add_option("probes", a->probes, "Probe photos or folders of them")->required();
     sub->add_option("--top", a->top, "People listed per probe")->capture_default_str()->check(CLI::Range(1, 1000000));
-    sub->add_option("--threshold", a->threshold, "Decision threshold (default: the model's)");
+    add_threshold_option(sub, a->threshold);
     sub->add_flag("--mean", a->mean, "Compare with each person's mean embedding instead of their nearest photo");
     sub->add_flag("--json", a->json, "One JSON line per probe");
     add_fit_option(sub, a->fit);

@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
         bool known = false;
         for (const auto& c : commands) known |= c.first == argv[1];
         if (!known) {
-            std::fprintf(stderr, "siamese: error: unknown command '%s' (commands: train, cv, eval, verify, inspect, synth, pairs, enroll, identify; see --help)\n", argv[1]);
+            std::fprintf(stderr, "siamese: error: unknown command '%s' (commands: train, cv, eval, verify, inspect, synth, pairs, enroll, identify, plan; see --help)\n", argv[1]);
             return 2;
         }
     }

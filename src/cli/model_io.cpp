@@ -43,6 +43,16 @@ void add_fit_option(CLI::App* sub, std::string& fit) {
         ->capture_default_str()->check(CLI::IsMember({"crop", "stretch"}));
 }
 
+void add_threshold_option(CLI::App* sub, double& threshold) {
+    sub->add_option("--threshold", threshold, "Decision threshold: a pair is the same person when its distance is below it (a finite number >= 0; default: the model's)")
+        ->check(CLI::Validator(
+            [](std::string& s) -> std::string {
+                double v;
+                return parse_finite(s, &v) && v >= 0 ? "" : "must be a finite number >= 0";
+            },
+            "DISTANCE"));
+}
+
 std::vector<float> embed_files(LoadedModel& m, const std::vector<std::string>& files, Fit fit) {
     const int batch = 512, E = m.backend->embed_dim();
     const int f = m.model.pre.downsample, raw_w = m.model.net.in_w * f, raw_h = m.model.net.in_h * f;

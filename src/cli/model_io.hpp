@@ -31,5 +31,8 @@ std::vector<std::string> image_files_under(const std::string& path);
 // --fit crop|stretch, shared by verify, enroll and identify.
 Fit parse_fit(const std::string& s);
 void add_fit_option(CLI::App* sub, std::string& fit);
+// --threshold T, shared by verify and identify: a finite distance >= 0 (0 accepts nothing);
+// threshold keeps its negative default (the model's own) when not given.
+void add_threshold_option(CLI::App* sub, double& threshold);
 
 }  // namespace siamese::cli
