@@ -36,7 +36,7 @@ std::vector<CvFold> run_cv(const CvSpec& spec, CvObserver& observer) {
     a.test_people.clear();
     if (const std::string p = recipe_problem(a); !p.empty()) throw UsageError(p);
     const Preprocess pp = preprocess_of(a);
-    const ImageBank bank = a.data.empty() ? synth_bank(SynthOptions{}, pp) : load_dataset(a.data, pp);
+    const ImageBank bank = load_bank(a, pp);
     const int n = int(bank.people.size());
     if (n < 4)
         throw UsageError("cv: " + std::to_string(n) + " people; cross-validation needs at least 4 (two folds of two " +

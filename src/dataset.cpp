@@ -90,7 +90,7 @@ void ImageBank::add(const PgmImage& raw, int person_index, const std::string& fi
     files.push_back(file);
 }
 
-ImageBank load_dataset(const std::string& dir, const Preprocess& pp, int raw_width, int raw_height) {
+ImageBank load_dataset(const std::string& dir, const Preprocess& pp, int raw_width, int raw_height, const char* size_is) {
     std::error_code ec;
     if (!fs::exists(dir, ec)) throw DataError(dir + ": data folder does not exist");
     if (!fs::is_directory(dir, ec)) throw DataError(dir + ": not a folder");
@@ -150,7 +150,7 @@ ImageBank load_dataset(const std::string& dir, const Preprocess& pp, int raw_wid
     if (resized > 0)
         std::fprintf(stderr, "warning: %s: %d of %d images were not %dx%d (%s) and were resized to it\n", dir.c_str(), resized,
                      bank.size(), bank.raw_width, bank.raw_height,
-                     raw_width > 0 ? "the model's input" : ("the size of the first, " + bank.files.front()).c_str());
+                     raw_width > 0 ? size_is : ("the size of the first, " + bank.files.front()).c_str());
     return bank;
 }
 

@@ -40,7 +40,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RecipeOptions, data, protocol, t
                                                 embed_activation, l2_normalize, sampler, pk_people, pk_images, mine,
                                                 augment, augment_strength, schedule, warmup, loss, temperature, flip_average,
                                                 augment_erase, weight_decay, pixel_branch, pixel_weight, pixel_metric,
-                                                pixel_reg)
+                                                pixel_reg, image_size)
 
 // The data folder is the user's bytes (not always UTF-8): written reversibly (jsonio.hpp).
 std::string recipe_to_json(const RecipeOptions& r) {
@@ -145,7 +145,39 @@ std::string recipe_problem(const RecipeOptions& r) {
     if (!one_of(r.pixel_metric, {"pca", "within"})) return "--pixel-metric '" + r.pixel_metric + "': must be pca or within";
     if (!(std::isfinite(r.pixel_reg) && r.pixel_reg >= 1e-6 && r.pixel_reg <= 100))
         return "--pixel-reg " + str(r.pixel_reg) + ": must be a number from 1e-6 to 100";
+    if (!r.image_size.empty()) {
+        int w, h;
+        if (!parse_image_size(r.image_size, &w, &h))
+            return "--image-size '" + r.image_size + "': must be WIDTHxHEIGHT in pixels, each 1..16384 (e.g. 92x112)";
+        if (r.data.empty()) return "--image-size is for the photos of --data (the built-in faces are 92x112)";
+    }
     return "";
+}
+
+bool parse_image_size(const std::string& s, int* w, int* h) {
+    const size_t x = s.find('x');
+    long v[2];
+    if (x == std::string::npos || !parse_int_in(s.substr(0, x), 1, 16384, &v[0]) || !parse_int_in(s.substr(x + 1), 1, 16384, &v[1]))
+        return false;
+    *w = int(v[0]);
+    *h = int(v[1]);
+    return true;
+}
+
+ImageBank load_bank(const RecipeOptions& r, const Preprocess& pp) {
+    if (r.data.empty()) return synth_bank(SynthOptions{}, pp);
+    int w = 0, h = 0;
+    if (!r.image_size.empty() && !parse_image_size(r.image_size, &w, &h))
+        throw UsageError("--image-size '" + r.image_size + "': must be WIDTHxHEIGHT");
+    ImageBank bank = load_dataset(r.data, pp, w, h, "--image-size");
+    // The network's input is the photos' size (over --downsample): a phone's photos make a
+    // network of millions of weights that trains for hours. Four times ORL's area is the line.
+    if (r.image_size.empty() && long(bank.raw_width) * bank.raw_height > 4L * 92 * 112)
+        std::fprintf(stderr,
+                     "note: %s: the photos are %dx%d (the first one's size: %s), so the network's input is %dx%d; "
+                     "--image-size 92x112 (ORL's size) brings every photo to a size that trains in seconds\n",
+                     r.data.c_str(), bank.raw_width, bank.raw_height, bank.files.front().c_str(), bank.width, bank.height);
+    return bank;
 }
 
 void apply_strong_recipe(RecipeOptions& r, const std::vector<std::string>& given) {
@@ -388,7 +420,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     engine.half_bank = spec.half_bank;
 
     // Everything that can be wrong with the input is found before the output folder is touched.
-    const ImageBank bank = a.data.empty() ? synth_bank(SynthOptions{}, pp) : load_dataset(a.data, pp);
+    const ImageBank bank = load_bank(a, pp);
     const PairSplit split = make_split(bank, a.protocol, a.train_people, a.test_people, a.seed);
     const Recipe h = make_recipe(a, bank.height, bank.width, steps_per_epoch(a, split));
     const ParamLayout layout = make_layout(h.net);
@@ -536,6 +568,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
                               {"test", report_to_json(outcome.test)}};
     if (a.recipe != "tutorial") summary["recipe"] = nlohmann::json::parse(recipe_to_json(a));
     summary["recipe_name"] = a.recipe;
+    if (!a.image_size.empty()) summary["image_size"] = a.image_size;  // the photos' size before preprocessing
     if (!spec.command.empty()) summary["command"] = spec.command;
     {
         std::vector<double> secs;

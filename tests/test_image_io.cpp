@@ -10,6 +10,8 @@
 
 #include <zlib.h>
 
+#include <nlohmann/json.hpp>
+
 #include "image_writers.hpp"
 #include "siamese/common.hpp"
 #include "siamese/files.hpp"
@@ -238,4 +240,57 @@ TEST_CASE("the same photo as PGM and as PNG gives the same distance, and JPEGs o
     INFO(t.out);
     CHECK(t.status == 0);
     CHECK(t.out.find("1 of 9 images were not") != std::string::npos);
+}
+
+TEST_CASE("train --image-size brings large photos to a trainable size, and the size they came from does not matter", "[image][cli]") {
+    const std::string dir = testutil::temp_dir("image_size");
+    REQUIRE(testutil::run_cli("synth --out " + dir + "/faces --people 4 --images 3 --seed 4").status == 0);
+    // The same photos three times as large (each pixel a 3x3 block), as PNGs: a phone's photos
+    // in miniature. Area averaging brings each block back to its one value exactly.
+    for (int p = 1; p <= 4; ++p) {
+        fs::create_directories(dir + "/large/s" + std::to_string(p));
+        for (int i = 1; i <= 3; ++i) {
+            const std::string name = "/s" + std::to_string(p) + "/" + std::to_string(i);
+            const PgmImage a = read_pgm(dir + "/faces" + name + ".pgm");
+            std::vector<unsigned> big;
+            for (int y = 0; y < 3 * a.height; ++y)
+                for (int x = 0; x < 3 * a.width; ++x) big.push_back(a.samples[size_t(y / 3) * a.width + x / 3]);
+            testutil::write_png(dir + "/large" + name + ".png", 3 * a.width, 3 * a.height, PNG_COLOR_TYPE_GRAY, 8, big);
+        }
+    }
+    // Without --image-size the first photo's size is the network's input: a note says so.
+    const auto plan = testutil::run_cli("plan --count --data " + dir + "/large");
+    INFO(plan.out);
+    REQUIRE(plan.status == 0);
+    CHECK(plan.out.find("the photos are 276x336") != std::string::npos);
+    CHECK(plan.out.find("--image-size 92x112") != std::string::npos);
+    CHECK(testutil::run_cli("plan --count --data " + dir + "/faces").out.find("note:") == std::string::npos);
+    // With it, the large photos train the model the originals train (same seed, same figures).
+    const std::string opts = " --protocol people --epochs 2 --downsample 4 --device cpu --quiet --seed 3";
+    const auto small = testutil::run_cli("train --data " + dir + "/faces" + opts + " --out " + dir + "/run_small");
+    const auto large = testutil::run_cli("train --data " + dir + "/large --image-size 92x112" + opts + " --out " + dir + "/run_large");
+    INFO(small.out << large.out);
+    REQUIRE(small.status == 0);
+    REQUIRE(large.status == 0);
+    CHECK(large.out.find("12 of 12 images were not 92x112 (--image-size)") != std::string::npos);
+    const auto js = nlohmann::json::parse(siamese::read_file_bytes(dir + "/run_small/summary.json"));
+    const auto jl = nlohmann::json::parse(siamese::read_file_bytes(dir + "/run_large/summary.json"));
+    CHECK(jl["test"] == js["test"]);
+    CHECK(jl["threshold"] == js["threshold"]);
+    CHECK(jl["image_size"] == "92x112");
+    CHECK(!js.contains("image_size"));
+    // The model's input is 92x112: an original photo verifies without resizing, a large one is fit.
+    const std::string model = dir + "/run_large/model.safetensors";
+    const auto v1 = testutil::run_cli("verify --model " + model + " " + dir + "/faces/s1/1.pgm " + dir + "/faces/s1/2.pgm");
+    const auto v2 = testutil::run_cli("verify --model " + model + " " + dir + "/large/s1/1.png " + dir + "/faces/s1/2.pgm");
+    INFO(v1.out << v2.out);
+    CHECK(v1.out.find("note:") == std::string::npos);
+    CHECK(v2.out.find("resized to 92x112") != std::string::npos);
+    CHECK(v1.out.substr(v1.out.find("distance")) == v2.out.substr(v2.out.find("distance")));
+    // A resumed run keeps its size; --image-size without --data is refused.
+    const auto r = testutil::run_cli("train --resume " + dir + "/run_large --image-size 46x56 --device cpu");
+    CHECK(r.status == 2);
+    CHECK(r.out.find("image-size") != std::string::npos);
+    CHECK(testutil::run_cli("train --image-size 92x112 --out " + dir + "/x").status == 2);
+    CHECK(testutil::run_cli("train --data " + dir + "/faces --image-size 92 --out " + dir + "/x").status == 2);
 }

@@ -40,8 +40,10 @@ bool natural_less(const std::string& a, const std::string& b);
 // Loads DIR/<person>/<image> (.pgm, .png, .jpg/.jpeg; read by content, image_io.hpp). Throws
 // DataError for missing or empty folders, no people, a bad image (naming it); warns (stderr)
 // about skipped files. Images of another size than raw_width x raw_height (default: the first
-// image's) are fit to it (centre crop, then resampled), with one warning saying how many.
-ImageBank load_dataset(const std::string& dir, const Preprocess& pp, int raw_width = 0, int raw_height = 0);
+// image's) are fit to it (centre crop, then resampled), with one warning saying how many and,
+// when a size is given, what it is (size_is).
+ImageBank load_dataset(const std::string& dir, const Preprocess& pp, int raw_width = 0, int raw_height = 0,
+                       const char* size_is = "the model's input");
 
 // The bank with every pixel rounded to the nearest FP16 value (siamese/half.hpp): what the
 // engines train on with --half-bank (EngineOptions::half_bank).

@@ -43,6 +43,7 @@ struct RecipeOptions {
     double pixel_reg = 0.1;                 // within: added to the within-person covariance's diagonal
     std::string schedule = "constant";     // constant, or cosine (decay to 0 over the run after a warm-up)
     double warmup = 0.05;                   // cosine: warm-up as a fraction of the run's steps
+    std::string image_size;                 // "WxH": every photo of --data brought to it first ("": the first photo's size)
 };
 // `--recipe strong`: sets every recipe option the user did not give (named as on the command
 // line in `given`) to the strong recipe's value; options given keep theirs.
@@ -54,6 +55,10 @@ Recipe make_recipe(const RecipeOptions& r, int in_h, int in_w, int steps_per_epo
 int steps_per_epoch(const RecipeOptions& r, const PairSplit& split);
 // Preprocessing of the options (downsampling factor and method).
 Preprocess preprocess_of(const RecipeOptions& r);
+// The options' images: the photos of --data (each brought to --image-size when given, else to
+// the first photo's size; a note on stderr when that size makes a slow network), or the built-in
+// synthetic faces. Throws DataError for bad photos or folders.
+ImageBank load_bank(const RecipeOptions& r, const Preprocess& pp);
 // The people a split trains on (every person for the tutorial protocol).
 std::vector<int> training_people(const PairSplit& split, const ImageBank& bank);
 // With --pixel-branch: fits it on the training people, sets it on the backend, and returns res
@@ -65,6 +70,8 @@ RecipeOptions recipe_from_json(const std::string& json);  // throws DataError
 // The one validation of recipe options, for the command line and for options read from a saved
 // run alike: "" when good, else what is wrong ("--lr nan: not a finite number > 0", ...).
 std::string recipe_problem(const RecipeOptions& r);
+// "92x112" -> 92, 112 (each 1..16384, digits only); false when malformed.
+bool parse_image_size(const std::string& s, int* w, int* h);
 
 // How this process runs it (not saved): the engine, the folders, a testing aid.
 struct RunSpec {

@@ -46,7 +46,7 @@ Runner add_plan(CLI::App& app) {
         if (const std::string p = recipe_problem(a->recipe); !p.empty()) throw UsageError(p);
         // The input size is the data's (the built-in dataset's when --data is not given).
         const Preprocess pp = preprocess_of(a->recipe);
-        const ImageBank bank = a->recipe.data.empty() ? synth_bank(SynthOptions{}, pp) : load_dataset(a->recipe.data, pp);
+        const ImageBank bank = load_bank(a->recipe, pp);
         const Recipe r = make_recipe(a->recipe, bank.height, bank.width, 1);
         EngineOptions e;
         e.conv = parse_conv_algo(a->conv);

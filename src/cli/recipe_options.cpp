@@ -10,7 +10,8 @@ const char* const kRecipeOptionNames[] = {
     "--downsample", "--resize", "--conv-filters", "--kernel", "--pool", "--dense", "--conv-dropout", "--dense-dropout",
     "--seed", "--recipe", "--embed-activation", "--l2-normalize", "--sampler", "--pk-people", "--pk-images", "--mine",
     "--augment", "--augment-strength", "--schedule", "--warmup", "--loss", "--temperature", "--flip-average",
-    "--augment-erase", "--weight-decay", "--pixel-branch", "--pixel-weight", "--pixel-metric", "--pixel-reg"};
+    "--augment-erase", "--weight-decay", "--pixel-branch", "--pixel-weight", "--pixel-metric", "--pixel-reg",
+    "--image-size"};
 }  // namespace
 
 std::vector<std::string> given_recipe_options(CLI::App* sub) {
@@ -37,6 +38,9 @@ void add_recipe_options(CLI::App* sub, RecipeOptions& a) {
         ->check(CLI::IsMember({"rmsprop", "adam", "sgd"}));
     sub->add_option("--lr", a.lr, "Learning rate (a finite number > 0)")->capture_default_str();  // checked by run_training
     sub->add_option("--margin", a.margin, "Contrastive margin (a finite number > 0)")->capture_default_str();
+    sub->add_option("--image-size", a.image_size,
+                    "WIDTHxHEIGHT, e.g. 92x112: every photo of --data brought to this size first (a centre crop to its "
+                    "aspect, then resampled, as verify's --fit crop) (default: the first photo's size)");
     sub->add_option("--downsample", a.downsample, "Downsampling factor")->capture_default_str()->check(CLI::Range(1, 1024));
     sub->add_option("--resize", a.resize, "stride (img[::f, ::f], the recipe) or area (mean of f x f blocks)")
         ->capture_default_str()->check(CLI::IsMember({"stride", "area"}));
