@@ -210,6 +210,15 @@ TEST_CASE("verify --pairs scores a labelled list as eval scores the same pairs, 
     const auto m = run_cli("verify --model " + model + " --pairs " + dir + "/missing.txt --device cpu");
     CHECK(m.status == 1);
     CHECK(m.out.find("missing.txt:2: " + dir + "/faces/s9/1.pgm: no such file") != std::string::npos);
+    // --root: the list's relative paths are taken from that folder (absolute ones stay).
+    testutil::write_bytes(dir + "/rel.txt", "s4/1.pgm s4/2.pgm 1\n" + photos[0] + " s6/4.pgm 0\n");
+    const auto rel = nlohmann::json::parse(
+        run_cli("verify --json --model " + model + " --pairs " + dir + "/rel.txt --root " + dir + "/faces --device cpu").out);
+    CHECK(rel["pairs"][0]["first"] == photos[0]);
+    CHECK(rel["pairs"][0]["distance"] == vj["pairs"][0]["distance"]);  // (s4/1, s4/2): the same pair as the list's first
+    CHECK(rel["pairs"][1]["second"] == photos[11]);
+    CHECK(run_cli("verify --model " + model + " --pairs " + dir + "/rel.txt --device cpu").status == 1);  // s4/1.pgm: not here
+    CHECK(run_cli("verify --model " + model + " --root " + dir + " " + photos[0] + " " + photos[1]).status == 2);
     CHECK(run_cli("verify --model " + model + " --pairs " + dir + "/pairs.txt " + photos[0]).status == 2);
     CHECK(run_cli("verify --model " + model + " " + photos[0] + " " + photos[1] + " --threshold inf").status == 2);
     CHECK(run_cli("identify --model " + model + " --gallery g " + photos[0] + " --threshold -1").status == 2);

@@ -19,7 +19,7 @@ Runner add_verify(CLI::App& app) {
     auto* sub = app.add_subcommand("verify", "Tell whether two photos (PGM, PNG or JPEG, any size) show the same person");
     struct Args {
         EngineArgs engine;
-        std::string model, a, b, pairs, fit = "crop";
+        std::string model, a, b, pairs, root, fit = "crop";
         double threshold = -1;  // < 0: the model's
         bool json = false;
     };
@@ -30,15 +30,21 @@ Runner add_verify(CLI::App& app) {
     sub->add_option("--pairs", a->pairs,
                     "A text file of pairs instead: per line FIRST SECOND [LABEL] (tab-separated when a path has spaces; "
                     "LABEL 1/0 or same/different, on every line or none; '#' comments); labelled, the figures follow");
+    sub->add_option("--root", a->root, "--pairs: relative paths of the list are taken from this folder (default: the current one)");
     add_threshold_option(sub, a->threshold);
     sub->add_flag("--json", a->json, "One JSON object: the threshold, every pair, and the figures when labelled");
     add_fit_option(sub, a->fit);
     add_engine_options(sub, a->engine);
     return [a]() {
         PairList list;
+        if (a->pairs.empty() && !a->root.empty()) throw UsageError("verify: --root is for the paths of a --pairs list");
         if (!a->pairs.empty()) {
             if (!a->a.empty()) throw UsageError("verify: give two photos or --pairs FILE, not both");
             list = read_pair_list(a->pairs);
+            if (!a->root.empty())
+                for (auto* side : {&list.first, &list.second})
+                    for (std::string& f : *side)
+                        if (std::filesystem::path(f).is_relative()) f = (std::filesystem::path(a->root) / f).string();
         } else {
             if (a->b.empty()) throw UsageError("verify: two photos are needed (first and second), or --pairs FILE");
             list.first = {a->a};
