@@ -30,6 +30,17 @@ const char* cublas_status_name(cublasStatus_t s) {
 
 namespace siamese {
 
+std::string cuda_build_info() {
+    std::string s = "CUDA engine: built with CUDA " + std::to_string(CUDART_VERSION / 1000) + "." +
+                    std::to_string(CUDART_VERSION % 1000 / 10);
+#if SIAMESE_HAVE_CUDNN
+    s += ", cuDNN " + std::to_string(CUDNN_MAJOR) + "." + std::to_string(CUDNN_MINOR) + "." + std::to_string(CUDNN_PATCHLEVEL);
+#else
+    s += ", without cuDNN (--conv cudnn unavailable)";
+#endif
+    return s;
+}
+
 bool cuda_device_available(std::string* why) {
     int n = 0;
     // Without a driver this fails ("CUDA driver version is insufficient") rather than giving 0:

@@ -4,6 +4,8 @@
 
 namespace siamese {
 
+std::string cuda_build_info() { return "CUDA engine: not built (configured with SIAMESE_CUDA=OFF or without nvcc)"; }
+
 bool cuda_device_available(std::string* why) {
     if (why) *why = "this build has no CUDA engine (configured with SIAMESE_CUDA=OFF or without nvcc)";
     return false;

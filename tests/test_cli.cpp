@@ -21,6 +21,14 @@ TEST_CASE("every subcommand has --help", "[cli]") {
     }
 }
 
+TEST_CASE("--version names the release and what the CUDA engine was built with", "[cli]") {
+    const auto r = run_cli("--version");
+    INFO(r.out);
+    CHECK(r.status == 0);
+    CHECK(r.out.rfind("siamese " SIAMESE_VERSION_EXPECTED "\n", 0) == 0);
+    CHECK(r.out.find("CUDA engine: ") != std::string::npos);
+}
+
 TEST_CASE("bad command lines exit 2 with one clear line", "[cli]") {
     const std::vector<std::pair<std::string, std::string>> cases = {
         {"train --bogus", "bogus"},

@@ -191,6 +191,9 @@ std::string profile_table(const PhaseTimes& ms);
 
 std::unique_ptr<Backend> make_cpu_backend(const Recipe& r, const EngineOptions& e);
 
+// What this build's CUDA engine was compiled with ("CUDA engine: built with CUDA 13.0, cuDNN 9.x"
+// or "CUDA engine: not built ..."), for --version; touches no device.
+std::string cuda_build_info();
 // True when the CUDA engine is built in and a device answers; otherwise `why` says why not.
 bool cuda_device_available(std::string* why);
 // Throws DeviceError with a clear message when CUDA is not built or no device is present.

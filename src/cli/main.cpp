@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "siamese/backend.hpp"
 #include "siamese/common.hpp"
 
 namespace siamese::cli {
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
     }
     CLI::App app{"siamese: a CUDA training engine for Siamese face verification", "siamese"};
     app.require_subcommand(1);
+    app.set_version_flag("--version", [] { return "siamese " SIAMESE_VERSION "\n" + siamese::cuda_build_info(); });
     const std::vector<std::pair<std::string, siamese::cli::Runner>> commands = {
         {"train", siamese::cli::add_train(app)},     {"eval", siamese::cli::add_eval(app)},
         {"verify", siamese::cli::add_verify(app)},   {"inspect", siamese::cli::add_inspect(app)},
