@@ -21,7 +21,7 @@ TEST_CASE("every subcommand has --help", "[cli]") {
     }
 }
 
-TEST_CASE("--version names the release and what the CUDA engine was built with", "[cli]") {
+TEST_CASE("siamese --version names the release and what the CUDA engine was built with", "[cli]") {
     const auto r = run_cli("--version");
     INFO(r.out);
     CHECK(r.status == 0);
