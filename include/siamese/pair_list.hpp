@@ -16,8 +16,9 @@ struct PairList {
 
 // Reads FILE: per line two photo paths and an optional label (1/0 or same/different). Fields
 // are separated by tabs when the line has one (paths with spaces), else by runs of spaces. Blank
-// lines and lines starting with '#' are skipped; CRLF is accepted. Relative paths are taken
-// from the current directory, as on the command line. Either every pair is labelled or none.
+// lines and lines starting with '#' are skipped; CRLF is accepted. Paths are returned as written
+// (verify takes relative ones from the current folder, or --root). Either every pair is labelled
+// or none.
 // Throws DataError naming FILE:LINE and the fault (no pairs at all is a fault too).
 PairList read_pair_list(const std::string& path);
 
