@@ -218,6 +218,15 @@ TEST_CASE("verify --pairs scores a labelled list as eval scores the same pairs, 
     const auto m = run_cli("verify --model " + model + " --pairs " + dir + "/missing.txt --device cpu");
     CHECK(m.status == 1);
     CHECK(m.out.find("missing.txt:2: " + dir + "/faces/s9/1.pgm: no such file") != std::string::npos);
+    // `pairs --format list` writes a run's test pairs as such a list: rated again, they give the
+    // run's figures (people protocol, test people 4-6: the same 66 pairs as above).
+    REQUIRE(run_cli("pairs --data " + dir + "/faces --protocol people --train-people 1-3 --test-people 4-6 --format list --out " +
+                    dir + "/test.txt").status == 0);
+    const std::string listed = siamese::read_file_bytes(dir + "/test.txt");
+    CHECK(listed.rfind("# siamese pairs: the test pairs of protocol people", 0) == 0);
+    CHECK(listed.find(photos[0] + "\t" + photos[1] + "\t1\n") != std::string::npos);
+    const auto again = nlohmann::json::parse(run_cli("verify --json --model " + model + " --pairs " + dir + "/test.txt --device cpu").out);
+    CHECK(again["figures"] == vj["figures"]);
     // --root: the list's relative paths are taken from that folder (absolute ones stay).
     testutil::write_bytes(dir + "/rel.txt", "s4/1.pgm s4/2.pgm 1\n" + photos[0] + " s6/4.pgm 0\n");
     const auto rel = nlohmann::json::parse(
