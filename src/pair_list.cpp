@@ -34,8 +34,9 @@ int label_of(const std::string& s) {
 
 }  // namespace
 
-PairList read_pair_list(const std::string& path) {
-    const std::string text = read_file_bytes(path, size_t(1) << 28);
+PairList read_pair_list(const std::string& path) { return parse_pair_list(read_file_bytes(path, size_t(1) << 28), path); }
+
+PairList parse_pair_list(const std::string& text, const std::string& path) {
     PairList p;
     bool labelled = false;
     int n = 0;

@@ -10,7 +10,7 @@ cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang -
   -DCMAKE_BUILD_TYPE=RelWithDebInfo > build-fuzz.log 2>&1 || { cat build-fuzz.log; exit 1; }
 cmake --build build-fuzz -j2 >> build-fuzz.log 2>&1 || { cat build-fuzz.log; exit 1; }
 mkdir -p build-fuzz/artifacts
-for t in pgm checkpoint gallery train_state png jpeg; do
+for t in pgm checkpoint gallery train_state png jpeg pair_list; do
   work=build-fuzz/corpus_$t
   mkdir -p "$work"
   cp -n fuzz/corpus/$t/* "$work"/ 2>/dev/null || true

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Writes the fuzzers' seed corpora into fuzz/corpus/{pgm,checkpoint,gallery,train_state,png,jpeg}: a few
-# valid and broken PGMs, and a tiny model, gallery and training state made by the engine itself.  usage: tools/make_fuzz_corpus.sh BUILD_DIR
+# Writes the fuzzers' seed corpora into fuzz/corpus/{pgm,checkpoint,gallery,train_state,png,jpeg,pair_list}:
+# a few valid and broken PGMs and pair lists, and a tiny model, gallery and training state made by the engine itself.  usage: tools/make_fuzz_corpus.sh BUILD_DIR
 set -eu
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,6 +12,10 @@ printf 'P2 # c\n3 2\n15\n1 2 3\n4 5 15\n' > "$p/p2_comments.pgm"
 printf 'P5\n#c\n2 1\n#d\n255\n #' > "$p/p5_header_comments.pgm"
 printf 'P5\n16384 16384\n255\n\x01' > "$p/forged_size.pgm"
 printf 'P2\n2 2\n10\n1 2 x 3' > "$p/p2_not_number.pgm"
+l="$root/fuzz/corpus/pair_list"; mkdir -p "$l"
+printf '# c\na.pgm b.pgm 1\r\nmy c.png\td.jpg\tdifferent\n\n  e f same\n' > "$l/labelled.txt"
+printf 'a.pgm b.pgm\nc.pgm d.pgm\n' > "$l/unlabelled.txt"
+printf 'a b 1\nc d\n' > "$l/mixed.txt"
 tmp=$(mktemp -d)
 "$build/siamese" synth --out "$tmp/faces" --people 3 --images 2 > /dev/null
 "$build/siamese" train --data "$tmp/faces" --protocol tutorial --epochs 1 --downsample 8 --conv-filters 2 --dense 4 \

@@ -21,5 +21,7 @@ struct PairList {
 // or none.
 // Throws DataError naming FILE:LINE and the fault (no pairs at all is a fault too).
 PairList read_pair_list(const std::string& path);
+// The same from the file's bytes; `name` stands for the file in messages.
+PairList parse_pair_list(const std::string& text, const std::string& name);
 
 }  // namespace siamese
