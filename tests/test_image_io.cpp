@@ -287,6 +287,12 @@ TEST_CASE("train --image-size brings large photos to a trainable size, and the s
     CHECK(v1.out.find("note:") == std::string::npos);
     CHECK(v2.out.find("resized to 92x112") != std::string::npos);
     CHECK(v1.out.substr(v1.out.find("distance")) == v2.out.substr(v2.out.find("distance")));
+    // Enrolling the large folder: every photo fit to the model's input, one note for all of them.
+    const auto en = testutil::run_cli("enroll --model " + model + " --data " + dir + "/large --out " + dir + "/g.gallery --device cpu");
+    INFO(en.out);
+    CHECK(en.status == 0);
+    CHECK(en.out.find("note: 12 of 12 photos resized to 92x112") != std::string::npos);
+    CHECK(en.out.find("note:") == en.out.rfind("note:"));
     // A resumed run keeps its size; --image-size without --data is refused.
     const auto r = testutil::run_cli("train --resume " + dir + "/run_large --image-size 46x56 --device cpu");
     CHECK(r.status == 2);

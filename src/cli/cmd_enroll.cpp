@@ -66,6 +66,7 @@ Runner add_enroll(CLI::App& app) {
             batch.push_back({a->person, a->photos});
         }
         int added_people = 0, added_photos = 0;
+        std::vector<std::string> all_files;  // every person's photos, embedded in one pass (one resize note)
         for (const auto& [name, files] : batch) {
             const bool known = g.find_person(name) >= 0;
             if (known && !a->replace) {
@@ -76,11 +77,15 @@ Runner add_enroll(CLI::App& app) {
                             throw DataError(f + ": already enrolled for '" + name + "' (use --replace)");
             }
             if (known && a->replace) g.remove_person(name);
-            const std::vector<float> emb = embed_files(m, files, parse_fit(a->fit));
-            for (size_t i = 0; i < files.size(); ++i) g.add(name, emb.data() + i * g.embed_dim, files[i]);
             added_people += !known;
-            added_photos += int(files.size());
+            all_files.insert(all_files.end(), files.begin(), files.end());
         }
+        const std::vector<float> emb = embed_files(m, all_files, parse_fit(a->fit));
+        for (const auto& [name, files] : batch)
+            for (const auto& f : files) {
+                g.add(name, emb.data() + size_t(added_photos) * g.embed_dim, f);
+                ++added_photos;
+            }
         save_gallery(a->out, g);
         std::printf("%s: %s enrolled (%d new %s); the gallery holds %s, %s\n", a->out.c_str(),
                     counted(added_photos, "photo", "photos").c_str(), added_people, added_people == 1 ? "person" : "people",
