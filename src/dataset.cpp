@@ -147,8 +147,10 @@ ImageBank load_dataset(const std::string& dir, const Preprocess& pp, int raw_wid
             bank.add(img, pidx, path, pp);
         }
     }
+    // Asked for (a model's input, --image-size): a note; photos unlike the first: a warning.
     if (resized > 0)
-        std::fprintf(stderr, "warning: %s: %d of %d images were not %dx%d (%s) and were resized to it\n", dir.c_str(), resized,
+        std::fprintf(stderr, "%s: %s: %d of %d images were not %dx%d (%s) and were resized to it\n",
+                     raw_width > 0 ? "note" : "warning", dir.c_str(), resized,
                      bank.size(), bank.raw_width, bank.raw_height,
                      raw_width > 0 ? size_is : ("the size of the first, " + bank.files.front()).c_str());
     return bank;

@@ -239,7 +239,7 @@ TEST_CASE("the same photo as PGM and as PNG gives the same distance, and JPEGs o
                                      dir + "/run2");
     INFO(t.out);
     CHECK(t.status == 0);
-    CHECK(t.out.find("1 of 9 images were not") != std::string::npos);
+    CHECK(t.out.find("warning: " + dir + "/mixed: 1 of 9 images were not") != std::string::npos);
 }
 
 TEST_CASE("train --image-size brings large photos to a trainable size, and the size they came from does not matter", "[image][cli]") {
@@ -272,7 +272,7 @@ TEST_CASE("train --image-size brings large photos to a trainable size, and the s
     INFO(small.out << large.out);
     REQUIRE(small.status == 0);
     REQUIRE(large.status == 0);
-    CHECK(large.out.find("12 of 12 images were not 92x112 (--image-size)") != std::string::npos);
+    CHECK(large.out.find("note: " + dir + "/large: 12 of 12 images were not 92x112 (--image-size)") != std::string::npos);
     const auto js = nlohmann::json::parse(siamese::read_file_bytes(dir + "/run_small/summary.json"));
     const auto jl = nlohmann::json::parse(siamese::read_file_bytes(dir + "/run_large/summary.json"));
     CHECK(jl["test"] == js["test"]);
