@@ -77,6 +77,8 @@ public:
         if (e.conv == ConvAlgo::Cudnn)
             throw UsageError("--conv cudnn: this build has no cuDNN (configure with -DCUDNN_ROOT=DIR, or install cuDNN)");
 #endif
+        if (e.custom_gemm && e.tf32)
+            throw UsageError("--tf32 with --gemm custom: TF32 is cuBLAS's; the custom dense products are FP32");
         // Every copy and kernel goes to this stream, in order (with --side-stream the weight
         // gradients go to a second one, ordered by events); nothing relies on the legacy default
         // stream's implicit synchronisation.
@@ -89,6 +91,13 @@ public:
             join_ = make_sync_event();
             cublas_side_ws_.resize(kCublasWorkspaceBytes);
             cublas_side_ = make_cublas(side_.get(), cublas_side_ws_.get(), cublas_side_ws_.size(), e.tf32);
+        }
+        if (e.custom_gemm) {  // the custom products' split-K scratch and tile counters, a set per stream
+            for (int k = 0; k < (e.side_stream ? 2 : 1); ++k) {
+                gemm_partial_[k].resize(kGemmPartialFloats);
+                gemm_counters_[k].resize(kGemmCounters);
+                gemm_counters_[k].fill_bytes(0, stream_.get());
+            }
         }
 #if SIAMESE_HAVE_CUDNN
         if (e.conv == ConvAlgo::Cudnn) {
@@ -127,7 +136,8 @@ public:
             return n + ")";
         }
 #endif
-        const std::string fused = std::string(e_.fused ? ", fused" : "") + (e_.tf32 ? ", tf32" : "");
+        const std::string fused =
+            std::string(e_.fused ? ", fused" : "") + (e_.tf32 ? ", tf32" : "") + (e_.custom_gemm ? ", custom gemm" : "");
         if (e_.conv == ConvAlgo::Tiled) return "cuda (tiled conv" + fused + ")";
         if (e_.conv == ConvAlgo::Cudnn) return "cuda (cudnn conv" + fused + ")";
         return fused.empty() ? "cuda" : "cuda (" + fused.substr(2) + ")";
@@ -470,7 +480,8 @@ private:
                                       order_b_.get(), order_y_.get(), losses_.get(), partial_.get(),   gather_.get(),
                                       state_.get(),   cublas_ws_.get(), order_ids_.get(), aug_.get(),  rows_.get(),
                                       emb_.get(),     norm_.get(),    counters_.get(), tail_partial_.get(),
-                                      cublas_side_ws_.get()};
+                                      cublas_side_ws_.get(), gemm_partial_[0].get(), gemm_partial_[1].get(),
+                                      gemm_counters_[0].get(), gemm_counters_[1].get()};
         for (const auto* v : {&conv_out_, &conv_d_, &dense_out_, &dense_d_})
             for (const auto& b : *v) p.push_back(b.get());
         for (const auto& b : conv_arg_) p.push_back(b.get());
@@ -644,12 +655,12 @@ private:
             phase("dense forward", [&] {
                 if (nd < L_.dense.size() && l + 1 == nd) {
                     dense_forward_raw(dense_out_[l].get(), h, params_.get() + L_.dense_w[l], n, L_.dense[l].in,
-                                      L_.dense[l].out, cublas_.get(), stream);
+                                      L_.dense[l].out, dense_gemm(false), stream);
                     return;
                 }
                 dense_forward(dense_out_[l].get(), h, params_.get() + L_.dense_w[l], params_.get() + L_.dense_b[l], n,
                               L_.dense[l].in, L_.dense[l].out, !last || r_.net.embed_relu, rate, r_.seed,
-                              kDenseDropoutId + uint32_t(l), state_.get(), cublas_.get(), stream);
+                              kDenseDropoutId + uint32_t(l), state_.get(), dense_gemm(false), stream);
             });
             h = dense_out_[l].get();
         }
@@ -749,7 +760,7 @@ private:
             forked = true;
             return side_.get();
         };
-        cublasHandle_t wblas = side ? cublas_side_.get() : cublas_.get();
+        const DenseGemm wgemm = dense_gemm(side);
         if (r_.net.l2_normalize && !tail)
             phase("l2 normalize", [&] {
                 l2_normalize_backward(dense_d_.back().get(), dense_d_.back().get(), emb_.get(), norm_.get(), n,
@@ -765,9 +776,9 @@ private:
                     relu_dropout_backward(dense_d_[l].get(), dense_out_[l].get(), n, d.out,
                                           last ? 0.0f : r_.net.dense_dropout, stream);
                 dense_backward_weights(grad_.get() + L_.dense_w[l], done ? nullptr : grad_.get() + L_.dense_b[l],
-                                       dense_d_[l].get(), x, n, d.in, d.out, wblas, weights_stream());
-                dense_backward_input(dx, dense_d_[l].get(), params_.get() + L_.dense_w[l], n, d.in, d.out, cublas_.get(),
-                                     stream);
+                                       dense_d_[l].get(), x, n, d.in, d.out, wgemm, weights_stream());
+                dense_backward_input(dx, dense_d_[l].get(), params_.get() + L_.dense_w[l], n, d.in, d.out,
+                                     dense_gemm(false), stream);
             });
         }
         for (int l = nc - 1; l >= 0; --l) {
@@ -821,6 +832,13 @@ private:
             optimizer_step(r_.opt, params_.get(), grad_.get(), opt_state_.get(), L_.total, state_.get(), stream);
             advance_state(state_.get(), advance, stream);
         });
+    }
+    // What the dense products of the main stream (or the side stream's) run on: cuBLAS's handle
+    // bound to that stream, or the custom kernel with that stream's scratch.
+    DenseGemm dense_gemm(bool on_side) {
+        const int k = on_side ? 1 : 0;
+        if (e_.custom_gemm) return DenseGemm::custom(gemm_partial_[k].get(), gemm_counters_[k].get());
+        return on_side ? cublas_side_.get() : cublas_.get();
     }
     // The second stream is used when it was made, and not while profiling (the phases' events
     // are on the main stream: the table shows the step serialised).
@@ -959,6 +977,8 @@ private:
     std::vector<const void*> groups_key_;
     PinnedBuffer<int> order_host_, ids_host_;     // the P-K epoch's order, copied in by its graph
     DeviceBuffer<unsigned> counters_;
+    DeviceBuffer<float> gemm_partial_[2];     // --gemm custom: split-K scratch, main and side stream
+    DeviceBuffer<unsigned> gemm_counters_[2]; // and their tile counters (zero between launches)
     std::vector<size_t> partial_at_;              // each conv layer's slice of partial_
     DeviceBuffer<float> saved_params_, saved_opt_, saved_losses_;
     DeviceBuffer<int> order_a_, order_b_, order_ids_, gather_;

@@ -1,4 +1,5 @@
-// Dense layers: the products through cuBLAS (FP32, no TF32), bias + ReLU + dropout and the
+// Dense layers: the products through cuBLAS (FP32; TF32 with --tf32) or the engine's own kernel
+// (--gemm custom, gemm.cu), bias + ReLU + dropout and the
 // backward mask as elementwise kernels, the bias gradient as fixed-order column sums.
 // Row-major (n, I) activations and (O, I) weights are column-major (I, n) and (I, O) to cuBLAS.
 // Reference: src/cpu/dense.hpp and src/cpu/dropout.hpp (same names, same argument order).
@@ -69,6 +70,32 @@ void gemm(cublasHandle_t h, cudaStream_t stream, cublasOperation_t ta, cublasOpe
     CUBLAS_CHECK(cublasSgemm(h, ta, tb, m, n, k, &one, a, lda, b, ldb, &zero, c, ldc));
 }
 
+// The dense layers' three products, row-major: x (n, I), W (O, I), d (n, O).
+// y (n, O) = x . W^T
+void product_forward(const DenseGemm& g, float* y, const float* x, const float* w, int n, int I, int O,
+                     cudaStream_t stream) {
+    if (g.is_custom())  // A(i, k) = x[i][k], B(k, o) = W[o][k]: both along k
+        gemm_custom(y, O, x, I, true, w, I, true, n, O, I, g.partial, g.counters, stream);
+    else
+        gemm(g.blas, stream, CUBLAS_OP_T, CUBLAS_OP_N, O, n, I, w, I, x, I, y, O);  // y^T (O, n) = W (O, I) . x^T (I, n)
+}
+// dW (O, I) = d^T . x
+void product_weights(const DenseGemm& g, float* dw, const float* d, const float* x, int n, int I, int O,
+                     cudaStream_t stream) {
+    if (g.is_custom())  // A(o, i) = d[i][o] (along m), B(i, k) = x[i][k] (along n)
+        gemm_custom(dw, I, d, O, false, x, I, false, O, I, n, g.partial, g.counters, stream);
+    else
+        gemm(g.blas, stream, CUBLAS_OP_N, CUBLAS_OP_T, I, O, n, x, I, d, O, dw, I);  // dW^T (I, O) = x^T (I, n) . d (n, O)
+}
+// dx (n, I) = d . W
+void product_input(const DenseGemm& g, float* dx, const float* d, const float* w, int n, int I, int O,
+                   cudaStream_t stream) {
+    if (g.is_custom())  // A(i, o) = d[i][o] (along k), B(o, k) = W[o][k] (along n)
+        gemm_custom(dx, I, d, O, true, w, I, false, n, I, O, g.partial, g.counters, stream);
+    else
+        gemm(g.blas, stream, CUBLAS_OP_N, CUBLAS_OP_N, I, n, O, w, I, d, O, dx, I);  // dx^T (I, n) = W^T (I, O) . d^T (O, n)
+}
+
 }  // namespace
 
 void column_sums(float* out, const float* m, int rows, int cols, cudaStream_t stream) {
@@ -82,19 +109,19 @@ void column_sums(float* out, const float* m, int rows, int cols, cudaStream_t st
 }
 
 void dense_forward(float* y, const float* x, const float* w, const float* b, int n, int I, int O, bool relu,
-                   float rate, uint64_t seed, uint32_t layer_id, const StepState* st, cublasHandle_t h,
+                   float rate, uint64_t seed, uint32_t layer_id, const StepState* st, const DenseGemm& h,
                    cudaStream_t stream) {
     NvtxRange r("dense_forward");
-    gemm(h, stream, CUBLAS_OP_T, CUBLAS_OP_N, O, n, I, w, I, x, I, y, O);  // y^T (O, n) = W (O, I) . x^T (I, n)
+    product_forward(h, y, x, w, n, I, O, stream);
     bias_relu_dropout_kernel<<<blocks_for(long(n) * ((O + 3) / 4)), kThreads, 0, stream>>>(y, b, n, O, relu, rate, seed,
                                                                                            layer_id, st);
     CUDA_CHECK_LAUNCH();
 }
 
-void dense_forward_raw(float* y, const float* x, const float* w, int n, int I, int O, cublasHandle_t h,
+void dense_forward_raw(float* y, const float* x, const float* w, int n, int I, int O, const DenseGemm& h,
                        cudaStream_t stream) {
     NvtxRange r("dense_forward_raw");
-    gemm(h, stream, CUBLAS_OP_T, CUBLAS_OP_N, O, n, I, w, I, x, I, y, O);
+    product_forward(h, y, x, w, n, I, O, stream);
 }
 
 void relu_dropout_backward(float* d, const float* y, int n, int elems, float rate, cudaStream_t stream) {
@@ -104,21 +131,21 @@ void relu_dropout_backward(float* d, const float* y, int n, int elems, float rat
     CUDA_CHECK_LAUNCH();
 }
 
-void dense_backward_weights(float* dw, float* db, const float* d, const float* x, int n, int I, int O, cublasHandle_t h,
-                            cudaStream_t stream) {
+void dense_backward_weights(float* dw, float* db, const float* d, const float* x, int n, int I, int O,
+                            const DenseGemm& h, cudaStream_t stream) {
     NvtxRange r("dense_backward_weights");
-    gemm(h, stream, CUBLAS_OP_N, CUBLAS_OP_T, I, O, n, x, I, d, O, dw, I);  // dW^T (I, O) = x^T (I, n) . d (n, O)
+    product_weights(h, dw, d, x, n, I, O, stream);
     if (db) column_sums(db, d, n, O, stream);  // null: already summed (the fused tail)
 }
 
-void dense_backward_input(float* dx, const float* d, const float* w, int n, int I, int O, cublasHandle_t h,
+void dense_backward_input(float* dx, const float* d, const float* w, int n, int I, int O, const DenseGemm& h,
                           cudaStream_t stream) {
     NvtxRange r("dense_backward_input");
-    gemm(h, stream, CUBLAS_OP_N, CUBLAS_OP_N, I, n, O, w, I, d, O, dx, I);  // dx^T (I, n) = W^T (I, O) . d^T (O, n)
+    product_input(h, dx, d, w, n, I, O, stream);
 }
 
 void dense_backward(float* dx, float* dw, float* db, const float* d, const float* x, const float* w, int n, int I, int O,
-                    cublasHandle_t h, cudaStream_t stream) {
+                    const DenseGemm& h, cudaStream_t stream) {
     dense_backward_weights(dw, db, d, x, n, I, O, h, stream);
     if (dx) dense_backward_input(dx, d, w, n, I, O, h, stream);
 }

@@ -19,6 +19,7 @@
 #include "siamese/optimizer.hpp"
 #include "siamese/rules.hpp"
 #include "siamese/shuffle.hpp"
+#include "gemm_phases.hpp"  // the custom GEMM's scratch sizes
 #include "pixels.hpp"  // ImageIn: FP32 images or the FP16 bank
 
 namespace siamese::cuda {
@@ -147,18 +148,45 @@ void conv_fixed_shapes(bool on);
 void conv_backward_input_tiled(float* din, const float* geff, const uint8_t* argmax, const float* w, const ConvShape& s,
                                int n, cudaStream_t stream, const ConvBackwardFusion& fuse = {});
 
+// ---- the dense layers' products (gemm.cu) ---------------------------------------------------
+// What the dense layers' products run on: cuBLAS through `blas` (bound to the launch's stream),
+// or (partial and counters set: --gemm custom) the engine's own split-K kernel, gemm_phases.hpp,
+// with kGemmPartialFloats of scratch and kGemmCounters zeroed counters (left zero). Products on
+// two streams at once need scratch each.
+struct DenseGemm {
+    cublasHandle_t blas = nullptr;
+    float* partial = nullptr;
+    unsigned* counters = nullptr;
+    DenseGemm() = default;
+    DenseGemm(cublasHandle_t h) : blas(h) {}  // NOLINT: a handle is the cuBLAS choice
+    static DenseGemm custom(float* partial, unsigned* counters) {
+        DenseGemm g;
+        g.partial = partial;
+        g.counters = counters;
+        return g;
+    }
+    bool is_custom() const { return partial != nullptr; }
+};
+// C (M, N) = A (M, K) . B (K, N) in one launch (gemm_phases.hpp: the operands read in place
+// either way round, a_kc / b_kc; the order of the sums fixed by the shapes: deterministic).
+// partial: kGemmPartialFloats, counters: kGemmCounters zeroed (left zero).
+// Reference: the plain triple loop (tests/test_gemm_emulation.cpp writes it out).
+void gemm_custom(float* c, int ldc, const float* a, int lda, bool a_kc, const float* b, int ldb, bool b_kc, int M, int N,
+                 int K, float* partial, unsigned* counters, cudaStream_t stream);
+
 // ---- dense layers and elementwise (dense.cu) ------------------------------------------------
 // out (cols) = sums of the rows of m (rows, cols), each column summed in row order
 // (deterministic): the bias gradient, and the conv weight gradient's chunk partials.
 void column_sums(float* out, const float* m, int rows, int cols, cudaStream_t stream);
-// y (n, O) = x (n, I) . W^T (cuBLAS, FP32), then bias + ReLU (when relu) + dropout in place.
-// The cuBLAS handle must be bound to `stream` already (set once at its creation; checked).
+// y (n, O) = x (n, I) . W^T (cuBLAS or gemm_custom, FP32), then bias + ReLU (when relu) +
+// dropout in place. A cuBLAS handle must be bound to `stream` already (set once at its
+// creation; checked).
 // Reference: dense_forward then dropout_forward, src/cpu/dense.hpp and dropout.hpp.
 // dense_forward_raw: the product alone, y = x . W^T (the fused tail applies the epilogue).
 void dense_forward(float* y, const float* x, const float* w, const float* b, int n, int I, int O, bool relu,
-                   float rate, uint64_t seed, uint32_t layer_id, const StepState* st, cublasHandle_t h,
+                   float rate, uint64_t seed, uint32_t layer_id, const StepState* st, const DenseGemm& h,
                    cudaStream_t stream);
-void dense_forward_raw(float* y, const float* x, const float* w, int n, int I, int O, cublasHandle_t h,
+void dense_forward_raw(float* y, const float* x, const float* w, int n, int I, int O, const DenseGemm& h,
                        cudaStream_t stream);
 // d (n, elems) = y > 0 ? d * 1/(1-rate) : 0: through dropout and ReLU. y = relu(v) * mask is
 // positive exactly where the unit was kept and active, so no mask is regenerated.
@@ -168,12 +196,12 @@ void relu_dropout_backward(float* d, const float* y, int n, int elems, float rat
 // (skipped when dx is null).
 // Reference: dense_backward in src/cpu/dense.hpp.
 void dense_backward(float* dx, float* dw, float* db, const float* d, const float* x, const float* w, int n, int I, int O,
-                    cublasHandle_t h, cudaStream_t stream);
+                    const DenseGemm& h, cudaStream_t stream);
 // Its two halves, for two streams (the weight gradient is off the step's critical path):
 // dW and db, then dx alone.
-void dense_backward_weights(float* dw, float* db, const float* d, const float* x, int n, int I, int O, cublasHandle_t h,
-                            cudaStream_t stream);
-void dense_backward_input(float* dx, const float* d, const float* w, int n, int I, int O, cublasHandle_t h,
+void dense_backward_weights(float* dw, float* db, const float* d, const float* x, int n, int I, int O,
+                            const DenseGemm& h, cudaStream_t stream);
+void dense_backward_input(float* dx, const float* d, const float* w, int n, int I, int O, const DenseGemm& h,
                           cudaStream_t stream);
 
 // ---- distance and loss (loss.cu) ------------------------------------------------------------

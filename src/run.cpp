@@ -416,6 +416,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     engine.profile = spec.profile;
     engine.fused = spec.fused;
     engine.tf32 = spec.tf32;
+    engine.custom_gemm = spec.gemm == "custom";
     engine.side_stream = spec.side_stream;
     engine.half_bank = spec.half_bank;
 
@@ -438,6 +439,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
         if (spec.tf32) ignored += " --tf32";
         if (spec.side_stream) ignored += " --side-stream";
         if (spec.conv != "custom") ignored += " --conv " + spec.conv;
+        if (spec.gemm != "cublas") ignored += " --gemm " + spec.gemm;
         if (!ignored.empty()) std::fprintf(stderr, "note:%s: CUDA engine options, ignored on the CPU\n", ignored.c_str());
     }
     prepare_out_dir(out);

@@ -71,11 +71,19 @@ struct Planner {
         }
         for (; l < L.conv.size(); ++l) conv_forward(l, n, gathered && l == 0, bank && l == 0);
     }
+    // A dense product: cuBLAS (a library call: maybe a split-K reduction kernel too) or the
+    // engine's own kernel (--gemm custom: one launch, its split-K sums inside).
+    void product(const std::string& what, double flops, double bytes, bool on_side = false) {
+        if (e.custom_gemm)
+            add("gemm_custom", what, flops, bytes, false, on_side);
+        else
+            add("cublasSgemm", what, flops, bytes, true, on_side);
+    }
     // raw: the GEMM alone (the fused tail applies the bias, ReLU and dropout as it loads).
     void dense_forward(size_t l, double n, bool raw = false) {
         const DenseShape& d = L.dense[l];
         const std::string what = "dense" + std::to_string(l + 1);
-        add("cublasSgemm", what, 2 * n * d.in * d.out, (n * d.in + double(d.in) * d.out + n * d.out) * kF, true);
+        product(what, 2 * n * d.in * d.out, (n * d.in + double(d.in) * d.out + n * d.out) * kF);
         if (!raw) add("bias_relu_dropout", what, 2 * n * d.out, (2 * n * d.out + d.out) * kF);
     }
     // The dense backward of layer l: mask (unless done), dW, db (unless done), dx.
@@ -85,9 +93,9 @@ struct Planner {
         const std::string what = "dense" + std::to_string(l + 1);
         const double dy = n * d.out * kF, x = n * d.in * kF, w = double(d.in) * d.out * kF;
         if (!masked && (!last || r.net.embed_relu)) add("relu_dropout_backward", what, n * d.out, 3 * dy);
-        add("cublasSgemm", what + " dW", 2 * n * d.in * d.out, dy + x + w, true, side());
+        product(what + " dW", 2 * n * d.in * d.out, dy + x + w, side());
         if (!db_done) add("column_sums", what + " db", n * d.out, dy + d.out * kF, false, side());
-        add("cublasSgemm", what + " dx", 2 * n * d.in * d.out, dy + w + x, true);
+        product(what + " dx", 2 * n * d.in * d.out, dy + w + x);
     }
     void conv_backward(size_t l, double n, bool gathered, bool bank) {
         const ConvShape& s = L.conv[l];
@@ -286,8 +294,11 @@ std::string plan_table(const std::vector<PlannedLaunch>& plan, double peak_flops
     std::snprintf(line, sizeof line, "%3s  %-30s %-40s %11s %11s %11s\n", "", "total", "", human(flops, "").c_str(),
                   human(bytes, "B").c_str(), micro(floor).c_str());
     o << line;
-    o << plan.size() << " launches per step (" << library
-      << " library calls, marked *, each of which may launch more than one kernel: cuBLAS may add a split-K reduction)\n";
+    if (library)
+        o << plan.size() << " launches per step (" << library
+          << " library calls, marked *, each of which may launch more than one kernel: cuBLAS may add a split-K reduction)\n";
+    else
+        o << plan.size() << " launches per step (no library calls: each line is one kernel)\n";
     o << "floor: max(FLOP / " << human(peak_flops, "FLOP/s") << ", bytes / " << human(peak_bytes_per_s, "B/s")
       << ") per launch\n";
     if (side)

@@ -9,6 +9,7 @@
 
 #include "colsum_emulation.hpp"
 #include "cuda_test_util.hpp"
+#include "gemm_reference.hpp"
 #if SIAMESE_HAVE_CUDNN
 #include "cudnn_conv.hpp"
 #endif
@@ -189,15 +190,63 @@ TEST_CASE("conv backward (weights, bias, input) matches the CPU reference", "[cu
         }
 }
 
+TEST_CASE("the custom GEMM gives its documented order's bits on every shape and direction, counters left zero",
+          "[cuda][gemm]") {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(911);
+    DeviceBuffer<float> partial(kGemmPartialFloats);
+    DeviceBuffer<unsigned> counters(kGemmCounters);
+    counters.fill_bytes(0);
+    struct Case {
+        int M, N, K;
+        bool a_kc, b_kc;
+    };
+    // The reference step's dense1 products (forward, dW, dx), dense2's forward, batch 1, odd
+    // shapes every way round, K = 0, and the forward of a batch large enough not to be split
+    // (1,056 pairs: 132 tiles).
+    const std::vector<Case> cases = {{256, 128, 1440, true, true}, {128, 1440, 256, false, false}, {256, 1440, 128, true, false},
+                                     {256, 50, 128, true, true},   {2, 128, 1440, true, true},     {1, 1, 1, true, true},
+                                     {3, 5, 17, false, true},      {70, 33, 257, true, false},     {65, 31, 1000, false, false},
+                                     {129, 97, 64, true, true},    {4, 3, 0, true, true},          {2112, 128, 1440, true, true}};
+    for (const Case& cs : cases) {
+        INFO("M " << cs.M << " N " << cs.N << " K " << cs.K << " a_kc " << cs.a_kc << " b_kc " << cs.b_kc);
+        const auto ad = testutil::random_vector(size_t(cs.M) * cs.K, r, -1, 1),
+                   bd = testutil::random_vector(size_t(cs.K) * cs.N, r, -1, 1);
+        const std::vector<float> a(ad.begin(), ad.end()), b(bd.begin(), bd.end());
+        const int ldc = cs.N + 3;  // the columns past N must stay poisoned
+        std::vector<float> want(size_t(cs.M) * ldc, 0.0f), host_partial(kGemmPartialFloats);
+        std::memset(want.data(), 0xFF, want.size() * sizeof(float));
+        GemmArgs g = gemmtest::args(want.data(), ldc, a.data(), cs.a_kc, b.data(), cs.b_kc, cs.M, cs.N, cs.K,
+                                    host_partial.data());
+        gemmtest::documented_product(g, want.data());
+        auto d_a = to_device<float>(a), d_b = to_device<float>(b);
+        for (int run = 0; run < 2; ++run) {  // twice: the same bits (and the counters reset)
+            auto d_c = poisoned<float>(want.size());
+            partial.fill_bytes(0xFF);
+            gemm_custom(d_c.get(), ldc, d_a.get(), g.lda, cs.a_kc, d_b.get(), g.ldb, cs.b_kc, cs.M, cs.N, cs.K, partial.get(),
+                        counters.get(), nullptr);
+            CUDA_CHECK(cudaDeviceSynchronize());
+            cudatest::check_same_bits(d_c.download(), want);
+            const auto cnt = counters.download();
+            CHECK(std::all_of(cnt.begin(), cnt.end(), [](unsigned v) { return v == 0; }));
+        }
+    }
+}
+
 TEST_CASE("dense forward, relu/dropout backward and dense backward match the CPU reference", "[cuda][dense]") {
     SKIP_WITHOUT_CUDA();
     std::mt19937_64 r(103);
     cublasHandle_t h;
     CUBLAS_CHECK(cublasCreate(&h));
     CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH));
+    DeviceBuffer<float> partial(kGemmPartialFloats);
+    DeviceBuffer<unsigned> counters(kGemmCounters);
+    counters.fill_bytes(0);
+    for (const bool custom : {false, true})  // cuBLAS, then the custom GEMM (--gemm custom)
     for (auto [n, I, O] : std::vector<std::tuple<int, int, int>>{{1, 1440, 128}, {256, 1440, 128}, {257, 128, 50}, {3, 17, 5}})
         for (float rate : {0.0f, 0.1f}) {
-            INFO("n" << n << " I" << I << " O" << O << " rate " << rate);
+            INFO((custom ? "custom" : "cublas") << " n" << n << " I" << I << " O" << O << " rate " << rate);
+            const DenseGemm gm = custom ? DenseGemm::custom(partial.get(), counters.get()) : DenseGemm(h);
             const auto x = testutil::random_vector(size_t(n) * I, r, 0, 1), w = testutil::random_vector(size_t(O) * I, r, -0.1, 0.1),
                        b = testutil::random_vector(O, r, -0.1, 0.1);
             std::vector<double> y(size_t(n) * O);
@@ -210,7 +259,7 @@ TEST_CASE("dense forward, relu/dropout backward and dense backward match the CPU
             auto d_y = poisoned<float>(y.size());
             DeviceBuffer<StepState> st;
             StepState* sp = device_state(st, 0, 0, 9);
-            siamese::cuda::dense_forward(d_y.get(), d_x.get(), d_w.get(), d_b.get(), n, I, O, true, rate, 5, 16, sp, h, nullptr);
+            siamese::cuda::dense_forward(d_y.get(), d_x.get(), d_w.get(), d_b.get(), n, I, O, true, rate, 5, 16, sp, gm, nullptr);
             CUDA_CHECK(cudaDeviceSynchronize());
             const auto gy = d_y.download();
             REQUIRE(cudatest::all_finite(gy));
@@ -226,7 +275,7 @@ TEST_CASE("dense forward, relu/dropout backward and dense backward match the CPU
             auto d_yref = to_device<float>(gy);
             auto d_dx = poisoned<float>(dx.size()), d_dw = poisoned<float>(dw.size()), d_db = poisoned<float>(db.size());
             relu_dropout_backward(d_d.get(), d_yref.get(), n, O, rate, nullptr);
-            siamese::cuda::dense_backward(d_dx.get(), d_dw.get(), d_db.get(), d_d.get(), d_x.get(), d_w.get(), n, I, O, h, nullptr);
+            siamese::cuda::dense_backward(d_dx.get(), d_dw.get(), d_db.get(), d_d.get(), d_x.get(), d_w.get(), n, I, O, gm, nullptr);
             CUDA_CHECK(cudaDeviceSynchronize());
             CHECK(testutil::rel_error(d_d.download(), geff) < 1e-6);
             CHECK(testutil::rel_error(d_dx.download(), dx) < 1e-5);

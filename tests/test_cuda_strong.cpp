@@ -228,24 +228,27 @@ std::vector<float> run_group_steps(Backend& be, const PkSetup& s, const Recipe& 
 TEST_CASE("P-K CUDA steps (augmented, L2 head) match the CPU: first gradient, then determinism and graphs", "[cuda][strong][training]") {
     SKIP_WITHOUT_CUDA();
     const PkSetup s;
-    // Contrastive without and with augmentation, then the softmax loss (augmented).
-    for (int variant : {0, 1, 2}) {
+    // Contrastive without and with augmentation, then the softmax loss (augmented), on cuBLAS and
+    // (variant 3) on the custom dense products (--gemm custom).
+    for (int variant : {0, 1, 2, 3}) {
         const bool augment = variant > 0;
-        INFO("augment " << augment << " softmax " << (variant == 2));
+        INFO("augment " << augment << " softmax " << (variant >= 2) << " custom gemm " << (variant == 3));
         Recipe h = strong_recipe(21, augment);
-        if (variant == 2) h.loss = BatchLoss::Softmax;
+        if (variant >= 2) h.loss = BatchLoss::Softmax;
+        EngineOptions base;
+        base.custom_gemm = variant == 3;
         auto cpu = make_cpu_backend(h, EngineOptions{});
-        auto gpu = make_cuda_backend(h, EngineOptions{});
+        auto gpu = make_cuda_backend(h, base);
         run_group_steps(*cpu, s, h, 1);
         run_group_steps(*gpu, s, h, 1);
         const auto gc = cpu->last_gradient(), gg = gpu->last_gradient();
         REQUIRE(cudatest::all_finite(gg));
         testutil::check_per_tensor(make_layout(h.net), gg, gc, 1e-4);  // fp32, different summation orders
         // 9 steps cross epoch ends (2 batches an epoch here): graphs twice, and eager.
-        EngineOptions eager;
+        EngineOptions eager = base;
         eager.graphs = false;
-        auto g1 = make_cuda_backend(h, EngineOptions{});
-        auto g2 = make_cuda_backend(h, EngineOptions{});
+        auto g1 = make_cuda_backend(h, base);
+        auto g2 = make_cuda_backend(h, base);
         auto g3 = make_cuda_backend(h, eager);
         const auto p1 = run_group_steps(*g1, s, h, 9), p2 = run_group_steps(*g2, s, h, 9), p3 = run_group_steps(*g3, s, h, 9);
         CHECK(std::memcmp(p1.data(), p2.data(), p1.size() * sizeof(float)) == 0);

@@ -63,12 +63,15 @@ Recipe hyper(uint64_t seed) {
     return h;
 }
 
-// An engine kind: the convolutions ("custom", "tiled", "cudnn"), "+fused" for the fused step.
+// An engine kind: the convolutions ("custom", "tiled", "cudnn"), "+fused" for the fused step,
+// "+gemm" for the custom dense products (--gemm custom).
 EngineOptions engine(const std::string& kind = "custom", bool graphs = true) {
     EngineOptions e;
     const size_t plus = kind.find('+');
     e.conv = parse_conv_algo(kind.substr(0, plus));
-    e.fused = plus != std::string::npos && kind.substr(plus) == "+fused";
+    const std::string rest = plus == std::string::npos ? "" : kind.substr(plus) + "+";
+    e.fused = rest.find("+fused+") != std::string::npos;
+    e.custom_gemm = rest.find("+gemm+") != std::string::npos;
     e.graphs = graphs;
     return e;
 }
@@ -114,9 +117,10 @@ TEST_CASE("asking for the CUDA engine without a device fails with a clear messag
 // Every engine kind: each convolution, unfused and fused (--fused: the tail kernel, masks and
 // reductions folded into the kernels; siamese/step_plan.hpp).
 std::vector<const char*> conv_kinds() {
-    if (SIAMESE_HAVE_CUDNN) return {"custom", "tiled", "cudnn", "custom+fused", "tiled+fused", "cudnn+fused"};
+    if (SIAMESE_HAVE_CUDNN)
+        return {"custom", "tiled", "cudnn", "custom+fused", "tiled+fused", "cudnn+fused", "custom+gemm", "tiled+fused+gemm"};
     std::printf("note: this build has no cuDNN; only the custom and tiled convolutions are checked\n");
-    return {"custom", "tiled", "custom+fused", "tiled+fused"};
+    return {"custom", "tiled", "custom+fused", "tiled+fused", "custom+gemm", "tiled+fused+gemm"};
 }
 
 TEST_CASE("the first CUDA step's gradient matches the CPU reference, every tensor", "[cuda][training]") {

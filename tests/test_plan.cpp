@@ -164,6 +164,14 @@ TEST_CASE("siamese plan prints the step's launches, FLOPs and floors without a G
     CHECK(table.out.find("CUDA training epoch") != std::string::npos);
     CHECK(table.out.find("the goal: 5 ms") != std::string::npos);
     CHECK(testutil::run_cli("plan --conv bogus").status == 2);
+    // --gemm custom: the dense products are the engine's own kernel, one launch each (no library
+    // call left in the tiled fused step); the same number of launches.
+    const auto own = testutil::run_cli("plan --fused --conv tiled --gemm custom");
+    REQUIRE(own.status == 0);
+    CHECK(own.out.find("cublasSgemm") == std::string::npos);
+    CHECK(own.out.find("gemm_custom") != std::string::npos);
+    CHECK(own.out.find("9 launches per step (no library calls") != std::string::npos);
+    CHECK(testutil::run_cli("plan --gemm bogus").status == 2);
     CHECK(testutil::run_cli("plan --peak-flops -1").status == 2);
     CHECK(testutil::run_cli("plan --help").status == 0);
 }
@@ -173,11 +181,12 @@ TEST_CASE("CUDA engine options on the CPU engine are named as ignored, not silen
     const std::string dir = std::string(SIAMESE_BINARY) + "_ignored";
     REQUIRE(testutil::run_cli("synth --out " + dir + "/faces --people 4 --images 3").status == 0);
     const auto r = testutil::run_cli("train --data " + dir + "/faces --protocol people --train-people 1-2 --test-people 3-4 "
-                                     "--epochs 1 --downsample 4 --device cpu --threads 1 --fused --tf32 --side-stream --half-bank --quiet "
-                                     "--out " + dir + "/run");
+                                     "--epochs 1 --downsample 4 --device cpu --threads 1 --fused --tf32 --side-stream --half-bank --gemm custom "
+                                     "--quiet --out " + dir + "/run");
     REQUIRE(r.status == 0);
     // --half-bank is honoured on the CPU (it trains on the rounded pixels): not in the note.
-    CHECK(r.out.find("note: --fused --tf32 --side-stream: CUDA engine options, ignored on the CPU") != std::string::npos);
+    CHECK(r.out.find("note: --fused --tf32 --side-stream --gemm custom: CUDA engine options, ignored on the CPU") !=
+          std::string::npos);
 }
 
 TEST_CASE("the weight gradients that overlap the input-gradient chain are on the second stream", "[plan]") {

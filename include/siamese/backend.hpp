@@ -58,6 +58,10 @@ struct EngineOptions {
     // CUDA: the dense layers' GEMMs on TF32 tensor cores (inputs rounded to a 10-bit mantissa).
     // Off by default: an optional precision path, its accuracy effect measured by gpu_check.sh.
     bool tf32 = false;
+    // CUDA: the dense layers' products on the engine's own kernel (cuda/gemm_phases.hpp: one
+    // launch each, split along K with a fixed-order reduction) instead of cuBLAS (--gemm custom;
+    // FP32 only, so not with tf32). Off by default until a GPU run has measured it.
+    bool custom_gemm = false;
     // CUDA: each layer's weight gradient on a second stream as soon as the gradient at its output
     // is ready, while the main stream goes on down the input gradients (the weight gradients are
     // off the step's critical path: only the optimizer needs them). The same kernels and sums:

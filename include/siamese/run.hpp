@@ -82,6 +82,7 @@ struct RunSpec {
     bool graphs = true, profile = false;
     bool fused = false;           // CUDA: the fused step (EngineOptions::fused)
     bool tf32 = false;            // CUDA: TF32 GEMMs (EngineOptions::tf32)
+    std::string gemm = "cublas";  // CUDA: the dense products, cublas or custom (EngineOptions::custom_gemm)
     bool side_stream = false;     // CUDA: the weight gradients on a second stream (EngineOptions::side_stream)
     bool half_bank = false;       // the image bank in FP16 (EngineOptions::half_bank; the CPU rounds alike)
     std::string out = "run";

@@ -17,7 +17,7 @@ namespace {
 
 struct PlanArgs {
     RecipeOptions recipe;
-    std::string conv = "custom";
+    std::string conv = "custom", gemm = "cublas";
     bool fused = false, count_only = false, side_stream = false, half_bank = false;
     // An H200 (SXM): FP32 without tensor cores ~60 TFLOP/s at boost (the figure; 132 SMs x
     // 128 FP32 lanes x 2 x ~1.8 GHz), HBM3e 4.8 TB/s.
@@ -33,6 +33,8 @@ Runner add_plan(CLI::App& app) {
     add_recipe_options(sub, a->recipe);
     sub->add_option("--conv", a->conv, "CUDA convolutions: custom, cudnn or tiled")->capture_default_str()
         ->check(CLI::IsMember({"custom", "cudnn", "tiled"}));
+    sub->add_option("--gemm", a->gemm, "The dense layers' products: cublas or custom (train --gemm)")
+        ->capture_default_str()->check(CLI::IsMember({"cublas", "custom"}));
     sub->add_flag("--fused", a->fused, "The fused step (train --fused)");
     sub->add_flag("--side-stream", a->side_stream, "The weight gradients on a second stream (train --side-stream)");
     sub->add_flag("--half-bank", a->half_bank, "The image bank in FP16 (train --half-bank): conv1 reads 2 bytes a pixel");
@@ -51,6 +53,7 @@ Runner add_plan(CLI::App& app) {
         EngineOptions e;
         e.conv = parse_conv_algo(a->conv);
         e.fused = a->fused;
+        e.custom_gemm = a->gemm == "custom";
         e.side_stream = a->side_stream;
         e.half_bank = a->half_bank;
         const std::vector<PlannedLaunch> plan = cuda_step_plan(r, e);
@@ -58,10 +61,11 @@ Runner add_plan(CLI::App& app) {
             std::printf("%zu\n", plan.size());
             return 0;
         }
-        std::printf("CUDA training step: %s sampler, %d images a step, %dx%d input, --conv %s%s%s\n",
+        std::printf("CUDA training step: %s sampler, %d images a step, %dx%d input, --conv %s%s%s%s\n",
                     r.sampler == Recipe::Sampler::PK ? "P-K" : "pair",
                     r.sampler == Recipe::Sampler::PK ? r.P * r.K : 2 * r.batch, bank.height, bank.width, a->conv.c_str(),
-                    a->fused ? " --fused" : "", a->half_bank ? " --half-bank" : "");
+                    a->fused ? " --fused" : "", a->gemm == "custom" ? " --gemm custom" : "",
+                    a->half_bank ? " --half-bank" : "");
         std::printf("%s", plan_table(plan, a->peak_flops, a->peak_bw).c_str());
         if (r.sampler == Recipe::Sampler::PK) {
             std::printf("per epoch (with CUDA graphs, from the second epoch on): ONE graph of the P-K order copied "

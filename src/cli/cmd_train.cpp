@@ -111,6 +111,10 @@ Runner add_train(CLI::App& app) {
     sub->add_flag("--tf32", r->tf32,
                   "CUDA: the dense layers' GEMMs on TF32 tensor cores (inputs rounded to 10 mantissa bits); its effect on "
                   "accuracy is not yet measured (tools/gpu_check.sh compares it with FP32)");
+    sub->add_option("--gemm", r->gemm,
+                    "CUDA: the dense layers' products on cublas, or custom (the engine's own split-K kernel: one launch "
+                    "each, FP32, deterministic); not yet measured on a GPU")
+        ->capture_default_str()->check(CLI::IsMember({"cublas", "custom"}));
     sub->add_flag("--side-stream", r->side_stream,
                   "CUDA: each layer's weight gradient on a second stream beside the input-gradient chain (the same bits "
                   "as one stream); not yet checked on a GPU");
