@@ -149,6 +149,7 @@ if [ "$quick" = 1 ]; then
     train cuda 90 --device cuda
     train cuda_fused 90 --device cuda --fused
     train cuda_tiled_fused 90 --device cuda --conv tiled --fused
+    train cuda_tiled_fused_gemm 90 --device cuda --conv tiled --fused --gemm custom
   fi
   exit 0  # the report (finish) compares what ran
 fi
@@ -161,14 +162,17 @@ if [ $have_gpu = 1 ]; then
   train cuda_tf32 90 --device cuda --tf32
   train cuda_tiled_fused_two 90 --device cuda --conv tiled --fused --side-stream  # the same bits on two streams: its time
   train cuda_tiled_fused_half 90 --device cuda --conv tiled --fused --half-bank    # the FP16 bank: its AUC and time
+  train cuda_tiled_fused_gemm 90 --device cuda --conv tiled --fused --gemm custom  # the dense products our own: time
 else
-  for s in cuda cuda_cudnn cuda_tiled cuda_fused cuda_tiled_fused cuda_tf32 cuda_tiled_fused_two cuda_tiled_fused_half; do
+  for s in cuda cuda_cudnn cuda_tiled cuda_fused cuda_tiled_fused cuda_tf32 cuda_tiled_fused_two cuda_tiled_fused_half \
+           cuda_tiled_fused_gemm; do
     echo "SKIPPED: no GPU" > "$logs/train_$s.log"
   done
 fi
 # The static plan of the step (no GPU needed), fused and not: what the ncu rows are set against.
 "$bin" plan > "$logs/plan.txt" 2>&1; "$bin" plan --fused >> "$logs/plan.txt" 2>&1
 "$bin" plan --fused --conv tiled >> "$logs/plan.txt" 2>&1
+"$bin" plan --fused --conv tiled --gemm custom >> "$logs/plan.txt" 2>&1
 # The trainer's own cost per epoch on this machine's CPU (an engine that takes no time).
 stage host_overhead 60 build-gpu/host_overhead 200
 train cpu 150 --device cpu
@@ -215,6 +219,7 @@ ncu_run() {  # name skip count args...
 }
 ncu_run fused 200 30 --epochs 1 --fused
 ncu_run tiled_fused 200 30 --epochs 1 --fused --conv tiled
+ncu_run tiled_fused_gemm 200 30 --epochs 1 --fused --conv tiled --gemm custom
 
 # 6. PyTorch at its best: torch.compile (CUDA graphs on the GPU), the peer the 5 ms epoch is set against
 if [ $have_torch = 1 ]; then
@@ -231,10 +236,10 @@ cs=(compute-sanitizer --error-exitcode 9 --print-limit 20)
 if [ $have_gpu = 1 ] && command -v compute-sanitizer >/dev/null; then
   sanitizer_ok=1
   stage memcheck_train_fused 90 "${cs[@]}" --tool memcheck "$bin" train "${data_args[@]}" --epochs 2 --device cuda --quiet \
-    --fused --conv tiled --out "$logs/run_memcheck_fused"
+    --fused --conv tiled --gemm custom --out "$logs/run_memcheck_fused"
   stage memcheck_train 120 "${cs[@]}" --tool memcheck "$bin" train "${data_args[@]}" --epochs 2 --device cuda --quiet \
     --out "$logs/run_memcheck"
-  stage racecheck 90 "${cs[@]}" --tool racecheck build-gpu/tests/siamese_cuda_tests "[loss],[eval],[strong],[tail],[colsum],[pair]"
+  stage racecheck 90 "${cs[@]}" --tool racecheck build-gpu/tests/siamese_cuda_tests "[loss],[eval],[strong],[tail],[colsum],[pair],[gemm]"
 else
   for s in memcheck_train memcheck_train_fused memcheck_tests racecheck; do
     echo "SKIPPED: $( [ $have_gpu = 1 ] && echo 'compute-sanitizer not found' || echo 'no GPU')" > "$logs/$s.log"

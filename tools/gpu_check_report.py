@@ -77,11 +77,12 @@ def steady(e):
 
 
 # The reference recipe's GPU engines (FP32, batch 128): the runs set against the CPU, PyTorch and the 5 ms goal.
-REFERENCE_GPU = ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cuda_tiled_fused_two")
+REFERENCE_GPU = ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cuda_tiled_fused_two",
+                 "cuda_tiled_fused_gemm")
 runs = {}
 for name in ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cuda_tf32", "cuda_tiled_fused_two",
              "cuda_tiled_fused_half", "cpu", "strong_cuda", "strong_cpu", "cuda_b8192", "cuda_b8192_fused", "big_fp32",
-             "big_half"):
+             "big_half", "cuda_tiled_fused_gemm"):
     s = summary(name)
     if s is None:
         row(f"train {name}", why_not(f"train_{name}") or "no summary.json")
@@ -106,6 +107,7 @@ fused_ref = "cpu" if "cpu" in runs else "cuda"
 for name, ref, auc_tol, loss_tol in (("cuda", "cpu", 0.005, 3e-2), ("cuda_cudnn", "cpu", 0.005, 3e-2), ("cuda_tiled", "cpu", 0.005, 3e-2),
                                      ("cuda_fused", fused_ref, 0.005, 3e-2), ("cuda_tiled_fused", fused_ref, 0.005, 3e-2),
                                      ("cuda_tiled_fused_two", fused_ref, 0.005, 3e-2),
+                                     ("cuda_tiled_fused_gemm", fused_ref, 0.005, 3e-2),
                                      ("strong_cuda", "strong_cpu", 0.02, 1e-3)):
     if name not in runs or ref not in runs:
         continue
@@ -131,6 +133,16 @@ if "cuda_tiled_fused" in runs and "cuda_tiled_fused_two" in runs:
     res["two_streams_same_bits"] = same
     row("two streams vs one", f"s/epoch {two['seconds_per_epoch']:.4f} vs {one['seconds_per_epoch']:.4f} (tiled fused); "
         + ("test figures and losses identical" if same else "DIFFERENT test figures or losses: a race between the streams?"))
+
+# The dense products on the engine's own kernel (--gemm custom) against cuBLAS, the tiled fused step
+# both: other sums (fp32 rounding), so the agreement row above says whether it trains the same;
+# this one, what it saves an epoch.
+if "cuda_tiled_fused_gemm" in runs and "cuda_tiled_fused" in runs:
+    g, c = runs["cuda_tiled_fused_gemm"], runs["cuda_tiled_fused"]
+    res["custom_gemm_speedup"] = c["seconds_per_epoch"] / g["seconds_per_epoch"]
+    row("custom gemm vs cublas", f"s/epoch {g['seconds_per_epoch']:.4f} vs {c['seconds_per_epoch']:.4f}: "
+        f"{c['seconds_per_epoch'] / g['seconds_per_epoch']:.2f}x (tiled fused); test AUC {g['test']['auc']:.4f} vs "
+        f"{c['test']['auc']:.4f}")
 
 # The FP16 bank (--half-bank, an optional precision path): on ORL its test AUC against the FP32
 # run (the CPU measured the effect of the rounding: docs/gpu-speed.md), and its time; on the
@@ -255,11 +267,11 @@ def ncu_kernels(text):
 
 plan = re.findall(r"(?m)^(\d+) launches per step", read("plan.txt"))
 if plan:
-    row("plan (launches/step)", ", ".join(f"{w} {n}" for w, n in zip(("unfused", "fused", "tiled fused"), plan)))
+    row("plan (launches/step)", ", ".join(f"{w} {n}" for w, n in zip(("unfused", "fused", "tiled fused", "tiled fused gemm"), plan)))
 epoch_floor = re.findall(r"(?m)^\s+epoch\s+(\d+) launches\s+floor\s+([\d.]+) ms", read("plan.txt"))
 if epoch_floor:
     res["plan_epoch_floor_ms"] = [float(f) for _, f in epoch_floor]
-    row("plan (epoch floor)", ", ".join(f"{w} {f} ms ({n} launches)" for w, (n, f) in zip(("unfused", "fused", "tiled fused"), epoch_floor))
+    row("plan (epoch floor)", ", ".join(f"{w} {f} ms ({n} launches)" for w, (n, f) in zip(("unfused", "fused", "tiled fused", "tiled fused gemm"), epoch_floor))
         + " against the 5 ms goal")
 host = re.findall(r"(?m)^(no checkpoints|with checkpoints): .*?([\d.]+) us an epoch in all", read("host_overhead.log"))
 if host:
@@ -267,7 +279,7 @@ if host:
     row("host cost per epoch", ", ".join(f"{k} {v} us" for k, v in host) + " (host_overhead: an engine that takes no time)")
 else:
     row("host cost per epoch", why_not("host_overhead") or "no output")
-for name in ("reference", "tiled", "fused", "tiled_fused", "strong"):
+for name in ("reference", "tiled", "fused", "tiled_fused", "tiled_fused_gemm", "strong"):
     ks = ncu_kernels(read(f"ncu_{name}.csv"))
     res[f"ncu_{name}"] = ks
     if not ks:
@@ -315,9 +327,10 @@ def match_step(ks, plan):
 
 
 # The fused step measured (ncu, eager, clocks as found) kernel by kernel and in all against the plan's
-# floor for the same step (plan.txt's second and third tables: --fused, --fused --conv tiled).
+# floor for the same step (plan.txt's second to fourth tables: --fused, --fused --conv tiled, and
+# that with --gemm custom).
 floors = re.findall(r"(?m)^\s+total\s.*?([\d.]+) us$", read("plan.txt"))
-for name, which in (("fused", 1), ("tiled_fused", 2)):
+for name, which in (("fused", 1), ("tiled_fused", 2), ("tiled_fused_gemm", 3)):
     ks = res.get(f"ncu_{name}", [])
     steps = match_step(ks, plan_rows(read("plan.txt"), which))
     if steps:
