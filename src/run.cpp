@@ -436,7 +436,6 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     if (backend->name().rfind("cuda", 0) != 0) {  // the CPU engine: say which CUDA options it ignores
         std::string ignored;
         if (spec.fused) ignored += " --fused";
-        if (spec.tf32) ignored += " --tf32";
         if (spec.side_stream) ignored += " --side-stream";
         if (spec.conv != "custom") ignored += " --conv " + spec.conv;
         if (spec.gemm != "cublas") ignored += " --gemm " + spec.gemm;

@@ -185,7 +185,7 @@ TEST_CASE("CUDA engine options on the CPU engine are named as ignored, not silen
                                      "--quiet --out " + dir + "/run");
     REQUIRE(r.status == 0);
     // --half-bank is honoured on the CPU (it trains on the rounded pixels): not in the note.
-    CHECK(r.out.find("note: --fused --tf32 --side-stream --gemm custom: CUDA engine options, ignored on the CPU") !=
+    CHECK(r.out.find("note: --fused --side-stream --gemm custom: CUDA engine options, ignored on the CPU") !=
           std::string::npos);
 }
 

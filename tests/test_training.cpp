@@ -285,6 +285,29 @@ TEST_CASE("the trainer's whole-epoch path gives the bits of its batch-by-batch p
     CHECK(std::memcmp(p1.data(), p2.data(), p1.size() * sizeof(float)) == 0);
 }
 
+TEST_CASE("the CPU engine with --tf32 trains on the TF32 emulation, deterministically", "[training][tf32]") {
+    // EngineOptions::tf32 reaches the CPU twin (tests/test_twin.cpp checks the cuts themselves):
+    // an epoch differs from FP32's, and two runs give the same bits.
+    const Small small;
+    Recipe h;
+    h.net.in_h = small.bank.height;
+    h.net.in_w = small.bank.width;
+    h.seed = 6;
+    h.epochs = 1;
+    EngineOptions tf32;
+    tf32.tf32 = true;
+    auto train = [&](const EngineOptions& e) {
+        auto be = make_cpu_backend(h, e);
+        be->upload_images(small.bank);
+        be->set_params(glorot_init(make_layout(h.net), 6));
+        train_model(*be, small.split, h, TrainOptions{}, {});
+        return be->params();
+    };
+    const auto a = train(tf32), b = train(tf32), c = train(EngineOptions{});
+    CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+    CHECK(a != c);
+}
+
 TEST_CASE("a half bank (--half-bank) trains on the FP16-rounded pixels: the bits of an FP32 bank holding them", "[training][half]") {
     // EngineOptions::half_bank: the CPU engine trains on the FP16-rounded pixels, the floats the
     // CUDA engine's 16-bit bank widens to ([cuda] tests hold the GPU to the same bits). So a

@@ -1,11 +1,14 @@
 // The whole twin network (both branches, shared weights, dropout on) + contrastive loss,
 // checked against finite differences in double; the float network against the double one.
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
 
 #include "grad_check.hpp"
 #include "tensor_check.hpp"
 #include "cpu/loss.hpp"
 #include "cpu/twin.hpp"
+#include "siamese/tf32.hpp"
 #include "test_util.hpp"
 
 using namespace siamese;
@@ -93,6 +96,98 @@ TEST_CASE("float twin agrees with the double twin", "[twin]") {
     // fp32 with sums of up to ~1440 terms: relative error ~1e-6; 1e-4 bounds it with margin.
     CHECK(std::abs(lf - ld) / ld < 1e-4);
     CHECK(testutil::rel_error(gf, gd) < 1e-4);
+}
+
+// --tf32's cut, against an independent construction: the TF32 value (11 significant bits, the
+// float exponent range, subnormals multiples of 2^-136) of largest magnitude not above |f|.
+TEST_CASE("TF32 truncation keeps the first 10 fraction bits of every float", "[twin][tf32]") {
+    auto ref = [](float f) {
+        int e = 0;
+        std::frexp(double(f), &e);  // |f| = m 2^e, m in [0.5, 1)
+        const int q = std::max(e - 11, -136);
+        return float(std::ldexp(std::trunc(std::ldexp(double(f), -q)), q));  // exact: at most 11 bits
+    };
+    auto bits = [](float f) {
+        uint32_t u;
+        std::memcpy(&u, &f, sizeof u);
+        return u;
+    };
+    long checked = 0, bad = 0;
+    for (uint64_t u = 0; u < (1ull << 32); u += 4099) {  // all exponents, both signs
+        float f;
+        const uint32_t b = uint32_t(u);
+        std::memcpy(&f, &b, sizeof f);
+        if (!std::isfinite(f)) continue;
+        ++checked;
+        bad += bits(tf32_truncate(f)) != bits(ref(f));
+    }
+    CHECK(checked > 1000000);
+    CHECK(bad == 0);
+    CHECK(tf32_truncate(1.0f + 0x1p-10f) == 1.0f + 0x1p-10f);  // the last kept bit stays
+    CHECK(tf32_truncate(1.0f + 0x1p-11f) == 1.0f);            // the first cut one goes
+    CHECK(tf32_truncate(-0.0f) == 0.0f);
+    CHECK(std::signbit(tf32_truncate(-0.0f)));
+    CHECK(tf32_truncate(INFINITY) == INFINITY);
+    CHECK(tf32_truncate(-INFINITY) == -INFINITY);
+    float low_nan;  // a NaN whose payload lies only in the cut bits stays a NaN
+    const uint32_t nb = 0x7f800001u;
+    std::memcpy(&low_nan, &nb, sizeof low_nan);
+    CHECK(std::isnan(tf32_truncate(low_nan)));
+    CHECK(std::isnan(tf32_truncate(NAN)));
+}
+
+// --tf32 on the CPU: every dense product on operands cut to TF32, the bias gradients from the
+// uncut gradient. The float twin is held to the double twin making the same cuts (FP32's
+// rounding apart, they compute the same thing), and both stand apart from the FP32 twin by
+// TF32's error, an order of magnitude more.
+TEST_CASE("the TF32 emulation cuts the dense products' operands, not the bias gradients", "[twin][tf32]") {
+    const NetConfig cfg = NetConfig{};  // the reference recipe's shapes
+    const ParamLayout L = make_layout(cfg);
+    std::mt19937_64 r(23);
+    const auto pf = glorot_init(L, 6);
+    std::vector<double> pd(pf.begin(), pf.end());
+    std::vector<std::vector<double>> imd;
+    std::vector<std::vector<float>> imf;
+    for (int i = 0; i < 16; ++i) {
+        imd.push_back(testutil::random_vector(size_t(cfg.in_h) * cfg.in_w, r, 0, 1));
+        imf.emplace_back(imd.back().begin(), imd.back().end());
+    }
+    const std::vector<float> y = {1, 0, 1, 0, 1, 1, 0, 0};
+    auto grad_f = [&](bool tf32, std::vector<float>* demb, std::vector<float>* emb) {
+        CpuTwin<float> t(cfg);
+        t.set_tf32(tf32);
+        std::vector<float> e, g(L.total, std::nanf(""));
+        twin_loss(t, imf, pf.data(), y, true, &e);
+        if (emb) emb->assign(t.embeddings(), t.embeddings() + imf.size() * L.embed_dim());
+        t.backward(e.data(), pf.data(), g.data());
+        if (demb) *demb = e;
+        return g;
+    };
+    CpuTwin<double> td(cfg);
+    td.set_tf32(true);
+    std::vector<double> ed, gd(L.total, std::nan(""));
+    twin_loss(td, imd, pd.data(), y, true, &ed);
+    td.backward(ed.data(), pd.data(), gd.data());
+
+    std::vector<float> demb, emb;
+    const auto g_tf32 = grad_f(true, &demb, &emb), g_fp32 = grad_f(false, nullptr, nullptr);
+    const double same_cuts = testutil::rel_error(g_tf32, gd), tf32_vs_fp32 = testutil::rel_error(g_tf32, g_fp32);
+    INFO("float vs double with the same cuts " << same_cuts << ", TF32 vs FP32 " << tf32_vs_fp32);
+    // Uncut, float and double differ by ~4e-7 here. Cut, an operand whose float and double values
+    // straddle a TF32 boundary (~1e-4 of them: FP32's 1e-7 against TF32's 1e-3 steps) cuts a
+    // TF32 step apart in the two: ~1e-5 in the embeddings, ~1.0e-4 in the whole gradient (the
+    // weight gradients multiply two cut operands, after the backward's own cuts). Bound: 4e-4.
+    CHECK(same_cuts < 4e-4);
+    // Each operand loses up to 2^-10 (~5e-4 on average, always towards zero): ~3e-3 here.
+    CHECK(tf32_vs_fp32 > 1.2e-3);
+    // The last layer's bias gradient: demb where its ReLU passed (no dropout there), summed over
+    // the batch, uncut. Cut, it would be ~5e-4 off.
+    const int E = L.embed_dim(), n = int(imf.size());
+    std::vector<double> db(E, 0.0), got(E);
+    for (int i = 0; i < n; ++i)
+        for (int o = 0; o < E; ++o) db[o] += emb[size_t(i) * E + o] > 0 ? double(demb[size_t(i) * E + o]) : 0.0;
+    for (int o = 0; o < E; ++o) got[o] = g_tf32[L.dense_b.back() + o];
+    CHECK(testutil::rel_error(got, db) < 1e-5);
 }
 
 TEST_CASE("dropout: the rate of kept units, inverted scaling, identity at inference", "[twin]") {

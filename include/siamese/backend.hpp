@@ -55,8 +55,10 @@ struct EngineOptions {
     // the conv backward kernels, reductions and the state advance done by the kernels' last
     // blocks. Off by default until a GPU run has checked it (docs/gpu-speed.md).
     bool fused = false;
-    // CUDA: the dense layers' GEMMs on TF32 tensor cores (inputs rounded to a 10-bit mantissa).
-    // Off by default: an optional precision path, its accuracy effect measured by gpu_check.sh.
+    // The dense layers' products on TF32 operands (10 fraction bits): CUDA's cuBLAS GEMMs on
+    // tensor cores; the CPU engine emulates it (operands cut to TF32, siamese/tf32.hpp), which is
+    // how its accuracy effect was measured (docs/gpu-speed.md). Off by default: an optional
+    // precision path, its speed for gpu_check.sh to measure.
     bool tf32 = false;
     // CUDA: the dense layers' products on the engine's own kernel (cuda/gemm_phases.hpp: one
     // launch each, split along K with a fixed-order reduction) instead of cuBLAS (--gemm custom;

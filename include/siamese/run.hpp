@@ -81,7 +81,7 @@ struct RunSpec {
     std::string conv = "custom";  // CUDA convolutions: custom or cudnn
     bool graphs = true, profile = false;
     bool fused = false;           // CUDA: the fused step (EngineOptions::fused)
-    bool tf32 = false;            // CUDA: TF32 GEMMs (EngineOptions::tf32)
+    bool tf32 = false;            // TF32 dense products (CUDA; emulated on the CPU: EngineOptions::tf32)
     std::string gemm = "cublas";  // CUDA: the dense products, cublas or custom (EngineOptions::custom_gemm)
     bool side_stream = false;     // CUDA: the weight gradients on a second stream (EngineOptions::side_stream)
     bool half_bank = false;       // the image bank in FP16 (EngineOptions::half_bank; the CPU rounds alike)

@@ -109,8 +109,9 @@ Runner add_train(CLI::App& app) {
                   "CUDA: the fused step (10 launches a step for the reference recipe instead of 25; `siamese plan --fused`); "
                   "not yet checked on a GPU");
     sub->add_flag("--tf32", r->tf32,
-                  "CUDA: the dense layers' GEMMs on TF32 tensor cores (inputs rounded to 10 mantissa bits); its effect on "
-                  "accuracy is not yet measured (tools/gpu_check.sh compares it with FP32)");
+                  "The dense layers' products on TF32 operands (10 fraction bits): CUDA on tensor cores, the CPU emulates "
+                  "it (each operand cut to TF32, FP32 sums) to measure its accuracy: no loss on unseen ORL people "
+                  "(docs/gpu-speed.md); not yet run on a GPU");
     sub->add_option("--gemm", r->gemm,
                     "CUDA: the dense layers' products on cublas, or custom (the engine's own split-K kernel: one launch "
                     "each, FP32, deterministic); not yet measured on a GPU")

@@ -32,6 +32,7 @@ public:
 #endif
         profile_ = e.profile;
         half_bank_ = e.half_bank;
+        twin_.set_tf32(e.tf32);
         if (profile_) twin_.set_profile(&times_);
         params_.assign(L_.total, 0.0f);
         grad_.assign(L_.total, 0.0f);

@@ -229,18 +229,24 @@ void dense_grad(T* out, const T* a, size_t a_row, size_t a_k, const T* b, size_t
     }
 }
 
-// dense_backward_plain's result (the same bits), with the sums kept in registers: dX = dY . W
-// over o, dW = dY^T . X over n, each in the plain loops' order.
+// db (O) = sum_n dY, each column summed over n in order (dense_backward_plain's sums).
 template <class T>
-void dense_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt, int N, int I, int O) {
-    if (dX) dense_grad(dX, dY, size_t(O), size_t(1), Wt, size_t(I), N, I, O);
-    dense_grad(dW, dY, size_t(1), size_t(O), X, size_t(I), O, I, N);
+void dense_bias_grad(T* db, const T* dY, int N, int O) {
 #pragma omp parallel for schedule(static)
     for (int o = 0; o < O; ++o) {
         T sb = 0;
         for (int n = 0; n < N; ++n) sb += dY[size_t(n) * O + o];
         db[o] = sb;
     }
+}
+
+// dense_backward_plain's result (the same bits), with the sums kept in registers: dX = dY . W
+// over o, dW = dY^T . X over n, each in the plain loops' order. db is skipped when null.
+template <class T>
+void dense_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt, int N, int I, int O) {
+    if (dX) dense_grad(dX, dY, size_t(O), size_t(1), Wt, size_t(I), N, I, O);
+    dense_grad(dW, dY, size_t(1), size_t(O), X, size_t(I), O, I, N);
+    if (db) dense_bias_grad(db, dY, N, O);
 }
 
 }  // namespace siamese

@@ -13,6 +13,7 @@
 #include "cpu/phase_clock.hpp"
 #include "siamese/network.hpp"
 #include "siamese/rules.hpp"
+#include "siamese/tf32.hpp"
 
 namespace siamese {
 
@@ -24,6 +25,9 @@ public:
     const ParamLayout& layout() const { return L_; }
     // Time the phases of forward and backward into *times (null: don't).
     void set_profile(PhaseTimes* times) { times_ = times; }
+    // --tf32's emulation: every dense product (forward, and both of the backward) on operands
+    // cut to TF32 (siamese/tf32.hpp), as the CUDA engine's cuBLAS GEMMs read them.
+    void set_tf32(bool on) { tf32_ = on; }
     int n() const { return n_; }
     // (n, E): the last dense layer's output, L2-normalised when the recipe asks for it.
     const T* embeddings() const { return cfg_.l2_normalize ? emb_.data() : dense_out_.back().data(); }
@@ -65,7 +69,13 @@ public:
             const DenseShape& d = L_.dense[l];
             const bool last = l + 1 == L_.dense.size();
             timed(times_, "dense forward", [&] {
-                dense_forward(dense_act_[l].data(), x, params + L_.dense_w[l], params + L_.dense_b[l], n, d.in, d.out,
+                const T* w = params + L_.dense_w[l];
+                const T* xin = x;
+                if (tf32_) {
+                    xin = tf32_copy(tf32_a_, x, size_t(n) * d.in);
+                    w = tf32_copy(tf32_w_, w, size_t(d.in) * d.out);
+                }
+                dense_forward(dense_act_[l].data(), xin, w, params + L_.dense_b[l], n, d.in, d.out,
                               !last || cfg_.embed_relu);
             });
             const float rate = train && !last ? cfg_.dense_dropout : 0.0f;
@@ -95,8 +105,18 @@ public:
             const T* x = l > 0 ? dense_out_[l - 1].data() : conv_output(int(L_.conv.size()) - 1);
             dx.resize(size_t(n) * d.in);
             timed(times_, "dense backward", [&] {
-                dense_backward(dx.data(), grad + L_.dense_w[l], grad + L_.dense_b[l], dy.data(), x,
-                               params + L_.dense_w[l], n, d.in, d.out);
+                if (!tf32_) {
+                    dense_backward(dx.data(), grad + L_.dense_w[l], grad + L_.dense_b[l], dy.data(), x,
+                                   params + L_.dense_w[l], n, d.in, d.out);
+                    return;
+                }
+                // The products on the cut operands; the bias gradient (a column sum, FP32 on the GPU
+                // too) from dy as it is.
+                const T* dyr = tf32_copy(tf32_d_, dy.data(), dy.size());
+                const T* xr = tf32_copy(tf32_a_, x, size_t(n) * d.in);
+                const T* wr = tf32_copy(tf32_w_, params + L_.dense_w[l], size_t(d.in) * d.out);
+                dense_backward(dx.data(), grad + L_.dense_w[l], static_cast<T*>(nullptr), dyr, xr, wr, n, d.in, d.out);
+                dense_bias_grad(grad + L_.dense_b[l], dy.data(), n, d.out);
             });
             dy.swap(dx);
         }
@@ -173,6 +193,13 @@ private:
         }
     }
 
+    // in[0..count) cut to TF32 into buf (grown as needed); returns buf's data.
+    static const T* tf32_copy(std::vector<T>& buf, const T* in, size_t count) {
+        if (buf.size() < count) buf.resize(count);
+        tf32_truncate(buf.data(), in, count);
+        return buf.data();
+    }
+
     NetConfig cfg_;
     ParamLayout L_;
     int n_ = 0;
@@ -189,6 +216,8 @@ private:
     std::vector<std::vector<uint8_t>> conv_arg_;
     std::vector<std::vector<T>> dense_act_, dense_out_, dense_mask_;
     std::vector<T> partial_, emb_, norm_;
+    std::vector<T> tf32_a_, tf32_w_, tf32_d_;  // --tf32: the cut operands of one product
+    bool tf32_ = false;
     PhaseTimes* times_ = nullptr;
 };
 
