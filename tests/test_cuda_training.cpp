@@ -315,6 +315,15 @@ TEST_CASE("TF32 GEMMs (--tf32): the first gradient within TF32's rounding of the
     const auto gg = gpu->last_gradient();
     REQUIRE(cudatest::all_finite(gg));
     testutil::check_per_tensor(make_layout(h.net), gg, cpu->last_gradient(), 2e-2);
+    // How far cuBLAS's TF32 lies from the CPU's emulation (operands cut toward zero) and from
+    // FP32: a record for docs/gpu-speed.md (nearer the emulation: cuBLAS truncates too; as far
+    // from both: it rounds to nearest), not a check.
+    EngineOptions emulated;
+    emulated.tf32 = true;
+    auto cpu_tf32 = make_cpu_backend(h, emulated);
+    run_steps(*cpu_tf32, s, 1, 16, 17);
+    std::printf("tf32: first gradient of the GPU vs the CPU's FP32 %.3g, vs the CPU's TF32 emulation %.3g\n",
+                testutil::rel_error(gg, cpu->last_gradient()), testutil::rel_error(gg, cpu_tf32->last_gradient()));
 }
 
 TEST_CASE("a run of CUDA steps replayed as one graph gives the bits of the steps one by one", "[cuda][training][run]") {

@@ -136,8 +136,13 @@ wheel_lib=$(python3 -c "import nvidia.cudnn as m, os; print(os.path.join(list(m.
 # Two OpenMP threads a test: 8 tests at once with one thread per core each oversubscribed 16
 # cores and timed out three CPU tests at 120 s (2026-11-29).
 only=(); [ "$quick" = 1 ] && only=(-L cuda)
-OMP_NUM_THREADS=2 stage ctest 200 ctest --test-dir build-gpu -j"$(( jobs < 8 ? jobs : 8 ))" --timeout 120 --output-on-failure "${only[@]}"
+# -V: every test's output in the log, passed ones too, for the records some [cuda] tests print.
+OMP_NUM_THREADS=2 stage ctest 200 ctest --test-dir build-gpu -j"$(( jobs < 8 ? jobs : 8 ))" --timeout 120 -V "${only[@]}"
 row "ctest" "$(grep -E 'tests passed' "$logs/ctest.log" | tail -1 || echo 'no summary')"
+# Records printed by [cuda] tests: cuBLAS's TF32 against the CPU's emulations, and the captured
+# step's kernel nodes against the plan (library calls included).
+row "tf32 vs cpu emulation" "$(grep -oE 'tf32: first gradient.*' "$logs/ctest.log" | head -1 || true)"
+row "captured kernel nodes" "$(grep -oE '[a-z+]+: [0-9]+ kernel nodes in the captured step, plan [0-9]+ launches \([0-9]+ library calls\)' "$logs/ctest.log" | sed 's/ in the captured step, plan/ vs plan/; s/ launches//' | tr '\n' ';' || true)"
 
 # 3. the reference recipe: GPU custom, GPU cuDNN, GPU tiled, CPU (same seed, same pairs)
 train() {  # name limit args...
