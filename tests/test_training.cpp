@@ -285,25 +285,32 @@ TEST_CASE("the trainer's whole-epoch path gives the bits of its batch-by-batch p
     CHECK(std::memcmp(p1.data(), p2.data(), p1.size() * sizeof(float)) == 0);
 }
 
-TEST_CASE("the CPU engine with --tf32 trains on the TF32 emulation, deterministically", "[training][tf32]") {
-    // EngineOptions::tf32 reaches the CPU twin (tests/test_twin.cpp checks the cuts themselves):
-    // an epoch differs from FP32's, and two runs give the same bits.
-    const Small small;
+namespace {
+// One epoch (seed 6) of the small pairs on a CPU engine trained on `bank`: its weights and the
+// bank's embeddings after it.
+std::pair<std::vector<float>, std::vector<float>> one_epoch(const Small& small, const ImageBank& bank,
+                                                            const EngineOptions& e) {
     Recipe h;
     h.net.in_h = small.bank.height;
     h.net.in_w = small.bank.width;
     h.seed = 6;
     h.epochs = 1;
+    auto be = make_cpu_backend(h, e);
+    be->upload_images(bank);
+    be->set_params(glorot_init(make_layout(h.net), 6));
+    train_model(*be, small.split, h, TrainOptions{}, {});
+    return {be->params(), be->embed_bank()};
+}
+}  // namespace
+
+TEST_CASE("the CPU engine with --tf32 trains on the TF32 emulation, deterministically", "[training][tf32]") {
+    // EngineOptions::tf32 reaches the CPU twin (tests/test_twin.cpp checks the cuts themselves):
+    // an epoch differs from FP32's, and two runs give the same bits.
+    const Small small;
     EngineOptions tf32;
     tf32.tf32 = true;
-    auto train = [&](const EngineOptions& e) {
-        auto be = make_cpu_backend(h, e);
-        be->upload_images(small.bank);
-        be->set_params(glorot_init(make_layout(h.net), 6));
-        train_model(*be, small.split, h, TrainOptions{}, {});
-        return be->params();
-    };
-    const auto a = train(tf32), b = train(tf32), c = train(EngineOptions{});
+    const auto a = one_epoch(small, small.bank, tf32).first, b = one_epoch(small, small.bank, tf32).first,
+               c = one_epoch(small, small.bank, EngineOptions{}).first;
     CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
     CHECK(a != c);
 }
@@ -316,21 +323,10 @@ TEST_CASE("a half bank (--half-bank) trains on the FP16-rounded pixels: the bits
     const Small small;
     const ImageBank rounded = half_rounded(small.bank);
     REQUIRE(rounded.pixels != small.bank.pixels);
-    Recipe h;
-    h.net.in_h = small.bank.height;
-    h.net.in_w = small.bank.width;
-    h.seed = 6;
-    h.epochs = 1;
     EngineOptions half;
     half.half_bank = true;
-    auto train = [&](const ImageBank& bank, const EngineOptions& e) {
-        auto be = make_cpu_backend(h, e);
-        be->upload_images(bank);
-        be->set_params(glorot_init(make_layout(h.net), 6));
-        train_model(*be, small.split, h, TrainOptions{}, {});
-        return std::make_pair(be->params(), be->embed_bank());
-    };
-    const auto a = train(small.bank, half), b = train(rounded, EngineOptions{}), c = train(small.bank, EngineOptions{});
+    const auto a = one_epoch(small, small.bank, half), b = one_epoch(small, rounded, EngineOptions{}),
+               c = one_epoch(small, small.bank, EngineOptions{});
     CHECK(std::memcmp(a.first.data(), b.first.data(), a.first.size() * sizeof(float)) == 0);
     CHECK(std::memcmp(a.second.data(), b.second.data(), a.second.size() * sizeof(float)) == 0);
     CHECK(a.first != c.first);

@@ -72,20 +72,38 @@ TEST_CASE("whole twin network gradient matches finite differences without conv d
     check_twin_gradient(cfg, 22);
 }
 
+namespace {
+// The reference recipe's Glorot weights (seed `weights`) and n random images in [0, 1) (drawn
+// from `images`), in float and the same values in double.
+struct TwinInputs {
+    std::vector<float> pf;
+    std::vector<double> pd;
+    std::vector<std::vector<float>> imf;
+    std::vector<std::vector<double>> imd;
+};
+TwinInputs twin_inputs(const NetConfig& cfg, uint64_t images, uint64_t weights, int n) {
+    TwinInputs in;
+    std::mt19937_64 r(images);
+    in.pf = glorot_init(make_layout(cfg), weights);
+    in.pd.assign(in.pf.begin(), in.pf.end());
+    for (int i = 0; i < n; ++i) {
+        in.imd.push_back(testutil::random_vector(size_t(cfg.in_h) * cfg.in_w, r, 0, 1));
+        in.imf.emplace_back(in.imd.back().begin(), in.imd.back().end());
+    }
+    return in;
+}
+}  // namespace
+
 TEST_CASE("float twin agrees with the double twin", "[twin]") {
     const NetConfig cfg = NetConfig{};  // the reference recipe's shapes
     CpuTwin<double> td(cfg);
     CpuTwin<float> tf(cfg);
     const ParamLayout& L = td.layout();
-    std::mt19937_64 r(22);
-    const auto pf = glorot_init(L, 5);
-    std::vector<double> pd(pf.begin(), pf.end());
-    std::vector<std::vector<double>> imd;
-    std::vector<std::vector<float>> imf;
-    for (int i = 0; i < 8; ++i) {
-        imd.push_back(testutil::random_vector(size_t(cfg.in_h) * cfg.in_w, r, 0, 1));
-        imf.emplace_back(imd.back().begin(), imd.back().end());
-    }
+    const TwinInputs in = twin_inputs(cfg, 22, 5, 8);
+    const std::vector<float>& pf = in.pf;
+    const std::vector<double>& pd = in.pd;
+    const auto& imf = in.imf;
+    const auto& imd = in.imd;
     const std::vector<float> y = {1, 0, 1, 0};
     std::vector<double> ed, gd(L.total);
     std::vector<float> ef, gf(L.total);
@@ -143,15 +161,11 @@ TEST_CASE("TF32 truncation keeps the first 10 fraction bits of every float", "[t
 TEST_CASE("the TF32 emulation cuts the dense products' operands, not the bias gradients", "[twin][tf32]") {
     const NetConfig cfg = NetConfig{};  // the reference recipe's shapes
     const ParamLayout L = make_layout(cfg);
-    std::mt19937_64 r(23);
-    const auto pf = glorot_init(L, 6);
-    std::vector<double> pd(pf.begin(), pf.end());
-    std::vector<std::vector<double>> imd;
-    std::vector<std::vector<float>> imf;
-    for (int i = 0; i < 16; ++i) {
-        imd.push_back(testutil::random_vector(size_t(cfg.in_h) * cfg.in_w, r, 0, 1));
-        imf.emplace_back(imd.back().begin(), imd.back().end());
-    }
+    const TwinInputs in = twin_inputs(cfg, 23, 6, 16);
+    const std::vector<float>& pf = in.pf;
+    const std::vector<double>& pd = in.pd;
+    const auto& imf = in.imf;
+    const auto& imd = in.imd;
     const std::vector<float> y = {1, 0, 1, 0, 1, 1, 0, 0};
     auto grad_f = [&](bool tf32, std::vector<float>* demb, std::vector<float>* emb) {
         CpuTwin<float> t(cfg);
