@@ -440,6 +440,9 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
         if (spec.conv != "custom") ignored += " --conv " + spec.conv;
         if (spec.gemm != "cublas") ignored += " --gemm " + spec.gemm;
         if (!ignored.empty()) std::fprintf(stderr, "note:%s: CUDA engine options, ignored on the CPU\n", ignored.c_str());
+        if (spec.tf32)
+            std::fprintf(stderr, "note: --tf32 on the CPU is an emulation (TF32 operands, FP32 arithmetic): it measures "
+                                 "TF32's accuracy, and is slower, not faster\n");
     }
     prepare_out_dir(out);
     const FolderLock lock(out);

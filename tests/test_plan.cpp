@@ -184,9 +184,11 @@ TEST_CASE("CUDA engine options on the CPU engine are named as ignored, not silen
                                      "--epochs 1 --downsample 4 --device cpu --threads 1 --fused --tf32 --side-stream --half-bank --gemm custom "
                                      "--quiet --out " + dir + "/run");
     REQUIRE(r.status == 0);
-    // --half-bank is honoured on the CPU (it trains on the rounded pixels): not in the note.
+    // --half-bank and --tf32 are honoured on the CPU (the rounded pixels, the cut operands): not in the note.
     CHECK(r.out.find("note: --fused --side-stream --gemm custom: CUDA engine options, ignored on the CPU") !=
           std::string::npos);
+    // --tf32 is emulated on the CPU (tests/test_twin.cpp): said so, since it is slower there.
+    CHECK(r.out.find("note: --tf32 on the CPU is an emulation") != std::string::npos);
 }
 
 TEST_CASE("the weight gradients that overlap the input-gradient chain are on the second stream", "[plan]") {
