@@ -141,8 +141,9 @@ OMP_NUM_THREADS=2 stage ctest 200 ctest --test-dir build-gpu -j"$(( jobs < 8 ? j
 row "ctest" "$(grep -E 'tests passed' "$logs/ctest.log" | tail -1 || echo 'no summary')"
 # Records printed by [cuda] tests: cuBLAS's TF32 against the CPU's emulations, and the captured
 # step's kernel nodes against the plan (library calls included).
-row "tf32 vs cpu emulation" "$(grep -oE 'tf32: first gradient.*' "$logs/ctest.log" | head -1 || true)"
-row "captured kernel nodes" "$(grep -oE '[a-z+]+: [0-9]+ kernel nodes in the captured step, plan [0-9]+ launches \([0-9]+ library calls\)' "$logs/ctest.log" | sed 's/ in the captured step, plan/ vs plan/; s/ launches//' | tr '\n' ';' || true)"
+printed() { [ -n "$1" ] && echo "$1" || echo "not printed (the test was skipped or failed)"; }
+row "tf32 vs cpu emulation" "$(printed "$(grep -oE 'tf32: first gradient.*' "$logs/ctest.log" | head -1)")"
+row "captured kernel nodes" "$(printed "$(grep -oE '[a-z+]+: [0-9]+ kernel nodes in the captured step, plan [0-9]+ launches \([0-9]+ library calls\)' "$logs/ctest.log" | sed 's/ in the captured step, plan/ vs plan/; s/ launches//' | tr '\n' ';')")"
 
 # 3. the reference recipe: GPU custom, GPU cuDNN, GPU tiled, CPU (same seed, same pairs)
 train() {  # name limit args...
