@@ -44,11 +44,7 @@ std::vector<CvFold> run_cv(const CvSpec& spec, CvObserver& observer) {
     if (spec.folds < 2 || spec.folds > n / 2)
         throw UsageError("--folds " + std::to_string(spec.folds) + ": must be 2.." + std::to_string(n / 2) + " for " +
                          std::to_string(n) + " people (at least two test people a fold)");
-    EngineOptions engine;
-    engine.device = spec.device;
-    engine.threads = spec.threads;
-    engine.conv = parse_conv_algo(spec.conv);
-    engine.graphs = spec.graphs;
+    const EngineOptions engine = engine_options(spec.engine);
     std::vector<CvFold> out;
     for (int f = 0; f < spec.folds; ++f) {
         CvFold fold;
@@ -79,6 +75,7 @@ std::vector<CvFold> run_cv(const CvSpec& spec, CvObserver& observer) {
         const Recipe h = make_recipe(a, bank.height, bank.width, steps_per_epoch(a, split));
         auto backend = make_backend(h, engine);
         fold.device = backend->name();
+        if (f == 0) note_cpu_engine_flags(fold.device, spec.engine);
         backend->upload_images(bank);
         backend->set_params(glorot_init(backend->layout(), a.seed));
         TrainCallbacks cb;

@@ -353,6 +353,35 @@ nlohmann::json epoch_json(const EpochStats& s) {
 
 }  // namespace
 
+EngineOptions engine_options(const EngineFlags& f) {
+    if (f.gemm != "cublas" && f.gemm != "custom") throw UsageError("--gemm must be cublas or custom, not '" + f.gemm + "'");
+    EngineOptions e;
+    e.device = f.device;
+    e.threads = f.threads;
+    e.conv = parse_conv_algo(f.conv);
+    e.graphs = f.graphs;
+    e.profile = f.profile;
+    e.fused = f.fused;
+    e.tf32 = f.tf32;
+    e.custom_gemm = f.gemm == "custom";
+    e.side_stream = f.side_stream;
+    e.half_bank = f.half_bank;
+    return e;
+}
+
+void note_cpu_engine_flags(const std::string& engine_name, const EngineFlags& f) {
+    if (engine_name.rfind("cuda", 0) == 0) return;
+    std::string ignored;
+    if (f.fused) ignored += " --fused";
+    if (f.side_stream) ignored += " --side-stream";
+    if (f.conv != "custom") ignored += " --conv " + f.conv;
+    if (f.gemm != "cublas") ignored += " --gemm " + f.gemm;
+    if (!ignored.empty()) std::fprintf(stderr, "note:%s: CUDA engine options, ignored on the CPU\n", ignored.c_str());
+    if (f.tf32)
+        std::fprintf(stderr, "note: --tf32 on the CPU is an emulation (TF32 operands, FP32 arithmetic): it measures "
+                             "TF32's accuracy, and is slower, not faster\n");
+}
+
 std::vector<int> training_people(const PairSplit& split, const ImageBank& bank) {
     std::vector<int> fit = split.train_people;
     if (fit.empty())  // the tutorial protocol: its test pairs reuse the training people's images
@@ -408,17 +437,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
         throw UsageError(p);
     }
     const Preprocess pp = preprocess_of(a);
-    EngineOptions engine;
-    engine.device = spec.device;
-    engine.threads = spec.threads;
-    engine.conv = parse_conv_algo(spec.conv);
-    engine.graphs = spec.graphs;
-    engine.profile = spec.profile;
-    engine.fused = spec.fused;
-    engine.tf32 = spec.tf32;
-    engine.custom_gemm = spec.gemm == "custom";
-    engine.side_stream = spec.side_stream;
-    engine.half_bank = spec.half_bank;
+    const EngineOptions engine = engine_options(spec.engine);
 
     // Everything that can be wrong with the input is found before the output folder is touched.
     const ImageBank bank = load_bank(a, pp);
@@ -433,17 +452,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
                         resumed.data_fingerprint + "; now: " + fingerprint + ")");
     // The engine before the folder: no GPU must not leave an empty output folder behind.
     auto backend = make_backend(h, engine);
-    if (backend->name().rfind("cuda", 0) != 0) {  // the CPU engine: say which CUDA options it ignores
-        std::string ignored;
-        if (spec.fused) ignored += " --fused";
-        if (spec.side_stream) ignored += " --side-stream";
-        if (spec.conv != "custom") ignored += " --conv " + spec.conv;
-        if (spec.gemm != "cublas") ignored += " --gemm " + spec.gemm;
-        if (!ignored.empty()) std::fprintf(stderr, "note:%s: CUDA engine options, ignored on the CPU\n", ignored.c_str());
-        if (spec.tf32)
-            std::fprintf(stderr, "note: --tf32 on the CPU is an emulation (TF32 operands, FP32 arithmetic): it measures "
-                                 "TF32's accuracy, and is slower, not faster\n");
-    }
+    note_cpu_engine_flags(backend->name(), spec.engine);
     prepare_out_dir(out);
     const FolderLock lock(out);
     backend->upload_images(bank);
@@ -540,7 +549,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
                                                    kDefaultDraws, a.seed, false);
         outcome.identified = true;
     }
-    if (spec.profile) outcome.profile = backend->profile_report();
+    if (spec.engine.profile) outcome.profile = backend->profile_report();
     observer.evaluated(outcome);
 
     Model m;

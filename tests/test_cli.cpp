@@ -130,6 +130,39 @@ TEST_CASE("synth, train, verify and eval work end to end", "[cli][training]") {
     CHECK(nlohmann::json::parse(d.out)["oneshot_draws"] == 3);
 }
 
+TEST_CASE("cv takes train's engine options: precision options reach every fold, CUDA-only ones are named", "[cli][tf32][half]") {
+    // 2 folds of 4 generated people, 1 epoch at quarter resolution: the options' path is what counts.
+    const std::string dir = testutil::temp_dir("cv_engine");
+    REQUIRE(run_cli("synth --out " + dir + "/faces --people 8 --images 4").status == 0);
+    auto cv = [&](const std::string& flags) {
+        const auto r = run_cli("cv --data " + dir + "/faces --folds 2 --epochs 1 --downsample 4 --device cpu --threads 2 --json " +
+                               flags);
+        INFO(flags << "\n" << r.out);
+        REQUIRE(r.status == 0);
+        return std::make_pair(nlohmann::json::parse(r.out.substr(r.out.find('{'))), r.out);
+    };
+    const auto plain = cv(""), tf32 = cv("--tf32"), half = cv("--half-bank"), fused = cv("--fused --gemm custom --no-graphs");
+    for (const auto* run : {&tf32, &half}) {
+        for (int f = 0; f < 2; ++f) {
+            // The learned model trained otherwise; the pixel baseline (the bank as loaded) did not change.
+            CHECK(run->first["folds"][f]["learned"]["test"] != plain.first["folds"][f]["learned"]["test"]);
+            CHECK(run->first["folds"][f]["pixels"]["test"] == plain.first["folds"][f]["pixels"]["test"]);
+        }
+    }
+    CHECK(tf32.second.find("note: --tf32 on the CPU is an emulation") != std::string::npos);
+    // CUDA-only options: the CPU's results exactly, and one note naming them (not one a fold).
+    for (int f = 0; f < 2; ++f) {
+        nlohmann::json a = fused.first["folds"][f], b = plain.first["folds"][f];
+        a.erase("seconds_per_epoch");
+        b.erase("seconds_per_epoch");
+        CHECK(a == b);
+    }
+    const std::string note = "note: --fused --gemm custom: CUDA engine options, ignored on the CPU";
+    const size_t at = fused.second.find(note);
+    CHECK(at != std::string::npos);
+    CHECK(fused.second.find(note, at + 1) == std::string::npos);
+}
+
 TEST_CASE("asking for cuda without a usable GPU is a device error (exit 4), not a data error", "[cli]") {
     std::string why;
     if (siamese::cuda_device_available(&why)) {

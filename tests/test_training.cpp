@@ -136,8 +136,8 @@ TEST_CASE("a whole training run is one library call, observed as it goes", "[tra
     spec.recipe.test_people = "3-4";
     spec.recipe.epochs = 2;
     spec.recipe.downsample = 4;  // 28 x 23: the run's course is what is checked, not the image size
-    spec.device = "cpu";
-    spec.threads = 1;
+    spec.engine.device = "cpu";
+    spec.engine.threads = 1;
     spec.out = dir + "/run";
     struct Seen : RunObserver {
         RunStart start;

@@ -23,9 +23,7 @@ struct CvSpec {
     // method "validation"): the figure to choose a lever by, so that every choice leaves the
     // test people unseen. 0: none.
     int val_people = 0;
-    std::string device = "auto", conv = "custom";
-    int threads = 0;
-    bool graphs = true;
+    EngineFlags engine;  // --profile has no effect here
 };
 
 // One method's figures on one fold.

@@ -73,18 +73,27 @@ std::string recipe_problem(const RecipeOptions& r);
 // "92x112" -> 92, 112 (each 1..16384, digits only); false when malformed.
 bool parse_image_size(const std::string& s, int* w, int* h);
 
-// How this process runs it (not saved): the engine, the folders, a testing aid.
-struct RunSpec {
-    RecipeOptions recipe;
+// The engine options of train and cv as the command line gives them (not saved with a run).
+struct EngineFlags {
     std::string device = "auto";  // auto, cpu or cuda
     int threads = 0;              // CPU threads (0: all cores)
-    std::string conv = "custom";  // CUDA convolutions: custom or cudnn
+    std::string conv = "custom";  // CUDA convolutions: custom, cudnn or tiled
     bool graphs = true, profile = false;
     bool fused = false;           // CUDA: the fused step (EngineOptions::fused)
     bool tf32 = false;            // TF32 dense products (CUDA; emulated on the CPU: EngineOptions::tf32)
     std::string gemm = "cublas";  // CUDA: the dense products, cublas or custom (EngineOptions::custom_gemm)
     bool side_stream = false;     // CUDA: the weight gradients on a second stream (EngineOptions::side_stream)
     bool half_bank = false;       // the image bank in FP16 (EngineOptions::half_bank; the CPU rounds alike)
+};
+EngineOptions engine_options(const EngineFlags& f);
+// For a CPU engine (`engine_name` not "cuda..."): notes on stderr naming the CUDA-only options
+// given, which it ignores, and saying that --tf32 is emulated there.
+void note_cpu_engine_flags(const std::string& engine_name, const EngineFlags& f);
+
+// How this process runs it (not saved): the engine, the folders, a testing aid.
+struct RunSpec {
+    RecipeOptions recipe;
+    EngineFlags engine;
     std::string out = "run";
     std::string command;          // as typed, for summary.json and the report (informational)
     std::string resume;           // a run folder to continue (then recipe and out come from it)

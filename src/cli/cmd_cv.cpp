@@ -98,15 +98,10 @@ Runner add_cv(CLI::App& app) {
         ->capture_default_str()->check(CLI::Range(0, 1000));
     sub->add_option("--pca-components", spec->pca_components, "Eigenface baseline: principal components")
         ->capture_default_str()->check(CLI::Range(1, 4096));
-    auto engine = std::make_shared<EngineArgs>();
-    add_engine_options(sub, *engine);
-    sub->add_option("--conv", spec->conv, "CUDA convolutions: custom (fused kernels), cudnn, or tiled (the fused kernels with each image in shared memory; not yet measured on a GPU)")->capture_default_str()
-        ->check(CLI::IsMember({"custom", "cudnn", "tiled"}));
+    add_engine_flags(sub, spec->engine);
     sub->add_flag("--json", *json, "Print one JSON object (per fold and mean/sd of every figure) instead of the table");
     sub->add_flag("--quiet", *quiet, "Print only the summary");
-    return [spec, engine, json, quiet, no_baselines, sub]() {
-        spec->device = engine->device;
-        spec->threads = engine->threads;
+    return [spec, json, quiet, no_baselines, sub]() {
         spec->baselines = !*no_baselines;
         if (sub->count("--protocol") || sub->count("--train-people") || sub->count("--test-people"))
             throw UsageError("cv chooses the train and test people itself (--folds); --protocol/--train-people/--test-people do not apply");

@@ -91,47 +91,23 @@ private:
 Runner add_train(CLI::App& app) {
     auto* sub = app.add_subcommand("train", "Train a Siamese network and report honest test figures");
     auto spec = std::make_shared<RunSpec>();
-    auto quiet = std::make_shared<bool>(false), no_graphs = std::make_shared<bool>(false);
+    auto quiet = std::make_shared<bool>(false);
     RecipeOptions* a = &spec->recipe;
     RunSpec* r = spec.get();
     add_recipe_options(sub, *a);
     sub->add_option("--checkpoint-every", a->checkpoint_every,
                     "Also save the training state every N steps (it is always saved at every epoch end)")
         ->capture_default_str()->check(CLI::NonNegativeNumber);
-    auto engine = std::make_shared<EngineArgs>();
-    add_engine_options(sub, *engine);
+    add_engine_flags(sub, r->engine);
     sub->add_option("--out", r->out, "Output folder")->capture_default_str();
     sub->add_option("--resume", r->resume, "Continue the run saved in this folder (its state.safetensors); other training options are taken from it");
-    sub->add_option("--conv", r->conv, "CUDA convolutions: custom (fused kernels), cudnn, or tiled (the fused kernels with each image in shared memory; not yet measured on a GPU)")->capture_default_str()
-        ->check(CLI::IsMember({"custom", "cudnn", "tiled"}));
-    sub->add_flag("--no-graphs", *no_graphs, "CUDA: launch every kernel instead of replaying a captured graph");
-    sub->add_flag("--fused", r->fused,
-                  "CUDA: the fused step (10 launches a step for the reference recipe instead of 25; `siamese plan --fused`); "
-                  "not yet checked on a GPU");
-    sub->add_flag("--tf32", r->tf32,
-                  "The dense layers' products on TF32 operands (10 fraction bits): CUDA on tensor cores, the CPU emulates "
-                  "it (each operand cut to TF32, FP32 sums) to measure its accuracy: no loss on unseen ORL people "
-                  "(docs/gpu-speed.md); not yet run on a GPU");
-    sub->add_option("--gemm", r->gemm,
-                    "CUDA: the dense layers' products on cublas, or custom (the engine's own split-K kernel: one launch "
-                    "each, FP32, deterministic); not yet measured on a GPU")
-        ->capture_default_str()->check(CLI::IsMember({"cublas", "custom"}));
-    sub->add_flag("--side-stream", r->side_stream,
-                  "CUDA: each layer's weight gradient on a second stream beside the input-gradient chain (the same bits "
-                  "as one stream); not yet checked on a GPU");
-    sub->add_flag("--half-bank", r->half_bank,
-                  "Hold the image bank in FP16: each pixel rounded once to the nearest FP16 value (at most 2.4e-4 for "
-                  "pixels in [0, 1]); the CUDA engine reads half the bytes, the CPU trains on the same rounded values "
-                  "(docs/gpu-speed.md); not yet checked on a GPU");
-    sub->add_flag("--profile", r->profile,
+    sub->add_flag("--profile", r->engine.profile,
                   "Time every phase of the training steps and print a table at the end (CUDA: CUDA events, recorded inside "
                   "the replayed graphs; with --no-graphs, around eager launches, host gaps included)");
     sub->add_flag("--quiet", *quiet, "Print only the final figures");
     sub->add_option("--crash-after-steps", r->crash_after_steps, "Testing aid: kill this process (SIGKILL) after N steps")
         ->group("");
-    return [spec, engine, quiet, no_graphs, sub]() {
-        spec->device = engine->device;
-        spec->threads = engine->threads;
+    return [spec, quiet, sub]() {
         const std::vector<std::string> given = given_recipe_options(sub);
         if (spec->recipe.recipe == "strong" && spec->resume.empty()) apply_strong_recipe(spec->recipe, given);
         if (!spec->resume.empty()) {
@@ -144,9 +120,8 @@ Runner add_train(CLI::App& app) {
             if (sub->count("--checkpoint-every"))
                 std::printf("note: --checkpoint-every %d applies from now on\n", spec->recipe.checkpoint_every);
         }
-        spec->graphs = !*no_graphs;
         spec->command = command_line();
-        Printer printer(*quiet, spec->profile);
+        Printer printer(*quiet, spec->engine.profile);
         // SIGINT/SIGTERM stop the run at the next batch; the last checkpoint stays for --resume.
         static volatile std::sig_atomic_t stop = 0;
         struct sigaction sa {};

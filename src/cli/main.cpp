@@ -8,10 +8,40 @@
 
 namespace siamese::cli {
 
-void add_engine_options(CLI::App* sub, EngineArgs& e) {
-    sub->add_option("--device", e.device, "auto (the GPU when one answers), cpu or cuda")->capture_default_str()
+namespace {
+void add_device_threads(CLI::App* sub, std::string& device, int& threads) {
+    sub->add_option("--device", device, "auto (the GPU when one answers), cpu or cuda")->capture_default_str()
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-    sub->add_option("--threads", e.threads, "CPU threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+    sub->add_option("--threads", threads, "CPU threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+}
+}  // namespace
+
+void add_engine_options(CLI::App* sub, EngineArgs& e) { add_device_threads(sub, e.device, e.threads); }
+
+void add_engine_flags(CLI::App* sub, EngineFlags& f) {
+    add_device_threads(sub, f.device, f.threads);
+    sub->add_option("--conv", f.conv, "CUDA convolutions: custom (fused kernels), cudnn, or tiled (the fused kernels with each image in shared memory; not yet measured on a GPU)")->capture_default_str()
+        ->check(CLI::IsMember({"custom", "cudnn", "tiled"}));
+    sub->add_flag_callback("--no-graphs", [&f] { f.graphs = false; },
+                           "CUDA: launch every kernel instead of replaying a captured graph");
+    sub->add_flag("--fused", f.fused,
+                  "CUDA: the fused step (10 launches a step for the reference recipe instead of 25; `siamese plan --fused`); "
+                  "not yet checked on a GPU");
+    sub->add_flag("--tf32", f.tf32,
+                  "The dense layers' products on TF32 operands (10 fraction bits): CUDA on tensor cores, the CPU emulates "
+                  "it (each operand cut to TF32, FP32 sums) to measure its accuracy: no loss on unseen ORL people "
+                  "(docs/gpu-speed.md); not yet run on a GPU");
+    sub->add_option("--gemm", f.gemm,
+                    "CUDA: the dense layers' products on cublas, or custom (the engine's own split-K kernel: one launch "
+                    "each, FP32, deterministic); not yet measured on a GPU")
+        ->capture_default_str()->check(CLI::IsMember({"cublas", "custom"}));
+    sub->add_flag("--side-stream", f.side_stream,
+                  "CUDA: each layer's weight gradient on a second stream beside the input-gradient chain (the same bits "
+                  "as one stream); not yet checked on a GPU");
+    sub->add_flag("--half-bank", f.half_bank,
+                  "Hold the image bank in FP16: each pixel rounded once to the nearest FP16 value (at most 2.4e-4 for "
+                  "pixels in [0, 1]); the CUDA engine reads half the bytes, the CPU trains on the same rounded values "
+                  "(docs/gpu-speed.md); not yet checked on a GPU");
 }
 
 std::string& command_line() {
