@@ -355,6 +355,10 @@ nlohmann::json epoch_json(const EpochStats& s) {
 
 EngineOptions engine_options(const EngineFlags& f) {
     if (f.gemm != "cublas" && f.gemm != "custom") throw UsageError("--gemm must be cublas or custom, not '" + f.gemm + "'");
+    // Refused on either engine, so that a command line means the same on both (the CUDA engine
+    // refuses it too, for callers of the API).
+    if (f.gemm == "custom" && f.tf32)
+        throw UsageError("--tf32 with --gemm custom: TF32 is cuBLAS's; the custom dense products are FP32");
     EngineOptions e;
     e.device = f.device;
     e.threads = f.threads;

@@ -46,6 +46,10 @@ TEST_CASE("bad command lines exit 2 with one clear line", "[cli]") {
         {"enroll --model m.safetensors --out g.safetensors --threads 100000 --data d", "threads"},
         {"eval --model m.safetensors --data d --threads -1", "threads"},
         {"verify --model m.safetensors a.pgm b.pgm --device tpu", "device"},
+        // Refused by the CUDA engine, so by the CPU's too (a command line means the same on both).
+        {"train --tf32 --gemm custom --device cpu --epochs 1", "--gemm custom"},
+        {"cv --tf32 --gemm custom --device cpu --epochs 1", "--gemm custom"},
+        {"cv --gemm blas", "gemm"},
     };
     for (const auto& [args, word] : cases) {
         INFO(args << " -> " << "'" << run_cli(args).out << "'");
