@@ -182,6 +182,7 @@ fi
 # The trainer's own cost per epoch on this machine's CPU (an engine that takes no time).
 stage host_overhead 60 build-gpu/host_overhead 200
 train cpu 150 --device cpu
+train cpu_tf32 90 --device cpu --tf32  # the CPU's TF32 emulation, to set beside cuBLAS's TF32
 # The strong recipe (P-K batches, augmentation, L2 head) on unseen people, 30 epochs, both engines.
 strong() {  # name limit args...
   local name=$1 limit=$2; shift 2

@@ -82,7 +82,7 @@ REFERENCE_GPU = ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_f
 runs = {}
 for name in ("cuda", "cuda_cudnn", "cuda_tiled", "cuda_fused", "cuda_tiled_fused", "cuda_tf32", "cuda_tiled_fused_two",
              "cuda_tiled_fused_half", "cpu", "strong_cuda", "strong_cpu", "cuda_b8192", "cuda_b8192_fused", "big_fp32",
-             "big_half", "cuda_tiled_fused_gemm"):
+             "big_half", "cuda_tiled_fused_gemm", "cpu_tf32"):
     s = summary(name)
     if s is None:
         row(f"train {name}", why_not(f"train_{name}") or "no summary.json")
@@ -124,6 +124,15 @@ if "cuda_tf32" in runs and "cuda" in runs:
     res["tf32_auc_minus_fp32"] = dauc
     row("tf32 vs fp32 (cuda)", f"test AUC {runs['cuda_tf32']['test']['auc']:.4f} vs {runs['cuda']['test']['auc']:.4f} "
         f"(difference {dauc:+.4f}), s/epoch {runs['cuda_tf32']['seconds_per_epoch']:.4f} vs {runs['cuda']['seconds_per_epoch']:.4f}")
+
+# cuBLAS's TF32 beside the CPU's emulation of it (operands cut toward zero; cuBLAS may round to
+# nearest instead, so a record, not a check): how well the CPU measures TF32's accuracy.
+if "cuda_tf32" in runs and "cpu_tf32" in runs:
+    g, c = runs["cuda_tf32"], runs["cpu_tf32"]
+    res["tf32_cuda_vs_cpu_emulation"] = {"auc": [g["test"]["auc"], c["test"]["auc"]],
+                                         "epoch1_loss": [g["epoch_losses"][0], c["epoch_losses"][0]]}
+    row("tf32: cuda vs cpu emulation", f"test AUC {g['test']['auc']:.4f} vs {c['test']['auc']:.4f}, epoch-1 loss "
+        f"{g['epoch_losses'][0]:.6f} vs {c['epoch_losses'][0]:.6f}")
 
 # The weight gradients on a second stream (--side-stream) against one stream: the same kernels and
 # sums, so the very same test figures (anything else is a race between the streams), and the time.
@@ -187,7 +196,8 @@ if runs and torch_runs:
     # PyTorch trains the reference recipe on the same pairs: the ratio is against our fastest
     # engine on that recipe (the strong runs are shown, not compared).
     same = [k for k in REFERENCE_GPU + ("cpu",) if k in runs]
-    ours = {k: v["seconds_per_epoch"] for k, v in runs.items() if k != "cpu"} or {"cpu": runs["cpu"]["seconds_per_epoch"]}
+    ours = {k: v["seconds_per_epoch"] for k, v in runs.items() if k not in ("cpu", "cpu_tf32")} or \
+        {"cpu": runs["cpu"]["seconds_per_epoch"]}
     parts = [f"ours {k} {v:.4f}" for k, v in ours.items()]
     best_name = min(same, key=lambda k: runs[k]["seconds_per_epoch"]) if same else min(ours, key=ours.get)
     best = runs[best_name]["seconds_per_epoch"] if same else ours[best_name]
