@@ -154,6 +154,9 @@ TEST_CASE("cv takes train's engine options: precision options reach every fold, 
         }
     }
     CHECK(tf32.second.find("note: --tf32 on the CPU is an emulation") != std::string::npos);
+    // The JSON says how it was run: the engine options are not part of the recipe.
+    CHECK(tf32.first["command"].get<std::string>().find(" --tf32") != std::string::npos);
+    CHECK(plain.first["command"].get<std::string>().find("--tf32") == std::string::npos);
     // CUDA-only options: the CPU's results exactly, and one note naming them (not one a fold).
     for (int f = 0; f < 2; ++f) {
         nlohmann::json a = fused.first["folds"][f], b = plain.first["folds"][f];

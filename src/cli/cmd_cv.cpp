@@ -119,7 +119,10 @@ Runner add_cv(CLI::App& app) {
         std::vector<double> spe;
         for (const CvFold& f : folds) spe.push_back(f.seconds_per_epoch);
         if (*json) {
-            nlohmann::json j = {{"recipe", nlohmann::json::parse(recipe_to_json(spec->recipe))}, {"folds", nlohmann::json::array()}};
+            // The command as typed: the engine options (--tf32, --half-bank, ...) are not in the recipe.
+            nlohmann::json j = {{"command", command_line()},
+                                {"recipe", nlohmann::json::parse(recipe_to_json(spec->recipe))},
+                                {"folds", nlohmann::json::array()}};
             for (const CvFold& f : folds) {
                 nlohmann::json jf = {{"fold", f.fold}, {"test_people", people_range(f.test_people)},
                                      {"seconds_per_epoch", f.seconds_per_epoch}, {"device", f.device}};
