@@ -292,6 +292,31 @@ void check_given_options(const RecipeOptions& given, const RecipeOptions& saved,
     }
 }
 
+// The state's saved options: the recipe, and the engine options that change the numbers, so that
+// a resumed run keeps them and ends with the weights an uninterrupted run ends with.
+std::string state_args_json(const RecipeOptions& a, const EngineFlags& f) {
+    nlohmann::json j = nlohmann::json::parse(recipe_to_json(a));
+    j["tf32"] = f.tf32;
+    j["half_bank"] = f.half_bank;
+    return j.dump();
+}
+
+// A resumed run's precision options: the saved run's (absent from states written before they
+// were saved: off). Giving one the run did not start with is refused, as for the recipe options.
+void keep_saved_precision(const std::string& args_json, EngineFlags& f, const std::string& dir) {
+    const nlohmann::json j = nlohmann::json::parse(args_json);
+    auto keep = [&](const char* key, const char* option, bool& given) {
+        const bool saved = j.contains(key) && j.at(key).is_boolean() && j.at(key).get<bool>();
+        if (given && !saved)
+            throw UsageError(std::string(option) + " differs from the run in " + dir +
+                             " (started without it); a resumed run keeps its options (start a new run to change them)");
+        if (saved && !given) std::fprintf(stderr, "note: %s, as the run in %s started\n", option, dir.c_str());
+        given = saved;
+    };
+    keep("tf32", "--tf32", f.tf32);
+    keep("half_bank", "--half-bank", f.half_bank);
+}
+
 // A fingerprint of the data a run trains on: its file list and its preprocessed pixels. A
 // resumed run refuses different data (a person deleted, images replaced) instead of training
 // on a mixture.
@@ -406,6 +431,7 @@ TrainResult with_pixel_branch(Backend& backend, const RecipeOptions& a, const Im
 
 RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     RecipeOptions a = spec.recipe;
+    EngineFlags flags = spec.engine;
     std::string out = spec.out;
     TrainState resumed;
     nlohmann::json saved_history = nlohmann::json::array();
@@ -426,6 +452,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
         if (resumed.progress.epoch < 1 || resumed.progress.next_batch < 0)
             throw DataError(state_file + ": bad epoch/batch position");
         check_given_options(spec.recipe, a, spec.given, spec.resume);
+        keep_saved_precision(resumed.args_json, flags, spec.resume);
         for (const std::string& g : spec.given)
             if (g == "--checkpoint-every") a.checkpoint_every = spec.recipe.checkpoint_every;  // may change
         out = spec.resume;
@@ -441,7 +468,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
         throw UsageError(p);
     }
     const Preprocess pp = preprocess_of(a);
-    const EngineOptions engine = engine_options(spec.engine);
+    const EngineOptions engine = engine_options(flags);
 
     // Everything that can be wrong with the input is found before the output folder is touched.
     const ImageBank bank = load_bank(a, pp);
@@ -456,7 +483,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
                         resumed.data_fingerprint + "; now: " + fingerprint + ")");
     // The engine before the folder: no GPU must not leave an empty output folder behind.
     auto backend = make_backend(h, engine);
-    note_cpu_engine_flags(backend->name(), spec.engine);
+    note_cpu_engine_flags(backend->name(), flags);
     prepare_out_dir(out);
     const FolderLock lock(out);
     backend->upload_images(bank);
@@ -502,7 +529,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     TrainOptions to;
     to.checkpoint_every = a.checkpoint_every;
     to.batch_by_batch = spec.crash_after_steps > 0;  // it kills at one exact step
-    const std::string args_json = recipe_to_json(a);
+    const std::string args_json = state_args_json(a, flags);
     const std::string state_path = out + "/state.safetensors";
     int current_epoch = start.epoch;
     // Checkpoints go to disk on their own thread: an epoch waits for the snapshot only.
@@ -587,6 +614,9 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
     summary["recipe_name"] = a.recipe;
     if (!a.image_size.empty()) summary["image_size"] = a.image_size;  // the photos' size before preprocessing
     if (!spec.command.empty()) summary["command"] = spec.command;
+    // The precision options, when on (a resumed run's command does not repeat them).
+    if (flags.tf32) summary["tf32"] = true;
+    if (flags.half_bank) summary["half_bank"] = true;
     {
         std::vector<double> secs;
         for (const auto& e : history) secs.push_back(e["seconds"].get<double>());

@@ -81,6 +81,33 @@ TEST_CASE("a run killed with SIGKILL mid-epoch resumes to bit-identical weights"
     CHECK(run_cli("train --resume " + dir + "/part --epochs 5").status == 2);
 }
 
+TEST_CASE("a resumed run keeps the precision options it started with", "[reliability][resume][tf32][half]") {
+    // --tf32 and --half-bank change the numbers (both are honoured on the CPU), so a run killed
+    // and resumed without them must still end with the uninterrupted run's weights.
+    const std::string dir = testutil::temp_dir("resume_precision");
+    faces(dir + "/faces", 5, 4);
+    const std::string common = "train --data " + dir + "/faces --protocol people --test-people 4-5 --epochs 2 "
+                               "--checkpoint-every 4 --downsample 4 --device cpu --quiet --tf32 --half-bank ";
+    REQUIRE(run_cli(common + "--out " + dir + "/full").status == 0);
+    REQUIRE(run_cli(common + "--out " + dir + "/part --crash-after-steps 6").status == 128 + 9);
+    const auto resumed = run_cli("train --resume " + dir + "/part --device cpu --quiet --threads 1");
+    INFO(resumed.out);
+    REQUIRE(resumed.status == 0);
+    CHECK(resumed.out.find("note: --tf32, as the run in") != std::string::npos);
+    CHECK(resumed.out.find("note: --half-bank, as the run in") != std::string::npos);
+    CHECK(siamese::read_file_bytes(dir + "/part/model.safetensors") == siamese::read_file_bytes(dir + "/full/model.safetensors"));
+    const auto b = nlohmann::json::parse(siamese::read_file_bytes(dir + "/part/summary.json"));
+    CHECK(b["tf32"] == true);
+    CHECK(b["half_bank"] == true);
+    // A run started without them is not resumed with them.
+    const std::string plain = "train --data " + dir + "/faces --protocol people --test-people 4-5 --epochs 2 "
+                              "--checkpoint-every 4 --downsample 4 --device cpu --quiet --out " + dir + "/plain";
+    REQUIRE(run_cli(plain + " --crash-after-steps 6").status == 128 + 9);
+    const auto refused = run_cli("train --resume " + dir + "/plain --tf32");
+    CHECK(refused.status == 2);
+    CHECK(refused.out.find("--tf32 differs from the run in") != std::string::npos);
+}
+
 TEST_CASE("a diverging run stops naming the step and keeps the last good checkpoint", "[reliability]") {
     const std::string dir = testutil::temp_dir("diverge");
     faces(dir + "/faces", 4, 3);
