@@ -76,8 +76,10 @@ struct Planner {
     void product(const std::string& what, double flops, double bytes, bool on_side = false) {
         if (e.custom_gemm)
             add("gemm_custom", what, flops, bytes, false, on_side);
-        else
+        else {
             add("cublasSgemm", what, flops, bytes, true, on_side);
+            out.back().tf32 = e.tf32;
+        }
     }
     // raw: the GEMM alone (the fused tail applies the bias, ReLU and dropout as it loads).
     void dense_forward(size_t l, double n, bool raw = false) {
@@ -225,7 +227,7 @@ std::string micro(double seconds) {
 
 // A launch's floor: its arithmetic or its bytes at the peak, whichever takes longer.
 double launch_floor(const PlannedLaunch& k, double peak_flops, double peak_bytes_per_s) {
-    return std::max(k.flops / peak_flops, k.bytes / peak_bytes_per_s);
+    return std::max(k.flops / (k.tf32 ? peak_flops * kTf32PeakRatio : peak_flops), k.bytes / peak_bytes_per_s);
 }
 
 }  // namespace
@@ -276,7 +278,7 @@ std::string plan_table(const std::vector<PlannedLaunch>& plan, double peak_flops
                   "floor");
     o << line;
     double flops = 0, bytes = 0, floor = 0, path_floor = 0;
-    int library = 0, side = 0;
+    int library = 0, side = 0, tf32 = 0;
     for (size_t i = 0; i < plan.size(); ++i) {
         const PlannedLaunch& k = plan[i];
         const double f = launch_floor(k, peak_flops, peak_bytes_per_s);
@@ -286,8 +288,10 @@ std::string plan_table(const std::vector<PlannedLaunch>& plan, double peak_flops
         if (!k.side) path_floor += f;
         library += k.library;
         side += k.side;
+        tf32 += k.tf32;
         std::snprintf(line, sizeof line, "%3zu  %-30s %-40s %11s %11s %11s\n", i + 1,
-                      (k.kernel + (k.library ? " *" : "")).c_str(), (k.what + (k.side ? " (side)" : "")).c_str(),
+                      (k.kernel + (k.tf32 ? " (tf32)" : "") + (k.library ? " *" : "")).c_str(),
+                      (k.what + (k.side ? " (side)" : "")).c_str(),
                       human(k.flops, "").c_str(), human(k.bytes, "B").c_str(), micro(f).c_str());
         o << line;
     }
@@ -300,7 +304,9 @@ std::string plan_table(const std::vector<PlannedLaunch>& plan, double peak_flops
     else
         o << plan.size() << " launches per step (no library calls: each line is one kernel)\n";
     o << "floor: max(FLOP / " << human(peak_flops, "FLOP/s") << ", bytes / " << human(peak_bytes_per_s, "B/s")
-      << ") per launch\n";
+      << ") per launch";
+    if (tf32) o << "; the " << tf32 << " marked (tf32) at TF32's " << human(peak_flops * kTf32PeakRatio, "FLOP/s");
+    o << "\n";
     if (side)
         o << "critical path: " << plan.size() - size_t(side) << " launches, floor " << micro(path_floor) << "; the " << side
           << " marked (side) run on a second stream beside it (train --side-stream)\n";

@@ -247,3 +247,40 @@ TEST_CASE("an FP16 bank halves what conv1 reads of it and adds no launch but cuD
             if (!cudnn) CHECK(sum_of(a.validation, &PlannedLaunch::bytes) - sum_of(b.validation, &PlannedLaunch::bytes) == Approx(2 * bank_pixels));
         }
 }
+
+TEST_CASE("the plan with --tf32 puts the cuBLAS GEMMs, and only them, at TF32's peak", "[plan][tf32]") {
+    // The same launches, FLOPs and bytes; the cuBLAS rows (training and validation) are marked
+    // and their floor is max(FLOP / (7.4 x peak), bytes / bandwidth); every other row is as it was.
+    const Recipe r = reference();
+    const double peak = 60e12, bw = 4.8e12;
+    for (bool fused : {false, true}) {
+        INFO("fused " << fused);
+        EngineOptions f32 = engine(ConvAlgo::Custom, fused), t = f32;
+        t.tf32 = true;
+        const EpochPlan a = cuda_epoch_plan(r, f32, 11250, 400, 3750), b = cuda_epoch_plan(r, t, 11250, 400, 3750);
+        REQUIRE(a.step.size() == b.step.size());
+        int marked = 0;
+        for (size_t k = 0; k < a.step.size(); ++k) {
+            CHECK(a.step[k].kernel == b.step[k].kernel);
+            CHECK(a.step[k].flops == b.step[k].flops);
+            CHECK(a.step[k].bytes == b.step[k].bytes);
+            CHECK_FALSE(a.step[k].tf32);
+            CHECK(b.step[k].tf32 == (b.step[k].kernel == "cublasSgemm"));
+            marked += b.step[k].tf32;
+            const double want = b.step[k].tf32 ? std::max(b.step[k].flops / (peak * kTf32PeakRatio), b.step[k].bytes / bw)
+                                               : std::max(b.step[k].flops / peak, b.step[k].bytes / bw);
+            CHECK(plan_floor({b.step[k]}, peak, bw) == Approx(want));
+        }
+        // dense1's three products, and dense2's three where the fused tail does not take them.
+        CHECK(marked == (fused ? 3 : 6));
+        CHECK(count_of(b.validation, "cublasSgemm") > 0);
+        for (const auto& k : b.validation) CHECK(k.tf32 == (k.kernel == "cublasSgemm"));
+        CHECK(plan_floor(b.step, peak, bw) < plan_floor(a.step, peak, bw));
+    }
+    // The custom GEMM is FP32: the two are refused together, on the plan as on train.
+    CHECK(testutil::run_cli("plan --tf32 --gemm custom").status == 2);
+    const auto p = testutil::run_cli("plan --fused --tf32");
+    REQUIRE(p.status == 0);
+    CHECK(p.out.find("cublasSgemm (tf32) *") != std::string::npos);
+    CHECK(p.out.find("the 3 marked (tf32) at TF32's") != std::string::npos);
+}

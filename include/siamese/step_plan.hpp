@@ -18,7 +18,12 @@ struct PlannedLaunch {
     double flops;        // arithmetic (a multiply-add is 2)
     double bytes;        // each input read once and each output written once (DRAM), nothing more
     bool side = false;   // on the second stream, beside the step's critical path (EngineOptions::side_stream)
+    bool tf32 = false;   // a cuBLAS GEMM on TF32 tensor cores (--tf32): its arithmetic at kTf32PeakRatio x the peak
 };
+
+// TF32 tensor cores' dense peak over FP32's: NVIDIA's datasheet figures for the H100 and H200 SXM,
+// 494.7 and 67 TFLOP/s (sparsity's doubling not counted). The plan's floor for a --tf32 GEMM.
+constexpr double kTf32PeakRatio = 494.7 / 67.0;
 
 // The launches of one training step of `r` on the CUDA engine `e` at the recipe's batch size
 // (r.batch pairs, or r.P * r.K images for the P-K sampler).

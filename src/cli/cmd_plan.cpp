@@ -18,7 +18,7 @@ namespace {
 struct PlanArgs {
     RecipeOptions recipe;
     std::string conv = "custom", gemm = "cublas";
-    bool fused = false, count_only = false, side_stream = false, half_bank = false;
+    bool fused = false, count_only = false, side_stream = false, half_bank = false, tf32 = false;
     // An H200 (SXM): FP32 without tensor cores ~60 TFLOP/s at boost (the figure; 132 SMs x
     // 128 FP32 lanes x 2 x ~1.8 GHz), HBM3e 4.8 TB/s.
     double peak_flops = 60e12, peak_bw = 4.8e12;
@@ -38,6 +38,8 @@ Runner add_plan(CLI::App& app) {
     sub->add_flag("--fused", a->fused, "The fused step (train --fused)");
     sub->add_flag("--side-stream", a->side_stream, "The weight gradients on a second stream (train --side-stream)");
     sub->add_flag("--half-bank", a->half_bank, "The image bank in FP16 (train --half-bank): conv1 reads 2 bytes a pixel");
+    sub->add_flag("--tf32", a->tf32,
+                  "The dense GEMMs on TF32 tensor cores (train --tf32): their arithmetic at TF32's peak, 7.4x the FP32 one");
     sub->add_flag("--count", a->count_only, "Print only the number of launches per step");
     sub->add_option("--peak-flops", a->peak_flops, "The GPU's FP32 peak, FLOP/s (default: an H200's, 60e12)")
         ->capture_default_str()->check(CLI::PositiveNumber);
@@ -56,6 +58,9 @@ Runner add_plan(CLI::App& app) {
         e.custom_gemm = a->gemm == "custom";
         e.side_stream = a->side_stream;
         e.half_bank = a->half_bank;
+        e.tf32 = a->tf32;
+        if (e.tf32 && e.custom_gemm)
+            throw UsageError("--tf32 with --gemm custom: TF32 is cuBLAS's; the custom dense products are FP32");
         const std::vector<PlannedLaunch> plan = cuda_step_plan(r, e);
         if (a->count_only) {
             std::printf("%zu\n", plan.size());
@@ -65,7 +70,7 @@ Runner add_plan(CLI::App& app) {
                     r.sampler == Recipe::Sampler::PK ? "P-K" : "pair",
                     r.sampler == Recipe::Sampler::PK ? r.P * r.K : 2 * r.batch, bank.height, bank.width, a->conv.c_str(),
                     a->fused ? " --fused" : "", a->gemm == "custom" ? " --gemm custom" : "",
-                    a->half_bank ? " --half-bank" : "");
+                    (std::string(a->half_bank ? " --half-bank" : "") + (a->tf32 ? " --tf32" : "")).c_str());
         std::printf("%s", plan_table(plan, a->peak_flops, a->peak_bw).c_str());
         if (r.sampler == Recipe::Sampler::PK) {
             std::printf("per epoch (with CUDA graphs, from the second epoch on): ONE graph of the P-K order copied "
