@@ -34,6 +34,19 @@ double sum_of(const std::vector<PlannedLaunch>& plan, double PlannedLaunch::*fie
     return s;
 }
 
+// Two plans of the same launches and arithmetic (an option that changes only bytes or floors):
+// the bytes b saves against a.
+double same_launches(const std::vector<PlannedLaunch>& a, const std::vector<PlannedLaunch>& b) {
+    REQUIRE(a.size() == b.size());
+    double fewer = 0;
+    for (size_t k = 0; k < a.size(); ++k) {
+        CHECK(a[k].kernel == b[k].kernel);
+        CHECK(a[k].flops == b[k].flops);
+        fewer += a[k].bytes - b[k].bytes;
+    }
+    return fewer;
+}
+
 }  // namespace
 
 TEST_CASE("the reference recipe's CUDA step: 25 launches unfused, 10 fused", "[plan]") {
@@ -233,13 +246,7 @@ TEST_CASE("an FP16 bank halves what conv1 reads of it and adds no launch but cuD
             EngineOptions f32 = engine(conv, fused), f16 = f32;
             f16.half_bank = true;
             const EpochPlan a = cuda_epoch_plan(r, f32, 11250, 400, 3750), b = cuda_epoch_plan(r, f16, 11250, 400, 3750);
-            REQUIRE(a.step.size() == b.step.size());
-            double fewer = 0;
-            for (size_t k = 0; k < a.step.size(); ++k) {
-                CHECK(a.step[k].kernel == b.step[k].kernel);
-                CHECK(a.step[k].flops == b.step[k].flops);
-                fewer += a.step[k].bytes - b.step[k].bytes;
-            }
+            const double fewer = same_launches(a.step, b.step);
             // Forward and weight gradient, 2 bytes a pixel each (cuDNN: its staging copies read them).
             CHECK(fewer == Approx(2 * 2 * pixels));
             const bool cudnn = conv == ConvAlgo::Cudnn;
@@ -258,12 +265,9 @@ TEST_CASE("the plan with --tf32 puts the cuBLAS GEMMs, and only them, at TF32's 
         EngineOptions f32 = engine(ConvAlgo::Custom, fused), t = f32;
         t.tf32 = true;
         const EpochPlan a = cuda_epoch_plan(r, f32, 11250, 400, 3750), b = cuda_epoch_plan(r, t, 11250, 400, 3750);
-        REQUIRE(a.step.size() == b.step.size());
+        CHECK(same_launches(a.step, b.step) == 0);
         int marked = 0;
         for (size_t k = 0; k < a.step.size(); ++k) {
-            CHECK(a.step[k].kernel == b.step[k].kernel);
-            CHECK(a.step[k].flops == b.step[k].flops);
-            CHECK(a.step[k].bytes == b.step[k].bytes);
             CHECK_FALSE(a.step[k].tf32);
             CHECK(b.step[k].tf32 == (b.step[k].kernel == "cublasSgemm"));
             marked += b.step[k].tf32;

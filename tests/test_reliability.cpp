@@ -37,6 +37,13 @@ std::string faces(const std::string& dir, int people, int images) {
     return dir;
 }
 
+// The train command line `common` (ending in a space) run whole into dir/full (it must succeed),
+// and again into dir/part killed by SIGKILL after `kill_at` steps: that run's exit status.
+int full_and_killed(const std::string& common, const std::string& dir, int kill_at) {
+    REQUIRE(run_cli(common + "--out " + dir + "/full").status == 0);
+    return run_cli(common + "--out " + dir + "/part --crash-after-steps " + std::to_string(kill_at)).status;
+}
+
 bool absent_or_empty(const std::string& dir) { return !fs::exists(dir) || fs::is_empty(dir); }
 
 siamese::PgmImage flat_image(int w, int h) {
@@ -57,11 +64,9 @@ TEST_CASE("a run killed with SIGKILL mid-epoch resumes to bit-identical weights"
     // not depend on the image size, and the sanitized CI runs it 4x faster.
     const std::string common = "train --data " + dir + "/faces --protocol people --test-people 4-5 --epochs 3 "
                                "--checkpoint-every 4 --downsample 4 --device cpu --quiet ";
-    REQUIRE(run_cli(common + "--out " + dir + "/full").status == 0);
     // 3 training people: 1,500 pairs, 1,125 for training: 9 batches an epoch. Checkpoints at
     // steps 4, 8, 9 (epoch end), 12; the kill at step 14 is mid-epoch 2, two steps past step 12.
-    const auto killed = run_cli(common + "--out " + dir + "/part --crash-after-steps 14");
-    CHECK(killed.status == 128 + 9);  // the shell's status for a child killed by SIGKILL
+    CHECK(full_and_killed(common, dir, 14) == 128 + 9);  // the shell's status for a child killed by SIGKILL
     const siamese::TrainState st = siamese::load_train_state(dir + "/part/state.safetensors");
     CHECK(st.progress.epoch == 2);
     CHECK(st.progress.step == 12);
@@ -88,8 +93,7 @@ TEST_CASE("a resumed run keeps the precision options it started with", "[reliabi
     faces(dir + "/faces", 5, 4);
     const std::string common = "train --data " + dir + "/faces --protocol people --test-people 4-5 --epochs 2 "
                                "--checkpoint-every 4 --downsample 4 --device cpu --quiet --tf32 --half-bank ";
-    REQUIRE(run_cli(common + "--out " + dir + "/full").status == 0);
-    REQUIRE(run_cli(common + "--out " + dir + "/part --crash-after-steps 6").status == 128 + 9);
+    REQUIRE(full_and_killed(common, dir, 6) == 128 + 9);
     const auto resumed = run_cli("train --resume " + dir + "/part --device cpu --quiet --threads 1");
     INFO(resumed.out);
     REQUIRE(resumed.status == 0);
