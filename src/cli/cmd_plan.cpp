@@ -17,8 +17,8 @@ namespace {
 
 struct PlanArgs {
     RecipeOptions recipe;
-    std::string conv = "custom", gemm = "cublas";
-    bool fused = false, count_only = false, side_stream = false, half_bank = false, tf32 = false;
+    EngineFlags engine;  // train's: only the options that shape the step are on the command line
+    bool count_only = false;
     // An H200 (SXM): FP32 without tensor cores ~60 TFLOP/s at boost (the figure; 132 SMs x
     // 128 FP32 lanes x 2 x ~1.8 GHz), HBM3e 4.8 TB/s.
     double peak_flops = 60e12, peak_bw = 4.8e12;
@@ -31,14 +31,14 @@ Runner add_plan(CLI::App& app) {
         "plan", "Print the CUDA training step's kernel launches with their FLOPs, bytes and floor time (no GPU needed)");
     auto a = std::make_shared<PlanArgs>();
     add_recipe_options(sub, a->recipe);
-    sub->add_option("--conv", a->conv, "CUDA convolutions: custom, cudnn or tiled")->capture_default_str()
+    sub->add_option("--conv", a->engine.conv, "CUDA convolutions: custom, cudnn or tiled")->capture_default_str()
         ->check(CLI::IsMember({"custom", "cudnn", "tiled"}));
-    sub->add_option("--gemm", a->gemm, "The dense layers' products: cublas or custom (train --gemm)")
+    sub->add_option("--gemm", a->engine.gemm, "The dense layers' products: cublas or custom (train --gemm)")
         ->capture_default_str()->check(CLI::IsMember({"cublas", "custom"}));
-    sub->add_flag("--fused", a->fused, "The fused step (train --fused)");
-    sub->add_flag("--side-stream", a->side_stream, "The weight gradients on a second stream (train --side-stream)");
-    sub->add_flag("--half-bank", a->half_bank, "The image bank in FP16 (train --half-bank): conv1 reads 2 bytes a pixel");
-    sub->add_flag("--tf32", a->tf32,
+    sub->add_flag("--fused", a->engine.fused, "The fused step (train --fused)");
+    sub->add_flag("--side-stream", a->engine.side_stream, "The weight gradients on a second stream (train --side-stream)");
+    sub->add_flag("--half-bank", a->engine.half_bank, "The image bank in FP16 (train --half-bank): conv1 reads 2 bytes a pixel");
+    sub->add_flag("--tf32", a->engine.tf32,
                   "The dense GEMMs on TF32 tensor cores (train --tf32): their arithmetic at TF32's peak, 7.4x the FP32 one");
     sub->add_flag("--count", a->count_only, "Print only the number of launches per step");
     sub->add_option("--peak-flops", a->peak_flops, "The GPU's FP32 peak, FLOP/s (default: an H200's, 60e12)")
@@ -52,15 +52,8 @@ Runner add_plan(CLI::App& app) {
         const Preprocess pp = preprocess_of(a->recipe);
         const ImageBank bank = load_bank(a->recipe, pp);
         const Recipe r = make_recipe(a->recipe, bank.height, bank.width, 1);
-        EngineOptions e;
-        e.conv = parse_conv_algo(a->conv);
-        e.fused = a->fused;
-        e.custom_gemm = a->gemm == "custom";
-        e.side_stream = a->side_stream;
-        e.half_bank = a->half_bank;
-        e.tf32 = a->tf32;
-        if (e.tf32 && e.custom_gemm)
-            throw UsageError("--tf32 with --gemm custom: TF32 is cuBLAS's; the custom dense products are FP32");
+        const EngineFlags& f = a->engine;
+        const EngineOptions e = engine_options(f);  // refuses what train refuses (--tf32 with --gemm custom)
         const std::vector<PlannedLaunch> plan = cuda_step_plan(r, e);
         if (a->count_only) {
             std::printf("%zu\n", plan.size());
@@ -68,9 +61,9 @@ Runner add_plan(CLI::App& app) {
         }
         std::printf("CUDA training step: %s sampler, %d images a step, %dx%d input, --conv %s%s%s%s\n",
                     r.sampler == Recipe::Sampler::PK ? "P-K" : "pair",
-                    r.sampler == Recipe::Sampler::PK ? r.P * r.K : 2 * r.batch, bank.height, bank.width, a->conv.c_str(),
-                    a->fused ? " --fused" : "", a->gemm == "custom" ? " --gemm custom" : "",
-                    (std::string(a->half_bank ? " --half-bank" : "") + (a->tf32 ? " --tf32" : "")).c_str());
+                    r.sampler == Recipe::Sampler::PK ? r.P * r.K : 2 * r.batch, bank.height, bank.width, f.conv.c_str(),
+                    f.fused ? " --fused" : "", f.gemm == "custom" ? " --gemm custom" : "",
+                    (std::string(f.half_bank ? " --half-bank" : "") + (f.tf32 ? " --tf32" : "")).c_str());
         std::printf("%s", plan_table(plan, a->peak_flops, a->peak_bw).c_str());
         if (r.sampler == Recipe::Sampler::PK) {
             std::printf("per epoch (with CUDA graphs, from the second epoch on): ONE graph of the P-K order copied "
