@@ -580,7 +580,7 @@ RunOutcome run_training(const RunSpec& spec, RunObserver& observer) {
                                                    kDefaultDraws, a.seed, false);
         outcome.identified = true;
     }
-    if (spec.engine.profile) outcome.profile = backend->profile_report();
+    if (flags.profile) outcome.profile = backend->profile_report();
     observer.evaluated(outcome);
 
     Model m;

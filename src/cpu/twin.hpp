@@ -72,8 +72,10 @@ public:
                 const T* w = params + L_.dense_w[l];
                 const T* xin = x;
                 if (tf32_) {
-                    xin = tf32_copy(tf32_a_, x, size_t(n) * d.in);
-                    w = tf32_copy(tf32_w_, w, size_t(d.in) * d.out);
+                    tf32_x_.resize(L_.dense.size());
+                    tf32_w_.resize(L_.dense.size());
+                    xin = tf32_copy(tf32_x_[l], x, size_t(n) * d.in);
+                    w = tf32_copy(tf32_w_[l], w, size_t(d.in) * d.out);
                 }
                 dense_forward(dense_act_[l].data(), xin, w, params + L_.dense_b[l], n, d.in, d.out,
                               !last || cfg_.embed_relu);
@@ -110,12 +112,11 @@ public:
                                    params + L_.dense_w[l], n, d.in, d.out);
                     return;
                 }
-                // The products on the cut operands; the bias gradient (a column sum, FP32 on the GPU
-                // too) from dy as it is.
+                // The products on the cut operands (x and W as the forward cut them); the bias
+                // gradient (a column sum, FP32 on the GPU too) from dy as it is.
                 const T* dyr = tf32_copy(tf32_d_, dy.data(), dy.size());
-                const T* xr = tf32_copy(tf32_a_, x, size_t(n) * d.in);
-                const T* wr = tf32_copy(tf32_w_, params + L_.dense_w[l], size_t(d.in) * d.out);
-                dense_backward(dx.data(), grad + L_.dense_w[l], static_cast<T*>(nullptr), dyr, xr, wr, n, d.in, d.out);
+                dense_backward(dx.data(), grad + L_.dense_w[l], static_cast<T*>(nullptr), dyr, tf32_x_[l].data(),
+                               tf32_w_[l].data(), n, d.in, d.out);
                 dense_bias_grad(grad + L_.dense_b[l], dy.data(), n, d.out);
             });
             dy.swap(dx);
@@ -216,7 +217,10 @@ private:
     std::vector<std::vector<uint8_t>> conv_arg_;
     std::vector<std::vector<T>> dense_act_, dense_out_, dense_mask_;
     std::vector<T> partial_, emb_, norm_;
-    std::vector<T> tf32_a_, tf32_w_, tf32_d_;  // --tf32: the cut operands of one product
+    // --tf32: each dense layer's input and weights as its forward cut them (its backward reads
+    // them again), and the cut gradient of the layer being differentiated.
+    std::vector<std::vector<T>> tf32_x_, tf32_w_;
+    std::vector<T> tf32_d_;
     bool tf32_ = false;
     PhaseTimes* times_ = nullptr;
 };
