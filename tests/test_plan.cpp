@@ -189,6 +189,26 @@ TEST_CASE("siamese plan prints the step's launches, FLOPs and floors without a G
     CHECK(testutil::run_cli("plan --help").status == 0);
 }
 
+TEST_CASE("siamese plan --gpu sets the floors at that GPU's peaks, and the peak options still override them", "[plan][cli]") {
+    const auto h200 = testutil::run_cli("plan --fused --conv tiled");
+    const auto h100 = testutil::run_cli("plan --fused --conv tiled --gpu h100");
+    REQUIRE(h200.status == 0);
+    REQUIRE(h100.status == 0);
+    CHECK(h200.out.find("bytes / 4.8 TB/s") != std::string::npos);
+    CHECK(h100.out.find("bytes / 3.35 TB/s") != std::string::npos);
+    // The same launches, FLOPs and bytes; an H100's slower memory raises the epoch's floor.
+    const auto epoch_floor = [](const std::string& out) {
+        const size_t at = out.find("  epoch  ");
+        REQUIRE(at != std::string::npos);
+        return std::stod(out.substr(out.find("floor", at) + 5));
+    };
+    CHECK(epoch_floor(h100.out) > epoch_floor(h200.out));
+    CHECK(testutil::run_cli("plan --fused --conv tiled --gpu h100 --peak-bandwidth 4.8e12").out == h200.out);
+    CHECK(testutil::run_cli("plan --gpu h200 --peak-flops 60e12 --peak-bandwidth 4.8e12").out ==
+          testutil::run_cli("plan").out);
+    CHECK(testutil::run_cli("plan --gpu a100").status == 2);
+}
+
 TEST_CASE("CUDA engine options on the CPU engine are named as ignored, not silently dropped", "[plan][cli]") {
     // A tiny run (4 generated people, 3 photos each, quarter resolution): the note is what counts.
     const std::string dir = std::string(SIAMESE_BINARY) + "_ignored";

@@ -155,17 +155,19 @@ if "cuda_tiled_fused_gemm" in runs and "cuda_tiled_fused" in runs:
 
 # The FP16 bank (--half-bank, an optional precision path): on ORL its test AUC against the FP32
 # run (the CPU measured the effect of the rounding: docs/gpu-speed.md), and its time; on the
-# 5,000-photo bank, the time against FP32 (the bank past the L2 is where it can pay).
+# generated bank 1.4x the L2 in FP32, the time against FP32 (the bank past the L2 is where it can pay).
 if "cuda_tiled_fused_half" in runs and "cuda_tiled_fused" in runs:
     h, f = runs["cuda_tiled_fused_half"], runs["cuda_tiled_fused"]
     dauc = h["test"]["auc"] - f["test"]["auc"]
     res["half_bank_auc_minus_fp32"] = dauc
     row("half bank vs fp32 (ORL)", f"test AUC {h['test']['auc']:.4f} vs {f['test']['auc']:.4f} (difference {dauc:+.4f}), "
         f"s/epoch {h['seconds_per_epoch']:.4f} vs {f['seconds_per_epoch']:.4f} (tiled fused)")
+big_bank = read("big_bank.txt").strip()  # "N people x 10 photos: FP32 bank M MiB, L2 L MiB"
 if "big_half" in runs and "big_fp32" in runs:
     h, f = runs["big_half"]["seconds_per_epoch"], runs["big_fp32"]["seconds_per_epoch"]
     res["half_bank_big_speedup"] = f / h
-    row("half bank vs fp32 (5,000 photos)", f"s/epoch {h:.4f} vs {f:.4f}: {f / h:.2f}x (tiled fused)")
+    res["half_bank_big_bank"] = big_bank
+    row("half bank vs fp32 (big bank)", f"s/epoch {h:.4f} vs {f:.4f}: {f / h:.2f}x (tiled fused; {big_bank})")
 
 # Issue 10's question in one row: the fastest reference-recipe engine that agrees with the CPU
 # (and, for the two-stream run, gave the one-stream bits), its epoch against the 5 ms goal: the
@@ -176,7 +178,9 @@ if agreeing:
     best = min(agreeing, key=lambda k: runs[k]["seconds_per_epoch"])
     ms = 1e3 * runs[best]["seconds_per_epoch"]
     res["fastest_agreeing"] = {"run": best, "ms_per_epoch": ms}
-    row("fastest agreeing engine", f"{best}: {ms:.2f} ms/epoch against the 5 ms goal ({'MET' if ms <= 5 else 'not met'}; "
+    gpu = read("gpu_kind.txt").strip() or "h200"
+    row("fastest agreeing engine", f"{best}: {ms:.2f} ms/epoch against the 5 ms goal ({'MET' if ms <= 5 else 'not met'}"
+        f"{'' if gpu == 'h200' else ' on an ' + gpu.upper() + '; the goal is set for an H200'}; "
         f"median of epochs 2..; {', '.join(agreeing)} agree)")
 
 # ---- PyTorch
@@ -275,6 +279,11 @@ def ncu_kernels(text):
     return [k for _, k in sorted(kernels.items(), key=lambda kv: int(kv[0])) if "us" in k]
 
 
+def kernel_base(n):  # "void siamese::cuda::<unnamed>::tiled_wgrad_kernel<...>(...)" -> "tiled_wgrad_kernel"
+    n = re.sub(r"(<unnamed>|\(anonymous namespace\))::", "", re.sub(r"^void ", "", n))
+    return re.sub(r"^siamese::cuda::", "", re.sub(r"[<(].*", "", n))
+
+
 plan = re.findall(r"(?m)^(\d+) launches per step", read("plan.txt"))
 if plan:
     row("plan (launches/step)", ", ".join(f"{w} {n}" for w, n in zip(("unfused", "fused", "tiled fused", "tiled fused gemm"), plan)))
@@ -297,14 +306,13 @@ for name in ("reference", "tiled", "fused", "tiled_fused", "tiled_fused_gemm", "
         continue
     total = sum(k["us"] for k in ks)
     top = sorted(ks, key=lambda k: -k["us"])[:5]
-    short = lambda n: re.sub(r"[<(].*", "", n)[:40]
     row(f"ncu {name}", f"{len(ks)} launches, {total:.0f} us; largest: " +
-        "; ".join(f"{short(k['kernel'])} {k['us']:.1f} us (SM {k.get('sm', 0):.0f}%, mem {k.get('mem', 0):.0f}%)" for k in top))
+        "; ".join(f"{kernel_base(k['kernel'])[:40]} {k['us']:.1f} us (SM {k.get('sm', 0):.0f}%, mem {k.get('mem', 0):.0f}%)" for k in top))
 
 # Kernel by kernel: the fused step's ncu rows matched, in launch order, with `siamese plan
 # --fused` (each launch's FLOPs, bytes and floor), from the first conv1 forward of the window: a
 # cuBLAS call takes its GEMM and any split-K reduction after it. Achieved FLOP/s and bytes/s
-# against the H200's peaks, i.e. how far each kernel is from its floor.
+# against the GPU's peaks (plan --gpu), i.e. how far each kernel is from its floor.
 def plan_rows(text, which):
     blocks = re.split(r"(?m)^CUDA training step:", text)[1:]
     if len(blocks) <= which:
@@ -320,7 +328,8 @@ def plan_rows(text, which):
 
 
 def match_step(ks, plan):
-    start = next((i for i, k in enumerate(ks) if re.match(r"(conv_pool_forward|tiled_forward|tiled_pair_forward)_kernel", k["kernel"])), None)
+    # ncu names a kernel bare or with its namespaces and template arguments: searched, not matched.
+    start = next((i for i, k in enumerate(ks) if re.search(r"\b(conv_pool_forward|tiled_forward|tiled_pair_forward)_kernel", k["kernel"])), None)
     if start is None or not plan:
         return []
     out, i = [], start
@@ -345,7 +354,9 @@ for name, which in (("fused", 1), ("tiled_fused", 2), ("tiled_fused_gemm", 3)):
     steps = match_step(ks, plan_rows(read("plan.txt"), which))
     if steps:
         res[f"{name}_by_kernel"] = steps
-        row(f"{name} step, kernel by kernel", "(ncu, clocks as found; floor: FLOP at 60 TFLOP/s or bytes at 4.8 TB/s)")
+        peaks = re.search(r"(?m)^floor: max\(FLOP / (.*?), bytes / (.*?)\)", read("plan.txt"))
+        row(f"{name} step, kernel by kernel", "(ncu, clocks as found; floor: FLOP at " +
+            (f"{peaks.group(1)} or bytes at {peaks.group(2)})" if peaks else "the plan's peaks)"))
         for k in steps:
             row(f"  {k['kernel'][:28]}", f"{k['us']:8.1f} us  floor {k['floor_us']:6.2f} us ({k['us'] / max(k['floor_us'], 1e-3):5.0f}x)  "
                 f"{k['flops'] / k['us'] / 1e6:7.2f} TFLOP/s  {k['bytes'] / k['us'] / 1e6:6.3f} TB/s")
@@ -370,11 +381,6 @@ def ncu_metrics(text):
         except ValueError:
             pass
     return [k for _, k in sorted(kernels.items(), key=lambda kv: int(kv[0]))]
-
-
-def kernel_base(n):  # "void siamese::cuda::<unnamed>::tiled_wgrad_kernel<...>(...)" -> "tiled_wgrad_kernel"
-    n = re.sub(r"(<unnamed>|\(anonymous namespace\))::", "", re.sub(r"^void ", "", n))
-    return re.sub(r"^siamese::cuda::", "", re.sub(r"[<(].*", "", n))
 
 
 sm_rows = ncu_metrics(read("ncu_smem.csv"))

@@ -72,7 +72,7 @@ struct EngineOptions {
     bool side_stream = false;
     // The image bank in FP16 (--half-bank): each pixel rounded once, on the host, to the nearest
     // FP16 value (siamese/half.hpp). The CUDA engine keeps the 16-bit values (half the bytes of
-    // the bank: a 5,000-photo bank of 56x46 fits an H200's 50 MB L2) and widens them exactly as
+    // the bank: a 5,000-photo bank of 56x46, 52 MB in FP32, past an H100's 50 MiB L2, is 26 MB) and widens them exactly as
     // conv1 reads them; the CPU engine trains on the same rounded floats. Only the bank's
     // images are rounded: images embedded from outside it (verify, identify) stay FP32. Off by
     // default: its accuracy effect is measured (docs/gpu-speed.md), its speed not yet on a GPU.
