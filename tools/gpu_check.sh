@@ -101,7 +101,7 @@ have_gpu=0
   timeout 30 python3 -c "import nvidia.cudnn as m, os; d=list(m.__path__)[0]; print('wheel:', d); print(sorted(os.listdir(os.path.join(d, 'lib'))))" 2>&1 | head -3
   echo "--- python / torch"
   # (and the L2's bytes, on a line of their own, for the half-bank row below)
-  timeout 60 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available(), 'cudnn', torch.backends.cudnn.version()); torch.cuda.is_available() and print('L2_cache_size', torch.cuda.get_device_properties(0).L2_cache_size)" 2>&1 | tail -2
+  timeout 60 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available(), 'cudnn', torch.backends.cudnn.version()); torch.cuda.is_available() and print('L2_cache_size', getattr(torch.cuda.get_device_properties(0), 'L2_cache_size', ''))" 2>&1 | tail -2
   echo "--- tools"
   command -v compute-sanitizer >/dev/null && compute-sanitizer --version 2>&1 | head -2 || echo "compute-sanitizer: not found"
   command -v ncu >/dev/null && ncu --version 2>&1 | tail -1 || echo "ncu: not found"
