@@ -40,15 +40,7 @@ Runner add_plan(CLI::App& app) {
         "plan", "Print the CUDA training step's kernel launches with their FLOPs, bytes and floor time (no GPU needed)");
     auto a = std::make_shared<PlanArgs>();
     add_recipe_options(sub, a->recipe);
-    sub->add_option("--conv", a->engine.conv, "CUDA convolutions: custom, cudnn or tiled")->capture_default_str()
-        ->check(CLI::IsMember({"custom", "cudnn", "tiled"}));
-    sub->add_option("--gemm", a->engine.gemm, "The dense layers' products: cublas or custom (train --gemm)")
-        ->capture_default_str()->check(CLI::IsMember({"cublas", "custom"}));
-    sub->add_flag("--fused", a->engine.fused, "The fused step (train --fused)");
-    sub->add_flag("--side-stream", a->engine.side_stream, "The weight gradients on a second stream (train --side-stream)");
-    sub->add_flag("--half-bank", a->engine.half_bank, "The image bank in FP16 (train --half-bank): conv1 reads 2 bytes a pixel");
-    sub->add_flag("--tf32", a->engine.tf32,
-                  "The dense GEMMs on TF32 tensor cores (train --tf32): their arithmetic at TF32's peak, 7.4x the FP32 one");
+    add_step_flags(sub, a->engine);
     sub->add_flag("--count", a->count_only, "Print only the number of launches per step");
     sub->add_option("--gpu", a->gpu, "The GPU whose peaks set the floors: h200 (FP32 60 TFLOP/s, 4.8 TB/s) or h100 "
                                      "(60 TFLOP/s, 3.35 TB/s)")

@@ -29,6 +29,9 @@ void add_engine_options(CLI::App* sub, EngineArgs& e);
 // The training engine's options of train and cv: --device and --threads as above, and the CUDA
 // engine's --conv, --no-graphs, --fused, --tf32, --gemm, --side-stream, --half-bank.
 void add_engine_flags(CLI::App* sub, EngineFlags& f);
+// Of those, the options that shape the CUDA step (plan takes these alone): --conv, --fused,
+// --tf32, --gemm, --side-stream, --half-bank.
+void add_step_flags(CLI::App* sub, EngineFlags& f);
 // The command line this process was started with (shell-quoted), for summaries and reports.
 std::string& command_line();
 // A seed: digits only, 0 .. 2^64-1 ("-1" and "1e23" are refused, not wrapped or rounded).

@@ -20,10 +20,14 @@ void add_engine_options(CLI::App* sub, EngineArgs& e) { add_device_threads(sub, 
 
 void add_engine_flags(CLI::App* sub, EngineFlags& f) {
     add_device_threads(sub, f.device, f.threads);
-    sub->add_option("--conv", f.conv, "CUDA convolutions: custom (fused kernels), cudnn, or tiled (the fused kernels with each image in shared memory; not yet measured on a GPU)")->capture_default_str()
-        ->check(CLI::IsMember({"custom", "cudnn", "tiled"}));
     sub->add_flag_callback("--no-graphs", [&f] { f.graphs = false; },
                            "CUDA: launch every kernel instead of replaying a captured graph");
+    add_step_flags(sub, f);
+}
+
+void add_step_flags(CLI::App* sub, EngineFlags& f) {
+    sub->add_option("--conv", f.conv, "CUDA convolutions: custom (fused kernels), cudnn, or tiled (the fused kernels with each image in shared memory; not yet measured on a GPU)")->capture_default_str()
+        ->check(CLI::IsMember({"custom", "cudnn", "tiled"}));
     sub->add_flag("--fused", f.fused,
                   "CUDA: the fused step (10 launches a step for the reference recipe instead of 25; `siamese plan --fused`); "
                   "not yet checked on a GPU");
