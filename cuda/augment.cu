@@ -38,7 +38,7 @@ void augment_images(float* out, ImageIn bank, const int* order, int n, int H, in
                     uint64_t seed, const StepState* st, cudaStream_t stream) {
     NvtxRange r("augment_images");
     bank.visit([&](auto x) {
-        augment_kernel<<<blocks_for(long(n) * H * W), kThreads, 0, stream>>>(out, x, order, st, n, H, W, c, seed);
+        augment_kernel<decltype(x)><<<blocks_for(long(n) * H * W), kThreads, 0, stream>>>(out, x, order, st, n, H, W, c, seed);
         CUDA_CHECK_LAUNCH();
     });
 }

@@ -185,7 +185,9 @@ using StrongConv1 = FixedShape<1, 56, 46, 16, 3, 2>;
 using StrongConv2 = FixedShape<16, 27, 22, 32, 3, 2>;
 bool g_fixed_shapes = true;
 
-// f(shape) with the fixed shape equal to s when there is one, else with s itself.
+// f(shape) with the fixed shape equal to s when there is one, else with s itself. The launches
+// inside name their kernels' template arguments (decltype(shape), ...) rather than leave them to
+// deduction: one kernel address a launch, which the CPU emulation's checks key on.
 template <class F>
 void with_shape(const ConvShape& s, F&& f) {
     if (g_fixed_shapes) {
@@ -224,7 +226,7 @@ void conv_pool_forward(float* out, uint8_t* argmax, ImageIn in, const float* w, 
     NvtxRange r("conv_pool_forward");
     if (s.P > 8) throw UsageError("CUDA conv: pool size over 8 is not supported (argmax is one byte)");
     with_input_shape(in, s, [&](auto x, auto shape) {
-        conv_pool_forward_kernel<<<blocks_for(long(n) * ((s.out_elems() + 3) / 4)), kThreads, 0, stream>>>(
+        conv_pool_forward_kernel<decltype(shape), decltype(x)><<<blocks_for(long(n) * ((s.out_elems() + 3) / 4)), kThreads, 0, stream>>>(
             shape, n, x, gather, w, b, out, argmax, rate, seed, layer_id, st);
         CUDA_CHECK_LAUNCH();
     });
@@ -245,7 +247,7 @@ void conv_backward_weights(float* grad_wb, const float* geff, const uint8_t* arg
     const int nwb = wgrad_params(s);
     const int chunk = wgrad_chunk(s, n), chunks = (n + chunk - 1) / chunk;
     with_input_shape(in, s, [&](auto x, auto shape) {
-        conv_wgrad_partial_kernel<<<dim3(blocks_for(nwb), unsigned(chunks)), kThreads, 0, stream>>>(
+        conv_wgrad_partial_kernel<decltype(shape), decltype(x)><<<dim3(blocks_for(nwb), unsigned(chunks)), kThreads, 0, stream>>>(
             shape, n, chunk, x, gather, geff, fuse.y, fuse.scale, argmax, partial, grad_wb, fuse.counter, chunks);
         CUDA_CHECK_LAUNCH();
     });
@@ -256,7 +258,7 @@ void conv_backward_input(float* din, const float* geff, const uint8_t* argmax, c
                          cudaStream_t stream, const ConvBackwardFusion& fuse) {
     NvtxRange r("conv_backward_input");
     with_shape(s, [&](auto shape) {
-        conv_input_grad_kernel<<<blocks_for(long(n) * s.C * s.H * s.W), kThreads, 0, stream>>>(shape, n, geff, fuse.y,
+        conv_input_grad_kernel<decltype(shape)><<<blocks_for(long(n) * s.C * s.H * s.W), kThreads, 0, stream>>>(shape, n, geff, fuse.y,
                                                                                                fuse.scale, argmax, w, din);
         CUDA_CHECK_LAUNCH();
     });

@@ -196,7 +196,7 @@ void CudnnConvBlock::ensure_workspace() {
 const float* CudnnConvBlock::contiguous_input(ImageIn in, ImageGather gather, int n, cudaStream_t stream) {
     if (!gather && !in.is_half()) return in.f32;
     in.visit([&](auto x) {
-        gather_images_kernel<<<blocks_for(long(n) * s_.in_elems()), kThreads, 0, stream>>>(x, gather, n, s_.in_elems(),
+        gather_images_kernel<decltype(x)><<<blocks_for(long(n) * s_.in_elems()), kThreads, 0, stream>>>(x, gather, n, s_.in_elems(),
                                                                                           staged_.get());
         CUDA_CHECK_LAUNCH();
     });

@@ -31,6 +31,10 @@ const char* cublas_status_name(cublasStatus_t s) {
 namespace siamese {
 
 std::string cuda_build_info() {
+#ifdef SIAMESE_CUDA_EMULATION
+    return "CUDA engine: EMULATED on the CPU (a test build, -DSIAMESE_CUDA=EMULATE: the kernels' code runs on the "
+           "host, slowly, and no GPU is used)";
+#else
     std::string s = "CUDA engine: built with CUDA " + std::to_string(CUDART_VERSION / 1000) + "." +
                     std::to_string(CUDART_VERSION % 1000 / 10);
 #if SIAMESE_HAVE_CUDNN
@@ -39,6 +43,7 @@ std::string cuda_build_info() {
     s += ", without cuDNN (--conv cudnn unavailable)";
 #endif
     return s;
+#endif
 }
 
 bool cuda_device_available(std::string* why) {

@@ -63,7 +63,7 @@ void mirror_images(float* out, ImageIn in, int n, int H, int W, cudaStream_t str
     const long total = long(n) * H * W;
     if (total == 0) return;
     in.visit([&](auto x) {
-        mirror_kernel<<<blocks_for(total), kThreads, 0, stream>>>(out, x, total, W);
+        mirror_kernel<decltype(x)><<<blocks_for(total), kThreads, 0, stream>>>(out, x, total, W);
         CUDA_CHECK_LAUNCH();
     });
 }
