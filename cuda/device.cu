@@ -32,8 +32,8 @@ namespace siamese {
 
 std::string cuda_build_info() {
 #ifdef SIAMESE_CUDA_EMULATION
-    return "CUDA engine: EMULATED on the CPU (a test build, -DSIAMESE_CUDA=EMULATE: the kernels' code runs on the "
-           "host, slowly, and no GPU is used)";
+    return "CUDA engine: emulated on the CPU (the test build of tests/cuda_emulation: the kernels' code runs on the "
+           "host, slowly; no GPU is used)";
 #else
     std::string s = "CUDA engine: built with CUDA " + std::to_string(CUDART_VERSION / 1000) + "." +
                     std::to_string(CUDART_VERSION % 1000 / 10);

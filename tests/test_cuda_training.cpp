@@ -184,7 +184,7 @@ TEST_CASE("three CUDA training steps match the CPU reference, every parameter", 
     }
 }
 
-TEST_CASE("CUDA training is deterministic: bit-identical after 50 steps and graphs equal eager launches", "[cuda][training][determinism]") {
+TEST_CASE("CUDA training is deterministic: bit-identical after 50 steps and graphs equal eager launches", "[cuda][training][determinism][emulation-slow]") {
     // 50 steps of 8 pairs cross epoch ends (the training split holds fewer than 400 pairs), so
     // the short last batch and its second graph are replayed too.
     SKIP_WITHOUT_CUDA();
@@ -204,7 +204,7 @@ TEST_CASE("CUDA training is deterministic: bit-identical after 50 steps and grap
     }
 }
 
-TEST_CASE("CUDA training survives embedding the bank between epochs (buffers regrown, graphs recaptured)", "[cuda][training]") {
+TEST_CASE("CUDA training survives embedding the bank between epochs (buffers regrown, graphs recaptured)", "[cuda][training][emulation-slow]") {
     // The path of real training: batches of 128 pairs (256 images), then validation embeds the
     // whole bank (a different capacity), then training goes on. Compared with the same steps
     // without the embedding, and with the CPU.
@@ -326,7 +326,7 @@ TEST_CASE("TF32 GEMMs (--tf32): the first gradient within TF32's rounding of the
                 testutil::rel_error(gg, cpu->last_gradient()), testutil::rel_error(gg, cpu_tf32->last_gradient()));
 }
 
-TEST_CASE("a run of CUDA steps replayed as one graph gives the bits of the steps one by one", "[cuda][training][run]") {
+TEST_CASE("a run of CUDA steps replayed as one graph gives the bits of the steps one by one", "[cuda][training][run][emulation-slow]") {
     // Two epochs: each a run of its full batches (one graph of that many steps, captured in the
     // first epoch, replayed in the second) and its short last batch, against the same batches
     // launched one graph each.
@@ -358,7 +358,7 @@ TEST_CASE("a run of CUDA steps replayed as one graph gives the bits of the steps
     }
 }
 
-TEST_CASE("epochs ordered on the device train to the bits of the host's order, and follow new pairs", "[cuda][training][shuffle]") {
+TEST_CASE("epochs ordered on the device train to the bits of the host's order, and follow new pairs", "[cuda][training][shuffle][emulation-slow]") {
     // The trainer's way (begin_epoch_shuffled: the pairs kept on the device, the order built by
     // one kernel) against begin_epoch(epoch_order(...)) uploaded from the host, over three epochs
     // as runs; the third epoch's training pairs are new (reversed), which must reach the device.
@@ -421,7 +421,7 @@ TEST_CASE("the validation pass replayed as a graph gives the eager pass's bits, 
     }
 }
 
-TEST_CASE("a whole epoch replayed as one graph gives the bits of its calls made one by one", "[cuda][training][epoch]") {
+TEST_CASE("a whole epoch replayed as one graph gives the bits of its calls made one by one", "[cuda][training][epoch][emulation-slow]") {
     // train_epoch with graphs (epoch 1: the separate calls; 2: captured; 3: replayed; 4: new
     // validation pairs, the calls again; 5: captured again) against the same epochs without
     // graphs, every engine kind: losses, validation distances and weights, bit for bit.
@@ -462,7 +462,7 @@ TEST_CASE("a whole epoch replayed as one graph gives the bits of its calls made 
     }
 }
 
-TEST_CASE("profiling inside the replayed graphs changes no bit and times every phase of every step", "[cuda][training][profile]") {
+TEST_CASE("profiling inside the replayed graphs changes no bit and times every phase of every step", "[cuda][training][profile][emulation-slow]") {
     // --profile records CUDA events around each phase; with graphs they are captured as
     // event-record nodes and read after each replay. Three epochs as the trainer runs them
     // (separate calls, then one captured epoch graph, then a replay), profiled and not: the
@@ -500,7 +500,7 @@ TEST_CASE("profiling inside the replayed graphs changes no bit and times every p
     }
 }
 
-TEST_CASE("the weight gradients on a second stream give the bits of the one-stream step", "[cuda][training][streams]") {
+TEST_CASE("the weight gradients on a second stream give the bits of the one-stream step", "[cuda][training][streams][emulation-slow]") {
     // EngineOptions::side_stream (--side-stream): each layer's weight gradient runs beside the input-gradient
     // chain, joined before the optimizer. Same kernels, same sums: the same losses, distances
     // and weights, every engine kind, eager and as epoch graphs (a missing dependency between
@@ -519,7 +519,7 @@ TEST_CASE("the weight gradients on a second stream give the bits of the one-stre
         }
 }
 
-TEST_CASE("an FP16 bank gives the bits of an FP32 bank holding its rounded values", "[cuda][training][half]") {
+TEST_CASE("an FP16 bank gives the bits of an FP32 bank holding its rounded values", "[cuda][training][half][emulation-slow]") {
     // EngineOptions::half_bank (--half-bank): the bank kept in 16 bits, widened exactly by every
     // kernel that reads it (conv1 forward and weight gradient of each kind, cuDNN's staging copy,
     // the validation pass). So against an FP32 engine given the host-rounded bank: the same

@@ -136,19 +136,22 @@ std::string where() {
     return "block (" + std::to_string(b.idx.x) + ", " + std::to_string(b.idx.y) + ", " + std::to_string(b.idx.z) + ")";
 }
 
-// True while a block's threads run as plain calls (see run_block): none may wait.
-bool direct = false;
+// While a warp's lanes run as plain calls (see run_block): the lane that returned without
+// waiting; none of the others may wait.
+constexpr unsigned kNone = ~0u;
+unsigned direct_lane = kNone;
 
 void suspend_as(FiberState s) {
     const size_t i = running;
-    if (direct)
+    if (direct_lane != kNone)
         fatal(where() + ": thread " + std::to_string(i) + " waits at a barrier or warp exchange that thread " +
-              std::to_string(reverse_order ? fibers.size() - 1 : 0) + " returned without reaching (a barrier in divergent code)");
+              std::to_string(direct_lane) + " of its warp returned without reaching (a barrier in divergent code)");
     fibers[i].state = s;
     stacks.suspend(i);
 }
 
 void run_block(unsigned n) {
+    direct_lane = kNone;  // after an error thrown from the last block, the state starts afresh
     stacks.reserve(n);
     fibers.resize(n);
     const dim3 d = current_block.dim;
@@ -161,28 +164,35 @@ void run_block(unsigned n) {
     }
     const unsigned warps = (n + 31) / 32;
     exchange.assign(size_t(warps) * 64, ~uint64_t(0));
-    // The first thread alone: if it returns without waiting, the kernel has no barrier on its
-    // path, and the others run as plain calls (no switches); one of them reaching a barrier then
-    // is a barrier in divergent code, reported as such.
-    const unsigned first = reverse_order ? n - 1 : 0;
-    running = first;
-    current_thread = &fibers[first].ts;
-    stacks.start(first, fiber_entry, reinterpret_cast<void*>(size_t(first)));
-    stacks.resume(first);
-    if (fibers[first].state == FiberState::Done) {
-        direct = true;
-        for (unsigned k = 1; k < n; ++k) {
-            const unsigned i = reverse_order ? n - 1 - k : k;
-            running = i;
-            current_thread = &fibers[i].ts;
-            body->run();
-            fibers[i].state = FiberState::Done;
+    // Warp by warp, its first lane alone: if it returns without waiting, the warp's path has no
+    // barrier or exchange, and its other lanes run as plain calls (no switches); one of them
+    // waiting then is a barrier or exchange in divergent code, reported as such. Otherwise the
+    // warp's lanes are fibers, run by the loop below. (Whole warps may return early: legal.)
+    bool all_done = true;
+    for (unsigned k = 0; k < warps; ++k) {
+        const unsigned w = reverse_order ? warps - 1 - k : k;
+        const unsigned a = 32 * w, b = std::min(n, a + 32), first = reverse_order ? b - 1 : a;
+        running = first;
+        current_thread = &fibers[first].ts;
+        stacks.start(first, fiber_entry, reinterpret_cast<void*>(size_t(first)));
+        stacks.resume(first);
+        if (fibers[first].state == FiberState::Done) {
+            direct_lane = first;
+            for (unsigned j = 1; j < b - a; ++j) {
+                const unsigned i = reverse_order ? b - 1 - j : a + j;
+                running = i;
+                current_thread = &fibers[i].ts;
+                body->run();
+                fibers[i].state = FiberState::Done;
+            }
+            direct_lane = kNone;
+        } else {
+            all_done = false;
+            for (unsigned i = a; i < b; ++i)
+                if (i != first) stacks.start(i, fiber_entry, reinterpret_cast<void*>(size_t(i)));
         }
-        direct = false;
-        return;
     }
-    for (unsigned i = 0; i < n; ++i)
-        if (i != first) stacks.start(i, fiber_entry, reinterpret_cast<void*>(size_t(i)));
+    if (all_done) return;
     for (;;) {
         for (unsigned k = 0; k < n; ++k) {
             const unsigned i = reverse_order ? n - 1 - k : k;
@@ -627,21 +637,27 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
     const float al = *alpha, be = *beta;  // host pointers: read now, as cuBLAS's host pointer mode does
     const bool tf32 = h->math == CUBLAS_TF32_TENSOR_OP_MATH;
     emu::submit(h->stream, cudaGraphNodeTypeKernel, [=] {
-        auto in = [tf32](float v) { return double(tf32 ? tf32_round(v) : v); };
-        // op(A) as m rows of k, op(B)^T as n rows of k: each product a walk along two rows.
-        std::vector<double> ar(size_t(m) * k), br(size_t(n) * k);
+        auto in = [tf32](float v) { return tf32 ? tf32_round(v) : v; };
+        // op(A) as m rows of k, op(B)^T as n rows of k: each product a walk along two rows, in
+        // eight float lanes (vectorised), added at the end: FP32 sums in another order than
+        // cuBLAS's, which no test may depend on.
+        std::vector<float> ar(size_t(m) * k), br(size_t(n) * k);
         for (int i = 0; i < m; ++i)
             for (int p = 0; p < k; ++p) ar[size_t(i) * k + p] = in(ta == CUBLAS_OP_N ? a[i + size_t(p) * lda] : a[p + size_t(i) * lda]);
         for (int j = 0; j < n; ++j)
             for (int p = 0; p < k; ++p) br[size_t(j) * k + p] = in(tb == CUBLAS_OP_N ? b[p + size_t(j) * ldb] : b[j + size_t(p) * ldb]);
         for (int j = 0; j < n; ++j)
             for (int i = 0; i < m; ++i) {
-                const double* x = ar.data() + size_t(i) * k;
-                const double* y = br.data() + size_t(j) * k;
-                double s = 0;
-                for (int p = 0; p < k; ++p) s += x[p] * y[p];
+                const float* x = ar.data() + size_t(i) * k;
+                const float* y = br.data() + size_t(j) * k;
+                float lane[8] = {};
+                int p = 0;
+                for (; p + 8 <= k; p += 8)
+                    for (int l = 0; l < 8; ++l) lane[l] += x[p + l] * y[p + l];
+                for (; p < k; ++p) lane[0] += x[p] * y[p];
+                const float s = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
                 float& out = c[i + size_t(j) * ldc];
-                out = be == 0.0f ? float(al * s) : float(al * s + double(be) * out);
+                out = be == 0.0f ? al * s : al * s + be * out;
             }
     });
     return CUBLAS_STATUS_SUCCESS;

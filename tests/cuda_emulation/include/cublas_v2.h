@@ -1,7 +1,6 @@
-// The cuBLAS calls the engine makes, emulated on the CPU (the EMULATE build; see cuda_runtime.h).
-// cublasSgemm sums each product in k order in double and rounds once: not cuBLAS's bits (no
-// test may expect those), but within FP32 rounding of the exact product. With TF32 math, A and B
-// are first rounded to TF32 (10 fraction bits, to nearest), as tensor cores see them.
+// The cuBLAS calls the engine makes, emulated on the CPU (see cuda_runtime.h). cublasSgemm sums
+// in FP32 in another order than cuBLAS (no test may expect cuBLAS's bits). With TF32 math, A and
+// B are first rounded to TF32 (10 fraction bits, to nearest), as tensor cores see them.
 #pragma once
 #include "cuda_runtime.h"
 

@@ -1,5 +1,5 @@
-// The CUDA runtime as the engine's code uses it, emulated on the CPU (the EMULATE build:
-// -DSIAMESE_CUDA=EMULATE). cuda/*.cu compile as C++ against this header, after two textual
+// The CUDA runtime as the engine's code uses it, emulated on the CPU (the siamese_cuda_emulated
+// library, -DSIAMESE_CUDA_EMULATION=ON, the default). cuda/*.cu compile as C++ against this header, after two textual
 // rewrites (cmake/cuda_emulate.cmake): `k<<<cfg>>>(args)` becomes `k ^ emu::Config(cfg) ^
 // emu::args(args)`, and `extern __shared__ T name[];` a pointer to the block's dynamic shared
 // memory. Each block's threads then run the kernel's own code as fibers on one host thread,
