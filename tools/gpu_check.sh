@@ -125,11 +125,12 @@ if [ ! -d "$orl/s1" ]; then
 fi
 
 # 1. build: SASS for sm_90 and PTX; the header-only dependencies from .deps when carried;
-#    CMAKE_POLICY_VERSION_MINIMUM lets CMake 4 (pip) read Debian's older package files.
+#    CMAKE_POLICY_VERSION_MINIMUM lets CMake 4 (pip) read Debian's older package files; no CPU
+#    emulation of the CUDA code (its tests are for machines without a GPU).
 gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
 prefix=(); [ -d .deps ] && prefix=("-DCMAKE_PREFIX_PATH=$root/.deps")
 stage configure 120 cmake -S . -B build-gpu "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
-  "-DCMAKE_CUDA_ARCHITECTURES=90-real;90-virtual" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 "${prefix[@]}" \
+  "-DCMAKE_CUDA_ARCHITECTURES=90-real;90-virtual" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 -DSIAMESE_CUDA_EMULATION=OFF "${prefix[@]}" \
   "-DPython3_EXECUTABLE=$(command -v python3)"  # the python whose site-packages hold the cuDNN wheel
 build_rc=$?
 [ $build_rc = 0 ] && { stage build 300 cmake --build build-gpu -j"$jobs"; build_rc=$?; }
