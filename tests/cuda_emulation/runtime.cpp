@@ -362,38 +362,33 @@ cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
 }
 cudaError_t cudaDeviceSynchronize() { return emu::unsafe_call("cudaDeviceSynchronize"); }
 
-cudaError_t cudaMalloc(void** p, size_t bytes) {
-    if (const cudaError_t e = emu::unsafe_call("cudaMalloc")) return e;
+namespace emu {
+namespace {
+// An allocation recorded in `allocs` (device or pinned), 256-byte aligned as cudaMalloc's are.
+cudaError_t allocate(std::map<uintptr_t, size_t>& allocs, void** p, size_t bytes, const char* what) {
+    if (const cudaError_t e = unsafe_call(what)) return e;
     const size_t rounded = (std::max<size_t>(bytes, 1) + 255) / 256 * 256;
     *p = std::aligned_alloc(256, rounded);
-    if (!*p) return fail(cudaErrorMemoryAllocation, "cudaMalloc: out of memory");
+    if (!*p) return fail(cudaErrorMemoryAllocation, std::string(what) + ": out of memory");
     std::memset(*p, 0xFF, rounded);  // a real allocation holds garbage: NaN shows who reads it unwritten
-    emu::device_allocs[reinterpret_cast<uintptr_t>(*p)] = bytes;
+    allocs[reinterpret_cast<uintptr_t>(*p)] = bytes;
     return cudaSuccess;
 }
-cudaError_t cudaFree(void* p) {
+cudaError_t release(std::map<uintptr_t, size_t>& allocs, void* p, const char* what) {
     if (!p) return cudaSuccess;
-    if (const cudaError_t e = emu::unsafe_call("cudaFree")) return e;
-    if (!emu::device_allocs.erase(reinterpret_cast<uintptr_t>(p)))
-        return fail(cudaErrorInvalidValue, "cudaFree of a pointer cudaMalloc did not return");
+    if (const cudaError_t e = unsafe_call(what)) return e;
+    if (!allocs.erase(reinterpret_cast<uintptr_t>(p)))
+        return fail(cudaErrorInvalidValue, std::string(what) + " of a pointer its allocator did not return");
     std::free(p);
     return cudaSuccess;
 }
-cudaError_t cudaMallocHost(void** p, size_t bytes) {
-    if (const cudaError_t e = emu::unsafe_call("cudaMallocHost")) return e;
-    *p = std::aligned_alloc(256, (std::max<size_t>(bytes, 1) + 255) / 256 * 256);
-    if (!*p) return fail(cudaErrorMemoryAllocation, "cudaMallocHost: out of memory");
-    emu::pinned_allocs[reinterpret_cast<uintptr_t>(*p)] = bytes;
-    return cudaSuccess;
-}
-cudaError_t cudaFreeHost(void* p) {
-    if (!p) return cudaSuccess;
-    if (const cudaError_t e = emu::unsafe_call("cudaFreeHost")) return e;
-    if (!emu::pinned_allocs.erase(reinterpret_cast<uintptr_t>(p)))
-        return fail(cudaErrorInvalidValue, "cudaFreeHost of a pointer cudaMallocHost did not return");
-    std::free(p);
-    return cudaSuccess;
-}
+}  // namespace
+}  // namespace emu
+
+cudaError_t cudaMalloc(void** p, size_t bytes) { return emu::allocate(emu::device_allocs, p, bytes, "cudaMalloc"); }
+cudaError_t cudaFree(void* p) { return emu::release(emu::device_allocs, p, "cudaFree"); }
+cudaError_t cudaMallocHost(void** p, size_t bytes) { return emu::allocate(emu::pinned_allocs, p, bytes, "cudaMallocHost"); }
+cudaError_t cudaFreeHost(void* p) { return emu::release(emu::pinned_allocs, p, "cudaFreeHost"); }
 
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
     if (bytes == 0) return cudaSuccess;

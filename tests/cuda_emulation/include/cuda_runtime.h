@@ -266,36 +266,31 @@ inline void __syncwarp(unsigned = 0xffffffffu) { ::emu::syncwarp(); }
 inline void __threadfence() {}
 inline void __threadfence_block() {}
 
+namespace emu {
+// Lane `partner(lane, arg, width)`'s value of v, once every lane of the warp has given its own.
 template <class T>
-T __shfl_xor_sync(unsigned, T v, int lane_mask, int width = 32) {
+T shuffle(T v, int (*partner)(int, int, int), int arg, int width) {
     static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "a warp exchange of at most 8 bytes");
     uint64_t u = 0;
     std::memcpy(&u, &v, sizeof(T));
-    u = ::emu::warp_exchange(u, [](int lane, int m, int w) { return (lane & ~(w - 1)) | ((lane ^ m) & (w - 1)); }, lane_mask, width);
+    u = warp_exchange(u, partner, arg, width);
     T r;
     std::memcpy(&r, &u, sizeof(T));
     return r;
+}
+}  // namespace emu
+
+template <class T>
+T __shfl_xor_sync(unsigned, T v, int lane_mask, int width = 32) {
+    return ::emu::shuffle(v, [](int lane, int m, int w) { return (lane & ~(w - 1)) | ((lane ^ m) & (w - 1)); }, lane_mask, width);
 }
 template <class T>
 T __shfl_sync(unsigned, T v, int src, int width = 32) {
-    static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "a warp exchange of at most 8 bytes");
-    uint64_t u = 0;
-    std::memcpy(&u, &v, sizeof(T));
-    u = ::emu::warp_exchange(u, [](int lane, int s, int w) { return (lane & ~(w - 1)) | (s & (w - 1)); }, src, width);
-    T r;
-    std::memcpy(&r, &u, sizeof(T));
-    return r;
+    return ::emu::shuffle(v, [](int lane, int s, int w) { return (lane & ~(w - 1)) | (s & (w - 1)); }, src, width);
 }
 template <class T>
 T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) {
-    static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "a warp exchange of at most 8 bytes");
-    uint64_t u = 0;
-    std::memcpy(&u, &v, sizeof(T));
-    u = ::emu::warp_exchange(
-        u, [](int lane, int d, int w) { return (lane % w) + d < w ? lane + d : lane; }, int(delta), width);
-    T r;
-    std::memcpy(&r, &u, sizeof(T));
-    return r;
+    return ::emu::shuffle(v, [](int lane, int d, int w) { return (lane % w) + d < w ? lane + d : lane; }, int(delta), width);
 }
 
 // One host thread runs every block: atomics are plain read-modify-writes.
