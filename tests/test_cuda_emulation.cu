@@ -150,6 +150,17 @@ TEST_CASE("the emulator poisons dynamic shared memory and new allocations", "[cu
     cudaFree(d);
 }
 
+TEST_CASE("the emulator finds a kernel writing past the end of its buffer", "[cuda-emulation]") {
+    float* d = device_floats(30);  // 30 floats; the kernel writes 32 (4 bytes each)
+    try {
+        index_kernel<<<1, 32>>>(reinterpret_cast<int*>(d));
+        FAIL("no error");
+    } catch (const std::runtime_error& e) {
+        CHECK(std::string(e.what()).find("wrote up to 8 bytes past the end of a 120-byte allocation") != std::string::npos);
+    }
+    cudaFree(d);
+}
+
 TEST_CASE("the emulator refuses launches a real GPU refuses", "[cuda-emulation]") {
     float* d = device_floats(1024);
     cudaGetLastError();

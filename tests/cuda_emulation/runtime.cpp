@@ -79,6 +79,24 @@ bool inside(const std::map<uintptr_t, size_t>& m, const void* p, size_t bytes) {
     return u >= it->first && u + bytes <= it->first + it->second;
 }
 bool is_device(const void* p, size_t bytes) { return inside(device_allocs, p, bytes); }
+
+// Every allocation is followed by a red zone (to the next 256 bytes, then 256 more) holding
+// kRedZone: a kernel writing past the end of a buffer changes it, found after each launch.
+constexpr unsigned char kRedZone = 0xA5;
+constexpr size_t kRedZoneBytes = 256;
+size_t red_zone_end(size_t bytes) { return (std::max<size_t>(bytes, 1) + 255) / 256 * 256 + kRedZoneBytes; }
+void check_red_zones(const char* file, int line) {
+    for (const auto& [base, bytes] : device_allocs) {
+        const auto* p = reinterpret_cast<const unsigned char*>(base);
+        size_t past = 0;  // how far past the end the farthest changed byte lies
+        for (size_t k = bytes; k < red_zone_end(bytes); ++k)
+            if (p[k] != kRedZone) past = k - bytes + 1;
+        if (past)
+            throw std::runtime_error("CUDA emulation: the kernel launched at " + std::string(file) + ":" + std::to_string(line) +
+                                     " wrote up to " + std::to_string(past) + " bytes past the end of a " +
+                                     std::to_string(bytes) + "-byte allocation");
+    }
+}
 bool is_pinned(const void* p, size_t bytes) { return inside(pinned_allocs, p, bytes); }
 
 // ---- capture ----------------------------------------------------------------------------------
@@ -262,6 +280,7 @@ void run_grid(const Grid& g) {
     }
     body = saved;
     current_thread = nullptr;
+    check_red_zones(g.config.file, g.config.line);
 }
 
 // ---- kernels' attributes ----------------------------------------------------------------------
@@ -364,13 +383,15 @@ cudaError_t cudaDeviceSynchronize() { return emu::unsafe_call("cudaDeviceSynchro
 
 namespace emu {
 namespace {
-// An allocation recorded in `allocs` (device or pinned), 256-byte aligned as cudaMalloc's are.
+// An allocation recorded in `allocs` (device or pinned), 256-byte aligned as cudaMalloc's are,
+// with its red zone after it.
 cudaError_t allocate(std::map<uintptr_t, size_t>& allocs, void** p, size_t bytes, const char* what) {
     if (const cudaError_t e = unsafe_call(what)) return e;
-    const size_t rounded = (std::max<size_t>(bytes, 1) + 255) / 256 * 256;
-    *p = std::aligned_alloc(256, rounded);
+    const size_t end = red_zone_end(bytes);
+    *p = std::aligned_alloc(256, end);
     if (!*p) return fail(cudaErrorMemoryAllocation, std::string(what) + ": out of memory");
-    std::memset(*p, 0xFF, rounded);  // a real allocation holds garbage: NaN shows who reads it unwritten
+    std::memset(*p, 0xFF, bytes);  // a real allocation holds garbage: NaN shows who reads it unwritten
+    std::memset(static_cast<unsigned char*>(*p) + bytes, kRedZone, end - bytes);
     allocs[reinterpret_cast<uintptr_t>(*p)] = bytes;
     return cudaSuccess;
 }
