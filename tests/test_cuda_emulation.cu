@@ -60,6 +60,8 @@ __global__ void index_kernel(int* out) {
 // Which thread of which block ran when (one host thread runs them all, so a plain counter).
 __global__ void order_kernel(int* order, int* counter) { order[blockIdx.x * blockDim.x + threadIdx.x] = (*counter)++; }
 
+__global__ void copy_one_kernel(const float* in, int i, float* out) { *out = in[i]; }
+
 __global__ void add_one_kernel(float* p, int n) {
     const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
     if (i < n) p[i] += 1.0f;
@@ -150,7 +152,7 @@ TEST_CASE("the emulator poisons dynamic shared memory and new allocations", "[cu
     cudaFree(d);
 }
 
-TEST_CASE("the emulator finds a kernel writing past the end of its buffer", "[cuda-emulation]") {
+TEST_CASE("the emulator finds a kernel writing past the end of its buffer, and gives NaN to reads there", "[cuda-emulation]") {
     float* d = device_floats(30);  // 30 floats; the kernel writes 32 (4 bytes each)
     try {
         index_kernel<<<1, 32>>>(reinterpret_cast<int*>(d));
@@ -159,6 +161,17 @@ TEST_CASE("the emulator finds a kernel writing past the end of its buffer", "[cu
         CHECK(std::string(e.what()).find("wrote up to 8 bytes past the end of a 120-byte allocation") != std::string::npos);
     }
     cudaFree(d);
+    // A read past the end finds NaN (the red zone's value), which poisons what it reaches.
+    float *in = device_floats(3), *out = device_floats(1);
+    REQUIRE(cudaMemset(in, 0, 3 * sizeof(float)) == cudaSuccess);
+    copy_one_kernel<<<1, 1>>>(in, 2, out);
+    CHECK(download(out, 1)[0] == 0.0f);
+    for (int past : {3, 4, 60}) {
+        copy_one_kernel<<<1, 1>>>(in, past, out);
+        CHECK(std::isnan(download(out, 1)[0]));
+    }
+    cudaFree(in);
+    cudaFree(out);
 }
 
 TEST_CASE("the emulator refuses launches a real GPU refuses", "[cuda-emulation]") {
