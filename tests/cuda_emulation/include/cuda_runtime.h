@@ -1,6 +1,6 @@
 // The CUDA runtime as the engine's code uses it, emulated on the CPU (the siamese_cuda_emulated
-// library, -DSIAMESE_CUDA_EMULATION=ON, the default). cuda/*.cu compile as C++ against this header, after two textual
-// rewrites (cmake/cuda_emulate.cmake): `k<<<cfg>>>(args)` becomes `k ^ emu::Config(cfg) ^
+// library, -DSIAMESE_CUDA_EMULATION=ON, the default). cuda/*.cu compile as C++ against this
+// header, after two textual rewrites (cmake/cuda_emulate.cmake): `k<<<cfg>>>(args)` becomes `k ^ emu::Config(cfg) ^
 // emu::args(args)`, and `extern __shared__ T name[];` a pointer to the block's dynamic shared
 // memory. Each block's threads then run the kernel's own code as fibers on one host thread,
 // switching at __syncthreads and at warp exchanges (runtime.cpp).
@@ -9,7 +9,8 @@
 // against the CPU reference; every barrier reached by every thread of a block (a deadlock or a
 // barrier some threads skip is an error, not a hang); launch configurations and dynamic shared
 // memory against an H100/H200's limits, including the opt-in above 48 KB; dynamic shared memory
-// poisoned with NaN at each block's start; stream capture's rules (no synchronous or allocating
+// poisoned with NaN at each block's start, new allocations too, and a red zone of NaN after each
+// (a write there is reported after the launch); stream capture's rules (no synchronous or allocating
 // call inside a non-relaxed capture, every forked stream joined back, pageable host memory never
 // copied inside a graph); graphs replayed as captured. Threads (and blocks) run in index order,
 // or in reverse order with SIAMESE_EMU_REVERSE=1: a read of shared memory that another thread of
