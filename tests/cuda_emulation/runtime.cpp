@@ -142,6 +142,8 @@ const bool reverse_order = [] {
     const char* e = std::getenv("SIAMESE_EMU_REVERSE");
     return e && *e && *e != '0';
 }();
+// The k-th of n (threads, lanes, warps or blocks) to run: index order, or its reverse.
+unsigned long long in_order(unsigned long long k, unsigned long long n) { return reverse_order ? n - 1 - k : k; }
 
 void fiber_entry(void* arg) {
     const size_t i = reinterpret_cast<size_t>(arg);
@@ -189,8 +191,8 @@ void run_block(unsigned n) {
     // warp's lanes are fibers, run by the loop below. (Whole warps may return early: legal.)
     bool all_done = true;
     for (unsigned k = 0; k < warps; ++k) {
-        const unsigned w = reverse_order ? warps - 1 - k : k;
-        const unsigned a = 32 * w, b = std::min(n, a + 32), first = reverse_order ? b - 1 : a;
+        const unsigned w = unsigned(in_order(k, warps));
+        const unsigned a = 32 * w, b = std::min(n, a + 32), first = a + unsigned(in_order(0, b - a));
         running = first;
         current_thread = &fibers[first].ts;
         stacks.start(first, fiber_entry, reinterpret_cast<void*>(size_t(first)));
@@ -198,7 +200,7 @@ void run_block(unsigned n) {
         if (fibers[first].state == FiberState::Done) {
             direct_lane = first;
             for (unsigned j = 1; j < b - a; ++j) {
-                const unsigned i = reverse_order ? b - 1 - j : a + j;
+                const unsigned i = a + unsigned(in_order(j, b - a));
                 running = i;
                 current_thread = &fibers[i].ts;
                 body->run();
@@ -214,7 +216,7 @@ void run_block(unsigned n) {
     if (all_done) return;
     for (;;) {
         for (unsigned k = 0; k < n; ++k) {
-            const unsigned i = reverse_order ? n - 1 - k : k;
+            const unsigned i = unsigned(in_order(k, n));
             if (fibers[i].state != FiberState::Runnable) continue;
             running = i;
             current_thread = &fibers[i].ts;
@@ -255,7 +257,6 @@ void run_block(unsigned n) {
 }
 
 struct Grid {
-    const void* kernel;
     Config config;
     std::shared_ptr<Body> body;
 };
@@ -268,14 +269,13 @@ void run_grid(const Grid& g) {
     auto* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_buffer.data()) + 63) & ~uintptr_t(63));
     Body* saved = body;
     body = g.body.get();
+    current_block.dim = bl;
+    current_block.grid = gr;
+    current_block.dynamic_smem = smem;
     const unsigned long long blocks = 1ull * gr.x * gr.y * gr.z;
     for (unsigned long long k = 0; k < blocks; ++k) {
-        const unsigned long long b = reverse_order ? blocks - 1 - k : k;
+        const unsigned long long b = in_order(k, blocks);
         current_block.idx = {unsigned(b % gr.x), unsigned(b / gr.x % gr.y), unsigned(b / (1ull * gr.x * gr.y))};
-        current_block.dim = bl;
-        current_block.grid = gr;
-        current_block.dynamic_smem = smem;
-        current_block.dynamic_smem_bytes = g.config.smem;
         std::memset(smem, 0xFF, g.config.smem);  // NaN: what a block reads before writing it shows
         run_block(n);
     }
@@ -332,7 +332,7 @@ bool launch(const void* kernel, const Config& c, Body* b) {
         last_error = cudaErrorStreamCaptureInvalidated;
         return false;
     }
-    Grid g{kernel, c, std::move(owned)};
+    Grid g{c, std::move(owned)};
     submit(c.stream, cudaGraphNodeTypeKernel, [g] { run_grid(g); });
     return true;
 }

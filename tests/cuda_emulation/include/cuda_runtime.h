@@ -186,7 +186,6 @@ struct BlockState {
     uint3 idx;
     dim3 dim, grid;
     unsigned char* dynamic_smem;
-    size_t dynamic_smem_bytes;
 };
 extern ThreadState* current_thread;
 extern BlockState current_block;
