@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <cudnn.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -299,4 +300,133 @@ TEST_CASE("the emulated cuBLAS SGEMM computes op(A) op(B) column-major, on its s
     cudaFree(da);
     cudaFree(db);
     cudaFree(dc);
+}
+
+TEST_CASE("the emulated cuDNN convolves on its handle's stream, and refuses what a real one fails on", "[cuda-emulation]") {
+    // x (2, 2, 5, 4) (*) w (3, 2, 3, 2) -> y (2, 3, 3, 3), each operation against double loops.
+    // An FP32 sum of n terms is within n * 2^-24 of the sum of their magnitudes (n <= 36 here).
+    const int N = 2, C = 2, H = 5, W = 4, F = 3, KH = 3, KW = 2, HO = H - KH + 1, WO = W - KW + 1;
+    const size_t nx = size_t(N) * C * H * W, nw = size_t(F) * C * KH * KW, ny = size_t(N) * F * HO * WO;
+    std::vector<float> x(nx), w(nw), g(ny);
+    for (size_t i = 0; i < nx; ++i) x[i] = float(std::sin(0.7 * double(i)));
+    for (size_t i = 0; i < nw; ++i) w[i] = float(std::cos(1.3 * double(i)));
+    for (size_t i = 0; i < ny; ++i) g[i] = float(std::sin(2.1 * double(i) + 0.5));
+    auto X = [&](int i, int c, int y, int z) { return double(x[((size_t(i) * C + c) * H + y) * W + z]); };
+    auto Wt = [&](int f, int c, int y, int z) { return double(w[((size_t(f) * C + c) * KH + y) * KW + z]); };
+    auto G = [&](int i, int f, int y, int z) { return double(g[((size_t(i) * F + f) * HO + y) * WO + z]); };
+    struct Ref {  // each output's exact sum, and the sum of its terms' magnitudes
+        std::vector<double> sum, mag;
+        explicit Ref(size_t n) : sum(n), mag(n) {}
+        void add(size_t k, double t) { sum[k] += t, mag[k] += std::fabs(t); }
+    };
+    Ref y_ref(ny), dw_ref(nw), dx_ref(nx), db_ref(F);
+    for (int i = 0; i < N; ++i)
+        for (int f = 0; f < F; ++f)
+            for (int oy = 0; oy < HO; ++oy)
+                for (int ox = 0; ox < WO; ++ox) {
+                    db_ref.add(f, G(i, f, oy, ox));
+                    for (int c = 0; c < C; ++c)
+                        for (int ky = 0; ky < KH; ++ky)
+                            for (int kx = 0; kx < KW; ++kx) {
+                                y_ref.add(((size_t(i) * F + f) * HO + oy) * WO + ox, X(i, c, oy + ky, ox + kx) * Wt(f, c, ky, kx));
+                                dw_ref.add(((size_t(f) * C + c) * KH + ky) * KW + kx, G(i, f, oy, ox) * X(i, c, oy + ky, ox + kx));
+                                dx_ref.add(((size_t(i) * C + c) * H + oy + ky) * W + ox + kx, G(i, f, oy, ox) * Wt(f, c, ky, kx));
+                            }
+                }
+    auto close = [](const std::vector<float>& got, const Ref& want) {
+        for (size_t i = 0; i < want.sum.size(); ++i)
+            if (!(std::fabs(double(got[i]) - want.sum[i]) <= 37 * 0x1p-24 * want.mag[i])) return false;
+        return true;
+    };
+    float *dx = device_floats(nx), *dw = device_floats(nw), *dy = device_floats(ny), *dg = device_floats(ny);
+    float *db = device_floats(F), *ddx = device_floats(nx), *ddw = device_floats(nw);
+    cudaMemcpy(dx, x.data(), nx * 4, cudaMemcpyHostToDevice);
+    cudaMemcpy(dw, w.data(), nw * 4, cudaMemcpyHostToDevice);
+    cudaMemcpy(dg, g.data(), ny * 4, cudaMemcpyHostToDevice);
+    cudnnHandle_t h = nullptr;
+    REQUIRE(cudnnCreate(&h) == CUDNN_STATUS_SUCCESS);
+    cudaStream_t s = nullptr;
+    REQUIRE(cudaStreamCreate(&s) == cudaSuccess);
+    REQUIRE(cudnnSetStream(h, s) == CUDNN_STATUS_SUCCESS);
+    cudnnTensorDescriptor_t xd, yd, bd, bad_yd;
+    cudnnFilterDescriptor_t wd;
+    cudnnConvolutionDescriptor_t cd;
+    for (auto* d : {&xd, &yd, &bd, &bad_yd}) REQUIRE(cudnnCreateTensorDescriptor(d) == CUDNN_STATUS_SUCCESS);
+    REQUIRE(cudnnCreateFilterDescriptor(&wd) == CUDNN_STATUS_SUCCESS);
+    REQUIRE(cudnnCreateConvolutionDescriptor(&cd) == CUDNN_STATUS_SUCCESS);
+    REQUIRE(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, N, C, H, W) == CUDNN_STATUS_SUCCESS);
+    REQUIRE(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, N, F, HO, WO) == CUDNN_STATUS_SUCCESS);
+    REQUIRE(cudnnSetTensor4dDescriptor(bd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, F, 1, 1) == CUDNN_STATUS_SUCCESS);
+    REQUIRE(cudnnSetTensor4dDescriptor(bad_yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, N, F, HO, WO + 1) == CUDNN_STATUS_SUCCESS);
+    REQUIRE(cudnnSetFilter4dDescriptor(wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, F, C, KH, KW) == CUDNN_STATUS_SUCCESS);
+    CHECK(cudnnSetConvolution2dDescriptor(cd, 1, 1, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT) ==
+          CUDNN_STATUS_NOT_SUPPORTED);  // padding: not emulated
+    REQUIRE(cudnnSetConvolution2dDescriptor(cd, 0, 0, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT) ==
+            CUDNN_STATUS_SUCCESS);
+    // The heuristics' first answer is one an engine must refuse (here: Winograd); a deterministic
+    // FP32 choice follows.
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int got = 0;
+    REQUIRE(cudnnGetConvolutionForwardAlgorithm_v7(h, xd, wd, cd, yd, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf) ==
+            CUDNN_STATUS_SUCCESS);
+    REQUIRE(got > 1);
+    CHECK(perf[0].algo == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED);
+    bool fp32 = false;
+    for (int i = 0; i < got; ++i)
+        fp32 |= perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
+                perf[i].mathType == CUDNN_FMA_MATH && perf[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_GEMM;
+    CHECK(fp32);
+    size_t need = 0;
+    REQUIRE(cudnnGetConvolutionForwardWorkspaceSize(h, xd, wd, cd, yd, CUDNN_CONVOLUTION_FWD_ALGO_GEMM, &need) ==
+            CUDNN_STATUS_SUCCESS);
+    REQUIRE(need > 0);
+    void* ws = nullptr;
+    REQUIRE(cudaMalloc(&ws, need) == cudaSuccess);
+    const float one = 1, zero = 0;
+    const auto gemm = CUDNN_CONVOLUTION_FWD_ALGO_GEMM;
+    // Refused: an output descriptor that is not the convolution's; an operand in host memory; a
+    // workspace shorter than the algorithm's.
+    CHECK(cudnnConvolutionForward(h, &one, xd, dx, wd, dw, cd, gemm, ws, need, &zero, bad_yd, dy) == CUDNN_STATUS_BAD_PARAM);
+    CHECK(cudnnConvolutionForward(h, &one, xd, x.data(), wd, dw, cd, gemm, ws, need, &zero, yd, dy) == CUDNN_STATUS_BAD_PARAM);
+    CHECK(cudnnConvolutionForward(h, &one, xd, dx, wd, dw, cd, gemm, ws, need - 4, &zero, yd, dy) == CUDNN_STATUS_BAD_PARAM);
+    // Captured on the handle's stream: nothing runs until the graph does.
+    cudaMemset(dy, 0, ny * 4);
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    REQUIRE(cudnnConvolutionForward(h, &one, xd, dx, wd, dw, cd, gemm, ws, need, &zero, yd, dy) == CUDNN_STATUS_SUCCESS);
+    REQUIRE(cudnnAddTensor(h, &one, bd, dg, &one, yd, dy) == CUDNN_STATUS_SUCCESS);  // + g's first F values per channel
+    cudaGraph_t graph = nullptr;
+    REQUIRE(cudaStreamEndCapture(s, &graph) == cudaSuccess);
+    size_t nodes = 0;
+    REQUIRE(cudaGraphGetNodes(graph, nullptr, &nodes) == cudaSuccess);
+    CHECK(nodes == 2);
+    CHECK(download(dy, ny) == std::vector<float>(ny, 0.0f));
+    cudaGraphExec_t exec = nullptr;
+    REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+    REQUIRE(cudaGraphLaunch(exec, s) == cudaSuccess);
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    Ref y_bias = y_ref;
+    for (size_t i = 0; i < ny; ++i) y_bias.add(i, g[i / (HO * WO) % F]);
+    CHECK(close(download(dy, ny), y_bias));
+    // The gradients (filter ALGO_1, which sums chunks of images in its workspace; data ALGO_1; bias).
+    size_t need_w = 0;
+    REQUIRE(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, xd, yd, cd, wd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, &need_w) ==
+            CUDNN_STATUS_SUCCESS);
+    REQUIRE(need_w <= need);
+    CHECK(cudnnConvolutionBackwardFilter(h, &one, xd, dx, yd, dg, cd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, ws, need, &zero, wd,
+                                         ddw) == CUDNN_STATUS_SUCCESS);
+    CHECK(cudnnConvolutionBackwardData(h, &one, wd, dw, yd, dg, cd, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, ws, need, &zero, xd,
+                                       ddx) == CUDNN_STATUS_SUCCESS);
+    CHECK(cudnnConvolutionBackwardBias(h, &one, yd, dg, &zero, bd, db) == CUDNN_STATUS_SUCCESS);
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    CHECK(close(download(ddw, nw), dw_ref));
+    CHECK(close(download(ddx, nx), dx_ref));
+    CHECK(close(download(db, F), db_ref));
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    for (auto d : {xd, yd, bd, bad_yd}) cudnnDestroyTensorDescriptor(d);
+    cudnnDestroyFilterDescriptor(wd);
+    cudnnDestroyConvolutionDescriptor(cd);
+    cudnnDestroy(h);
+    cudaStreamDestroy(s);
+    for (void* p : {(void*)dx, (void*)dw, (void*)dy, (void*)dg, (void*)db, (void*)ddx, (void*)ddw, ws}) cudaFree(p);
 }

@@ -446,6 +446,65 @@ TEST_CASE("cuDNN and custom convolution blocks agree", "[cuda][conv][cudnn]") {
 #endif
 }
 
+TEST_CASE("a cuDNN block made for a large bank gives a batch the bits of a block made for that batch", "[cuda][conv][cudnn]") {
+    // cuDNN's heuristics may answer differently for different batch sizes, and its algorithms sum
+    // in different orders: a block made for the validation bank must compute a training batch with
+    // the algorithms chosen for the batch's size (its workspace grown when they need more), or runs
+    // that embed the bank between epochs stop being bit-identical to runs that do not. The
+    // emulated cuDNN does both: for 1,000 images its GEMM forward needs over the engine's 64 MiB
+    // cap, for 37 it is the first acceptable choice.
+#if !SIAMESE_HAVE_CUDNN
+    std::printf("SKIPPED: this build has no cuDNN\n");
+#else
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 r(109);
+    cudnnHandle_t h;
+    REQUIRE(cudnnCreate(&h) == CUDNN_STATUS_SUCCESS);
+    const ConvShape s = conv_shape(1, 56, 46, 6, 3, 2);
+    const int bank_n = 40, big = 1000, n = 37;
+    const auto bank = testutil::random_vector(size_t(bank_n) * s.in_elems(), r, 0, 1);
+    const auto w = testutil::random_vector(size_t(s.F) * s.C * s.K * s.K, r, -0.5, 0.5);
+    const auto b = testutil::random_vector(s.F, r, -0.1, 0.1);
+    const auto geff = testutil::random_vector(size_t(n) * s.out_elems(), r);
+    std::vector<int> gather_big(big), gather(n);
+    for (auto& g : gather_big) g = int(r() % bank_n);
+    for (auto& g : gather) g = int(r() % bank_n);
+    auto d_bank = to_device<float>(bank), d_w = to_device<float>(w), d_b = to_device<float>(b), d_geff = to_device<float>(geff);
+    auto d_gather_big = to_device<int>(gather_big), d_gather = to_device<int>(gather);
+    DeviceBuffer<StepState> st;
+    StepState* sp = device_state(st, 0, 0, 3);
+    std::vector<float> out[2], grad[2], din[2];
+    std::vector<uint8_t> arg[2];
+    std::string chosen[2];
+    for (int k = 0; k < 2; ++k) {
+        CudnnConvBlock block(h, s, k ? big : n);
+        if (k) {  // the bank first, as validation embeds it
+            auto o = poisoned<float>(size_t(big) * s.out_elems());
+            auto a = poisoned<uint8_t>(size_t(big) * s.out_elems());
+            block.forward(o.get(), a.get(), d_bank.get(), d_w.get(), d_b.get(), big, d_gather_big.get(), 0.0f, 4, 0, sp, nullptr);
+            CUDA_CHECK(cudaDeviceSynchronize());
+        }
+        auto o = poisoned<float>(size_t(n) * s.out_elems());
+        auto a = poisoned<uint8_t>(size_t(n) * s.out_elems());
+        auto g = poisoned<float>(w.size() + b.size()), d = poisoned<float>(size_t(n) * s.in_elems());
+        block.forward(o.get(), a.get(), d_bank.get(), d_w.get(), d_b.get(), n, d_gather.get(), 0.25f, 4, 0, sp, nullptr);
+        block.backward(g.get(), d.get(), d_geff.get(), a.get(), d_bank.get(), d_w.get(), n, d_gather.get(), nullptr);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        out[k] = o.download(), arg[k] = a.download(), grad[k] = g.download(), din[k] = d.download();
+        chosen[k] = block.describe();
+    }
+    INFO("made for " << n << ": " << chosen[0] << "; made for " << big << ": " << chosen[1]);
+    REQUIRE(cudatest::all_finite(out[1]));
+    REQUIRE(cudatest::all_finite(grad[1]));
+    REQUIRE(cudatest::all_finite(din[1]));
+    CHECK(std::memcmp(out[0].data(), out[1].data(), out[0].size() * sizeof(float)) == 0);
+    CHECK(arg[0] == arg[1]);
+    CHECK(std::memcmp(grad[0].data(), grad[1].data(), grad[0].size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(din[0].data(), din[1].data(), din[0].size() * sizeof(float)) == 0);
+    cudnnDestroy(h);
+#endif
+}
+
 TEST_CASE("the weight-gradient scratch size holds every batch size, and launchers refuse a short buffer", "[cuda][conv][sizes]") {
     // Host-side logic only: runs without a device. An inference pass once grew the engine's
     // capacity to the bank (400 images) and the scratch was reallocated SMALLER than a 256-image

@@ -15,6 +15,7 @@
 #include "cublas_v2.h"
 #include "cuda_runtime.h"
 #include "fiber.hpp"
+#include "runtime_internal.hpp"
 
 struct CUgraphNode_st {
     cudaGraphNodeType type;
@@ -78,7 +79,6 @@ bool inside(const std::map<uintptr_t, size_t>& m, const void* p, size_t bytes) {
     --it;
     return u >= it->first && u + bytes <= it->first + it->second;
 }
-bool is_device(const void* p, size_t bytes) { return inside(device_allocs, p, bytes); }
 
 // Every allocation is followed by a red zone (to the next 256 bytes, then 256 more): a kernel
 // writing past the end of a buffer changes it, found after each launch. It holds the float NaN
@@ -109,18 +109,6 @@ cudaError_t unsafe_call(const char* what) {
     if (!active || active->mode == cudaStreamCaptureModeRelaxed) return cudaSuccess;
     active->invalidated = true;
     return fail(cudaErrorStreamCaptureUnsupported, std::string(what) + " during a stream capture (not relaxed)");
-}
-
-// Runs op now, or records it when the stream takes part in the capture.
-cudaError_t submit(cudaStream_t s, cudaGraphNodeType type, std::function<void()> op) {
-    if (s && s->capture) {
-        if (s->capture->invalidated) return cudaErrorStreamCaptureInvalidated;
-        s->capture->graph->nodes.push_back(std::make_unique<CUgraphNode_st>(CUgraphNode_st{type, std::move(op)}));
-        ++s->ops;
-        return cudaSuccess;
-    }
-    op();
-    return cudaSuccess;
 }
 
 double now_seconds() {
@@ -290,6 +278,19 @@ constexpr int kOptinSmem = 232448;  // H100 and H200: 227 KB a block
 std::map<const void*, int> max_dynamic_smem;
 
 }  // namespace
+
+bool is_device(const void* p, size_t bytes) { return inside(device_allocs, p, bytes); }
+
+cudaError_t submit(cudaStream_t s, cudaGraphNodeType type, std::function<void()> op) {
+    if (s && s->capture) {
+        if (s->capture->invalidated) return cudaErrorStreamCaptureInvalidated;
+        s->capture->graph->nodes.push_back(std::make_unique<CUgraphNode_st>(CUgraphNode_st{type, std::move(op)}));
+        ++s->ops;
+        return cudaSuccess;
+    }
+    op();
+    return cudaSuccess;
+}
 
 void syncthreads() { suspend_as(FiberState::AtBarrier); }
 void syncwarp() { suspend_as(FiberState::AtWarp); }
