@@ -296,6 +296,9 @@ TEST_CASE("the emulated cuBLAS SGEMM computes op(A) op(B) column-major, on its s
     cudaMemcpy(da, at.data(), 24, cudaMemcpyHostToDevice);
     REQUIRE(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, da, k, db, k, &zero, dc, m) == CUBLAS_STATUS_SUCCESS);
     CHECK(download(dc, 4) == want);
+    // Refused: a leading dimension that runs C past its allocation; B in host memory.
+    CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, da, m, db, k, &zero, dc, m + 1) == CUBLAS_STATUS_INVALID_VALUE);
+    CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, da, m, b.data(), k, &zero, dc, m) == CUBLAS_STATUS_INVALID_VALUE);
     cublasDestroy(h);
     cudaFree(da);
     cudaFree(db);

@@ -653,6 +653,17 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
     if (m < 0 || n < 0 || k < 0 || ldc < std::max(1, m) || lda < std::max(1, ta == CUBLAS_OP_N ? m : k) ||
         ldb < std::max(1, tb == CUBLAS_OP_N ? k : n))
         return CUBLAS_STATUS_INVALID_VALUE;
+    // Each matrix inside one device allocation (its last column ends at ld * (cols - 1) + rows):
+    // where a real SGEMM would fault.
+    auto inside = [](const float* p, int rows, int cols, int ld) {
+        return rows == 0 || cols == 0 || emu::is_device(p, (size_t(ld) * (cols - 1) + rows) * sizeof(float));
+    };
+    const bool na = ta == CUBLAS_OP_N, nb = tb == CUBLAS_OP_N;
+    if (!inside(a, na ? m : k, na ? k : m, lda) || !inside(b, nb ? k : n, nb ? n : k, ldb) || !inside(c, m, n, ldc)) {
+        std::fprintf(stderr, "CUDA emulation: cublasSgemm (m %d, n %d, k %d): a matrix is not inside one device allocation\n",
+                     m, n, k);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
     const float al = *alpha, be = *beta;  // host pointers: read now, as cuBLAS's host pointer mode does
     const bool tf32 = h->math == CUBLAS_TF32_TENSOR_OP_MATH;
     emu::submit(h->stream, cudaGraphNodeTypeKernel, [=] {

@@ -1,6 +1,7 @@
 // The cuBLAS calls the engine makes, emulated on the CPU (see cuda_runtime.h). cublasSgemm sums
 // in FP32 in another order than cuBLAS (no test may expect cuBLAS's bits). With TF32 math, A and
-// B are first rounded to TF32 (10 fraction bits, to nearest), as tensor cores see them.
+// B are first rounded to TF32 (10 fraction bits, to nearest), as tensor cores see them. A matrix
+// not inside one device allocation (as its size and leading dimension reach) is refused.
 #pragma once
 #include "cuda_runtime.h"
 
