@@ -173,50 +173,46 @@ cudnnStatus_t cudnnGetStream(cudnnHandle_t h, cudaStream_t* s) {
 }
 
 // ---- descriptors ----------------------------------------------------------------------------
-cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t* d) {
-    *d = new cudnnTensorStruct;
+namespace {
+template <class D>
+cudnnStatus_t create(D** d) {
+    if (!d) return bad("a descriptor's create: null");
+    *d = new D;
     return CUDNN_STATUS_SUCCESS;
 }
-cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d) {
+template <class D>
+cudnnStatus_t destroy(D* d) {
     delete d;
     return CUDNN_STATUS_SUCCESS;
 }
+// A tensor's (n, c, h, w) or a filter's (k, c, h, w).
+template <class D>
+cudnnStatus_t set4d(const char* what, D* d, cudnnTensorFormat_t format, cudnnDataType_t type, int a, int b, int c, int e) {
+    if (!d) return bad(std::string(what) + ": null descriptor");
+    if (format != CUDNN_TENSOR_NCHW || type != CUDNN_DATA_FLOAT)
+        return refuse(CUDNN_STATUS_NOT_SUPPORTED, std::string(what) + ": only NCHW float is emulated");
+    if (a < 1 || b < 1 || c < 1 || e < 1)
+        return bad(std::string(what) + ": dimensions (" + std::to_string(a) + ", " + std::to_string(b) + ", " +
+                   std::to_string(c) + ", " + std::to_string(e) + ") must all be positive");
+    *d = D{true, a, b, c, e};
+    return CUDNN_STATUS_SUCCESS;
+}
+}  // namespace
+
+cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t* d) { return create(d); }
+cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d) { return destroy(d); }
 cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t format, cudnnDataType_t type, int n,
                                          int c, int h, int w) {
-    if (!d) return bad("cudnnSetTensor4dDescriptor: null descriptor");
-    if (format != CUDNN_TENSOR_NCHW || type != CUDNN_DATA_FLOAT)
-        return refuse(CUDNN_STATUS_NOT_SUPPORTED, "cudnnSetTensor4dDescriptor: only NCHW float is emulated");
-    if (n < 1 || c < 1 || h < 1 || w < 1)
-        return bad("cudnnSetTensor4dDescriptor: dimensions (" + std::to_string(n) + ", " + std::to_string(c) + ", " +
-                   std::to_string(h) + ", " + std::to_string(w) + ") must all be positive");
-    *d = cudnnTensorStruct{true, n, c, h, w};
-    return CUDNN_STATUS_SUCCESS;
+    return set4d("cudnnSetTensor4dDescriptor", d, format, type, n, c, h, w);
 }
-cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t* d) {
-    *d = new cudnnFilterStruct;
-    return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d) {
-    delete d;
-    return CUDNN_STATUS_SUCCESS;
-}
+cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t* d) { return create(d); }
+cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d) { return destroy(d); }
 cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t type, cudnnTensorFormat_t format, int k,
                                          int c, int h, int w) {
-    if (!d) return bad("cudnnSetFilter4dDescriptor: null descriptor");
-    if (format != CUDNN_TENSOR_NCHW || type != CUDNN_DATA_FLOAT)
-        return refuse(CUDNN_STATUS_NOT_SUPPORTED, "cudnnSetFilter4dDescriptor: only NCHW float is emulated");
-    if (k < 1 || c < 1 || h < 1 || w < 1) return bad("cudnnSetFilter4dDescriptor: dimensions must all be positive");
-    *d = cudnnFilterStruct{true, k, c, h, w};
-    return CUDNN_STATUS_SUCCESS;
+    return set4d("cudnnSetFilter4dDescriptor", d, format, type, k, c, h, w);
 }
-cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t* d) {
-    *d = new cudnnConvolutionStruct;
-    return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d) {
-    delete d;
-    return CUDNN_STATUS_SUCCESS;
-}
+cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t* d) { return create(d); }
+cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d) { return destroy(d); }
 cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int pad_h, int pad_w, int u, int v,
                                               int dil_h, int dil_w, cudnnConvolutionMode_t mode, cudnnDataType_t type) {
     if (!d) return bad("cudnnSetConvolution2dDescriptor: null descriptor");

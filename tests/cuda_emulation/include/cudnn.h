@@ -68,8 +68,10 @@ enum cudnnConvolutionBwdDataAlgo_t {
     CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED = 5,
     CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT = 6,
 };
-struct cudnnConvolutionFwdAlgoPerf_t {
-    cudnnConvolutionFwdAlgo_t algo;
+// The three heuristics' answers (cuDNN declares three structs of this one layout).
+template <class Algo>
+struct cudnnAlgoPerf {
+    Algo algo;
     cudnnStatus_t status;
     float time;
     size_t memory;
@@ -77,24 +79,9 @@ struct cudnnConvolutionFwdAlgoPerf_t {
     cudnnMathType_t mathType;
     int reserved[3];
 };
-struct cudnnConvolutionBwdFilterAlgoPerf_t {
-    cudnnConvolutionBwdFilterAlgo_t algo;
-    cudnnStatus_t status;
-    float time;
-    size_t memory;
-    cudnnDeterminism_t determinism;
-    cudnnMathType_t mathType;
-    int reserved[3];
-};
-struct cudnnConvolutionBwdDataAlgoPerf_t {
-    cudnnConvolutionBwdDataAlgo_t algo;
-    cudnnStatus_t status;
-    float time;
-    size_t memory;
-    cudnnDeterminism_t determinism;
-    cudnnMathType_t mathType;
-    int reserved[3];
-};
+typedef cudnnAlgoPerf<cudnnConvolutionFwdAlgo_t> cudnnConvolutionFwdAlgoPerf_t;
+typedef cudnnAlgoPerf<cudnnConvolutionBwdFilterAlgo_t> cudnnConvolutionBwdFilterAlgoPerf_t;
+typedef cudnnAlgoPerf<cudnnConvolutionBwdDataAlgo_t> cudnnConvolutionBwdDataAlgoPerf_t;
 
 struct cudnnContext;
 struct cudnnTensorStruct;
