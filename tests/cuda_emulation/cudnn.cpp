@@ -1,12 +1,12 @@
 // The emulated cuDNN (see include/cudnn.h): descriptors, heuristics, workspace sizes, and the
-// four convolution operations plus the bias ones, summed in FP32 on the host, queued on the
-// handle's stream. Each algorithm sums in an order of its own, as cuDNN's do: an engine that let
-// one batch size's choice depend on history (another size met first) loses its bit-identical runs.
+// operations (the convolution, its filter and data gradients, the bias gradient, the tensor add),
+// summed in FP32 on the host, queued on the handle's stream. Each algorithm sums in an order of
+// its own, as cuDNN's do: an engine that let one batch size's choice depend on history (another
+// size met first) loses its bit-identical runs.
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <limits>
+#include <functional>
 #include <string>
 #include <vector>
 

@@ -655,11 +655,11 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
         return CUBLAS_STATUS_INVALID_VALUE;
     // Each matrix inside one device allocation (its last column ends at ld * (cols - 1) + rows):
     // where a real SGEMM would fault.
-    auto inside = [](const float* p, int rows, int cols, int ld) {
+    auto in_device = [](const float* p, int rows, int cols, int ld) {
         return rows == 0 || cols == 0 || emu::is_device(p, (size_t(ld) * (cols - 1) + rows) * sizeof(float));
     };
     const bool na = ta == CUBLAS_OP_N, nb = tb == CUBLAS_OP_N;
-    if (!inside(a, na ? m : k, na ? k : m, lda) || !inside(b, nb ? k : n, nb ? n : k, ldb) || !inside(c, m, n, ldc)) {
+    if (!in_device(a, na ? m : k, na ? k : m, lda) || !in_device(b, nb ? k : n, nb ? n : k, ldb) || !in_device(c, m, n, ldc)) {
         std::fprintf(stderr, "CUDA emulation: cublasSgemm (m %d, n %d, k %d): a matrix is not inside one device allocation\n",
                      m, n, k);
         return CUBLAS_STATUS_INVALID_VALUE;
