@@ -210,10 +210,26 @@ void with_pair_shape(const ConvShape& a, const ConvShape& b, F&& f) {
 }
 
 // f(pixels, shape): the images' pixel type (ImageIn::visit) and the shape (with_shape) a kernel
-// is instantiated for.
+// is instantiated for. FP16 pixels are the bank's, which only a first conv block reads: on them a
+// second block's fixed shape takes the run-time path (its kernels there would be dead code, eight
+// instantiations of nvcc's time).
+template <class S>
+constexpr bool second_block_shape() {
+    if constexpr (IsFixedShape<S>::value)
+        return S::C != 1;
+    else
+        return false;
+}
 template <class F>
 void with_input_shape(const ImageIn& in, const ConvShape& s, F&& f) {
-    in.visit([&](auto x) { with_shape(s, [&](auto shape) { f(x, shape); }); });
+    in.visit([&](auto x) {
+        with_shape(s, [&](auto shape) {
+            if constexpr (std::is_same_v<decltype(x), HalfPixels> && second_block_shape<decltype(shape)>())
+                f(x, s);
+            else
+                f(x, shape);
+        });
+    });
 }
 
 }  // namespace
