@@ -128,6 +128,26 @@ void scribble(void* p, size_t bytes) {
     if (bytes) std::memset(p, 0xFF, bytes);
 }
 
+// What every convolution call checks, in order: the descriptors, the algorithm, the input (x),
+// filter (w) and output (y) operands, then the workspace against what the algorithm needs
+// (*need, from size_of). The first failure's text, or empty.
+struct Operand {
+    const char* name;
+    const void* p;
+};
+template <class Algo>
+std::string check_call(const Geometry& g, Algo algo, int algo_count, Operand x, Operand w, Operand y, void* ws, size_t given,
+                       size_t (*size_of)(const Geometry&, Algo), size_t* need) {
+    std::string e = check(g);
+    if (e.empty() && (algo < 0 || int(algo) >= algo_count)) e = "no such algorithm";
+    if (e.empty()) e = operand(x.name, x.p, g.x->elems());
+    if (e.empty()) e = operand(w.name, w.p, g.w->elems());
+    if (e.empty()) e = operand(y.name, y.p, g.y->elems());
+    *need = e.empty() ? size_of(g, algo) : 0;
+    if (e.empty()) e = workspace(ws, given, *need);
+    return e;
+}
+
 // The call's work on the handle's stream (recorded when that stream is being captured).
 cudnnStatus_t queue(cudnnHandle_t h, std::function<void()> op) {
     return emu::submit(h->stream, cudaGraphNodeTypeKernel, std::move(op)) == cudaSuccess
@@ -337,13 +357,9 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* alpha, const 
                                       void* y) {
     if (!h) return CUDNN_STATUS_NOT_INITIALIZED;
     const Geometry g{x_desc, w_desc, conv, y_desc};
-    std::string e = check(g);
-    if (e.empty() && (algo < 0 || algo >= CUDNN_CONVOLUTION_FWD_ALGO_COUNT)) e = "no such algorithm";
-    if (e.empty()) e = operand("x", x, x_desc->elems());
-    if (e.empty()) e = operand("w", w, w_desc->elems());
-    if (e.empty()) e = operand("y", y, y_desc->elems());
-    const size_t need = e.empty() ? fwd_workspace(g, algo) : 0;
-    if (e.empty()) e = workspace(ws, ws_bytes, need);
+    size_t need = 0;
+    const std::string e = check_call(g, algo, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, {"x", x}, {"w", w}, {"y", y}, ws, ws_bytes,
+                                     fwd_workspace, &need);
     if (!e.empty()) return bad("cudnnConvolutionForward: " + e);
     const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
     const cudnnTensorStruct X = *x_desc, Y = *y_desc;
@@ -379,14 +395,11 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void* alpha,
                                              const cudnnFilterDescriptor_t dw_desc, void* dw) {
     if (!h) return CUDNN_STATUS_NOT_INITIALIZED;
     const Geometry g{x_desc, dw_desc, conv, dy_desc};
-    std::string e = check(g);
-    if (e.empty() && algo == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD) return refuse(CUDNN_STATUS_NOT_SUPPORTED, "filter WINOGRAD");
-    if (e.empty() && (algo < 0 || algo >= CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT)) e = "no such algorithm";
-    if (e.empty()) e = operand("x", x, x_desc->elems());
-    if (e.empty()) e = operand("dy", dy, dy_desc->elems());
-    if (e.empty()) e = operand("dw", dw, dw_desc->elems());
-    const size_t need = e.empty() ? filter_workspace(g, algo) : 0;
-    if (e.empty()) e = workspace(ws, ws_bytes, need);
+    if (check(g).empty() && algo == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD)
+        return refuse(CUDNN_STATUS_NOT_SUPPORTED, "filter WINOGRAD");
+    size_t need = 0;
+    const std::string e = check_call(g, algo, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, {"x", x}, {"dw", dw}, {"dy", dy}, ws,
+                                     ws_bytes, filter_workspace, &need);
     if (!e.empty()) return bad("cudnnConvolutionBackwardFilter: " + e);
     const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
     const cudnnTensorStruct X = *x_desc, Y = *dy_desc;
@@ -424,13 +437,9 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void* alpha, c
                                            const cudnnTensorDescriptor_t dx_desc, void* dx) {
     if (!h) return CUDNN_STATUS_NOT_INITIALIZED;
     const Geometry g{dx_desc, w_desc, conv, dy_desc};
-    std::string e = check(g);
-    if (e.empty() && (algo < 0 || algo >= CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT)) e = "no such algorithm";
-    if (e.empty()) e = operand("w", w, w_desc->elems());
-    if (e.empty()) e = operand("dy", dy, dy_desc->elems());
-    if (e.empty()) e = operand("dx", dx, dx_desc->elems());
-    const size_t need = e.empty() ? data_workspace(g, algo) : 0;
-    if (e.empty()) e = workspace(ws, ws_bytes, need);
+    size_t need = 0;
+    const std::string e = check_call(g, algo, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, {"dx", dx}, {"w", w}, {"dy", dy}, ws,
+                                     ws_bytes, data_workspace, &need);
     if (!e.empty()) return bad("cudnnConvolutionBackwardData: " + e);
     const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
     const cudnnTensorStruct X = *dx_desc, Y = *dy_desc;
