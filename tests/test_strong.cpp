@@ -448,6 +448,25 @@ TEST_CASE("cv and train --recipe strong run end to end on tiny generated faces",
         CHECK(j["mean"][m]["auc"].get<double>() > 0.0);
     }
     CHECK(j["recipe"]["sampler"] == "pk");
+    // The printed table: each column's name stands over its values ("0.9697 +- 0.0108").
+    const auto cvt = testutil::run_cli("cv --recipe strong --data " + dir + "/faces --folds 2 --epochs 1 --pk-people 3 "
+                                       "--pk-images 4 --downsample 4 --device cpu --threads 2");
+    INFO(cvt.out);
+    REQUIRE(cvt.status == 0);
+    const auto line_at = [&](const std::string& start) {
+        const size_t at = cvt.out.find("\n" + start);
+        REQUIRE(at != std::string::npos);
+        return cvt.out.substr(at + 1, cvt.out.find('\n', at + 1) - at - 1);
+    };
+    const std::string header = line_at("method "), learned = line_at("learned ");
+    size_t value = 0;
+    for (const char* column : {"AUC", "EER", "TAR@FAR1%", "one-shot", "rank-1", "DIR@FAR1%"}) {
+        INFO(column);
+        value = learned.find(" +- ", value + 1);
+        REQUIRE(value != std::string::npos);
+        CHECK(header.find(column) == value - 6);  // a value starts 6 characters before its " +- "
+    }
+    CHECK(cvt.out.find("1 epoch, device cpu") != std::string::npos);
     // --val-people: that many training people a fold, held out, scored as "validation".
     const auto cvv = testutil::run_cli("cv --recipe strong --data " + dir + "/faces --folds 2 --epochs 1 --pk-people 3 "
                                        "--pk-images 4 --downsample 4 --device cpu --threads 2 --no-baselines --val-people 2 --json");
