@@ -187,7 +187,9 @@ void print_report(const TestReport& r, double threshold) {
     else
         std::printf("test pairs %d (%d genuine)\n", r.pairs, r.genuine);
     std::printf("  accuracy at d < 0.5          %.4f\n", r.accuracy);
-    std::printf("  accuracy at threshold %.3f   %.4f\n", threshold, r.accuracy_at_threshold);
+    char at_threshold[48];
+    std::snprintf(at_threshold, sizeof at_threshold, "accuracy at threshold %.3f", threshold);
+    std::printf("  %-28s %.4f\n", at_threshold, r.accuracy_at_threshold);
     std::printf("  ROC AUC                      %.4f\n", r.auc);
     std::printf("  EER                          %.4f\n", r.eer);
     std::printf("  TAR at FAR 1%% / 0.1%%         %.4f / %.4f  (genuine pairs accepted when 1%% / 0.1%% of impostors are)\n",
